@@ -1,0 +1,97 @@
+/* config.h: the proxy's settings: INI file (inih), then environment overrides. */
+#ifndef LBP_CONFIG_H
+#define LBP_CONFIG_H
+
+/*
+ * Every key lives in one table in config.c (section, key, type, bounds,
+ * secret or not), so the INI parser, the environment overrides
+ * (LAKEBASE_PROXY_<SECTION>_<KEY>, upper case) and --check-config output
+ * all agree. Unknown sections and keys, and bad values, are errors that
+ * name the file, line and key (or the environment variable).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+
+enum sslmode {
+	SSLMODE_DISABLE = 0,
+	SSLMODE_REQUIRE,
+	SSLMODE_VERIFY_CA,
+	SSLMODE_VERIFY_FULL
+};
+const char *sslmode_name(enum sslmode mode);
+bool sslmode_parse(const char *s, enum sslmode *out);
+
+struct cfg_upstream {
+	char *host;
+	uint16_t port;          /* 5432 */
+	char *dbname;           /* "databricks_postgres" */
+	char *user;
+	char *password;         /* secret: never logged */
+	enum sslmode sslmode;   /* verify-full */
+	char *sslrootcert;      /* file path, or "system"; NULL = system */
+	char *application_name; /* "lakebase-proxy" */
+	unsigned keepalive_idle_s; /* 30 */
+};
+
+struct cfg_pool {
+	unsigned min_size;           /* 2 */
+	unsigned max_size;           /* 8 */
+	unsigned max_lifetime_s;     /* 3600 */
+	unsigned connect_timeout_ms; /* 5000: TCP connect */
+	unsigned login_timeout_ms;   /* 10000: TLS + startup + auth */
+	unsigned query_timeout_ms;   /* 30000: one query or COPY */
+	unsigned health_check_s;     /* 30: idle connections older get a check */
+	unsigned reconnect_base_ms;  /* 100: first backoff after a failure */
+	unsigned reconnect_max_ms;   /* 30000: backoff ceiling */
+};
+
+struct cfg_ingest {
+	char *listen; /* "127.0.0.1:5480" */
+};
+
+struct cfg_batch {
+	uint64_t max_rows;     /* 50000 */
+	uint64_t max_bytes;    /* 8 MiB */
+	unsigned max_delay_ms; /* 50 */
+};
+
+struct cfg_admin {
+	char *listen; /* "127.0.0.1:9187" */
+};
+
+struct cfg_log {
+	enum log_level level;    /* info */
+	unsigned stats_period_s; /* 60; 0 = no periodic pool line */
+};
+
+struct config {
+	struct cfg_upstream upstream;
+	struct cfg_pool pool;
+	struct cfg_ingest ingest;
+	struct cfg_batch batch;
+	struct cfg_admin admin;
+	struct cfg_log log;
+};
+
+/* Fills defaults (strings heap-allocated). false only on OOM. */
+bool cfg_init(struct config *cfg);
+void cfg_free(struct config *cfg);
+
+/*
+ * Loads path (NULL: no file) over the defaults in cfg, then the
+ * environment (envp: NULL-terminated "KEY=VALUE" list, usually environ),
+ * then checks the whole (min_size <= max_size, host given, ...).
+ * On false, err holds one line naming file:line and key, or the variable.
+ */
+bool cfg_load(struct config *cfg, const char *path, char *const *envp,
+	      char *err, size_t errlen);
+
+/* Writes the effective settings as INI, secrets shown as "********". */
+void cfg_print(const struct config *cfg, FILE *out);
+
+#endif

@@ -1,0 +1,213 @@
+/* pgwire.h: pure encoder and decoder of PostgreSQL v3 protocol messages. */
+#ifndef LBP_PGWIRE_H
+#define LBP_PGWIRE_H
+
+/*
+ * No I/O happens here. Encoders append whole messages to an evbuffer (a
+ * memory buffer); decoders take the bytes of one frame and fill a struct
+ * whose pointers point into those bytes. Every length and count that came
+ * from the peer is checked against the bytes actually present before use:
+ * a decoder given truncated, oversized or hostile bytes returns PGW_ERROR
+ * and never reads outside the frame.
+ *
+ * The same framing (1-byte type, 4-byte big-endian length that counts
+ * itself but not the type byte) is used by the ingest protocol, so
+ * pgw_frame_next() serves both.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+enum pgw_rc {
+	PGW_OK = 0,    /* a whole item was decoded */
+	PGW_AGAIN = 1, /* not enough bytes yet: read more and call again */
+	PGW_ERROR = -1 /* malformed: the stream can not be trusted any more */
+};
+
+#define PGW_HEADER_LEN 5
+/* Default ceiling on a backend message; DataRow of a catalog query is small. */
+#define PGW_MAX_BACKEND_MESSAGE (16u * 1024 * 1024)
+
+/* Protocol 3.0 and the two special request codes. */
+#define PGW_PROTOCOL_V3 196608u
+#define PGW_SSL_REQUEST_CODE 80877103u
+
+/* Backend message types. */
+#define PGW_MSG_AUTH 'R'
+#define PGW_MSG_PARAMETER_STATUS 'S'
+#define PGW_MSG_BACKEND_KEY 'K'
+#define PGW_MSG_READY 'Z'
+#define PGW_MSG_ROW_DESCRIPTION 'T'
+#define PGW_MSG_DATA_ROW 'D'
+#define PGW_MSG_COMMAND_COMPLETE 'C'
+#define PGW_MSG_EMPTY_QUERY 'I'
+#define PGW_MSG_COPY_IN 'G'
+#define PGW_MSG_COPY_OUT 'H'
+#define PGW_MSG_COPY_BOTH 'W'
+#define PGW_MSG_ERROR 'E'
+#define PGW_MSG_NOTICE 'N'
+#define PGW_MSG_NOTIFICATION 'A'
+#define PGW_MSG_NEGOTIATE_VERSION 'v'
+
+/* Authentication request codes (the int32 after 'R'). */
+enum pgw_auth_code {
+	PGW_AUTH_OK = 0,
+	PGW_AUTH_CLEARTEXT = 3,
+	PGW_AUTH_MD5 = 5,
+	PGW_AUTH_SASL = 10,
+	PGW_AUTH_SASL_CONTINUE = 11,
+	PGW_AUTH_SASL_FINAL = 12
+};
+
+/* ---- frontend encoders: each appends one whole message; false on OOM ---- */
+
+bool pgw_put_ssl_request(struct evbuffer *out);
+/* params: NULL-terminated list of key, value, key, value, ... */
+bool pgw_put_startup(struct evbuffer *out, const char *const *params);
+bool pgw_put_password(struct evbuffer *out, const char *password);
+bool pgw_put_sasl_initial(struct evbuffer *out, const char *mechanism,
+			  const void *data, size_t len);
+bool pgw_put_sasl_response(struct evbuffer *out, const void *data, size_t len);
+bool pgw_put_query(struct evbuffer *out, const char *sql);
+bool pgw_put_copy_data(struct evbuffer *out, const void *data, size_t len);
+/* Moves len bytes from the front of src into one CopyData, without copying. */
+bool pgw_put_copy_data_from(struct evbuffer *out, struct evbuffer *src,
+			    size_t len);
+bool pgw_put_copy_done(struct evbuffer *out);
+bool pgw_put_copy_fail(struct evbuffer *out, const char *reason);
+bool pgw_put_sync(struct evbuffer *out);
+bool pgw_put_terminate(struct evbuffer *out);
+
+/* ---- framing ---- */
+
+struct pgw_frame {
+	uint8_t type;
+	const uint8_t *body; /* len bytes, valid until pgw_frame_consume() */
+	size_t len;          /* body length, without the 5 header bytes */
+};
+
+/*
+ * Looks at the front of a flat byte array. PGW_OK: *f describes one whole
+ * frame and *frame_len is its size with header. PGW_AGAIN: more bytes are
+ * needed. PGW_ERROR: the length field is below 4 or the body above max_body.
+ */
+enum pgw_rc pgw_frame_parse(const uint8_t *buf, size_t avail, size_t max_body,
+			    struct pgw_frame *f, size_t *frame_len);
+
+/*
+ * The same on an evbuffer: on PGW_OK the frame is made contiguous and f
+ * points into the buffer; call pgw_frame_consume() when done with it.
+ */
+enum pgw_rc pgw_frame_next(struct evbuffer *in, size_t max_body,
+			   struct pgw_frame *f);
+void pgw_frame_consume(struct evbuffer *in, const struct pgw_frame *f);
+
+/* ---- backend decoders: PGW_OK or PGW_ERROR; pointers point into f ---- */
+
+struct pgw_auth {
+	uint32_t code;       /* enum pgw_auth_code, or another (unsupported) */
+	const uint8_t *data; /* the bytes after the code */
+	size_t data_len;
+};
+enum pgw_rc pgw_parse_auth(const struct pgw_frame *f, struct pgw_auth *a);
+/* For PGW_AUTH_SASL: does the NUL-separated mechanism list offer mech? */
+bool pgw_sasl_offers(const struct pgw_auth *a, const char *mech);
+
+struct pgw_param_status {
+	const char *name;
+	const char *value;
+};
+enum pgw_rc pgw_parse_param_status(const struct pgw_frame *f,
+				   struct pgw_param_status *p);
+
+struct pgw_backend_key {
+	uint32_t pid;
+	uint32_t secret;
+};
+enum pgw_rc pgw_parse_backend_key(const struct pgw_frame *f,
+				  struct pgw_backend_key *k);
+
+/* ReadyForQuery: status is 'I' (idle), 'T' (in transaction), 'E' (failed). */
+enum pgw_rc pgw_parse_ready(const struct pgw_frame *f, char *status);
+
+struct pgw_field {
+	const char *name;
+	uint32_t table_oid;
+	int16_t column;
+	uint32_t type_oid;
+	int16_t type_len;
+	int32_t type_mod;
+	int16_t format;
+};
+/*
+ * RowDescription. Fills at most max fields; *nfields gets the count the
+ * server sent (which may exceed max: the caller decides). The whole message
+ * is validated either way.
+ */
+enum pgw_rc pgw_parse_row_description(const struct pgw_frame *f,
+				      struct pgw_field *fields, size_t max,
+				      uint16_t *nfields);
+
+struct pgw_value {
+	const uint8_t *data; /* NULL when len < 0 */
+	int32_t len;         /* -1 is SQL NULL */
+};
+/* DataRow, with the same max/count contract as RowDescription. */
+enum pgw_rc pgw_parse_data_row(const struct pgw_frame *f,
+			       struct pgw_value *values, size_t max,
+			       uint16_t *ncols);
+
+/* CommandComplete: the tag, e.g. "COPY 1000" or "INSERT 0 5". */
+enum pgw_rc pgw_parse_command_complete(const struct pgw_frame *f,
+				       const char **tag);
+/* The row count at the end of a tag; false when the tag carries none. */
+bool pgw_tag_rows(const char *tag, uint64_t *rows);
+
+struct pgw_copy_response {
+	uint8_t format; /* 0 text, 1 binary */
+	uint16_t ncols;
+};
+/* CopyInResponse, CopyOutResponse and CopyBothResponse share a layout. */
+enum pgw_rc pgw_parse_copy_response(const struct pgw_frame *f,
+				    struct pgw_copy_response *r);
+
+/* ErrorResponse and NoticeResponse: every field PostgreSQL documents. */
+struct pgw_notice {
+	const char *severity;     /* 'S', localized */
+	const char *severity_nl;  /* 'V', never localized */
+	const char *sqlstate;     /* 'C' */
+	const char *message;      /* 'M' */
+	const char *detail;       /* 'D' */
+	const char *hint;         /* 'H' */
+	const char *position;     /* 'P' */
+	const char *int_position; /* 'p' */
+	const char *int_query;    /* 'q' */
+	const char *where;        /* 'W' */
+	const char *schema;       /* 's' */
+	const char *table;        /* 't' */
+	const char *column;       /* 'c' */
+	const char *datatype;     /* 'd' */
+	const char *constraint;   /* 'n' */
+	const char *file;         /* 'F' */
+	const char *line;         /* 'L' */
+	const char *routine;      /* 'R' */
+	char *owned;              /* the heap block of a pgw_notice_dup() */
+};
+/* Absent fields are NULL; unknown field codes are skipped, as the docs ask. */
+enum pgw_rc pgw_parse_notice(const struct pgw_frame *f, struct pgw_notice *n);
+
+/*
+ * Copies every present field of src into one heap block owned by dst, so the
+ * error outlives the frame. Release with pgw_notice_free(). false on OOM.
+ */
+bool pgw_notice_dup(const struct pgw_notice *src, struct pgw_notice *dst);
+void pgw_notice_free(struct pgw_notice *n);
+
+/* NegotiateProtocolVersion: the newest minor version the server supports. */
+enum pgw_rc pgw_parse_negotiate_version(const struct pgw_frame *f,
+					uint32_t *minor, uint32_t *nunknown);
+
+#endif

@@ -1,0 +1,56 @@
+/* scram.h: client side of SCRAM-SHA-256 (RFC 5802, RFC 7677) and MD5 auth. */
+#ifndef LBP_SCRAM_H
+#define LBP_SCRAM_H
+
+/*
+ * Pure code, no I/O: the upstream connection carries the messages. Every
+ * byte from the server is treated as hostile: lengths are bounded, base64
+ * is decoded with checked sizes, the server nonce must extend ours, the
+ * iteration count is bounded, and the server signature is verified in
+ * constant time before the login is trusted.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SCRAM_MECHANISM "SCRAM-SHA-256"
+/* Longest server message we accept; PostgreSQL's are under 200 bytes. */
+#define SCRAM_MAX_SERVER_MESSAGE 4096
+/* Most PBKDF2 iterations we run for a server (PostgreSQL's default: 4096). */
+#define SCRAM_MAX_ITERATIONS 1000000u
+
+struct scram_client;
+
+/* password: as given in the configuration; NULL on OOM. */
+struct scram_client *scram_client_new(const char *password);
+/* For tests: fixed client nonce (printable ASCII, no ','). */
+struct scram_client *scram_client_new_with_nonce(const char *password,
+						 const char *nonce);
+void scram_client_free(struct scram_client *sc);
+
+/*
+ * client-first-message ("n,,n=,r=<nonce>"; PostgreSQL takes the user name
+ * from the startup packet). *msg stays owned by sc.
+ */
+bool scram_client_first(struct scram_client *sc, const char **msg,
+			size_t *len);
+
+/*
+ * Takes server-first-message, computes the proof and gives the
+ * client-final-message (owned by sc). On false, err holds the reason.
+ */
+bool scram_client_final(struct scram_client *sc, const uint8_t *server_first,
+			size_t server_len, const char **msg, size_t *len,
+			char *err, size_t errlen);
+
+/* Checks server-final-message ("v=<signature>" or "e=<error>"). */
+bool scram_verify_server(struct scram_client *sc, const uint8_t *server_final,
+			 size_t server_len, char *err, size_t errlen);
+
+/* "md5" + md5hex(md5hex(password + user) + salt): 35 chars and a NUL. */
+#define SCRAM_MD5_LEN 36
+bool scram_md5_response(const char *user, const char *password,
+			const uint8_t salt[4], char out[SCRAM_MD5_LEN]);
+
+#endif
