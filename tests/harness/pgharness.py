@@ -433,8 +433,13 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _kill_postmaster(pidfile: Path) -> None:
+    """Last resort when pg_ctl cannot stop a leftover server: SIGKILL its postmaster, but only
+    if that pid still runs postgres on this data directory (pids get reused)."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         pid = int(pidfile.read_text().splitlines()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if str(pidfile.parent).encode() not in cmdline:
+            return
         os.kill(pid, signal.SIGKILL)
         for _ in range(100):
             os.kill(pid, 0)  # raises once the process is gone
