@@ -27,6 +27,15 @@ struct scram_client *scram_client_new(const char *password);
 /* For tests: fixed client nonce (printable ASCII, no ','). */
 struct scram_client *scram_client_new_with_nonce(const char *password,
 						 const char *nonce);
+/*
+ * For tests only: also a user name for client-first-message ("n=<user>"),
+ * so the RFC 7677 example can be reproduced byte for byte. PostgreSQL
+ * ignores this name. user must not hold ',', '=' or control characters
+ * (no RFC 5802 escaping here); NULL means "". NULL on bad input or OOM.
+ */
+struct scram_client *scram_client_new_for_test(const char *user,
+					       const char *password,
+					       const char *nonce);
 void scram_client_free(struct scram_client *sc);
 
 /*
