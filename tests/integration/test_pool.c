@@ -1,0 +1,381 @@
+/* test_pool.c: the warm pool against a real PostgreSQL: size, repair, recycling. */
+#include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "harness_env.h"
+#include "pool.h"
+#include "testloop.h"
+#include "tls.h"
+
+static struct harness_env env;
+static struct event_base *base;
+static struct evdns_base *dns;
+static SSL_CTX *ctx;
+
+static void setup(void)
+{
+	char err[256];
+
+	ck_assert(harness_env_load(&env));
+	base = event_base_new();
+	dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	ctx = tls_client_ctx_new(SSLMODE_VERIFY_FULL, env.ca_file, err,
+				 sizeof(err));
+	ck_assert_msg(ctx != NULL, "%s", err);
+}
+
+static void teardown(void)
+{
+	SSL_CTX_free(ctx);
+	evdns_base_free(dns, 0);
+	event_base_free(base);
+}
+
+static struct up_params params(void)
+{
+	struct up_params p = {
+	    .host = env.host,
+	    .port = (uint16_t)env.port,
+	    .dbname = env.dbname,
+	    .user = env.user,
+	    .password = env.password,
+	    .application_name = "lakebase-proxy",
+	    .sslmode = SSLMODE_VERIFY_FULL,
+	    .ssl_ctx = ctx,
+	    .connect_timeout_ms = 2000,
+	    .login_timeout_ms = 5000,
+	    .query_timeout_ms = 10000,
+	    .keepalive_idle_s = 30,
+	};
+	return p;
+}
+
+static struct cfg_pool pool_cfg(unsigned min, unsigned max)
+{
+	struct cfg_pool c = {
+	    .min_size = min,
+	    .max_size = max,
+	    .max_lifetime_s = 3600,
+	    .connect_timeout_ms = 2000,
+	    .login_timeout_ms = 5000,
+	    .query_timeout_ms = 10000,
+	    .health_check_s = 30,
+	    .reconnect_base_ms = 50,
+	    .reconnect_max_ms = 500,
+	};
+	return c;
+}
+
+struct idle_goal {
+	struct pool *pool;
+	unsigned idle;
+};
+
+static bool idle_reached(void *arg)
+{
+	struct idle_goal *g = arg;
+	struct pool_stats s;
+
+	pool_get_stats(g->pool, &s);
+	return s.idle == g->idle && s.opening == 0 && s.checking == 0;
+}
+
+static void wait_idle(struct pool *p, unsigned n)
+{
+	struct idle_goal g = {p, n};
+	struct pool_stats s;
+
+	if (!testloop_until(base, idle_reached, &g, 30)) {
+		pool_get_stats(p, &s);
+		ck_abort_msg("pool not at %u idle: opening=%u idle=%u "
+			     "failures=%u",
+			     n, s.opening, s.idle, s.failures);
+	}
+}
+
+/* Backend pids of the proxy's TLS sessions, as the server sees them. */
+static void server_pids(char *out, size_t size)
+{
+	ck_assert(harness_sql(&env,
+			      "SELECT coalesce(string_agg(a.pid::text, ',' "
+			      "ORDER BY a.pid), '') FROM pg_stat_activity a "
+			      "JOIN pg_stat_ssl s USING (pid) WHERE "
+			      "a.application_name = 'lakebase-proxy' AND "
+			      "a.usename = 'lbp_test' AND s.ssl",
+			      out, size));
+}
+
+static unsigned count_pids(const char *list)
+{
+	unsigned n = list[0] ? 1 : 0;
+
+	for (const char *p = list; *p; p++)
+		n += *p == ',';
+	return n;
+}
+
+struct pids_goal {
+	unsigned want;
+	const char *not_containing; /* none of these pids may remain */
+};
+
+static bool pids_reached(void *arg)
+{
+	struct pids_goal *g = arg;
+	char now[1024];
+
+	server_pids(now, sizeof(now));
+	if (count_pids(now) != g->want)
+		return false;
+	if (g->not_containing == NULL)
+		return true;
+	/* compare as sets of whole numbers */
+	char copy[1024];
+	snprintf(copy, sizeof(copy), "%s", g->not_containing);
+	for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+		char needle[32];
+		snprintf(needle, sizeof(needle), ",%s,", tok);
+		char hay[1100];
+		snprintf(hay, sizeof(hay), ",%s,", now);
+		if (strstr(hay, needle))
+			return false;
+	}
+	return true;
+}
+
+static void wait_server_pids(unsigned want, const char *gone)
+{
+	struct pids_goal g = {want, gone};
+	char now[1024];
+
+	if (!testloop_until(base, pids_reached, &g, 30)) {
+		server_pids(now, sizeof(now));
+		ck_abort_msg("server shows pids [%s], want %u not in [%s]", now,
+			     want, gone ? gone : "");
+	}
+}
+
+START_TEST(warm_pool_shows_in_pg_stat_ssl)
+{
+	struct cfg_pool pc = pool_cfg(3, 6);
+	struct up_params p = params();
+	struct pool *pool = pool_new(base, dns, &p, &pc);
+
+	wait_idle(pool, 3);
+	wait_server_pids(3, NULL);
+	pool_free(pool);
+	wait_server_pids(0, NULL);
+}
+END_TEST
+
+struct borrower {
+	struct pool *pool;
+	struct up_conn *conn;
+	bool called;
+};
+
+static void got_conn(struct up_conn *c, void *arg)
+{
+	struct borrower *b = arg;
+
+	b->conn = c;
+	b->called = true;
+}
+
+static bool all_called(void *arg)
+{
+	struct borrower *b = arg;
+
+	for (int i = 0; i < 4; i++)
+		if (!b[i].called)
+			return false;
+	return true;
+}
+
+START_TEST(acquire_grows_to_max_then_queues)
+{
+	struct cfg_pool pc = pool_cfg(1, 4);
+	struct up_params p = params();
+	struct pool *pool = pool_new(base, dns, &p, &pc);
+	struct borrower b[5] = {{0}};
+	struct pool_stats s;
+
+	wait_idle(pool, 1);
+	for (int i = 0; i < 5; i++) {
+		b[i].pool = pool;
+		ck_assert_ptr_nonnull(pool_acquire(pool, got_conn, &b[i]));
+	}
+	ck_assert(testloop_until(base, all_called, b, 20));
+	testloop_run_for(base, 0.3);
+	ck_assert(!b[4].called);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_eq(s.lent, 4);
+	ck_assert_uint_eq(s.waiters, 1);
+	/* Four distinct connections, all usable. */
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++)
+			ck_assert_ptr_ne(b[i].conn, b[j].conn);
+	pool_release(pool, b[2].conn);
+	ck_assert(testloop_until(base, testloop_flag, &b[4].called, 5));
+	ck_assert_ptr_eq(b[4].conn, b[2].conn);
+	for (int i = 0; i < 5; i++)
+		if (i != 2)
+			pool_release(pool, b[i].conn);
+	wait_idle(pool, 4);
+	pool_free(pool);
+}
+END_TEST
+
+START_TEST(terminated_backend_is_replaced)
+{
+	struct cfg_pool pc = pool_cfg(3, 6);
+	struct up_params p = params();
+	struct pool *pool = pool_new(base, dns, &p, &pc);
+	char before[1024], out[128], sql[128];
+	struct pool_stats s;
+
+	wait_idle(pool, 3);
+	wait_server_pids(3, NULL);
+	server_pids(before, sizeof(before));
+	char victim[32];
+	snprintf(victim, sizeof(victim), "%.*s", (int)strcspn(before, ","),
+		 before);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%s)", victim);
+	ck_assert(harness_sql(&env, sql, out, sizeof(out)));
+	wait_server_pids(3, victim);
+	wait_idle(pool, 3);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_eq(s.opened, 4);
+	ck_assert_uint_eq(s.closed, 1);
+	pool_free(pool);
+}
+END_TEST
+
+START_TEST(pool_whole_again_after_server_restart)
+{
+	struct cfg_pool pc = pool_cfg(3, 6);
+	struct up_params p = params();
+	struct pool *pool = pool_new(base, dns, &p, &pc);
+	char before[1024];
+
+	wait_idle(pool, 3);
+	wait_server_pids(3, NULL);
+	server_pids(before, sizeof(before));
+	ck_assert(harness_ctl(&env, "restart"));
+	wait_server_pids(3, before);
+	wait_idle(pool, 3);
+	pool_free(pool);
+}
+END_TEST
+
+START_TEST(idle_connections_are_checked)
+{
+	struct cfg_pool pc = pool_cfg(2, 2);
+	struct up_params p = params();
+	struct pool *pool;
+	char out[256];
+
+	pc.health_check_s = 1;
+	pool = pool_new(base, dns, &p, &pc);
+	wait_idle(pool, 2);
+	testloop_run_for(base, 2.5);
+	/* The check is an empty query; the server records it as the last. */
+	ck_assert(harness_sql(&env,
+			      "SELECT count(*) FROM pg_stat_activity WHERE "
+			      "application_name = 'lakebase-proxy' AND "
+			      "query = ';'",
+			      out, sizeof(out)));
+	ck_assert_str_eq(out, "2");
+	pool_free(pool);
+}
+END_TEST
+
+START_TEST(connections_recycled_after_max_lifetime)
+{
+	struct cfg_pool pc = pool_cfg(2, 2);
+	struct up_params p = params();
+	struct pool *pool;
+	char before[1024];
+	struct pool_stats s;
+
+	pc.max_lifetime_s = 1;
+	pool = pool_new(base, dns, &p, &pc);
+	wait_idle(pool, 2);
+	wait_server_pids(2, NULL);
+	server_pids(before, sizeof(before));
+	wait_server_pids(2, before);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_ge(s.closed, 2);
+	pool_free(pool);
+}
+END_TEST
+
+static bool opening_at_most_one(struct pool *pool)
+{
+	struct pool_stats s;
+
+	pool_get_stats(pool, &s);
+	return s.opening <= 1;
+}
+
+START_TEST(down_server_sees_a_trickle_not_a_storm)
+{
+	struct cfg_pool pc = pool_cfg(8, 8);
+	struct up_params p = params();
+	struct pool *pool;
+	struct pool_stats s;
+	double end;
+
+	p.password = "wrong-password";
+	pool = pool_new(base, dns, &p, &pc);
+	/* The first wave may open all eight; after one failure, only probes. */
+	testloop_run_for(base, 0.5);
+	end = testloop_now() + 2.0;
+	while (testloop_now() < end) {
+		ck_assert(opening_at_most_one(pool));
+		testloop_run_for(base, 0.05);
+	}
+	pool_get_stats(pool, &s);
+	/* Backoff 50 ms doubling to 500 ms: a storm would be hundreds. */
+	ck_assert_uint_ge(s.failed, 3);
+	ck_assert_uint_le(s.failed, 8 + 12);
+	ck_assert_uint_eq(s.opened, 0);
+	ck_assert_uint_ge(s.failures, 3);
+	pool_free(pool);
+}
+END_TEST
+
+static Suite *pool_suite(void)
+{
+	Suite *s = suite_create("pool");
+	TCase *tc = tcase_create("real_postgres");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, warm_pool_shows_in_pg_stat_ssl);
+	tcase_add_test(tc, acquire_grows_to_max_then_queues);
+	tcase_add_test(tc, terminated_backend_is_replaced);
+	tcase_add_test(tc, pool_whole_again_after_server_restart);
+	tcase_add_test(tc, idle_connections_are_checked);
+	tcase_add_test(tc, connections_recycled_after_max_lifetime);
+	tcase_add_test(tc, down_server_sees_a_trickle_not_a_storm);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(pool_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
