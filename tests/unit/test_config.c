@@ -187,6 +187,17 @@ START_TEST(test_minimal_file_keeps_defaults)
 }
 END_TEST
 
+START_TEST(test_crlf_bom_and_comments)
+{
+	ck_assert_msg(load_text("\xef\xbb\xbf[upstream]\r\nhost = h\r\n"
+	                        "# comment\r\nuser = u ; inline comment\r\n",
+	                        NULL),
+	              "%s", err);
+	ck_assert_str_eq(cfg.upstream.host, "h");
+	ck_assert_str_eq(cfg.upstream.user, "u");
+}
+END_TEST
+
 START_TEST(test_full_file)
 {
 	ck_assert_msg(load_text(full_ini, NULL), "%s", err);
@@ -282,6 +293,9 @@ START_TEST(test_unknown_section)
 	                  ":5: unknown section \"poool\"");
 	expect_file_error(MINIMAL "[pool]\n[Upstream]\nhost = x\n", NULL,
 	                  ":5: unknown section \"Upstream\"");
+	/* after a BOM, inih's handler is what notices */
+	expect_file_error("\xef\xbb\xbf[bogus]\nx = 1\n", NULL,
+	                  ":2: unknown section \"bogus\"");
 	expect_file_error("min_size = 1\n" MINIMAL, NULL,
 	                  ":1: key \"min_size\" is outside any section");
 }
@@ -653,6 +667,7 @@ static Suite *config_suite(void)
 	tcase_add_checked_fixture(load, setup, teardown);
 	tcase_add_test(load, test_defaults);
 	tcase_add_test(load, test_minimal_file_keeps_defaults);
+	tcase_add_test(load, test_crlf_bom_and_comments);
 	tcase_add_test(load, test_full_file);
 	tcase_add_test(load, test_env_overrides_every_key);
 	tcase_add_test(load, test_env_only_and_empty_optional);
