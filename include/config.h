@@ -78,7 +78,10 @@ struct config {
 	struct cfg_log log;
 };
 
-/* Fills defaults (strings heap-allocated). false only on OOM. */
+/*
+ * Fills defaults (strings heap-allocated). false only on OOM. A string
+ * setting that is not set (host, user, password, sslrootcert) is NULL.
+ */
 bool cfg_init(struct config *cfg);
 void cfg_free(struct config *cfg);
 
@@ -86,7 +89,9 @@ void cfg_free(struct config *cfg);
  * Loads path (NULL: no file) over the defaults in cfg, then the
  * environment (envp: NULL-terminated "KEY=VALUE" list, usually environ),
  * then checks the whole (min_size <= max_size, host given, ...).
- * On false, err holds one line naming file:line and key, or the variable.
+ * On false, err holds one line naming file:line and key, or the variable
+ * (never a secret's value), and cfg is left as it was. An environment
+ * variable LAKEBASE_PROXY_* that names no key is an error too.
  */
 bool cfg_load(struct config *cfg, const char *path, char *const *envp,
 	      char *err, size_t errlen);
