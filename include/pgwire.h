@@ -68,6 +68,7 @@ bool pgw_put_ssl_request(struct evbuffer *out);
 /* params: NULL-terminated list of key, value, key, value, ... */
 bool pgw_put_startup(struct evbuffer *out, const char *const *params);
 bool pgw_put_password(struct evbuffer *out, const char *password);
+/* data NULL (len 0): no initial response, sent as length -1. */
 bool pgw_put_sasl_initial(struct evbuffer *out, const char *mechanism,
 			  const void *data, size_t len);
 bool pgw_put_sasl_response(struct evbuffer *out, const void *data, size_t len);
