@@ -586,6 +586,7 @@ static bool handle_auth(struct up_conn *c, const struct pgw_frame *f)
 static void login_done(struct up_conn *c)
 {
 	const char *ver = up_server_param(c, "server_version");
+	char q[128];
 
 	arm_timer(c, 0);
 	scram_client_free(c->scram);
@@ -595,7 +596,7 @@ static void login_done(struct up_conn *c)
 	set_state(c, UP_IDLE);
 	conn_log(LOG_INFO, c,
 		 "event=ready backend_pid=%" PRIu32 " server_version=%s tls=%s",
-		 c->backend_pid, ver ? ver : "?",
+		 c->backend_pid, log_quote(q, sizeof(q), ver ? ver : "?"),
 		 c->p.sslmode == SSLMODE_DISABLE ? "off" : "on");
 	c->depth++;
 	if (c->ev.on_ready)

@@ -469,7 +469,7 @@ START_TEST(require_against_server_without_tls)
 	struct watch w;
 	struct up_conn *c;
 	unsigned port = 0;
-	char password[128] = "";
+	char password[256] = "";
 	FILE *f;
 
 	snprintf(dir, sizeof(dir), "%s-nossl", env.dir);

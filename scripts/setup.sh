@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what lakebase-proxy needs to build, test and run its demo on Debian 12,
+# skipping whatever is already there, then builds. Usage: scripts/setup.sh [BUILD_TYPE]
+#   BUILD_TYPE: Release (default; for the demo and bench) or Sanitize (for the tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(build-essential cmake pkg-config libevent-dev libssl-dev libinih-dev
+              check libsubunit-dev postgresql-15 postgresql-client-15 openssl
+              python3 python3-pip procps)
+PY_PACKAGES=("pytest>=7" "psycopg[binary]>=3.1")
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+sudo_if_needed() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "apt packages: all present"
+    return
+  fi
+  log "apt packages: installing ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_python() {
+  local missing=()
+  python3 -c 'import pytest' 2>/dev/null || missing+=("${PY_PACKAGES[0]}")
+  python3 -c 'import psycopg' 2>/dev/null || missing+=("${PY_PACKAGES[1]}")
+  if [ -n "${LBP_WITH_SPARK:-}" ]; then
+    python3 -c 'import pyspark' 2>/dev/null || missing+=("pyspark>=3.5")
+  fi
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "python packages: all present"
+    return
+  fi
+  log "python packages: installing ${missing[*]}"
+  # Debian marks its Python as externally managed; this machine's pip is ours to use.
+  python3 -m pip install -q --disable-pip-version-check --break-system-packages "${missing[@]}" 2>/dev/null \
+    || python3 -m pip install -q --disable-pip-version-check "${missing[@]}"
+}
+
+build() {
+  local type="$1" dir
+  case "$type" in
+    Sanitize) dir=build-san ;;
+    *) dir=build ;;
+  esac
+  log "building ($type) in $dir"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE="$type" >/dev/null
+  cmake --build "$dir" -j"$(nproc)" >/dev/null
+  echo "$dir"
+}
+
+install_apt
+install_python
+build "${1:-Release}"

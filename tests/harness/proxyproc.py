@@ -1,0 +1,98 @@
+"""Runs the lakebase-proxy binary for tests: writes its INI, starts it, reads its log, stops it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Mapping
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def proxy_binary() -> Path:
+    """The build the tests run: $LBP_BUILD_DIR (scripts/test.sh sets it), else build-san, else build."""
+    candidates = [os.environ.get("LBP_BUILD_DIR", ""), ROOT / "build-san", ROOT / "build"]
+    for c in candidates:
+        if c and (Path(c) / "lakebase-proxy").is_file():
+            return Path(c) / "lakebase-proxy"
+    raise FileNotFoundError("lakebase-proxy is not built: run scripts/setup.sh first")
+
+
+def write_ini(path: Path, sections: Mapping[str, Mapping[str, object]]) -> Path:
+    lines: list[str] = []
+    for section, keys in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {v}" for k, v in keys.items()]
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
+class ProxyProcess:
+    """One proxy process; its stderr (the log) is collected line by line in a thread."""
+
+    def __init__(self, config: Path | None, env: Mapping[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
+        cmd = [str(proxy_binary())]
+        if config is not None:
+            cmd += ["--config", str(config)]
+        cmd += args or []
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEBASE_PROXY_")}
+        full_env.update(env or {})
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self.proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def wait_log(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+        """The first log line matching pattern (regex), waiting for it to appear."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None and seen == len(self.lines):
+                    raise AssertionError(f"no log line matching {pattern!r}; log:\n{self.log}")
+                self._cond.wait(min(left, 0.2))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._reader.join(5)
+        return rc
+
+    def __enter__(self) -> "ProxyProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
