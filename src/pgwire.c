@@ -45,9 +45,7 @@ static inline int32_t to_int32(uint32_t v)
 
 static inline int16_t to_int16(uint16_t v)
 {
-	if (v <= INT16_MAX)
-		return (int16_t)v;
-	return (int16_t)(-(int16_t)(uint16_t)~v - 1);
+	return (int16_t)(v <= INT16_MAX ? (int32_t)v : (int32_t)v - 65536);
 }
 
 /* ---- encoders ---- */
