@@ -116,6 +116,12 @@ struct up_result {
 	bool ok;          /* ReadyForQuery came and no ErrorResponse */
 	bool conn_lost;   /* the connection ended before ReadyForQuery */
 	bool timed_out;   /* query_timeout_ms passed (the connection is closed) */
+	/*
+	 * CopyDone was queued: from then on the server may have run what
+	 * follows the COPY (e.g. COMMIT) even if the connection died before
+	 * its answer came back. Before it, nothing after the COPY ran.
+	 */
+	bool copy_done;
 	struct pgw_notice error; /* the first ErrorResponse, when one came */
 	const char *conn_error;  /* text when conn_lost */
 	char tag[64];            /* the last CommandComplete tag */

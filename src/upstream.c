@@ -728,6 +728,7 @@ static void pump_copy(struct up_conn *c)
 
 		if (n == 0) {
 			c->copy_streaming = false;
+			c->res.copy_done = true;
 			if (!pgw_put_copy_done(out))
 				up_close(c, UP_CLOSE_INTERNAL, "out of memory");
 			return;
@@ -911,6 +912,9 @@ static void send_startup(struct up_conn *c)
 				"UTF8",
 				"DateStyle",
 				"ISO",
+				/* "already exists, skipping" per batch is noise */
+				"client_min_messages",
+				"warning",
 				NULL};
 
 	set_state(c, UP_LOGIN);
