@@ -1,8 +1,124 @@
-/* main.c: command line of lakebase-proxy. */
+/* main.c: command line of lakebase-proxy: options, config, then the server. */
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-int main(void)
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "tls.h"
+
+extern char **environ;
+
+static void usage(FILE *out)
 {
-	puts("lakebase-proxy " LBP_VERSION);
-	return 0;
+	fputs("Usage: lakebase-proxy [--config FILE] [--check-config]\n"
+	      "       lakebase-proxy --version | --help\n"
+	      "\n"
+	      "Streams many small writes into PostgreSQL / Databricks Lakebase\n"
+	      "through a warm pool of TLS connections.\n"
+	      "\n"
+	      "  -c, --config FILE   INI configuration (see etc/lakebase-proxy.ini);\n"
+	      "                      without it, settings come from the\n"
+	      "                      environment only (LAKEBASE_PROXY_<SECTION>_<KEY>)\n"
+	      "      --check-config  load and check the configuration, print the\n"
+	      "                      effective settings (secrets masked), exit\n"
+	      "  -V, --version       print the version and exit\n"
+	      "  -h, --help          print this help and exit\n",
+	      out);
+}
+
+/* Loads the TLS trust store once, so --check-config catches a bad CA file. */
+static bool check_tls(const struct config *cfg, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	if (cfg->upstream.sslmode == SSLMODE_DISABLE)
+		return true;
+	ctx = tls_client_ctx_new(cfg->upstream.sslmode,
+				 cfg->upstream.sslrootcert, err, errlen);
+	if (ctx == NULL)
+		return false;
+	SSL_CTX_free(ctx);
+	return true;
+}
+
+static int run(const char *path, bool check_only)
+{
+	struct config cfg;
+	struct server *srv;
+	char err[1024];
+	int rc = 1;
+
+	if (!cfg_init(&cfg)) {
+		fputs("lakebase-proxy: out of memory\n", stderr);
+		return 1;
+	}
+	if (!cfg_load(&cfg, path, environ, err, sizeof(err)) ||
+	    !check_tls(&cfg, err, sizeof(err))) {
+		log_error("event=config_error error=%s",
+			  log_quote((char[1100]){0}, 1100, err));
+		goto out;
+	}
+	log_set_level(cfg.log.level);
+	if (check_only) {
+		cfg_print(&cfg, stdout);
+		rc = 0;
+		goto out;
+	}
+	srv = server_new(&cfg, err, sizeof(err));
+	if (srv == NULL) {
+		log_error("event=start_failed error=%s",
+			  log_quote((char[1100]){0}, 1100, err));
+		goto out;
+	}
+	rc = server_run(srv);
+	server_free(srv);
+out:
+	cfg_free(&cfg);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", no_argument, NULL, 'k'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0}};
+	const char *path = NULL;
+	bool check_only = false;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			check_only = true;
+			break;
+		case 'V':
+			printf("lakebase-proxy %s\n", LBP_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "lakebase-proxy: unexpected argument: %s\n",
+			argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	/* A peer that hangs up must not kill the daemon mid-write. */
+	signal(SIGPIPE, SIG_IGN);
+	return run(path, check_only);
 }

@@ -1,0 +1,78 @@
+/* pool.h: a warm pool of upstream connections with a wait queue. */
+#ifndef LBP_POOL_H
+#define LBP_POOL_H
+
+/*
+ * The pool keeps min_size logged-in connections open at all times and
+ * opens up to max_size when callers wait. Every connection is in exactly
+ * one pool state, and so on exactly one list:
+ *
+ *   OPENING  (login in progress)       -> opening list
+ *   IDLE     (ready, nobody uses it)   -> idle list
+ *   CHECKING (idle, running a check)   -> idle list is left; checking list
+ *   LENT     (handed to a caller)      -> lent list
+ *
+ * Failed connects back off exponentially with jitter, and while the server
+ * is failing only one connect is tried at a time, so a down server sees a
+ * trickle, not a storm. Idle connections are checked after health_check_s
+ * of quiet, and connections older than max_lifetime_s are replaced when
+ * they next become idle.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "upstream.h"
+
+struct event_base;
+struct evdns_base;
+struct pool;
+struct pool_waiter;
+
+struct pool_stats {
+	unsigned opening;
+	unsigned idle;
+	unsigned checking;
+	unsigned lent;
+	unsigned waiters;
+	uint64_t opened;       /* logins completed, ever */
+	uint64_t closed;       /* connections closed, ever */
+	uint64_t failed;       /* connects or logins that failed, ever */
+	unsigned failures;     /* consecutive failures now (0 = healthy) */
+};
+
+/*
+ * params: host, credentials and timeouts for every connection (the
+ * strings must outlive the pool); pc: sizes and intervals. The pool starts
+ * opening min_size connections at once.
+ */
+struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
+		      const struct up_params *params, const struct cfg_pool *pc);
+/* Closes every connection; waiters are called back with NULL first. */
+void pool_free(struct pool *p);
+
+/*
+ * Called with a logged-in idle connection that is now the caller's, or
+ * with NULL when the pool is shutting down. Always called from the event
+ * loop, never from inside pool_acquire.
+ */
+typedef void (*pool_acquire_cb)(struct up_conn *c, void *arg);
+/* NULL only on OOM. The waiter handle is valid until its callback runs. */
+struct pool_waiter *pool_acquire(struct pool *p, pool_acquire_cb cb,
+				 void *arg);
+/* Withdraws a waiter whose callback has not run. */
+void pool_cancel(struct pool *p, struct pool_waiter *w);
+
+/*
+ * Gives a connection back. A connection that is not idle at transaction
+ * status 'I' (broken, closed, mid-transaction) is closed and replaced.
+ */
+void pool_release(struct pool *p, struct up_conn *c);
+
+void pool_get_stats(const struct pool *p, struct pool_stats *s);
+/* Writes one key=value log line with the counts. */
+void pool_log_stats(const struct pool *p);
+
+#endif

@@ -1,0 +1,22 @@
+/* server.h: the daemon: event loop, signals, and the wiring of its parts. */
+#ifndef LBP_SERVER_H
+#define LBP_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct server;
+
+/* Builds everything from cfg (which must outlive the server). NULL + err. */
+struct server *server_new(const struct config *cfg, char *err, size_t errlen);
+/* Runs until SIGTERM or SIGINT. Returns the process exit code. */
+int server_run(struct server *s);
+void server_free(struct server *s);
+
+/* Upstream connection parameters derived from the configuration. */
+struct up_params;
+void server_up_params(const struct config *cfg, struct up_params *out);
+
+#endif

@@ -1,0 +1,439 @@
+/* pool.c: keeps upstream connections warm, lends them out, replaces the broken. */
+#include "pool.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+
+/* Maintenance runs at least this often: checks, lifetimes, refills. */
+#define MAINTAIN_EVERY_MS 1000u
+/* Lifetimes are spread by up to this share so connections do not all
+ * recycle in the same second. */
+#define LIFETIME_JITTER_PCT 10u
+
+enum pool_conn_state { PC_OPENING, PC_IDLE, PC_CHECKING, PC_LENT };
+
+static const char *const pc_state_names[] = {"opening", "idle", "checking",
+					     "lent"};
+
+struct pool_conn {
+	TAILQ_ENTRY(pool_conn) link;
+	struct pool *pool;
+	struct up_conn *up;
+	enum pool_conn_state state;
+	uint64_t opened_ms;     /* when the connect started */
+	uint64_t expires_ms;    /* recycle after this (0 = never) */
+	uint64_t idle_since_ms; /* last time it became idle or was checked */
+	bool dead;              /* closed while lent: freed on release */
+};
+TAILQ_HEAD(pool_conn_list, pool_conn);
+
+struct pool_waiter {
+	TAILQ_ENTRY(pool_waiter) link;
+	pool_acquire_cb cb;
+	void *arg;
+};
+TAILQ_HEAD(pool_waiter_list, pool_waiter);
+
+struct pool {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct up_params params;
+	struct cfg_pool cfg;
+
+	struct pool_conn_list opening;
+	struct pool_conn_list idle;
+	struct pool_conn_list checking;
+	struct pool_conn_list lent;
+	struct pool_waiter_list waiters;
+	unsigned n[4]; /* connections per enum pool_conn_state */
+	unsigned nwaiters;
+
+	struct event *maint_ev;
+	uint64_t next_id;
+	unsigned failures;         /* consecutive failed connects */
+	uint64_t next_attempt_ms;  /* no connect before this while failing */
+	uint64_t opened, closed, failed;
+	uint64_t rng;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* xorshift64*: jitter needs spread, not secrecy. */
+static uint64_t next_random(struct pool *p)
+{
+	p->rng ^= p->rng >> 12;
+	p->rng ^= p->rng << 25;
+	p->rng ^= p->rng >> 27;
+	return p->rng * 2685821657736338717ull;
+}
+
+static struct pool_conn_list *list_of(struct pool *p, enum pool_conn_state s)
+{
+	switch (s) {
+	case PC_OPENING:
+		return &p->opening;
+	case PC_IDLE:
+		return &p->idle;
+	case PC_CHECKING:
+		return &p->checking;
+	default:
+		return &p->lent;
+	}
+}
+
+static unsigned total_conns(const struct pool *p)
+{
+	return p->n[PC_OPENING] + p->n[PC_IDLE] + p->n[PC_CHECKING] +
+	       p->n[PC_LENT];
+}
+
+static void move_conn(struct pool_conn *pc, enum pool_conn_state to)
+{
+	struct pool *p = pc->pool;
+
+	log_debug("conn=%" PRIu64 " event=pool_state from=%s to=%s",
+		  up_get_id(pc->up), pc_state_names[pc->state],
+		  pc_state_names[to]);
+	TAILQ_REMOVE(list_of(p, pc->state), pc, link);
+	p->n[pc->state]--;
+	pc->state = to;
+	TAILQ_INSERT_TAIL(list_of(p, to), pc, link);
+	p->n[to]++;
+	if (to == PC_IDLE)
+		pc->idle_since_ms = now_ms();
+}
+
+static void kick(struct pool *p)
+{
+	event_active(p->maint_ev, 0, 0);
+}
+
+/* Unlinks and frees pc and its connection. */
+static void drop_conn(struct pool_conn *pc)
+{
+	struct pool *p = pc->pool;
+
+	TAILQ_REMOVE(list_of(p, pc->state), pc, link);
+	p->n[pc->state]--;
+	p->closed++;
+	up_free(pc->up);
+	free(pc);
+}
+
+static unsigned backoff_ms(struct pool *p)
+{
+	unsigned shift = p->failures > 16 ? 16 : p->failures - 1;
+	uint64_t d = (uint64_t)p->cfg.reconnect_base_ms << shift;
+
+	if (d > p->cfg.reconnect_max_ms)
+		d = p->cfg.reconnect_max_ms;
+	/* Equal jitter: half fixed, half random, so retries stay spread. */
+	return (unsigned)(d / 2 + next_random(p) % (d / 2 + 1));
+}
+
+/* ---- connection events ---- */
+
+static void conn_ready(struct up_conn *up, void *arg)
+{
+	struct pool_conn *pc = arg;
+	struct pool *p = pc->pool;
+	uint64_t life = (uint64_t)p->cfg.max_lifetime_s * 1000u;
+
+	if (p->failures > 0)
+		log_info("event=pool_recovered failures=%u", p->failures);
+	p->failures = 0;
+	p->opened++;
+	if (life > 0) {
+		uint64_t spread = life * LIFETIME_JITTER_PCT / 100u;
+
+		pc->expires_ms = now_ms() + life - next_random(p) % (spread + 1);
+	}
+	move_conn(pc, PC_IDLE);
+	kick(p);
+}
+
+static void conn_closed(struct up_conn *up, void *arg)
+{
+	struct pool_conn *pc = arg;
+	struct pool *p = pc->pool;
+
+	if (pc->state == PC_OPENING) {
+		unsigned delay;
+
+		p->failures++;
+		p->failed++;
+		delay = backoff_ms(p);
+		p->next_attempt_ms = now_ms() + delay;
+		log_warn("conn=%" PRIu64 " event=connect_failed reason=%s "
+			 "failures=%u retry_in_ms=%u",
+			 up_get_id(up), up_close_reason_name(up_close_reason(up)),
+			 p->failures, delay);
+	} else if (pc->state == PC_LENT) {
+		/* The borrower learns from its own result and releases it. */
+		pc->dead = true;
+		return;
+	} else {
+		log_info("conn=%" PRIu64 " event=pool_lost state=%s reason=%s",
+			 up_get_id(up), pc_state_names[pc->state],
+			 up_close_reason_name(up_close_reason(up)));
+	}
+	drop_conn(pc);
+	kick(p);
+}
+
+static void open_conn(struct pool *p)
+{
+	struct pool_conn *pc = calloc(1, sizeof(*pc));
+	struct up_events ev = {conn_ready, conn_closed, pc};
+
+	if (pc == NULL)
+		return;
+	pc->pool = p;
+	pc->state = PC_OPENING;
+	pc->opened_ms = now_ms();
+	pc->up = up_connect(p->base, p->dns, &p->params, ++p->next_id, &ev);
+	if (pc->up == NULL) {
+		free(pc);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&p->opening, pc, link);
+	p->n[PC_OPENING]++;
+}
+
+/* ---- maintenance ---- */
+
+static void check_done(struct up_conn *up, const struct up_result *r,
+		       void *arg)
+{
+	struct pool_conn *pc = arg;
+
+	if (r->ok && r->txn_status == 'I') {
+		move_conn(pc, PC_IDLE);
+		kick(pc->pool);
+		return;
+	}
+	/* A lost connection is dropped by conn_closed; close the rest. */
+	if (!r->conn_lost) {
+		log_warn("conn=%" PRIu64 " event=check_failed", up_get_id(up));
+		up_close(up, UP_CLOSE_PROTOCOL, "health check failed");
+	}
+}
+
+static void check_idle(struct pool *p, uint64_t now)
+{
+	uint64_t quiet = (uint64_t)p->cfg.health_check_s * 1000u;
+	struct pool_conn *pc, *next;
+
+	for (pc = TAILQ_FIRST(&p->idle); pc; pc = next) {
+		next = TAILQ_NEXT(pc, link);
+		if (pc->expires_ms && now >= pc->expires_ms) {
+			log_info("conn=%" PRIu64 " event=recycle age_s=%" PRIu64,
+				 up_get_id(pc->up),
+				 (now - pc->opened_ms) / 1000u);
+			drop_conn(pc);
+			continue;
+		}
+		if (quiet == 0 || now - pc->idle_since_ms < quiet)
+			continue;
+		/* An empty query is the cheapest round trip the server knows. */
+		move_conn(pc, PC_CHECKING);
+		if (!up_exec(pc->up, ";", NULL, check_done, pc))
+			up_close(pc->up, UP_CLOSE_INTERNAL, "cannot run check");
+	}
+}
+
+static unsigned wanted_conns(const struct pool *p)
+{
+	unsigned want = p->cfg.min_size;
+	unsigned busy = p->n[PC_LENT] + p->n[PC_CHECKING];
+
+	/* Waiters get new connections up to max_size. */
+	if (busy + p->nwaiters > want)
+		want = busy + p->nwaiters;
+	if (want > p->cfg.max_size)
+		want = p->cfg.max_size;
+	return want;
+}
+
+static void refill(struct pool *p, uint64_t now)
+{
+	while (total_conns(p) < wanted_conns(p)) {
+		if (p->failures > 0) {
+			/* Failing: one probe at a time, after the backoff. */
+			if (p->n[PC_OPENING] > 0 || now < p->next_attempt_ms)
+				return;
+		}
+		open_conn(p);
+		if (p->failures > 0)
+			return;
+	}
+}
+
+static void serve_waiters(struct pool *p)
+{
+	while (!TAILQ_EMPTY(&p->waiters) && !TAILQ_EMPTY(&p->idle)) {
+		struct pool_waiter *w = TAILQ_FIRST(&p->waiters);
+		struct pool_conn *pc = TAILQ_FIRST(&p->idle);
+
+		TAILQ_REMOVE(&p->waiters, w, link);
+		p->nwaiters--;
+		move_conn(pc, PC_LENT);
+		w->cb(pc->up, w->arg);
+		free(w);
+	}
+}
+
+static void maintain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pool *p = arg;
+	uint64_t now = now_ms();
+	uint64_t wait = MAINTAIN_EVERY_MS;
+	struct timeval tv;
+
+	check_idle(p, now);
+	serve_waiters(p);
+	refill(p, now);
+	if (p->failures > 0 && p->n[PC_OPENING] == 0 &&
+	    p->next_attempt_ms > now && p->next_attempt_ms - now < wait)
+		wait = p->next_attempt_ms - now;
+	tv.tv_sec = (time_t)(wait / 1000u);
+	tv.tv_usec = (suseconds_t)(wait % 1000u) * 1000;
+	evtimer_add(p->maint_ev, &tv);
+}
+
+/* ---- public ---- */
+
+struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
+		      const struct up_params *params, const struct cfg_pool *pc)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->base = base;
+	p->dns = dns;
+	p->params = *params;
+	p->cfg = *pc;
+	p->rng = now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+	TAILQ_INIT(&p->opening);
+	TAILQ_INIT(&p->idle);
+	TAILQ_INIT(&p->checking);
+	TAILQ_INIT(&p->lent);
+	TAILQ_INIT(&p->waiters);
+	p->maint_ev = evtimer_new(base, maintain_cb, p);
+	if (p->maint_ev == NULL) {
+		free(p);
+		return NULL;
+	}
+	log_info("event=pool_start host=%s port=%u min_size=%u max_size=%u",
+		 params->host, (unsigned)params->port, pc->min_size,
+		 pc->max_size);
+	kick(p);
+	return p;
+}
+
+void pool_free(struct pool *p)
+{
+	struct pool_waiter *w;
+	struct pool_conn *pc;
+
+	if (p == NULL)
+		return;
+	while ((w = TAILQ_FIRST(&p->waiters)) != NULL) {
+		TAILQ_REMOVE(&p->waiters, w, link);
+		w->cb(NULL, w->arg);
+		free(w);
+	}
+	for (int s = PC_OPENING; s <= PC_LENT; s++) {
+		while ((pc = TAILQ_FIRST(list_of(p, s))) != NULL)
+			drop_conn(pc);
+	}
+	event_free(p->maint_ev);
+	free(p);
+}
+
+struct pool_waiter *pool_acquire(struct pool *p, pool_acquire_cb cb,
+				 void *arg)
+{
+	struct pool_waiter *w = calloc(1, sizeof(*w));
+
+	if (w == NULL)
+		return NULL;
+	w->cb = cb;
+	w->arg = arg;
+	TAILQ_INSERT_TAIL(&p->waiters, w, link);
+	p->nwaiters++;
+	kick(p);
+	return w;
+}
+
+void pool_cancel(struct pool *p, struct pool_waiter *w)
+{
+	TAILQ_REMOVE(&p->waiters, w, link);
+	p->nwaiters--;
+	free(w);
+}
+
+void pool_release(struct pool *p, struct up_conn *c)
+{
+	struct pool_conn *pc;
+
+	TAILQ_FOREACH(pc, &p->lent, link) {
+		if (pc->up == c)
+			break;
+	}
+	if (pc == NULL) {
+		log_error("conn=%" PRIu64 " event=release_unknown",
+			  up_get_id(c));
+		return;
+	}
+	if (pc->dead || up_get_state(c) != UP_IDLE || up_txn_status(c) != 'I') {
+		/* Never lend out a connection with half a transaction on it. */
+		log_info("conn=%" PRIu64 " event=discard state=%s txn=%c",
+			 up_get_id(c), up_state_name(up_get_state(c)),
+			 up_txn_status(c) ? up_txn_status(c) : '-');
+		drop_conn(pc);
+	} else {
+		move_conn(pc, PC_IDLE);
+	}
+	kick(p);
+}
+
+void pool_get_stats(const struct pool *p, struct pool_stats *s)
+{
+	s->opening = p->n[PC_OPENING];
+	s->idle = p->n[PC_IDLE];
+	s->checking = p->n[PC_CHECKING];
+	s->lent = p->n[PC_LENT];
+	s->waiters = p->nwaiters;
+	s->opened = p->opened;
+	s->closed = p->closed;
+	s->failed = p->failed;
+	s->failures = p->failures;
+}
+
+void pool_log_stats(const struct pool *p)
+{
+	struct pool_stats s;
+
+	pool_get_stats(p, &s);
+	log_info("event=pool_stats opening=%u idle=%u checking=%u lent=%u "
+		 "waiters=%u opened=%" PRIu64 " closed=%" PRIu64
+		 " failed=%" PRIu64 " failures=%u",
+		 s.opening, s.idle, s.checking, s.lent, s.waiters, s.opened,
+		 s.closed, s.failed, s.failures);
+}

@@ -1,0 +1,163 @@
+/* server.c: owns the event loop, signals, TLS context and pool of the daemon. */
+#include "server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "pool.h"
+#include "tls.h"
+#include "upstream.h"
+
+struct server {
+	const struct config *cfg;
+	struct event_base *base;
+	struct evdns_base *dns;
+	SSL_CTX *ssl_ctx;
+	struct pool *pool;
+	struct event *sigterm_ev;
+	struct event *sigint_ev;
+	struct event *sighup_ev;
+	struct event *stats_ev;
+	int exit_code;
+};
+
+void server_up_params(const struct config *cfg, struct up_params *out)
+{
+	const struct cfg_upstream *u = &cfg->upstream;
+	const struct cfg_pool *p = &cfg->pool;
+
+	*out = (struct up_params){
+	    .host = u->host,
+	    .port = u->port,
+	    .dbname = u->dbname,
+	    .user = u->user,
+	    .password = u->password,
+	    .application_name = u->application_name,
+	    .sslmode = u->sslmode,
+	    .ssl_ctx = NULL,
+	    .connect_timeout_ms = p->connect_timeout_ms,
+	    .login_timeout_ms = p->login_timeout_ms,
+	    .query_timeout_ms = p->query_timeout_ms,
+	    .keepalive_idle_s = u->keepalive_idle_s,
+	};
+}
+
+static void stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+
+	log_info("event=signal signal=%s action=stop",
+		 sig == SIGINT ? "SIGINT" : "SIGTERM");
+	event_base_loopexit(s->base, NULL);
+}
+
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	/* Reloading arrives with the operations work; say so, do not die. */
+	log_warn("event=signal signal=SIGHUP action=ignored "
+		 "reason=\"reload is not supported yet\"");
+}
+
+static void stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	pool_log_stats(s->pool);
+}
+
+static bool add_signal(struct server *s, struct event **ev, int sig,
+		       event_callback_fn cb)
+{
+	*ev = evsignal_new(s->base, sig, cb, s);
+	return *ev != NULL && event_add(*ev, NULL) == 0;
+}
+
+static bool start_stats(struct server *s)
+{
+	struct timeval tv = {.tv_sec = s->cfg->log.stats_period_s};
+
+	if (s->cfg->log.stats_period_s == 0)
+		return true;
+	s->stats_ev = event_new(s->base, -1, EV_PERSIST, stats_cb, s);
+	return s->stats_ev != NULL && event_add(s->stats_ev, &tv) == 0;
+}
+
+struct server *server_new(const struct config *cfg, char *err, size_t errlen)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	struct up_params params;
+
+	if (s == NULL)
+		return NULL;
+	s->cfg = cfg;
+	s->base = event_base_new();
+	if (s->base == NULL) {
+		snprintf(err, errlen, "cannot create the event loop");
+		goto fail;
+	}
+	s->dns = evdns_base_new(s->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (s->dns == NULL) {
+		snprintf(err, errlen, "cannot set up name resolution");
+		goto fail;
+	}
+	if (cfg->upstream.sslmode != SSLMODE_DISABLE) {
+		s->ssl_ctx = tls_client_ctx_new(cfg->upstream.sslmode,
+						cfg->upstream.sslrootcert, err,
+						errlen);
+		if (s->ssl_ctx == NULL)
+			goto fail;
+	}
+	if (!add_signal(s, &s->sigterm_ev, SIGTERM, stop_cb) ||
+	    !add_signal(s, &s->sigint_ev, SIGINT, stop_cb) ||
+	    !add_signal(s, &s->sighup_ev, SIGHUP, hup_cb) || !start_stats(s)) {
+		snprintf(err, errlen, "cannot install signal handlers");
+		goto fail;
+	}
+	server_up_params(cfg, &params);
+	params.ssl_ctx = s->ssl_ctx;
+	s->pool = pool_new(s->base, s->dns, &params, &cfg->pool);
+	if (s->pool == NULL) {
+		snprintf(err, errlen, "cannot create the pool");
+		goto fail;
+	}
+	return s;
+fail:
+	server_free(s);
+	return NULL;
+}
+
+int server_run(struct server *s)
+{
+	log_info("event=start version=%s", LBP_VERSION);
+	event_base_dispatch(s->base);
+	pool_log_stats(s->pool);
+	log_info("event=stop");
+	return s->exit_code;
+}
+
+void server_free(struct server *s)
+{
+	if (s == NULL)
+		return;
+	pool_free(s->pool);
+	if (s->stats_ev)
+		event_free(s->stats_ev);
+	if (s->sigterm_ev)
+		event_free(s->sigterm_ev);
+	if (s->sigint_ev)
+		event_free(s->sigint_ev);
+	if (s->sighup_ev)
+		event_free(s->sighup_ev);
+	if (s->dns)
+		evdns_base_free(s->dns, 0);
+	if (s->ssl_ctx)
+		SSL_CTX_free(s->ssl_ctx);
+	if (s->base)
+		event_base_free(s->base);
+	free(s);
+}
