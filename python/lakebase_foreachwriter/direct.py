@@ -55,9 +55,17 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
 
+def is_login_rejected(exc: BaseException) -> bool:
+    """The server refused the credentials: retrying the same login cannot help.
+
+    libpq reports a failed login without a SQLSTATE, so the server's words are matched.
+    """
+    return isinstance(exc, psycopg.OperationalError) and "authentication failed" in str(exc)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for connection trouble and transient server states, False for data errors."""
-    if not isinstance(exc, psycopg.Error):
+    if not isinstance(exc, psycopg.Error) or is_login_rejected(exc):
         return False
     state = exc.sqlstate
     if state is None:
@@ -185,6 +193,10 @@ class DirectSink:
                 return
             except psycopg.Error as exc:
                 self._after_failure(exc)
+                if is_login_rejected(exc):
+                    raise ConnectionFailedError(
+                        f"login to {self._settings.host}:{self._settings.port} was rejected: "
+                        f"{_server_message(exc)}") from exc
                 if not is_retryable(exc):
                     raise WriteError(_server_message(exc), exc.sqlstate) from exc
                 if attempt >= self._retry.max_retries:
