@@ -1,0 +1,235 @@
+"""Driver-side checks of LakebaseForeachWriter's arguments, each failing with a clear message."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+from .errors import ConfigurationError
+from .schema import Column, columns_from_schema
+
+MODES = ("insert", "upsert", "bulk-insert")
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
+NOT_ORDERABLE = ("binary", "array", "struct", "map")
+_PROXY_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
+
+PROXY_NOT_IMPLEMENTED = (
+    "proxy=...: writing through lakebase-proxy is not implemented in this version of "
+    "lakebase-foreachwriter; write directly (lakebase_name=... or read_write_dns=...)")
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """Everything the executors need, as plain picklable data."""
+
+    schema_name: Optional[str]
+    table_name: str
+    columns: Tuple[Column, ...]
+    mode: str
+    primary_keys: Tuple[str, ...]
+    version_column: Optional[str]
+    coalesce_columns: Tuple[str, ...]
+    host: str
+    port: int
+    dbname: str
+    sslmode: str
+    username: Optional[str]
+    password: Optional[str] = field(repr=False)
+    credential_provider: Optional[Callable[[], Tuple[str, str]]] = field(repr=False)
+    batch_size: int
+    batch_interval_ms: float
+    max_retries: int
+    retry_base_delay_s: float
+    lakebase_name: Optional[str] = None
+
+
+def fail(message: str) -> None:
+    raise ConfigurationError(message)
+
+
+def parse_table(table: Any) -> Tuple[Optional[str], str]:
+    """`table` or `schema.table` -> (schema or None, table)."""
+    if not isinstance(table, str) or not table.strip():
+        fail("table is required: 'table' or 'schema.table'")
+    parts = table.split(".")
+    if len(parts) > 2 or any(not p for p in parts):
+        fail(f"table {table!r} is not well-formed: expected 'table' or 'schema.table' "
+             "(names are used as written, case-sensitive, and must not contain dots)")
+    for part in parts:
+        check_identifier(part, "table name")
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def check_identifier(name: str, what: str) -> None:
+    if "\x00" in name:
+        fail(f"{what} {name!r} contains a NUL character")
+    if len(name.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+        fail(f"{what} {name!r} is longer than PostgreSQL's {MAX_IDENTIFIER_BYTES}-byte limit")
+
+
+def check_mode(mode: Any) -> str:
+    if mode not in MODES:
+        fail(f"mode must be one of {', '.join(repr(m) for m in MODES)}, not {mode!r}")
+    return mode
+
+
+def dataframe_columns(df: Any) -> Tuple[Column, ...]:
+    schema = getattr(df, "schema", df)
+    if df is None or not hasattr(schema, "fields"):
+        fail("df is required: the streaming DataFrame (or its StructType schema) being written")
+    columns, problems = columns_from_schema(schema)
+    if problems:
+        fail("unsupported column types: " + "; ".join(problems) +
+             ". Supported: numeric, decimal, string, binary, boolean, date, timestamp, "
+             "timestamp_ntz, arrays of these, struct and map (as JSON)")
+    if not columns:
+        fail("df has no columns")
+    names = [c.name for c in columns]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        fail(f"df has duplicate column names: {duplicates}")
+    for name in names:
+        check_identifier(name, "column name")
+    return tuple(columns)
+
+
+def _name_list(value: Any, what: str) -> Tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        fail(f"{what} must be a list of column names, not {value!r}")
+    if len(set(value)) != len(value):
+        fail(f"{what} lists a column twice: {list(value)}")
+    return tuple(value)
+
+
+def _check_present(names: Sequence[str], columns: Sequence[str], what: str) -> None:
+    missing = [n for n in names if n not in columns]
+    if missing:
+        fail(f"{what} {missing} not among the DataFrame's columns {list(columns)}")
+
+
+def check_upsert_options(mode: str, columns: Tuple[Column, ...], primary_keys: Any,
+                         version_column: Any, coalesce_columns: Any
+                         ) -> Tuple[Tuple[str, ...], Optional[str], Tuple[str, ...]]:
+    keys = _name_list(primary_keys, "primary_keys")
+    coalesce = _name_list(coalesce_columns, "upsert_coalesce_columns")
+    if version_column is not None and (not isinstance(version_column, str) or not version_column):
+        fail(f"upsert_version_column must be a column name, not {version_column!r}")
+    if mode != "upsert":
+        for given, what in ((keys, "primary_keys"), (version_column, "upsert_version_column"),
+                            (coalesce, "upsert_coalesce_columns")):
+            if given:
+                fail(f"{what} only applies to mode='upsert' (mode is {mode!r})")
+        return (), None, ()
+    if not keys:
+        fail("mode='upsert' requires primary_keys (the columns of the table's primary key or "
+             "of a unique index)")
+    names = [c.name for c in columns]
+    _check_present(keys, names, "primary_keys")
+    json_keys = [c.name for c in columns if c.name in keys and c.type.kind in ("struct", "map")]
+    if json_keys:
+        fail(f"primary_keys {json_keys} are struct/map (JSON) columns, which cannot be keys")
+    if version_column is not None:
+        _check_present([version_column], names, "upsert_version_column")
+        if version_column in keys:
+            fail(f"upsert_version_column {version_column!r} is one of the primary_keys")
+        kind = next(c.type.kind for c in columns if c.name == version_column)
+        if kind in NOT_ORDERABLE:
+            fail(f"upsert_version_column {version_column!r} has type {kind}, which cannot be "
+                 "compared; use a number, date, timestamp or string column")
+    _check_present(coalesce, names, "upsert_coalesce_columns")
+    both = [c for c in coalesce if c in keys]
+    if both:
+        fail(f"upsert_coalesce_columns {both} are primary keys; keys are never updated")
+    return keys, version_column, coalesce
+
+
+def check_proxy(proxy: Any, proxy_token: Any) -> None:
+    if proxy is None:
+        if proxy_token is not None:
+            fail("proxy_token is given but proxy is not")
+        return
+    if not isinstance(proxy, str) or not _valid_proxy_address(proxy):
+        fail(f"proxy must be 'host:port' or 'unix:/path/to/socket', not {proxy!r}")
+    fail(PROXY_NOT_IMPLEMENTED)
+
+
+def _valid_proxy_address(proxy: str) -> bool:
+    if proxy.startswith("unix:"):
+        return proxy[len("unix:"):].startswith("/")
+    match = _PROXY_HOST_PORT.match(proxy)
+    return bool(match) and 1 <= int(match.group(1)) <= 65535
+
+
+def check_target(lakebase_name: Any, read_write_dns: Any, host: Any) -> Tuple[Optional[str], Optional[str]]:
+    if host is not None and read_write_dns is not None and host != read_write_dns:
+        fail("give read_write_dns or its alias host, not both")
+    dns = read_write_dns if read_write_dns is not None else host
+    given = [n for n, v in (("lakebase_name", lakebase_name), ("read_write_dns", dns)) if v is not None]
+    if not given:
+        fail("a target is required: lakebase_name=... or read_write_dns=... (alias host=...)")
+    if len(given) > 1:
+        fail("give either lakebase_name or read_write_dns (host), not both")
+    for name, value in (("lakebase_name", lakebase_name), ("read_write_dns", dns)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            fail(f"{name} must be a non-empty string, not {value!r}")
+    return lakebase_name, dns
+
+
+def check_credentials(username: Any, password: Any, provider: Any) -> None:
+    if provider is not None:
+        if not callable(provider):
+            fail("credential_provider must be a callable returning (user, password)")
+        if username is not None or password is not None:
+            fail("give either username/password or credential_provider, not both "
+                 "(the provider returns the user name too)")
+        _check_picklable(provider)
+        return
+    if not isinstance(username, str) or not username:
+        fail("username is required (or a credential_provider)")
+    if not isinstance(password, str):
+        fail("password is required (or a credential_provider)")
+
+
+def _check_picklable(provider: Any) -> None:
+    from pyspark import cloudpickle
+
+    try:
+        cloudpickle.dumps(provider)
+    except Exception as exc:  # whatever the object's own pickling raises
+        fail(f"credential_provider cannot be pickled to the executors: {exc}")
+
+
+def check_number(value: Any, what: str, minimum: float, integer: bool = True,
+                 maximum: Optional[float] = None) -> None:
+    kinds: tuple = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        fail(f"{what} must be {'an integer' if integer else 'a number'}, not {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        fail(f"{what} must be {bound}, not {value!r}")
+
+
+def check_connection(port: Any, dbname: Any, sslmode: Any) -> None:
+    check_number(port, "port", 1, maximum=65535)
+    if not isinstance(dbname, str) or not dbname:
+        fail(f"dbname must be a non-empty string, not {dbname!r}")
+    if sslmode not in SSLMODES:
+        fail(f"sslmode must be one of {', '.join(SSLMODES)}, not {sslmode!r}")
+
+
+def check_tuning(batch_size: Any, batch_interval_ms: Any, max_retries: Any,
+                 retry_base_delay_s: Any) -> None:
+    check_number(batch_size, "batch_size", 1)
+    check_number(batch_interval_ms, "batch_interval_ms", 1, integer=False)
+    check_number(max_retries, "max_retries", 0)
+    check_number(retry_base_delay_s, "retry_base_delay_s", 0, integer=False)
+
+
+def column_names(columns: Sequence[Column]) -> List[str]:
+    return [c.name for c in columns]

@@ -1,0 +1,159 @@
+"""LakebaseForeachWriter: the object users pass to `writeStream.foreach(...)`.
+
+Spark pickles it on the driver and calls open / process* / close in each task. __init__ only
+validates and keeps plain data (WriterConfig); the connection, the encoder and the flush thread
+exist between open() and close() and are never pickled.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+from . import discovery, validation
+from .batching import Batcher
+from .direct import ConnectionSettings, DirectSink, RetryPolicy
+from .encoding import RowEncoder
+from .errors import ConfigurationError, DiscoveryError
+from .sql import Target
+from .validation import WriterConfig
+
+log = logging.getLogger(__name__)
+
+
+class LakebaseForeachWriter:
+    """Writes a streaming DataFrame's rows into a Lakebase (PostgreSQL) table.
+
+    mode="insert" (multi-row INSERT), "upsert" (INSERT ... ON CONFLICT, last write wins per key
+    within a batch) or "bulk-insert" (COPY). Rows are flushed every `batch_size` rows or
+    `batch_interval_ms` after the first unflushed row, and at the end of each task.
+    """
+
+    def __init__(
+        self,
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+        table: Optional[str] = None,
+        df: Any = None,
+        *,
+        lakebase_name: Optional[str] = None,
+        read_write_dns: Optional[str] = None,
+        host: Optional[str] = None,
+        mode: str = "insert",
+        primary_keys: Optional[Sequence[str]] = None,
+        batch_size: int = 1000,
+        batch_interval_ms: float = 100,
+        upsert_version_column: Optional[str] = None,
+        upsert_coalesce_columns: Optional[Sequence[str]] = None,
+        credential_provider: Optional[Callable[[], Tuple[str, str]]] = None,
+        sslmode: str = "require",
+        port: int = 5432,
+        dbname: str = "databricks_postgres",
+        max_retries: int = 3,
+        retry_base_delay_s: float = 0.5,
+        proxy: Optional[str] = None,
+        proxy_token: Optional[str] = None,
+    ) -> None:
+        v = validation
+        v.check_proxy(proxy, proxy_token)
+        mode = v.check_mode(mode)
+        schema_name, table_name = v.parse_table(table)
+        columns = v.dataframe_columns(df)
+        keys, version, coalesce = v.check_upsert_options(
+            mode, columns, primary_keys, upsert_version_column, upsert_coalesce_columns)
+        lakebase_name, dns = v.check_target(lakebase_name, read_write_dns, host)
+        v.check_credentials(username, password, credential_provider)
+        v.check_connection(port, dbname, sslmode)
+        v.check_tuning(batch_size, batch_interval_ms, max_retries, retry_base_delay_s)
+        if lakebase_name is not None:
+            dns = _resolve_host(lakebase_name)
+        self._config = WriterConfig(
+            schema_name=schema_name, table_name=table_name, columns=columns, mode=mode,
+            primary_keys=keys, version_column=version, coalesce_columns=coalesce,
+            host=dns, port=port, dbname=dbname, sslmode=sslmode, username=username,
+            password=password, credential_provider=credential_provider, batch_size=batch_size,
+            batch_interval_ms=batch_interval_ms, max_retries=max_retries,
+            retry_base_delay_s=retry_base_delay_s, lakebase_name=lakebase_name)
+        self._reset_runtime()
+
+    # ---- pickling: only the configuration travels -----------------------------------------
+
+    def _reset_runtime(self) -> None:
+        self._batcher: Optional[Batcher] = None
+        self._encoder: Optional[RowEncoder] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"_config": self._config}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self._config = state["_config"]
+        self._reset_runtime()
+
+    @property
+    def config(self) -> WriterConfig:
+        return self._config
+
+    # ---- Spark's ForeachWriter contract ---------------------------------------------------
+
+    def open(self, partition_id: int, epoch_id: int) -> bool:
+        """Connect and start the flush timer; raises (never returns False) on failure."""
+        if self._batcher is not None:  # a previous task on this object did not close
+            self._batcher.close(discard=True)
+            self._reset_runtime()
+        cfg = self._config
+        self._encoder = RowEncoder(cfg.columns, cfg.version_column)
+        sink = self._make_sink()
+        try:
+            sink.connect()
+        except BaseException:
+            sink.close(discard=True)
+            self._reset_runtime()
+            raise
+        self._batcher = Batcher(sink, cfg.batch_size, cfg.batch_interval_ms,
+                                thread_name=f"lakebase-flush-p{partition_id}-e{epoch_id}")
+        return True
+
+    def process(self, row: Any) -> None:
+        if self._batcher is None or self._encoder is None:
+            raise RuntimeError("LakebaseForeachWriter.process() called before open()")
+        self._batcher.add(self._encoder.encode(row))
+
+    def close(self, error: Optional[BaseException]) -> None:
+        """Flush and commit (error is None) or discard (error given); always disconnects.
+
+        Without an error, a failed final flush raises, so Spark fails (and retries) the task.
+        """
+        batcher = self._batcher
+        self._reset_runtime()
+        if batcher is not None:
+            batcher.close(discard=error is not None)
+
+    # ---- internals ------------------------------------------------------------------------
+
+    def _make_sink(self) -> DirectSink:
+        cfg = self._config
+        settings = ConnectionSettings(
+            host=cfg.host, port=cfg.port, dbname=cfg.dbname, sslmode=cfg.sslmode,
+            username=cfg.username, password=cfg.password,
+            credential_provider=cfg.credential_provider)
+        target = Target(schema=cfg.schema_name, table=cfg.table_name,
+                        columns=tuple(c.name for c in cfg.columns), mode=cfg.mode,
+                        primary_keys=cfg.primary_keys, version_column=cfg.version_column,
+                        coalesce_columns=cfg.coalesce_columns)
+        return DirectSink(settings, target, cfg.batch_size,
+                          RetryPolicy(cfg.max_retries, cfg.retry_base_delay_s))
+
+    def __repr__(self) -> str:
+        cfg = self._config
+        table = f"{cfg.schema_name}.{cfg.table_name}" if cfg.schema_name else cfg.table_name
+        return f"LakebaseForeachWriter(table={table!r}, mode={cfg.mode!r}, host={cfg.host!r})"
+
+
+def _resolve_host(lakebase_name: str) -> str:
+    try:
+        return discovery.resolve(lakebase_name).host
+    except (ConfigurationError, DiscoveryError):
+        raise
+    except Exception as exc:  # the SDK's own configuration / auth errors
+        raise DiscoveryError(f"resolving lakebase_name {lakebase_name!r} with databricks-sdk "
+                             f"failed: {exc}") from exc
