@@ -35,7 +35,10 @@ install_python() {
   python3 -c 'import pytest' 2>/dev/null || missing+=("${PY_PACKAGES[0]}")
   python3 -c 'import psycopg' 2>/dev/null || missing+=("${PY_PACKAGES[1]}")
   if [ -n "${LBP_WITH_SPARK:-}" ]; then
+    # The writer's own dependencies (python/pyproject.toml); the package itself is used
+    # from this checkout through PYTHONPATH, so a stale install elsewhere cannot shadow it.
     python3 -c 'import pyspark' 2>/dev/null || missing+=("pyspark>=3.5")
+    python3 -c 'import databricks.sdk' 2>/dev/null || missing+=("databricks-sdk")
   fi
   if [ ${#missing[@]} -eq 0 ]; then
     log "python packages: all present"

@@ -13,6 +13,9 @@ export LBP_BUILD_DIR="$PWD/$BUILD_DIR"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# The Python package under test is this checkout's, for the driver and Spark's workers.
+export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
+
 status=0
 echo "== C tests (ctest, $BUILD_DIR) =="
 (cd "$BUILD_DIR" && ctest --output-on-failure -j1) || status=1

@@ -1,0 +1,101 @@
+/* coalesce.h: merges clients' flush units into batches and commits them. */
+#ifndef LBP_COALESCE_H
+#define LBP_COALESCE_H
+
+/*
+ * A target is one table written one way (mode, columns, keys, upsert
+ * options); every session that opens the same target shares its queue. A
+ * flush unit (a client's rows up to its Flush) is the atom: it is never
+ * split between batches, so it commits whole or not at all.
+ *
+ * When a batch goes out: as soon as a server connection is free and the
+ * target has nothing in flight (low load: lowest latency), or when the
+ * queue holds max_rows or max_bytes, or its oldest unit has waited
+ * max_delay_ms (high load: big batches, up to max_inflight of them per
+ * insert target, one at a time per upsert target to keep arrival order).
+ * The units are taken from the queue only when the connection is in hand,
+ * so everything that arrived meanwhile rides along.
+ *
+ * How a failure is mapped back to clients (all in coalesce.c):
+ *  - a server error naming a COPY line fails the unit holding that line
+ *    (with its row number) and the batch is retried without it;
+ *  - an error naming no line, or too many retries, runs the units one per
+ *    transaction, so the error reaches only its own unit;
+ *  - 40P01 / 40001 retry the batch as it is;
+ *  - a connection lost before CopyDone: retried on another connection;
+ *    lost after it (COMMIT may have run): upsert retried (idempotent),
+ *    insert failed with 08007 "outcome unknown".
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sqlgen.h"
+
+struct event_base;
+struct evbuffer;
+struct pool;
+struct catalog;
+struct coalescer;
+struct co_target;
+
+struct co_config {
+	uint64_t max_rows;
+	uint64_t max_bytes;
+	unsigned max_delay_ms;
+	unsigned max_inflight;       /* batches in flight per insert target */
+	unsigned max_retries;        /* before going unit by unit */
+	unsigned acquire_timeout_ms; /* wait for a server connection */
+};
+
+/*
+ * The outcome of one unit, given once. sqlstate NULL: committed, rows is
+ * its row count. Otherwise nothing of it committed; row is the 1-based row
+ * in the unit that the server rejected, or 0.
+ */
+struct co_outcome {
+	uint64_t rows;
+	const char *sqlstate;
+	const char *message;
+	const char *detail;
+	uint64_t row;
+	size_t bytes; /* the unit's size, for the caller's memory accounting */
+};
+typedef void (*co_done_cb)(const struct co_outcome *o, void *arg);
+
+struct co_stats {
+	uint64_t units_committed, rows_committed, bytes_committed;
+	uint64_t units_failed, rows_failed;
+	uint64_t batches, batch_retries, batches_split;
+	uint64_t queued_units, queued_bytes;
+	unsigned targets, inflight;
+};
+
+struct coalescer *co_new(struct event_base *base, struct pool *pool,
+			 struct catalog *cat, const struct co_config *cfg);
+/* Fails every queued unit with 57P01. Units in flight are abandoned. */
+void co_free(struct coalescer *co);
+/* New limits for batches formed from now on. */
+void co_set_config(struct coalescer *co, const struct co_config *cfg);
+
+/*
+ * The shared target for def (copied), created on first use. Reference
+ * counted: every co_target_get needs a co_target_put.
+ */
+struct co_target *co_target_get(struct coalescer *co,
+				const struct sql_target *def);
+void co_target_put(struct co_target *t);
+
+/*
+ * Queues a flush unit: nrows whole, checked rows moved out of rows (left
+ * empty). done is called exactly once, from the event loop, after the
+ * unit's transaction committed or when it definitely failed. false on OOM
+ * (done will not be called).
+ */
+bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
+	       co_done_cb done, void *arg);
+
+void co_get_stats(const struct coalescer *co, struct co_stats *s);
+
+#endif
