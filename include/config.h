@@ -51,13 +51,24 @@ struct cfg_pool {
 };
 
 struct cfg_ingest {
-	char *listen; /* "127.0.0.1:5480" */
+	char *listen;                 /* "127.0.0.1:5480" or "unix:/path" */
+	char *auth_token;             /* secret; required off loopback */
+	unsigned max_clients;         /* 1024 */
+	uint64_t max_frame_bytes;     /* 1 MiB */
+	uint64_t max_flush_bytes;     /* 8 MiB: largest flush unit */
+	uint64_t client_buffer_bytes; /* 16 MiB flushed, unacked, per client */
+	uint64_t global_buffer_bytes; /* 256 MiB over all clients */
+	unsigned idle_timeout_s;      /* 600 */
 };
 
 struct cfg_batch {
 	uint64_t max_rows;     /* 50000 */
 	uint64_t max_bytes;    /* 8 MiB */
 	unsigned max_delay_ms; /* 50 */
+	unsigned max_inflight;       /* 4 batches in flight per insert target */
+	unsigned max_retries;        /* 3, then unit by unit */
+	unsigned acquire_timeout_ms; /* 30000: wait for a server connection */
+	unsigned catalog_ttl_s;      /* 300: table metadata cache */
 };
 
 struct cfg_admin {

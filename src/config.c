@@ -1,5 +1,6 @@
 /* config.c: the settings table, read from INI (inih) and the environment. */
 #include "config.h"
+#include "netaddr.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -74,11 +75,30 @@ static const struct cfg_key keys[] = {
     {KEY(pool, reconnect_max_ms, CFG_UINT), .min = 1, .max = 3600000,
      .def = "30000"},
     {KEY(ingest, listen, CFG_STRING), .def = "127.0.0.1:5480"},
+    {KEY(ingest, auth_token, CFG_SECRET), .optional = true},
+    {KEY(ingest, max_clients, CFG_UINT), .min = 1, .max = 100000,
+     .def = "1024"},
+    {KEY(ingest, max_frame_bytes, CFG_UINT64), .min = 65536,
+     .max = 67108864, .def = "1048576"},
+    {KEY(ingest, max_flush_bytes, CFG_UINT64), .min = 1024,
+     .max = 1073741824, .def = "8388608"},
+    {KEY(ingest, client_buffer_bytes, CFG_UINT64), .min = 1024,
+     .max = 4294967296, .def = "16777216"},
+    {KEY(ingest, global_buffer_bytes, CFG_UINT64), .min = 1024,
+     .max = 68719476736, .def = "268435456"},
+    {KEY(ingest, idle_timeout_s, CFG_UINT), .min = 1, .max = 86400,
+     .def = "600"},
     {KEY(batch, max_rows, CFG_UINT64), .min = 1, .max = 100000000,
      .def = "50000"},
     {KEY(batch, max_bytes, CFG_UINT64), .min = 1024, .max = 1073741824,
      .def = "8388608"},
     {KEY(batch, max_delay_ms, CFG_UINT), .min = 0, .max = 60000, .def = "50"},
+    {KEY(batch, max_inflight, CFG_UINT), .min = 1, .max = 1000, .def = "4"},
+    {KEY(batch, max_retries, CFG_UINT), .min = 0, .max = 100, .def = "3"},
+    {KEY(batch, acquire_timeout_ms, CFG_UINT), .min = 1, .max = 3600000,
+     .def = "30000"},
+    {KEY(batch, catalog_ttl_s, CFG_UINT), .min = 0, .max = 86400,
+     .def = "300"},
     {KEY(admin, listen, CFG_STRING), .def = "127.0.0.1:9187"},
     {KEY(log, level, CFG_LOG_LEVEL), .def = "info"},
     {KEY(log, stats_period_s, CFG_UINT), .min = 0, .max = 86400, .def = "60"},
@@ -659,6 +679,33 @@ static bool check_sslrootcert(const struct cfg_upstream *up, char *err,
 	return true;
 }
 
+static bool check_ingest(const struct cfg_ingest *in, char *err, size_t errlen)
+{
+	struct na_listen addr;
+	char why[300];
+
+	if (!na_parse_listen(in->listen, &addr, why, sizeof(why))) {
+		put_err(err, errlen, "[ingest] listen: %s", why);
+		return false;
+	}
+	/* Anyone who can reach the port can write to the database. */
+	if (!na_is_loopback(&addr) && in->auth_token == NULL) {
+		put_err(err, errlen,
+		        "[ingest] listen %s is not a loopback address: set "
+		        "[ingest] auth_token (LAKEBASE_PROXY_INGEST_AUTH_TOKEN)",
+		        in->listen);
+		return false;
+	}
+	if (in->max_flush_bytes > in->client_buffer_bytes ||
+	    in->client_buffer_bytes > in->global_buffer_bytes) {
+		put_err(err, errlen,
+		        "[ingest] needs max_flush_bytes <= client_buffer_bytes "
+		        "<= global_buffer_bytes");
+		return false;
+	}
+	return true;
+}
+
 /* Rules that concern more than one key, after file and environment. */
 static bool check_whole(const struct config *cfg, char *err, size_t errlen)
 {
@@ -689,7 +736,8 @@ static bool check_whole(const struct config *cfg, char *err, size_t errlen)
 		        pool->reconnect_base_ms, pool->reconnect_max_ms);
 		return false;
 	}
-	return check_sslrootcert(&cfg->upstream, err, errlen);
+	return check_ingest(&cfg->ingest, err, errlen) &&
+	       check_sslrootcert(&cfg->upstream, err, errlen);
 }
 
 bool cfg_load(struct config *cfg, const char *path, char *const *envp,

@@ -1,6 +1,7 @@
 /* server.c: owns the event loop, signals, TLS context and pool of the daemon. */
 #include "server.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,9 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "catalog.h"
+#include "coalesce.h"
+#include "ingest.h"
 #include "log.h"
 #include "pool.h"
 #include "tls.h"
@@ -19,6 +23,9 @@ struct server {
 	struct evdns_base *dns;
 	SSL_CTX *ssl_ctx;
 	struct pool *pool;
+	struct catalog *cat;
+	struct coalescer *co;
+	struct ingest *ing;
 	struct event *sigterm_ev;
 	struct event *sigint_ev;
 	struct event *sighup_ev;
@@ -63,11 +70,28 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 		 "reason=\"reload is not supported yet\"");
 }
 
-static void stats_cb(evutil_socket_t fd, short what, void *arg)
+static void log_stats(struct server *s)
 {
-	struct server *s = arg;
+	struct ing_stats is;
+	struct co_stats cs;
 
 	pool_log_stats(s->pool);
+	ing_get_stats(s->ing, &is);
+	co_get_stats(s->co, &cs);
+	log_info("event=ingest_stats clients=%u paused=%u rows_received=%" PRIu64
+		 " buffered_bytes=%" PRIu64 " rows_committed=%" PRIu64
+		 " units_committed=%" PRIu64 " units_failed=%" PRIu64
+		 " batches=%" PRIu64 " batch_retries=%" PRIu64
+		 " batches_split=%" PRIu64 " inflight=%u queued_units=%" PRIu64,
+		 is.clients, is.paused, is.rows_received, is.buffered_bytes,
+		 cs.rows_committed, cs.units_committed, cs.units_failed,
+		 cs.batches, cs.batch_retries, cs.batches_split, cs.inflight,
+		 cs.queued_units);
+}
+
+static void stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+	log_stats(arg);
 }
 
 static bool add_signal(struct server *s, struct event **ev, int sig,
@@ -85,6 +109,33 @@ static bool start_stats(struct server *s)
 		return true;
 	s->stats_ev = event_new(s->base, -1, EV_PERSIST, stats_cb, s);
 	return s->stats_ev != NULL && event_add(s->stats_ev, &tv) == 0;
+}
+
+static void co_config_from(const struct config *cfg, struct co_config *out)
+{
+	*out = (struct co_config){
+	    .max_rows = cfg->batch.max_rows,
+	    .max_bytes = cfg->batch.max_bytes,
+	    .max_delay_ms = cfg->batch.max_delay_ms,
+	    .max_inflight = cfg->batch.max_inflight,
+	    .max_retries = cfg->batch.max_retries,
+	    .acquire_timeout_ms = cfg->batch.acquire_timeout_ms,
+	};
+}
+
+static bool start_ingest(struct server *s, char *err, size_t errlen)
+{
+	struct co_config cc;
+
+	co_config_from(s->cfg, &cc);
+	s->cat = cat_new(s->base, s->pool, s->cfg->batch.catalog_ttl_s);
+	s->co = s->cat ? co_new(s->base, s->pool, s->cat, &cc) : NULL;
+	if (s->co == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	s->ing = ing_new(s->base, s->cat, s->co, &s->cfg->ingest, err, errlen);
+	return s->ing != NULL;
 }
 
 struct server *server_new(const struct config *cfg, char *err, size_t errlen)
@@ -125,6 +176,8 @@ struct server *server_new(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create the pool");
 		goto fail;
 	}
+	if (!start_ingest(s, err, errlen))
+		goto fail;
 	return s;
 fail:
 	server_free(s);
@@ -135,7 +188,7 @@ int server_run(struct server *s)
 {
 	log_info("event=start version=%s", LBP_VERSION);
 	event_base_dispatch(s->base);
-	pool_log_stats(s->pool);
+	log_stats(s);
 	log_info("event=stop");
 	return s->exit_code;
 }
@@ -144,6 +197,10 @@ void server_free(struct server *s)
 {
 	if (s == NULL)
 		return;
+	/* Users before what they use: sessions, batches, lookups, the pool. */
+	ing_free(s->ing);
+	co_free(s->co);
+	cat_free(s->cat);
 	pool_free(s->pool);
 	if (s->stats_ev)
 		event_free(s->stats_ev);

@@ -38,11 +38,22 @@ static const char full_ini[] = "[upstream]\n"
                                "\n"
                                "[ingest]\n"
                                "listen = 0.0.0.0:6000\n"
+                               "auth_token = tok-" SECRET "\n"
+                               "max_clients = 10\n"
+                               "max_frame_bytes = 131072\n"
+                               "max_flush_bytes = 2048\n"
+                               "client_buffer_bytes = 4096\n"
+                               "global_buffer_bytes = 8192\n"
+                               "idle_timeout_s = 9\n"
                                "\n"
                                "[batch]\n"
                                "max_rows = 1000\n"
                                "max_bytes = 1048576\n"
                                "max_delay_ms = 10\n"
+                               "max_inflight = 2\n"
+                               "max_retries = 1\n"
+                               "acquire_timeout_ms = 500\n"
+                               "catalog_ttl_s = 7\n"
                                "\n"
                                "[admin]\n"
                                "listen = 127.0.0.1:9999\n"
@@ -72,9 +83,20 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_POOL_RECONNECT_BASE_MS=50",
     "LAKEBASE_PROXY_POOL_RECONNECT_MAX_MS=5000",
     "LAKEBASE_PROXY_INGEST_LISTEN=unix:/tmp/lbp.sock",
+    "LAKEBASE_PROXY_INGEST_AUTH_TOKEN=envtok-" SECRET,
+    "LAKEBASE_PROXY_INGEST_MAX_CLIENTS=11",
+    "LAKEBASE_PROXY_INGEST_MAX_FRAME_BYTES=262144",
+    "LAKEBASE_PROXY_INGEST_MAX_FLUSH_BYTES=3000",
+    "LAKEBASE_PROXY_INGEST_CLIENT_BUFFER_BYTES=5000",
+    "LAKEBASE_PROXY_INGEST_GLOBAL_BUFFER_BYTES=9000",
+    "LAKEBASE_PROXY_INGEST_IDLE_TIMEOUT_S=8",
     "LAKEBASE_PROXY_BATCH_MAX_ROWS=7",
     "LAKEBASE_PROXY_BATCH_MAX_BYTES=2048",
     "LAKEBASE_PROXY_BATCH_MAX_DELAY_MS=0",
+    "LAKEBASE_PROXY_BATCH_MAX_INFLIGHT=3",
+    "LAKEBASE_PROXY_BATCH_MAX_RETRIES=2",
+    "LAKEBASE_PROXY_BATCH_ACQUIRE_TIMEOUT_MS=600",
+    "LAKEBASE_PROXY_BATCH_CATALOG_TTL_S=8",
     "LAKEBASE_PROXY_ADMIN_LISTEN=127.0.0.1:1",
     "LAKEBASE_PROXY_LOG_LEVEL=warning",
     "LAKEBASE_PROXY_LOG_STATS_PERIOD_S=5",
@@ -220,9 +242,20 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.pool.reconnect_base_ms, 200);
 	ck_assert_uint_eq(cfg.pool.reconnect_max_ms, 20000);
 	ck_assert_str_eq(cfg.ingest.listen, "0.0.0.0:6000");
+	ck_assert_str_eq(cfg.ingest.auth_token, "tok-" SECRET);
+	ck_assert_uint_eq(cfg.ingest.max_clients, 10);
+	ck_assert_uint_eq(cfg.ingest.max_frame_bytes, 131072);
+	ck_assert_uint_eq(cfg.ingest.max_flush_bytes, 2048);
+	ck_assert_uint_eq(cfg.ingest.client_buffer_bytes, 4096);
+	ck_assert_uint_eq(cfg.ingest.global_buffer_bytes, 8192);
+	ck_assert_uint_eq(cfg.ingest.idle_timeout_s, 9);
 	ck_assert_uint_eq(cfg.batch.max_rows, 1000);
 	ck_assert_uint_eq(cfg.batch.max_bytes, 1048576);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 10);
+	ck_assert_uint_eq(cfg.batch.max_inflight, 2);
+	ck_assert_uint_eq(cfg.batch.max_retries, 1);
+	ck_assert_uint_eq(cfg.batch.acquire_timeout_ms, 500);
+	ck_assert_uint_eq(cfg.batch.catalog_ttl_s, 7);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9999");
 	ck_assert_int_eq(cfg.log.level, LOG_DEBUG);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 0);
@@ -254,9 +287,20 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.pool.reconnect_base_ms, 50);
 	ck_assert_uint_eq(cfg.pool.reconnect_max_ms, 5000);
 	ck_assert_str_eq(cfg.ingest.listen, "unix:/tmp/lbp.sock");
+	ck_assert_str_eq(cfg.ingest.auth_token, "envtok-" SECRET);
+	ck_assert_uint_eq(cfg.ingest.max_clients, 11);
+	ck_assert_uint_eq(cfg.ingest.max_frame_bytes, 262144);
+	ck_assert_uint_eq(cfg.ingest.max_flush_bytes, 3000);
+	ck_assert_uint_eq(cfg.ingest.client_buffer_bytes, 5000);
+	ck_assert_uint_eq(cfg.ingest.global_buffer_bytes, 9000);
+	ck_assert_uint_eq(cfg.ingest.idle_timeout_s, 8);
 	ck_assert_uint_eq(cfg.batch.max_rows, 7);
 	ck_assert_uint_eq(cfg.batch.max_bytes, 2048);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
+	ck_assert_uint_eq(cfg.batch.max_inflight, 3);
+	ck_assert_uint_eq(cfg.batch.max_retries, 2);
+	ck_assert_uint_eq(cfg.batch.acquire_timeout_ms, 600);
+	ck_assert_uint_eq(cfg.batch.catalog_ttl_s, 8);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
 	ck_assert_int_eq(cfg.log.level, LOG_WARN);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 5);
@@ -269,6 +313,32 @@ START_TEST(test_env_overrides_every_key)
 		n_printed++;
 	free(printed);
 	ck_assert_uint_eq(n_env, n_printed);
+}
+END_TEST
+
+START_TEST(test_ingest_off_loopback_needs_token)
+{
+	static const char base[] = "[upstream]\nhost = h\nuser = u\n"
+	                           "[ingest]\nlisten = 0.0.0.0:5480\n";
+	char *const with_token[] = {"LAKEBASE_PROXY_INGEST_AUTH_TOKEN=t", NULL};
+
+	ck_assert(!load_text(base, NULL));
+	ck_assert_ptr_nonnull(strstr(err, "auth_token"));
+	ck_assert_msg(load_text(base, with_token), "%s", err);
+	ck_assert(load_text("[upstream]\nhost = h\nuser = u\n[ingest]\n"
+	                    "listen = [::1]:5480\n",
+	                    NULL));
+	ck_assert(load_text("[upstream]\nhost = h\nuser = u\n[ingest]\n"
+	                    "listen = unix:/tmp/x.sock\n",
+	                    NULL));
+	ck_assert(!load_text("[upstream]\nhost = h\nuser = u\n[ingest]\n"
+	                     "listen = nonsense\n",
+	                     NULL));
+	ck_assert_ptr_nonnull(strstr(err, "[ingest] listen"));
+	ck_assert(!load_text("[upstream]\nhost = h\nuser = u\n[ingest]\n"
+	                     "max_flush_bytes = 99999999\n",
+	                     NULL));
+	ck_assert_ptr_nonnull(strstr(err, "max_flush_bytes <="));
 }
 END_TEST
 
@@ -670,6 +740,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_crlf_bom_and_comments);
 	tcase_add_test(load, test_full_file);
 	tcase_add_test(load, test_env_overrides_every_key);
+	tcase_add_test(load, test_ingest_off_loopback_needs_token);
 	tcase_add_test(load, test_env_only_and_empty_optional);
 	tcase_add_test(load, test_failed_load_changes_nothing);
 	tcase_add_test(load, test_load_twice_does_not_leak);

@@ -1,0 +1,964 @@
+/* ingest.c: accepts Spark tasks' connections and runs each session's protocol. */
+#include "ingest.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "catalog.h"
+#include "coalesce.h"
+#include "copytext.h"
+#include "ingest_proto.h"
+#include "log.h"
+#include "netaddr.h"
+#include "pgwire.h"
+
+/* Stop reading a client whose unread answers pile up past this. */
+#define OUTPUT_HIGH (1024u * 1024)
+#define OUTPUT_LOW (256u * 1024)
+/* How long a session that must go may take to send its last words. */
+#define DRAIN_TIMEOUT_S 5
+
+enum sess_state {
+	S_HELLO,    /* waiting for Hello */
+	S_OPEN,     /* waiting for Open */
+	S_OPENING,  /* catalog lookup in flight; input waits in the buffer */
+	S_STREAM,   /* rows and flushes */
+	S_CLOSING,  /* Close received; answering what is outstanding */
+	S_DRAINING  /* last message queued; gone once it is written */
+};
+
+static const char *const state_names[] = {"hello",  "open",    "opening",
+					  "stream", "closing", "draining"};
+
+/* One flushed unit, answered in Flush order. Outlives its session if the
+ * client goes while the unit is in flight (session NULL then). */
+struct pending {
+	TAILQ_ENTRY(pending) link;
+	struct session *s;
+	uint64_t flush_id;
+	bool done;
+	uint64_t rows;
+	uint64_t row;
+	char sqlstate[6];
+	char *message;
+	char *detail;
+	size_t bytes; /* counted in the buffers until the outcome */
+};
+TAILQ_HEAD(pending_list, pending);
+
+/* Open's fields, owned, kept while the catalog is asked. */
+struct open_req {
+	char *schema, *table, *version_col;
+	char mode;
+	size_t ncols, nkeys, ncoalesce;
+	char **cols, **keys, **coalesce;
+};
+
+struct session {
+	TAILQ_ENTRY(session) link;
+	struct ingest *ing;
+	uint64_t id;
+	enum sess_state state;
+	struct bufferevent *bev;
+	char peer[64];
+	char name[IGP_MAX_CLIENT_NAME + 1];
+	struct event *drain_ev;
+
+	struct open_req req;
+	struct cat_lookup *lookup;
+	struct co_target *target;
+	unsigned ncols;
+
+	/* the flush unit being received */
+	struct evbuffer *unit;
+	uint64_t unit_rows;
+	size_t unit_bytes;
+	char unit_sqlstate[6]; /* set: the unit already failed */
+	char unit_message[160];
+	uint64_t unit_row;
+
+	struct pending_list pendings;
+	size_t pending_bytes;
+	bool reading;
+};
+TAILQ_HEAD(session_list, session);
+
+struct ingest {
+	struct event_base *base;
+	struct catalog *cat;
+	struct coalescer *co;
+	struct cfg_ingest cfg;
+	char *token; /* owned copy; NULL = none */
+	struct evconnlistener *listener;
+	char unix_path[108];
+	struct session_list sessions;
+	struct event *resume_ev;
+	struct event *relisten_ev;
+	uint64_t next_id;
+	struct ing_stats stats;
+};
+
+#define sess_log(level, s, fmt, ...)                                           \
+	log_msg(level, "client=%" PRIu64 " " fmt, (s)->id, ##__VA_ARGS__)
+
+static void process_input(struct session *s);
+static void update_reading(struct session *s);
+static void destroy_session(struct session *s);
+
+/* ---- small helpers ---- */
+
+static void set_state(struct session *s, enum sess_state to)
+{
+	log_debug("client=%" PRIu64 " event=state from=%s to=%s", s->id,
+		  state_names[s->state], state_names[to]);
+	s->state = to;
+}
+
+static void free_req(struct open_req *r)
+{
+	for (size_t i = 0; i < r->ncols; i++)
+		free(r->cols[i]);
+	for (size_t i = 0; i < r->nkeys; i++)
+		free(r->keys[i]);
+	for (size_t i = 0; i < r->ncoalesce; i++)
+		free(r->coalesce[i]);
+	free(r->cols);
+	free(r->keys);
+	free(r->coalesce);
+	free(r->schema);
+	free(r->table);
+	free(r->version_col);
+	memset(r, 0, sizeof(*r));
+}
+
+static char **copy_names(const char **v, size_t n, bool *ok)
+{
+	char **out = calloc(n ? n : 1, sizeof(*out));
+
+	if (out == NULL) {
+		*ok = false;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((out[i] = strdup(v[i])) == NULL)
+			*ok = false;
+	return out;
+}
+
+static bool copy_req(struct open_req *r, const struct igp_open *o)
+{
+	bool ok = true;
+
+	r->mode = o->mode;
+	r->schema = strdup(o->schema);
+	r->table = strdup(o->table);
+	r->version_col = strdup(o->version_col);
+	r->ncols = o->ncols;
+	r->cols = copy_names(o->cols, o->ncols, &ok);
+	r->nkeys = o->nkeys;
+	r->keys = copy_names(o->keys, o->nkeys, &ok);
+	r->ncoalesce = o->ncoalesce;
+	r->coalesce = copy_names(o->coalesce, o->ncoalesce, &ok);
+	return ok && r->schema && r->table && r->version_col;
+}
+
+/* Sends Error and lets the session go once it is written. */
+static void fatal(struct session *s, const char *sqlstate, const char *fmt,
+		  ...) __attribute__((format(printf, 3, 4)));
+static void fatal(struct session *s, const char *sqlstate, const char *fmt,
+		  ...)
+{
+	char msg[400], q[500];
+	va_list ap;
+	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+
+	if (s->state == S_DRAINING)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sess_log(LOG_WARN, s, "event=session_error sqlstate=%s error=%s",
+		 sqlstate, log_quote(q, sizeof(q), msg));
+	if (strcmp(sqlstate, "08P01") == 0)
+		s->ing->stats.protocol_errors++;
+	igp_put_error(bufferevent_get_output(s->bev), sqlstate, msg);
+	set_state(s, S_DRAINING);
+	update_reading(s);
+	evtimer_add(s->drain_ev, &tv);
+}
+
+/* ---- answers ---- */
+
+static void free_pending(struct pending *p)
+{
+	free(p->message);
+	free(p->detail);
+	free(p);
+}
+
+static void send_answers(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct pending *p;
+
+	while ((p = TAILQ_FIRST(&s->pendings)) != NULL && p->done) {
+		TAILQ_REMOVE(&s->pendings, p, link);
+		if (p->sqlstate[0] == '\0')
+			igp_put_ack(out, p->flush_id, p->rows);
+		else
+			igp_put_flush_error(out, p->flush_id, p->sqlstate,
+					    p->message ? p->message : "",
+					    p->detail ? p->detail : "", p->row);
+		free_pending(p);
+	}
+	if (s->state == S_CLOSING && TAILQ_EMPTY(&s->pendings)) {
+		struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+
+		igp_put_close_ok(out);
+		set_state(s, S_DRAINING);
+		evtimer_add(s->drain_ev, &tv);
+	}
+}
+
+static void set_outcome(struct pending *p, const char *sqlstate,
+			const char *message, const char *detail, uint64_t row)
+{
+	p->done = true;
+	if (sqlstate == NULL)
+		return;
+	snprintf(p->sqlstate, sizeof(p->sqlstate), "%s", sqlstate);
+	p->message = strdup(message ? message : "");
+	p->detail = strdup(detail ? detail : "");
+	p->row = row;
+}
+
+static void unit_done(const struct co_outcome *o, void *arg)
+{
+	struct pending *p = arg;
+	struct session *s = p->s;
+	struct ingest *ing;
+	char q[300];
+
+	if (s == NULL) {
+		/* The client left; the unit still had to commit or fail. */
+		free_pending(p);
+		return;
+	}
+	ing = s->ing;
+	ing->stats.buffered_bytes -= o->bytes;
+	s->pending_bytes -= o->bytes;
+	p->rows = o->rows;
+	set_outcome(p, o->sqlstate, o->message, o->detail, o->row);
+	if (o->sqlstate) {
+		ing->stats.flush_errors++;
+		sess_log(LOG_INFO, s,
+			 "event=flush_failed flush_id=%" PRIu64 " sqlstate=%s "
+			 "row=%" PRIu64 " error=%s",
+			 p->flush_id, o->sqlstate, o->row,
+			 log_quote(q, sizeof(q), o->message));
+	}
+	send_answers(s);
+	/* Reading resumes from the loop, not inside the coalescer's call. */
+	event_active(ing->resume_ev, 0, 0);
+}
+
+/* ---- backpressure ---- */
+
+static bool wants_input(const struct session *s)
+{
+	const struct ingest *ing = s->ing;
+
+	if (s->state == S_OPENING || s->state == S_DRAINING ||
+	    s->state == S_CLOSING)
+		return false;
+	return s->pending_bytes < ing->cfg.client_buffer_bytes &&
+	       ing->stats.buffered_bytes < ing->cfg.global_buffer_bytes &&
+	       evbuffer_get_length(bufferevent_get_output(s->bev)) < OUTPUT_HIGH;
+}
+
+static void update_reading(struct session *s)
+{
+	bool want = wants_input(s);
+
+	if (want == s->reading)
+		return;
+	s->reading = want;
+	if (want) {
+		s->ing->stats.paused--;
+		bufferevent_enable(s->bev, EV_READ);
+	} else {
+		/* The kernel's buffers fill and the client blocks in send(). */
+		s->ing->stats.paused++;
+		bufferevent_disable(s->bev, EV_READ);
+	}
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ingest *ing = arg;
+	struct session *s, *next;
+
+	for (s = TAILQ_FIRST(&ing->sessions); s; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (s->reading || !wants_input(s))
+			continue;
+		update_reading(s);
+		/* Frames may already wait in the buffer: no read event for them. */
+		process_input(s);
+	}
+}
+
+/* ---- handshake and open ---- */
+
+/* Compares digests so the time taken says nothing of the token. */
+static bool token_ok(const struct ingest *ing, const char *given)
+{
+	unsigned char a[32], b[32];
+	unsigned int la = 0, lb = 0;
+
+	if (ing->token == NULL)
+		return true;
+	EVP_Digest(ing->token, strlen(ing->token), a, &la, EVP_sha256(), NULL);
+	EVP_Digest(given, strlen(given), b, &lb, EVP_sha256(), NULL);
+	return la == 32 && lb == 32 && CRYPTO_memcmp(a, b, 32) == 0;
+}
+
+static void handle_hello(struct session *s, const struct pgw_frame *f)
+{
+	struct ingest *ing = s->ing;
+	struct igp_hello h;
+	char server_name[64];
+
+	if (f->type != IGP_MSG_HELLO || igp_parse_hello(f, &h) != PGW_OK) {
+		fatal(s, "08P01", "expected Hello as the first message");
+		return;
+	}
+	if (h.major != IGP_VERSION_MAJOR) {
+		fatal(s, "08P01",
+		      "protocol version %u.%u is not supported; this proxy "
+		      "speaks %u.%u",
+		      h.major, h.minor, IGP_VERSION_MAJOR, IGP_VERSION_MINOR);
+		return;
+	}
+	snprintf(s->name, sizeof(s->name), "%s", h.client_name);
+	if (!token_ok(ing, h.token)) {
+		ing->stats.refused++;
+		fatal(s, "28000", "wrong or missing token");
+		return;
+	}
+	snprintf(server_name, sizeof(server_name), "lakebase-proxy %s",
+		 LBP_VERSION);
+	igp_put_hello_ok(bufferevent_get_output(s->bev),
+			 (uint32_t)ing->cfg.max_frame_bytes,
+			 ing->cfg.max_flush_bytes, server_name);
+	set_state(s, S_OPEN);
+}
+
+/* The table as it is: every asked column exists, upsert keys are unique. */
+static bool check_against_table(struct session *s, const struct cat_table *t,
+				const char **types)
+{
+	const struct open_req *r = &s->req;
+
+	for (size_t i = 0; i < r->ncols; i++) {
+		const struct cat_column *c = cat_find_column(t, r->cols[i]);
+
+		if (c == NULL) {
+			fatal(s, "42703", "column \"%s\" of table \"%s\" does not "
+				 "exist", r->cols[i], r->table);
+			return false;
+		}
+		types[i] = c->type;
+	}
+	if (r->mode == IGP_MODE_UPSERT &&
+	    !cat_has_unique(t, (const char *const *)r->keys, r->nkeys)) {
+		fatal(s, "42P10", "upsert keys of table \"%s\" are not exactly "
+			 "the columns of a unique index or primary key",
+			 r->table);
+		return false;
+	}
+	return true;
+}
+
+static void send_open_ok(struct session *s, const char *const *types)
+{
+	igp_put_open_ok(bufferevent_get_output(s->bev), (uint16_t)s->req.ncols,
+			(const char *const *)s->req.cols, types);
+}
+
+static void opened(const struct cat_table *t, const char *sqlstate,
+		   const char *message, void *arg)
+{
+	struct session *s = arg;
+	struct open_req *r = &s->req;
+	const char **types;
+	char q[200];
+
+	s->lookup = NULL;
+	if (t == NULL) {
+		fatal(s, sqlstate, "table \"%s\": %s", r->table, message);
+		return;
+	}
+	types = calloc(r->ncols, sizeof(*types));
+	if (types == NULL) {
+		fatal(s, "53200", "out of memory");
+		return;
+	}
+	if (check_against_table(s, t, types)) {
+		struct sql_target def = {
+		    .schema = r->schema,
+		    .table = r->table,
+		    .mode = r->mode,
+		    .ncols = r->ncols,
+		    .cols = (const char *const *)r->cols,
+		    .types = types,
+		    .nkeys = r->nkeys,
+		    .keys = (const char *const *)r->keys,
+		    .version_col = r->version_col,
+		    .ncoalesce = r->ncoalesce,
+		    .coalesce = (const char *const *)r->coalesce,
+		};
+		s->target = co_target_get(s->ing->co, &def);
+		if (s->target == NULL) {
+			fatal(s, "53200", "out of memory");
+		} else {
+			s->ncols = (unsigned)r->ncols;
+			send_open_ok(s, types);
+			sess_log(LOG_INFO, s,
+				 "event=open peer=%s name=%s table=%s mode=%c "
+				 "columns=%zu",
+				 s->peer, log_quote(q, sizeof(q), s->name),
+				 log_quote((char[200]){0}, 200, r->table),
+				 r->mode, r->ncols);
+			set_state(s, S_STREAM);
+			update_reading(s);
+			process_input(s); /* rows pipelined after Open */
+		}
+	}
+	free(types);
+}
+
+static void handle_open(struct session *s, const struct pgw_frame *f)
+{
+	struct igp_open o;
+	char sqlstate[6], msg[300];
+
+	if (f->type != IGP_MSG_OPEN) {
+		fatal(s, "08P01", "expected Open after HelloOk, got '%c'",
+		      f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
+		return;
+	}
+	if (igp_parse_open(f, &o) != PGW_OK) {
+		fatal(s, "08P01", "malformed Open message");
+		return;
+	}
+	if (!igp_open_check(&o, sqlstate, msg, sizeof(msg))) {
+		igp_open_free(&o);
+		fatal(s, sqlstate, "%s", msg);
+		return;
+	}
+	bool ok = copy_req(&s->req, &o);
+	igp_open_free(&o);
+	if (!ok) {
+		fatal(s, "53200", "out of memory");
+		return;
+	}
+	set_state(s, S_OPENING);
+	update_reading(s);
+	s->lookup = cat_lookup(s->ing->cat, s->req.schema, s->req.table,
+			       opened, s);
+	if (s->lookup == NULL)
+		fatal(s, "53200", "out of memory");
+}
+
+/* ---- rows and flushes ---- */
+
+static void fail_unit(struct session *s, const char *sqlstate, uint64_t row,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void fail_unit(struct session *s, const char *sqlstate, uint64_t row,
+		      const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(s->unit_sqlstate, sizeof(s->unit_sqlstate), "%s", sqlstate);
+	va_start(ap, fmt);
+	vsnprintf(s->unit_message, sizeof(s->unit_message), fmt, ap);
+	va_end(ap);
+	s->unit_row = row;
+	/* The unit will never commit: keep none of it. */
+	evbuffer_drain(s->unit, evbuffer_get_length(s->unit));
+}
+
+static void handle_rows(struct session *s, const struct pgw_frame *f)
+{
+	struct ingest *ing = s->ing;
+	struct ct_error err;
+	uint64_t rows = 0;
+
+	ing->stats.bytes_received += f->len;
+	s->unit_bytes += f->len;
+	if (s->unit_sqlstate[0])
+		return; /* the unit failed already: discard until its Flush */
+	if (s->unit_bytes > ing->cfg.max_flush_bytes) {
+		fail_unit(s, "54000", 0,
+			  "flush unit larger than max_flush_bytes (%" PRIu64
+			  " bytes): flush more often",
+			  ing->cfg.max_flush_bytes);
+		return;
+	}
+	if (ct_check_rows(f->body, f->len, s->ncols, &rows, &err) != CT_OK) {
+		fail_unit(s, ct_rc_sqlstate(err.rc), s->unit_rows + err.row,
+			  "row %" PRIu64 " of the flush: %s (byte %zu of its "
+			  "message)",
+			  s->unit_rows + err.row, ct_rc_text(err.rc), err.offset);
+		return;
+	}
+	ing->stats.rows_received += rows;
+	s->unit_rows += rows;
+	if (evbuffer_add(s->unit, f->body, f->len) != 0)
+		fail_unit(s, "53200", 0, "out of memory");
+}
+
+static void reset_unit(struct session *s)
+{
+	evbuffer_drain(s->unit, evbuffer_get_length(s->unit));
+	s->unit_rows = 0;
+	s->unit_bytes = 0;
+	s->unit_sqlstate[0] = '\0';
+	s->unit_message[0] = '\0';
+	s->unit_row = 0;
+}
+
+static void handle_flush(struct session *s, const struct pgw_frame *f)
+{
+	struct ingest *ing = s->ing;
+	struct pending *p;
+	uint64_t id;
+	size_t bytes = evbuffer_get_length(s->unit);
+
+	if (igp_parse_flush(f, &id) != PGW_OK) {
+		fatal(s, "08P01", "malformed Flush message");
+		return;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		fatal(s, "53200", "out of memory");
+		return;
+	}
+	p->s = s;
+	p->flush_id = id;
+	TAILQ_INSERT_TAIL(&s->pendings, p, link);
+	if (s->unit_sqlstate[0]) {
+		ing->stats.flush_errors++;
+		set_outcome(p, s->unit_sqlstate, s->unit_message, "",
+			    s->unit_row);
+	} else if (s->unit_rows == 0) {
+		set_outcome(p, NULL, NULL, NULL, 0);
+	} else {
+		p->bytes = bytes;
+		s->pending_bytes += bytes;
+		ing->stats.buffered_bytes += bytes;
+		if (!co_submit(s->target, s->unit, s->unit_rows, unit_done, p)) {
+			s->pending_bytes -= bytes;
+			ing->stats.buffered_bytes -= bytes;
+			set_outcome(p, "53200", "out of memory", "", 0);
+		}
+	}
+	reset_unit(s);
+	send_answers(s);
+}
+
+static void handle_stream(struct session *s, const struct pgw_frame *f)
+{
+	switch (f->type) {
+	case IGP_MSG_ROWS:
+		handle_rows(s, f);
+		break;
+	case IGP_MSG_FLUSH:
+		handle_flush(s, f);
+		break;
+	case IGP_MSG_CLOSE:
+		/* Rows after the last Flush are discarded, as documented. */
+		reset_unit(s);
+		set_state(s, S_CLOSING);
+		update_reading(s);
+		send_answers(s);
+		break;
+	default:
+		fatal(s, "08P01", "unexpected message '%c' in a stream",
+		      f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
+	}
+}
+
+/* Frames until the buffer is empty or the session must wait. */
+static void process_input(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct pgw_frame f;
+	size_t max;
+
+	for (;;) {
+		if (!s->reading || (s->state != S_HELLO && s->state != S_OPEN &&
+				    s->state != S_STREAM))
+			return;
+		/* Before the handshake, frames are small: no memory for strangers. */
+		max = s->state == S_HELLO ? IGP_PREAUTH_MAX_FRAME
+					  : s->ing->cfg.max_frame_bytes;
+		switch (pgw_frame_next(in, max, &f)) {
+		case PGW_AGAIN:
+			return;
+		case PGW_ERROR:
+			fatal(s, "08P01", "bad frame: length outside 4..%zu",
+			      max);
+			return;
+		case PGW_OK:
+			break;
+		}
+		if (s->state == S_HELLO)
+			handle_hello(s, &f);
+		else if (s->state == S_OPEN)
+			handle_open(s, &f);
+		else
+			handle_stream(s, &f);
+		pgw_frame_consume(in, &f);
+		update_reading(s);
+	}
+}
+
+/* ---- connection events ---- */
+
+static void destroy_session(struct session *s)
+{
+	struct ingest *ing = s->ing;
+	struct pending *p;
+
+	while ((p = TAILQ_FIRST(&s->pendings)) != NULL) {
+		TAILQ_REMOVE(&s->pendings, p, link);
+		if (p->done) {
+			free_pending(p);
+			continue;
+		}
+		/* In flight: it still commits; its answer has nowhere to go. */
+		ing->stats.buffered_bytes -= p->bytes;
+		p->s = NULL;
+	}
+	if (s->lookup)
+		cat_cancel(ing->cat, s->lookup);
+	co_target_put(s->target);
+	if (!s->reading)
+		ing->stats.paused--;
+	TAILQ_REMOVE(&ing->sessions, s, link);
+	ing->stats.clients--;
+	sess_log(LOG_DEBUG, s, "event=session_end state=%s",
+		 state_names[s->state]);
+	free_req(&s->req);
+	evbuffer_free(s->unit);
+	event_free(s->drain_ev);
+	bufferevent_free(s->bev);
+	free(s);
+	event_active(ing->resume_ev, 0, 0); /* global memory may be free now */
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	destroy_session(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	/* Everything is written: a draining session can go now. */
+	if (s->state == S_DRAINING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		destroy_session(s);
+		return;
+	}
+	if (!s->reading && wants_input(s)) {
+		update_reading(s);
+		process_input(s);
+	}
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	process_input(arg);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		/* Waiting for its answers is not being idle. */
+		if (!TAILQ_EMPTY(&s->pendings) || s->state == S_OPENING) {
+			bufferevent_enable(bev, EV_READ);
+			return;
+		}
+		fatal(s, "08006", "idle for %u s", s->ing->cfg.idle_timeout_s);
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (!TAILQ_EMPTY(&s->pendings) || s->state == S_STREAM)
+			sess_log(LOG_INFO, s,
+				 "event=client_gone state=%s unit_rows=%" PRIu64,
+				 state_names[s->state], s->unit_rows);
+		destroy_session(s);
+	}
+}
+
+static void peer_text(const struct sockaddr *sa, char *buf, size_t size)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, size, "%s:%u", host, ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, size, "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, size, "unix");
+	}
+}
+
+static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
+				   const struct sockaddr *sa)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	struct timeval idle = {(time_t)ing->cfg.idle_timeout_s, 0};
+
+	if (s == NULL)
+		return NULL;
+	s->ing = ing;
+	s->id = ++ing->next_id;
+	s->state = S_HELLO;
+	s->reading = true;
+	TAILQ_INIT(&s->pendings);
+	peer_text(sa, s->peer, sizeof(s->peer));
+	s->bev = bufferevent_socket_new(ing->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->unit = evbuffer_new();
+	s->drain_ev = evtimer_new(ing->base, drain_timeout_cb, s);
+	if (s->bev == NULL || s->unit == NULL || s->drain_ev == NULL) {
+		if (s->bev)
+			bufferevent_free(s->bev);
+		else
+			evutil_closesocket(fd);
+		if (s->unit)
+			evbuffer_free(s->unit);
+		if (s->drain_ev)
+			event_free(s->drain_ev);
+		free(s);
+		return NULL;
+	}
+	/* Read at most one frame ahead of what we are willing to process. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0,
+				 ing->cfg.max_frame_bytes + 64 * 1024);
+	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_LOW, 0);
+	bufferevent_set_timeouts(s->bev, &idle, NULL);
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	TAILQ_INSERT_TAIL(&ing->sessions, s, link);
+	ing->stats.clients++;
+	ing->stats.accepted++;
+	return s;
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+		      struct sockaddr *sa, int socklen, void *arg)
+{
+	struct ingest *ing = arg;
+	struct session *s;
+	int one = 1;
+
+	if (sa->sa_family != AF_UNIX)
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s = new_session(ing, fd, sa);
+	if (s == NULL)
+		return;
+	if (ing->stats.clients > ing->cfg.max_clients) {
+		ing->stats.refused++;
+		fatal(s, "53300", "too many clients (max_clients = %u)",
+		      ing->cfg.max_clients);
+	}
+}
+
+static void relisten_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ingest *ing = arg;
+
+	evconnlistener_enable(ing->listener);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct ingest *ing = arg;
+	struct timeval tv = {1, 0};
+
+	/*
+	 * EMFILE and the like: the listening socket stays readable, so
+	 * pause a second rather than spin on it.
+	 */
+	log_warn("event=accept_failed error=\"%s\" retry_in_s=1",
+		 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	evconnlistener_disable(l);
+	event_add(ing->relisten_ev, &tv);
+}
+
+/* ---- listening ---- */
+
+static evutil_socket_t unix_socket(struct ingest *ing, const char *path,
+				   char *err, size_t errlen)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct stat st;
+	evutil_socket_t fd;
+
+	/* A socket left by a crashed run would make bind fail: remove it. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		snprintf(err, errlen, "cannot listen on unix:%s: %s", path,
+			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	snprintf(ing->unix_path, sizeof(ing->unix_path), "%s", path);
+	return fd;
+}
+
+static bool start_listening(struct ingest *ing, char *err, size_t errlen)
+{
+	const unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE;
+	struct na_listen addr;
+	struct evutil_addrinfo hints = {0}, *ai = NULL;
+	char port[8];
+
+	if (!na_parse_listen(ing->cfg.listen, &addr, err, errlen))
+		return false;
+	if (addr.is_unix) {
+		evutil_socket_t fd = unix_socket(ing, addr.path, err, errlen);
+
+		if (fd < 0)
+			return false;
+		ing->listener = evconnlistener_new(ing->base, accept_cb, ing,
+						   flags, 512, fd);
+	} else {
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = EVUTIL_AI_PASSIVE;
+		snprintf(port, sizeof(port), "%u", (unsigned)addr.port);
+		/* At start, before the loop runs: blocking here is fine. */
+		if (evutil_getaddrinfo(addr.host, port, &hints, &ai) != 0) {
+			snprintf(err, errlen, "cannot resolve listen host %s",
+				 addr.host);
+			return false;
+		}
+		ing->listener = evconnlistener_new_bind(
+		    ing->base, accept_cb, ing, flags, 512, ai->ai_addr,
+		    (int)ai->ai_addrlen);
+		evutil_freeaddrinfo(ai);
+	}
+	if (ing->listener == NULL) {
+		snprintf(err, errlen, "cannot listen on %s: %s",
+			 ing->cfg.listen, strerror(errno));
+		return false;
+	}
+	evconnlistener_set_error_cb(ing->listener, accept_error_cb);
+	log_info("event=listening addr=%s auth=%s", ing->cfg.listen,
+		 ing->token ? "token" : "none");
+	return true;
+}
+
+struct ingest *ing_new(struct event_base *base, struct catalog *cat,
+		       struct coalescer *co, const struct cfg_ingest *cfg,
+		       char *err, size_t errlen)
+{
+	struct ingest *ing = calloc(1, sizeof(*ing));
+
+	if (ing == NULL)
+		return NULL;
+	ing->base = base;
+	ing->cat = cat;
+	ing->co = co;
+	ing->cfg = *cfg;
+	ing->cfg.listen = NULL; /* cfg's strings are not ours */
+	ing->cfg.auth_token = NULL;
+	TAILQ_INIT(&ing->sessions);
+	ing->resume_ev = event_new(base, -1, 0, resume_cb, ing);
+	ing->relisten_ev = evtimer_new(base, relisten_cb, ing);
+	if (cfg->auth_token)
+		ing->token = strdup(cfg->auth_token);
+	ing->cfg.listen = strdup(cfg->listen);
+	if (ing->resume_ev == NULL || ing->relisten_ev == NULL ||
+	    ing->cfg.listen == NULL || (cfg->auth_token && !ing->token)) {
+		snprintf(err, errlen, "out of memory");
+		ing_free(ing);
+		return NULL;
+	}
+	if (!start_listening(ing, err, errlen)) {
+		ing_free(ing);
+		return NULL;
+	}
+	return ing;
+}
+
+void ing_free(struct ingest *ing)
+{
+	struct session *s;
+
+	if (ing == NULL)
+		return;
+	if (ing->listener)
+		evconnlistener_free(ing->listener);
+	if (ing->unix_path[0])
+		unlink(ing->unix_path);
+	while ((s = TAILQ_FIRST(&ing->sessions)) != NULL) {
+		if (s->state != S_DRAINING)
+			igp_put_error(bufferevent_get_output(s->bev), "57P01",
+				      "the proxy is shutting down");
+		/* Best effort: the loop no longer runs to write it later. */
+		evbuffer_write(bufferevent_get_output(s->bev),
+			       bufferevent_getfd(s->bev));
+		destroy_session(s);
+	}
+	if (ing->resume_ev)
+		event_free(ing->resume_ev);
+	if (ing->relisten_ev)
+		event_free(ing->relisten_ev);
+	if (ing->token) {
+		OPENSSL_cleanse(ing->token, strlen(ing->token));
+		free(ing->token);
+	}
+	free((char *)ing->cfg.listen);
+	free(ing);
+}
+
+void ing_get_stats(const struct ingest *ing, struct ing_stats *s)
+{
+	*s = ing->stats;
+}
