@@ -36,6 +36,7 @@ struct cat_entry {
 	struct cat_table t;
 	struct lookup_list waiters;
 	struct pool_waiter *pool_wait;
+	unsigned attempts;
 };
 TAILQ_HEAD(entry_list, cat_entry);
 
@@ -136,6 +137,11 @@ static void release_waiters(struct cat_entry *e, const char *sqlstate,
 
 /* ---- loading ---- */
 
+/* A lost connection says nothing about the table: ask again, a few times. */
+#define LOOKUP_ATTEMPTS 4
+
+static void got_conn(struct up_conn *c, void *arg);
+
 static char *lookup_sql(const char *schema, const char *table)
 {
 	struct evbuffer *name = evbuffer_new();
@@ -148,14 +154,17 @@ static char *lookup_sql(const char *schema, const char *table)
 	    evbuffer_add(name, "", 1) != 0)
 		goto out;
 	qualified = (char *)evbuffer_pullup(name, -1);
-	/* One statement, rows tagged by kind: r(elation), c(olumn), u(nique). */
+	/*
+	 * One statement, rows tagged by kind and sorted by it: a (the
+	 * relation, always first), c (columns), u (unique index columns).
+	 */
 	evbuffer_add_printf(q, "WITH r AS (SELECT to_regclass(");
 	if (!sql_append_literal(q, qualified))
 		goto out;
 	evbuffer_add_printf(
 	    q,
 	    ") AS oid) "
-	    "SELECT 'r', r.oid::text, c.relkind::text, NULL, 0::bigint "
+	    "SELECT 'a', r.oid::text, c.relkind::text, NULL, 0::bigint "
 	    "FROM r LEFT JOIN pg_class c ON c.oid = r.oid "
 	    "UNION ALL SELECT 'c', a.attname::text, "
 	    "format_type(a.atttypid, a.atttypmod), a.attnotnull::text, "
@@ -270,6 +279,9 @@ static void loaded(struct up_conn *c, const struct up_result *r, void *arg)
 	char q[300];
 
 	pool_release(e->cat->pool, c);
+	if (r->conn_lost && ++e->attempts < LOOKUP_ATTEMPTS &&
+	    (e->pool_wait = pool_acquire(e->cat->pool, got_conn, e)) != NULL)
+		return;
 	if (!r->ok) {
 		sqlstate = r->conn_lost ? "08006" : r->error.sqlstate;
 		message = r->conn_lost ? r->conn_error : r->error.message;

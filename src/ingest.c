@@ -32,6 +32,12 @@
 /* Stop reading a client whose unread answers pile up past this. */
 #define OUTPUT_HIGH (1024u * 1024)
 #define OUTPUT_LOW (256u * 1024)
+/*
+ * What a flush unit costs beyond its rows (the unit, its answer record,
+ * their buffers), counted against the memory limits so that a client
+ * flushing every row cannot hide megabytes of bookkeeping behind bytes.
+ */
+#define UNIT_OVERHEAD 512u
 /* How long a session that must go may take to send its last words. */
 #define DRAIN_TIMEOUT_S 5
 
@@ -262,8 +268,8 @@ static void unit_done(const struct co_outcome *o, void *arg)
 		return;
 	}
 	ing = s->ing;
-	ing->stats.buffered_bytes -= o->bytes;
-	s->pending_bytes -= o->bytes;
+	ing->stats.buffered_bytes -= p->bytes;
+	s->pending_bytes -= p->bytes;
 	p->rows = o->rows;
 	set_outcome(p, o->sqlstate, o->message, o->detail, o->row);
 	if (o->sqlstate) {
@@ -551,7 +557,7 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 	struct ingest *ing = s->ing;
 	struct pending *p;
 	uint64_t id;
-	size_t bytes = evbuffer_get_length(s->unit);
+	size_t bytes = evbuffer_get_length(s->unit) + UNIT_OVERHEAD;
 
 	if (igp_parse_flush(f, &id) != PGW_OK) {
 		fatal(s, "08P01", "malformed Flush message");

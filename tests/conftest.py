@@ -9,6 +9,8 @@ from typing import Callable, Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "harness"))
+# The Python package from this checkout (the ingest client lives there).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 from pgharness import PgServer  # noqa: E402
 

@@ -96,3 +96,43 @@ class ProxyProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proxy_sections(pg, ingest_port: int, **overrides: Mapping[str, object]
+                   ) -> dict[str, dict[str, object]]:
+    """A complete INI for a proxy in front of the harness server pg; overrides per section."""
+    sections: dict[str, dict[str, object]] = {
+        "upstream": {"host": pg.host, "port": pg.port, "dbname": pg.dbname, "user": pg.user,
+                     "sslmode": "verify-full", "sslrootcert": pg.ca_file},
+        "pool": {"min_size": 2, "max_size": 4},
+        "ingest": {"listen": f"127.0.0.1:{ingest_port}"},
+        "batch": {"max_delay_ms": 20},
+        "log": {"level": "info", "stats_period_s": 1},
+    }
+    for section, keys in overrides.items():
+        sections.setdefault(section, {}).update(keys)
+    return sections
+
+
+# For tests that measure the proxy's memory: AddressSanitizer keeps freed memory in a
+# quarantine (256 MB by default), which would look like growth.
+SMALL_ASAN_QUARANTINE = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "")
+                         + ":quarantine_size_mb=8:thread_local_quarantine_size_kb=64"}
+
+
+def start_proxy(pg, tmp_path: Path, env: Mapping[str, str] | None = None,
+                **overrides: Mapping[str, object]) -> tuple[ProxyProcess, str]:
+    """Starts a proxy in front of pg and waits until it listens; returns it and its address."""
+    port = free_port()
+    ini = write_ini(tmp_path / f"proxy-{port}.ini", proxy_sections(pg, port, **overrides))
+    proxy = ProxyProcess(ini, {"LAKEBASE_PROXY_UPSTREAM_PASSWORD": pg.password, **(env or {})})
+    proxy.wait_log(r"event=listening")
+    return proxy, f"127.0.0.1:{port}"

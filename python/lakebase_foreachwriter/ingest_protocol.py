@@ -1,0 +1,239 @@
+"""Client side of the lakebase-proxy ingest protocol (docs/ingest-protocol.md), over a socket.
+
+`IngestConnection` is a plain blocking client: `hello` and `open` wait for their answers; rows
+and flushes are pipelined (`send_rows`, `flush` return at once) and answers are read with
+`read_answer`, in Flush order. It holds no thread: the writer's proxy sink adds one.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+VERSION = (1, 0)
+MODES = {"insert": b"i", "upsert": b"u", "bulk-insert": b"b"}
+
+
+class ProtocolError(Exception):
+    """The proxy answered something this client does not understand, or the socket broke."""
+
+
+class ProxyError(Exception):
+    """An Error message: the proxy refused the session (it closes the connection)."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(f"{sqlstate}: {message}")
+        self.sqlstate = sqlstate
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Ack:
+    flush_id: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class FlushError:
+    flush_id: int
+    sqlstate: str
+    message: str
+    detail: str
+    row: int
+
+
+@dataclass(frozen=True)
+class HelloOk:
+    major: int
+    minor: int
+    max_frame_bytes: int
+    max_flush_bytes: int
+    server_name: str
+
+
+def _cstr(s: str) -> bytes:
+    b = s.encode("utf-8")
+    if b"\0" in b:
+        raise ValueError("names and strings may not contain NUL")
+    return b + b"\0"
+
+
+def _cstr_list(items: Sequence[str]) -> bytes:
+    return struct.pack("!H", len(items)) + b"".join(_cstr(s) for s in items)
+
+
+def frame(msg_type: bytes, body: bytes) -> bytes:
+    return msg_type + struct.pack("!I", len(body) + 4) + body
+
+
+def encode_hello(client_name: str, token: str = "") -> bytes:
+    return frame(b"H", struct.pack("!HH", *VERSION) + _cstr(client_name) + _cstr(token))
+
+
+def encode_open(schema: str, table: str, mode: str, columns: Sequence[str],
+                keys: Sequence[str] = (), version_column: str = "",
+                coalesce_columns: Sequence[str] = ()) -> bytes:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES)}")
+    body = (_cstr(schema) + _cstr(table) + MODES[mode] + _cstr_list(columns) + _cstr_list(keys)
+            + _cstr(version_column) + _cstr_list(coalesce_columns))
+    return frame(b"O", body)
+
+
+def encode_rows(rows: bytes) -> bytes:
+    return frame(b"D", rows)
+
+
+def encode_flush(flush_id: int) -> bytes:
+    return frame(b"F", struct.pack("!Q", flush_id))
+
+
+def encode_close() -> bytes:
+    return frame(b"X", b"")
+
+
+class _Reader:
+    """Fields of one message body, in order."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.pos = body, 0
+
+    def take(self, fmt: str) -> int:
+        size = struct.calcsize(fmt)
+        if self.pos + size > len(self.body):
+            raise ProtocolError("truncated message from the proxy")
+        (value,) = struct.unpack_from(fmt, self.body, self.pos)
+        self.pos += size
+        return value
+
+    def string(self) -> str:
+        end = self.body.find(b"\0", self.pos)
+        if end < 0:
+            raise ProtocolError("unterminated string from the proxy")
+        s = self.body[self.pos:end].decode("utf-8", "replace")
+        self.pos = end + 1
+        return s
+
+
+def decode_answer(msg_type: bytes, body: bytes):
+    r = _Reader(body)
+    if msg_type == b"a":
+        return Ack(r.take("!Q"), r.take("!Q"))
+    if msg_type == b"e":
+        return FlushError(r.take("!Q"), r.string(), r.string(), r.string(), r.take("!Q"))
+    if msg_type == b"E":
+        return ProxyError(r.string(), r.string())
+    if msg_type == b"h":
+        return HelloOk(r.take("!H"), r.take("!H"), r.take("!I"), r.take("!Q"), r.string())
+    if msg_type == b"o":
+        n = r.take("!H")
+        return [(r.string(), r.string()) for _ in range(n)]
+    if msg_type == b"c":
+        return "close_ok"
+    raise ProtocolError(f"unknown message type {msg_type!r} from the proxy")
+
+
+def parse_address(address: str) -> Tuple[int, object]:
+    """`host:port`, `[v6]:port` or `unix:/path` -> (family, sockaddr)."""
+    if address.startswith("unix:"):
+        return socket.AF_UNIX, address[5:]
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"proxy address {address!r} is not host:port or unix:/path")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, int(port))
+
+
+class IngestConnection:
+    """One ingest session: one table, one mode, many pipelined flush units."""
+
+    def __init__(self, address: str, *, token: str = "", client_name: str = "python",
+                 timeout: Optional[float] = 30.0) -> None:
+        family, sockaddr = parse_address(address)
+        if family == socket.AF_UNIX:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(sockaddr)
+        else:
+            self.sock = socket.create_connection(sockaddr, timeout=timeout)  # type: ignore[arg-type]
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buf = bytearray()
+        self.next_flush_id = 1
+        self.hello: HelloOk = self._expect(encode_hello(client_name, token), HelloOk)
+        self.columns: List[Tuple[str, str]] = []
+
+    # -- plumbing
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            chunk = self.sock.recv(max(65536, n - len(self._buf)))
+            if not chunk:
+                raise ProtocolError("the proxy closed the connection")
+            self._buf += chunk
+        out = bytes(self._buf[:n])
+        del self._buf[:n]
+        return out
+
+    def read_message(self) -> Tuple[bytes, bytes]:
+        header = self._read_exact(5)
+        length = struct.unpack("!I", header[1:])[0]
+        if length < 4 or length > 64 * 1024 * 1024:
+            raise ProtocolError(f"bad frame length {length} from the proxy")
+        return header[:1], self._read_exact(length - 4)
+
+    def _expect(self, request: bytes, kind: type):
+        self.send(request)
+        answer = decode_answer(*self.read_message())
+        if isinstance(answer, ProxyError):
+            raise answer
+        if isinstance(answer, kind):
+            return answer
+        raise ProtocolError(f"unexpected answer {answer!r}")
+
+    # -- the protocol
+
+    def open(self, table: str, mode: str, columns: Sequence[str], *, schema: str = "",
+             keys: Sequence[str] = (), version_column: str = "",
+             coalesce_columns: Sequence[str] = ()) -> List[Tuple[str, str]]:
+        """Opens the stream; returns (column, PostgreSQL type) as the table has them."""
+        self.columns = self._expect(encode_open(schema, table, mode, columns, keys,
+                                                version_column, coalesce_columns), list)
+        return self.columns
+
+    def send_rows(self, rows: bytes) -> None:
+        """Whole rows in COPY text, each ending in a newline."""
+        self.send(encode_rows(rows))
+
+    def flush(self) -> int:
+        """Ends the current flush unit; returns its id. The answer comes via read_answer()."""
+        fid = self.next_flush_id
+        self.next_flush_id += 1
+        self.send(encode_flush(fid))
+        return fid
+
+    def read_answer(self):
+        """The next Ack or FlushError, in Flush order; raises ProxyError on Error."""
+        answer = decode_answer(*self.read_message())
+        if isinstance(answer, ProxyError):
+            raise answer
+        if not isinstance(answer, (Ack, FlushError)):
+            raise ProtocolError(f"unexpected answer {answer!r}")
+        return answer
+
+    def close(self, outstanding: int = 0) -> list:
+        """Sends Close, reads the `outstanding` answers still due and CloseOk; returns them."""
+        self.send(encode_close())
+        answers = [self.read_answer() for _ in range(outstanding)]
+        kind, body = self.read_message()
+        if decode_answer(kind, body) != "close_ok":
+            raise ProtocolError("expected CloseOk")
+        self.sock.close()
+        return answers
+
+    def abort(self) -> None:
+        self.sock.close()

@@ -1,0 +1,510 @@
+"""The ingest port and the coalescer against a real PostgreSQL: the promises of DESIGN.md.
+
+Each test starts its own proxy; clients speak the ingest protocol with the package's client
+(lakebase_foreachwriter.ingest_protocol). What is asserted is what landed in the table and what
+each client was told.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from lakebase_foreachwriter.ingest_protocol import (Ack, FlushError, IngestConnection,
+                                                    ProxyError, encode_flush, encode_hello,
+                                                    encode_rows, frame)
+from pgharness import PgServer
+from proxyproc import SMALL_ASAN_QUARANTINE, start_proxy
+
+
+def sql(pg: PgServer, text: str) -> list[list[str]]:
+    return pg.admin_sql(text)
+
+
+def make_table(pg: PgServer, name: str, ddl: str) -> None:
+    sql(pg, f'DROP TABLE IF EXISTS "{name}"; CREATE TABLE "{name}" ({ddl}); '
+            f'GRANT ALL ON "{name}" TO {pg.user}')
+
+
+def rows_text(rows) -> bytes:
+    return "".join("\t".join(r) + "\n" for r in rows).encode()
+
+
+def count(pg: PgServer, table: str) -> int:
+    return int(sql(pg, f'SELECT count(*) FROM "{table}"')[0][0])
+
+
+@pytest.fixture
+def proxy(pg: PgServer, tmp_path: Path):
+    p, addr = start_proxy(pg, tmp_path)
+    yield p, addr
+    assert p.stop() == 0, p.log
+
+
+def test_one_client_flushes_are_acked_after_commit(pg: PgServer, proxy) -> None:
+    proc, addr = proxy
+    make_table(pg, "ev1", "id bigint PRIMARY KEY, name text, ts timestamptz, v double precision")
+    c = IngestConnection(addr, client_name="t1")
+    assert c.hello.major == 1 and c.hello.max_flush_bytes > 0
+    cols = c.open("ev1", "insert", ["id", "name", "ts", "v"], schema="public")
+    assert cols == [("id", "bigint"), ("name", "text"), ("ts", "timestamp with time zone"),
+                    ("v", "double precision")]
+    ids = []
+    for f in range(10):
+        batch = [(str(f * 100 + i), f"n\\t{i}", "2026-11-24 12:00:00+00", "1.5")
+                 for i in range(100)]
+        ids += [int(r[0]) for r in batch]
+        c.send_rows(rows_text(batch))
+        c.flush()
+    answers = [c.read_answer() for _ in range(10)]
+    assert answers == [Ack(i + 1, 100) for i in range(10)]
+    # Acked means committed: visible from another session right now.
+    assert count(pg, "ev1") == 1000
+    assert sql(pg, "SELECT name FROM ev1 WHERE id = 5") == [["n\t5"]]
+    assert c.close() == []
+    assert "event=open" in proc.log
+
+
+def client_worker(addr: str, table: str, client: int, flushes: int, per_flush: int,
+                  acked: list, errors: list, barrier: threading.Barrier | None = None) -> None:
+    try:
+        c = IngestConnection(addr, client_name=f"c{client}")
+        c.open(table, "insert", ["client", "seq", "payload"])
+        if barrier:
+            barrier.wait()
+        sent: dict[int, list[int]] = {}
+        seq = 0
+        for _ in range(flushes):
+            rows = []
+            for _ in range(per_flush):
+                rows.append((str(client), str(seq), f"p{client}-{seq}"))
+                seq += 1
+            # Rows of one unit may come in several messages.
+            half = len(rows) // 2
+            if half:
+                c.send_rows(rows_text(rows[:half]))
+            c.send_rows(rows_text(rows[half:]))
+            fid = c.flush()
+            sent[fid] = [int(r[1]) for r in rows]
+        for _ in range(flushes):
+            a = c.read_answer()
+            if isinstance(a, Ack):
+                assert a.rows == len(sent[a.flush_id])
+                acked.extend((client, s) for s in sent[a.flush_id])
+            else:
+                errors.append((client, a))
+        c.close()
+    except Exception as e:  # noqa: BLE001 - reported by the test
+        errors.append((client, repr(e)))
+
+
+def test_64_clients_every_acked_row_exactly_once(pg: PgServer, proxy) -> None:
+    proc, addr = proxy
+    make_table(pg, "ev64", "client int NOT NULL, seq int NOT NULL, payload text")
+    acked: list = []
+    errors: list = []
+    threads = [threading.Thread(target=client_worker,
+                                args=(addr, "ev64", i, 20, random.Random(i).randint(1, 30),
+                                      acked, errors)) for i in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    landed = sql(pg, "SELECT client, seq, count(*) FROM ev64 GROUP BY 1, 2 HAVING count(*) > 1")
+    assert landed == []  # nothing twice
+    assert count(pg, "ev64") == len(acked)
+    rows = {(int(a), int(b)) for a, b in sql(pg, "SELECT client, seq FROM ev64")}
+    assert rows == set(acked)
+    # Coalescing happened: the 1280 flush units went out in fewer batches.
+    m = proc.wait_log(r"units_committed=1280 units_failed=0 batches=(\d+) ")
+    assert int(m.group(1)) < 1280
+
+
+def test_bad_rows_fail_only_their_own_unit(pg: PgServer, tmp_path: Path) -> None:
+    # A long delay so that good and bad units share batches.
+    proc, addr = start_proxy(pg, tmp_path, batch={"max_delay_ms": 300, "max_rows": 100000})
+    make_table(pg, "evbad", "id int PRIMARY KEY, n int NOT NULL, s text")
+    sql(pg, "INSERT INTO evbad VALUES (999999, 0, 'taken')")
+    good = [IngestConnection(addr, client_name=f"good{i}") for i in range(5)]
+    bad = IngestConnection(addr, client_name="bad")
+    for c in good + [bad]:
+        c.open("evbad", "insert", ["id", "n", "s"])
+    # Keep one batch in flight so the next units queue up together.
+    for i, c in enumerate(good):
+        c.send_rows(rows_text([(str(i * 1000 + k), str(k), "ok") for k in range(50)]))
+        c.flush()
+    bad_units = [
+        ([("500001", "1", "a"), ("500002", "x", "b")], "22P02", 2),        # text into int
+        ([("500003", "1", "a"), ("500004", "\\N", "b")], "23502", 2),      # NULL into NOT NULL
+        ([("999999", "1", "dup")], "23505", 1),                               # duplicate key
+    ]
+    for rows, _, _ in bad_units:
+        bad.send_rows(rows_text(rows))
+        bad.flush()
+    for i, c in enumerate(good):
+        c.send_rows(rows_text([(str(i * 1000 + 500 + k), str(k), "ok2") for k in range(50)]))
+        c.flush()
+    for (rows, state, row), fid in zip(bad_units, range(1, 4)):
+        a = bad.read_answer()
+        assert isinstance(a, FlushError), a
+        assert (a.flush_id, a.sqlstate, a.row) == (fid, state, row), a
+        assert a.message  # PostgreSQL's message
+    for c in good:
+        assert [c.read_answer() for _ in range(2)] == [Ack(1, 50), Ack(2, 50)]
+    assert count(pg, "evbad") == 1 + 5 * 100
+    assert sql(pg, "SELECT count(*) FROM evbad WHERE id > 500000 AND id < 999999") == [["0"]]
+    proc.wait_log(r"batch_retries=[1-9]")
+    for c in good + [bad]:
+        c.close()
+    assert proc.stop() == 0
+
+
+def test_malformed_rows_are_caught_before_the_server(pg: PgServer, proxy) -> None:
+    proc, addr = proxy
+    make_table(pg, "evfmt", "a int, b text")
+    c = IngestConnection(addr)
+    c.open("evfmt", "insert", ["a", "b"])
+    cases = [
+        (b"1\tx\n2\n", "22P04", 2),               # too few fields
+        (b"1\tx\ty\n", "22P04", 1),               # too many
+        (b"1\tx\\q\n", "22P04", 1),               # bad escape
+        (b"1\t\\.\n", "22P04", 1),                # end marker smuggled in
+        (b"1\tx\ry\n", "22P04", 1),               # raw carriage return
+        (b"1\tx\x00\n", "22P04", 1),              # NUL
+        (b"1\t\xff\xfe\n", "22021", 1),           # not UTF-8
+        (b"1\tx", "22P04", 1),                    # no newline
+    ]
+    for data, _, _ in cases:
+        c.send_rows(data)
+        c.flush()
+    for i, (data, state, row) in enumerate(cases, 1):
+        a = c.read_answer()
+        assert isinstance(a, FlushError) and (a.flush_id, a.sqlstate, a.row) == (i, state, row), \
+            (data, a)
+    # The stream is still usable and nothing of the bad units landed.
+    c.send_rows(b"7\tfine\n")
+    c.flush()
+    assert c.read_answer() == Ack(len(cases) + 1, 1)
+    assert sql(pg, "SELECT a, b FROM evfmt") == [["7", "fine"]]
+    c.close()
+
+
+def test_oversized_flush_unit_fails_and_stream_continues(pg: PgServer, tmp_path: Path) -> None:
+    proc, addr = start_proxy(pg, tmp_path, ingest={
+        "max_flush_bytes": 65536, "client_buffer_bytes": 131072})
+    make_table(pg, "evbig", "a int, b text")
+    c = IngestConnection(addr)
+    assert c.hello.max_flush_bytes == 65536
+    c.open("evbig", "insert", ["a", "b"])
+    row = b"1\t" + b"x" * 1000 + b"\n"
+    for _ in range(100):  # 100 KB in one unit
+        c.send_rows(row)
+    c.flush()
+    a = c.read_answer()
+    assert isinstance(a, FlushError) and a.sqlstate == "54000" and "65536" in a.message
+    c.send_rows(row)
+    c.flush()
+    assert c.read_answer() == Ack(2, 1)
+    c.close()
+    assert count(pg, "evbig") == 1
+    assert proc.stop() == 0
+
+
+def raw_session(addr: str) -> socket.socket:
+    host, port = addr.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def read_error(s: socket.socket) -> tuple[str, str]:
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    # Skip a HelloOk if the Hello was fine; the last message must be the Error.
+    while data[:1] == b"h":
+        data = data[1 + struct.unpack("!I", data[1:5])[0]:]
+    assert data[:1] == b"E", data
+    body = data[5:5 + struct.unpack("!I", data[1:5])[0] - 4]
+    state, msg = body.split(b"\0")[:2]
+    return state.decode(), msg.decode()
+
+
+HOSTILE = [
+    ("garbage", lambda: b"GET / HTTP/1.1\r\n\r\n", "08P01"),
+    ("length below 4", lambda: b"H\x00\x00\x00\x02", "08P01"),
+    ("huge frame before hello", lambda: b"H\x7f\xff\xff\xff" + b"x" * 100, "08P01"),
+    ("rows before hello", lambda: frame(b"D", b"1\n"), "08P01"),
+    ("version 2", lambda: frame(b"H", struct.pack("!HH", 2, 0) + b"x\0\0"), "08P01"),
+    ("truncated hello", lambda: frame(b"H", struct.pack("!HH", 1, 0) + b"x"), "08P01"),
+    ("rows before open", lambda: encode_hello("x") + frame(b"D", b"1\n"), "08P01"),
+    ("unknown type", lambda: encode_hello("x") + frame(b"Z", b""), "08P01"),
+]
+
+
+@pytest.mark.parametrize("name,payload,state", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_bytes_get_an_error_and_hurt_nobody(pg: PgServer, proxy, name, payload,
+                                                    state) -> None:
+    proc, addr = proxy
+    make_table(pg, "evhost", "a int")
+    good = IngestConnection(addr, client_name="bystander")
+    good.open("evhost", "insert", ["a"])
+    good.send_rows(b"1\n")
+    s = raw_session(addr)
+    s.sendall(payload())
+    got_state, msg = read_error(s)
+    assert got_state == state, msg
+    assert msg
+    good.send_rows(b"2\n")
+    good.flush()
+    assert good.read_answer() == Ack(1, 2)
+    good.close()
+    assert proc.proc.poll() is None
+
+
+OPEN_ERRORS = [
+    ("unknown table", dict(table="no_such_table", mode="insert", columns=["a"]), "42P01"),
+    ("unknown column", dict(table="evopen", mode="insert", columns=["a", "nope"]), "42703"),
+    ("hostile table name", dict(table='evopen"; DROP TABLE evopen; --', mode="insert",
+                                columns=["a"]), "42P01"),
+    ("name too long", dict(table="t" * 64, mode="insert", columns=["a"]), "42602"),
+    ("duplicate column", dict(table="evopen", mode="insert", columns=["a", "a"]), "22023"),
+    ("upsert without keys", dict(table="evopen", mode="upsert", columns=["a"]), "22023"),
+    ("upsert keys not unique", dict(table="evopen", mode="upsert", columns=["a", "b"],
+                                    keys=["b"]), "42P10"),
+    ("keys in insert mode", dict(table="evopen", mode="insert", columns=["a"], keys=["a"]),
+     "22023"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,state", OPEN_ERRORS, ids=[o[0] for o in OPEN_ERRORS])
+def test_bad_open_is_refused_clearly(pg: PgServer, proxy, name, kwargs, state) -> None:
+    proc, addr = proxy
+    make_table(pg, "evopen", "a int PRIMARY KEY, b text")
+    c = IngestConnection(addr)
+    with pytest.raises(ProxyError) as e:
+        c.open(**kwargs)
+    assert e.value.sqlstate == state, e.value
+    assert count(pg, "evopen") == 0
+    assert sql(pg, "SELECT to_regclass('evopen') IS NOT NULL") == [["t"]]
+
+
+def test_token_required_when_configured(pg: PgServer, tmp_path: Path) -> None:
+    proc, addr = start_proxy(pg, tmp_path, ingest={"auth_token": "sesame-123"})
+    with pytest.raises(ProxyError) as e:
+        IngestConnection(addr, token="wrong")
+    assert e.value.sqlstate == "28000"
+    c = IngestConnection(addr, token="sesame-123")
+    c.abort()
+    assert "sesame-123" not in proc.log
+    assert proc.stop() == 0
+
+
+def test_too_many_clients(pg: PgServer, tmp_path: Path) -> None:
+    proc, addr = start_proxy(pg, tmp_path, ingest={"max_clients": 2})
+    a, b = IngestConnection(addr), IngestConnection(addr)
+    with pytest.raises(ProxyError) as e:
+        IngestConnection(addr)
+    assert e.value.sqlstate == "53300"
+    a.abort()
+    b.abort()
+    assert proc.stop() == 0
+
+
+def replay(rows, keys_idx, ncols):
+    state: dict = {}
+    for r in rows:
+        state[tuple(r[i] for i in keys_idx)] = r
+    return state
+
+
+def test_upsert_matches_sequential_replay(pg: PgServer, proxy) -> None:
+    proc, addr = proxy
+    make_table(pg, "evup", "k int PRIMARY KEY, v text, n int")
+    rng = random.Random(7)
+    per_client: dict[int, list] = {}
+    clients = []
+    for ci in range(8):
+        c = IngestConnection(addr, client_name=f"u{ci}")
+        c.open("evup", "upsert", ["k", "v", "n"], keys=["k"])
+        clients.append(c)
+        per_client[ci] = []
+    # Keys are split between clients (each key has one writer, so order is defined), and
+    # repeat inside units and across units.
+    flushes = 0
+    for step in range(30):
+        for ci, c in enumerate(clients):
+            unit = []
+            for _ in range(rng.randint(1, 40)):
+                k = ci * 100 + rng.randint(0, 20)
+                unit.append((str(k), f"s{step}-{rng.random():.6f}", str(rng.randint(0, 9))))
+            per_client[ci].extend(unit)
+            c.send_rows(rows_text(unit))
+            c.flush()
+    for c in clients:
+        for _ in range(30):
+            assert isinstance(c.read_answer(), Ack)
+        c.close()
+    expected = {}
+    for ci in range(8):
+        expected.update(replay(per_client[ci], [0], 3))
+    got = {(r[0],): tuple(r) for r in sql(pg, "SELECT k, v, n FROM evup")}
+    assert got == expected
+
+
+def test_upsert_coalesce_and_version_columns(pg: PgServer, proxy) -> None:
+    proc, addr = proxy
+    make_table(pg, "evco", "k int PRIMARY KEY, a text, b text")
+    sql(pg, "INSERT INTO evco VALUES (1, 'a0', 'b0'), (2, 'a0', 'b0')")
+    c = IngestConnection(addr)
+    c.open("evco", "upsert", ["k", "a", "b"], keys=["k"], coalesce_columns=["b"])
+    # Within one unit: b keeps the last non-NULL; NULL keeps the stored value.
+    c.send_rows(b"1\ta1\tb1\n1\ta2\t\\N\n2\ta3\t\\N\n3\t\\N\t\\N\n")
+    c.flush()
+    assert c.read_answer() == Ack(1, 4)
+    assert sql(pg, "SELECT k, coalesce(a, 'NULL'), coalesce(b, 'NULL') FROM evco "
+                   "ORDER BY k") == [["1", "a2", "b1"], ["2", "a3", "b0"], ["3", "NULL", "NULL"]]
+    c.close()
+
+    make_table(pg, "evver", "k int PRIMARY KEY, v int, x text")
+    sql(pg, "INSERT INTO evver VALUES (1, 5, 'stored')")
+    c = IngestConnection(addr)
+    c.open("evver", "upsert", ["k", "v", "x"], keys=["k"], version_column="v")
+    c.send_rows(b"1\t3\told\n2\t7\tfirst7\n2\t7\tsecond7\n2\t6\tolder\n")
+    c.flush()
+    c.send_rows(b"1\t9\tnewer\n")
+    c.flush()
+    assert [c.read_answer() for _ in range(2)] == [Ack(1, 4), Ack(2, 1)]
+    assert sql(pg, "SELECT k, v, x FROM evver ORDER BY k") == [
+        ["1", "9", "newer"], ["2", "7", "first7"]]
+    c.close()
+
+
+def test_terminated_backends_lose_no_acked_row(pg: PgServer, tmp_path: Path) -> None:
+    proc, addr = start_proxy(pg, tmp_path, pool={"min_size": 2, "max_size": 3,
+                                                 "reconnect_base_ms": 20,
+                                                 "reconnect_max_ms": 200})
+    make_table(pg, "evkill", "client int, seq int, payload text")
+    acked: list = []
+    errors: list = []
+    stop = threading.Event()
+
+    def killer() -> None:
+        while not stop.is_set():
+            sql(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'lakebase-proxy'")
+            time.sleep(0.15)
+
+    k = threading.Thread(target=killer)
+    k.start()
+    threads = [threading.Thread(target=client_worker,
+                                args=(addr, "evkill", i, 30, 200, acked, errors))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    stop.set()
+    k.join()
+    # Some units may fail (08007 when the commit's fate is unknown, 08000); none is lost.
+    for _, e in errors:
+        assert isinstance(e, FlushError) and e.sqlstate in ("08007", "08000", "57P01"), e
+    landed = {(int(a), int(b)) for a, b in sql(pg, "SELECT client, seq FROM evkill")}
+    assert set(acked) <= landed
+    assert sql(pg, "SELECT count(*) FROM (SELECT client, seq FROM evkill GROUP BY 1, 2 "
+                   "HAVING count(*) > 1) d") == [["0"]]
+    assert len(acked) > 0
+    assert proc.stop() == 0
+
+
+def proxy_rss_kib(proc) -> int:
+    with open(f"/proc/{proc.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def push_until_blocked(c: IngestConnection, payload: bytes, limit_bytes: int,
+                       seconds: float = 60) -> tuple[bool, int]:
+    """Sends payload again and again without reading answers, until send() blocks."""
+    sent = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and sent < limit_bytes:
+        try:
+            c.send(payload)
+        except (socket.timeout, TimeoutError):
+            return True, sent
+        sent += len(payload)
+    return False, sent
+
+
+def test_client_that_stops_reading_acks_is_held_back(pg: PgServer, tmp_path: Path) -> None:
+    proc, addr = start_proxy(pg, tmp_path, env=SMALL_ASAN_QUARANTINE)
+    make_table(pg, "evbp", "a int")
+    c = IngestConnection(addr, timeout=3)
+    c.open("evbp", "insert", ["a"])
+    # One-row units: every 18 bytes sent earn a 21-byte Ack that nobody reads.
+    unit = encode_rows(b"1\n") + encode_flush(1)
+    before = proxy_rss_kib(proc)
+    blocked, sent = push_until_blocked(c, unit * 2000, 1 << 30)
+    assert blocked, f"sent {sent} bytes without being held back"
+    # Bounded, not growing with what the client pushes (a Release build stays well under
+    # 64 MiB here; the sanitizer build's allocator adds its own overhead per allocation).
+    assert proxy_rss_kib(proc) - before < 192 * 1024
+    c.abort()
+    assert proc.stop() == 0
+
+
+def test_slow_server_holds_clients_back_with_bounded_memory(pg: PgServer,
+                                                           tmp_path: Path) -> None:
+    proc, addr = start_proxy(pg, tmp_path, env=SMALL_ASAN_QUARANTINE, ingest={
+        "max_flush_bytes": 1 << 20, "client_buffer_bytes": 2 << 20,
+        "global_buffer_bytes": 4 << 20}, batch={"acquire_timeout_ms": 120000},
+        pool={"query_timeout_ms": 120000})
+    make_table(pg, "evslow", "a int, b text")
+    # Hold the table locked: batches wait on the server, units pile up in the proxy.
+    locker = subprocess.Popen(
+        [os.path.join(pg.pgbin, "psql"), "-X", "-q", "-h", pg.sockdir, "-p", str(pg.port),
+         "-U", "postgres", "-d", pg.dbname, "-c",
+         "BEGIN; LOCK TABLE evslow IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)"],
+        env={**os.environ, "PGAPPNAME": "locker"})
+    clients = [IngestConnection(addr, timeout=3, client_name=f"s{i}") for i in range(3)]
+    try:
+        for c in clients:
+            c.open("evslow", "insert", ["a", "b"])
+        rows = b"".join(b"%d\t%s\n" % (i, b"z" * 200) for i in range(2000))  # ~400 KB
+        unit = encode_rows(rows) + encode_flush(0)
+        before = proxy_rss_kib(proc)
+        results = [push_until_blocked(c, unit, 1 << 30) for c in clients]
+        assert all(b for b, _ in results), results
+        # The proxy holds at most the global limit plus a frame per client, not what was sent.
+        proc.wait_log(r"paused=3 ")
+        grown = proxy_rss_kib(proc) - before
+        assert grown < 192 * 1024, grown
+        m = re.findall(r"buffered_bytes=(\d+)", proc.log)
+        assert max(map(int, m)) <= (4 << 20) + (1 << 20)  # limit + one unit
+    finally:
+        # The backend would sleep on with the lock after its client is gone: end it.
+        sql(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'locker'")
+        locker.wait(30)
+    # The lock is gone: everything flushed commits and is acknowledged.
+    for c, (_, sent) in zip(clients, results):
+        c.sock.settimeout(60)
+        units = sent // len(unit)
+        answers = [c.read_answer() for _ in range(units)]
+        assert all(isinstance(a, Ack) and a.rows == 2000 for a in answers), answers[:3]
+        c.abort()
+    assert count(pg, "evslow") == sum(s // len(unit) for _, s in results) * 2000
+    assert proc.stop() == 0
