@@ -15,6 +15,7 @@
  * a backslash (octal, \x, \.) is refused: see docs/ingest-protocol.md.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,11 @@ enum ct_rc {
 	CT_MISPLACED_NULL /* \N inside a field with other bytes */
 };
 
+/*
+ * offset is the byte that is wrong: the backslash of a bad escape or of a
+ * misplaced \N, the tab or newline that makes the field count wrong, the
+ * first byte of an invalid UTF-8 sequence, and len for CT_NO_NEWLINE.
+ */
 struct ct_error {
 	enum ct_rc rc;
 	uint64_t row;  /* 1-based row of the problem within the data given */
@@ -42,6 +48,14 @@ struct ct_error {
  */
 enum ct_rc ct_check_rows(const uint8_t *data, size_t len, unsigned ncols,
 			 uint64_t *rows, struct ct_error *err);
+
+/*
+ * Length of the valid UTF-8 sequence at s[0..left), or 0 if it is invalid
+ * (overlong, surrogate, above U+10FFFF, stray continuation, truncated).
+ */
+size_t ct_utf8_seq_len(const uint8_t *s, size_t left);
+/* Is all of s[0..len) valid UTF-8? */
+bool ct_utf8_valid(const uint8_t *s, size_t len);
 
 /* A short English description, e.g. "wrong number of fields". */
 const char *ct_rc_text(enum ct_rc rc);

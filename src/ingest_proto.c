@@ -1,0 +1,682 @@
+/* ingest_proto.c: pure encoder and decoder of the ingest protocol messages. */
+#include "ingest_proto.h"
+
+#include "sqlgen.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The length field counts itself and must fit a signed int32, as in v3. */
+#define IGP_MAX_BODY ((size_t)INT32_MAX - 4)
+
+/* ---- big-endian helpers ---- */
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	put_be16(p, (uint16_t)(v >> 16));
+	put_be16(p + 2, (uint16_t)v);
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	put_be32(p, (uint32_t)(v >> 32));
+	put_be32(p + 4, (uint32_t)v);
+}
+
+static uint64_t get_be(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* ---- encoding: a body is built in a scratch buffer, then framed ---- */
+
+static bool body_u16(struct evbuffer *b, uint16_t v)
+{
+	uint8_t p[2];
+
+	put_be16(p, v);
+	return evbuffer_add(b, p, sizeof(p)) == 0;
+}
+
+static bool body_u32(struct evbuffer *b, uint32_t v)
+{
+	uint8_t p[4];
+
+	put_be32(p, v);
+	return evbuffer_add(b, p, sizeof(p)) == 0;
+}
+
+static bool body_u64(struct evbuffer *b, uint64_t v)
+{
+	uint8_t p[8];
+
+	put_be64(p, v);
+	return evbuffer_add(b, p, sizeof(p)) == 0;
+}
+
+/* NULL is sent as the empty string: every string field is optional text. */
+static bool body_str(struct evbuffer *b, const char *s)
+{
+	if (s == NULL)
+		s = "";
+	return evbuffer_add(b, s, strlen(s) + 1) == 0;
+}
+
+static bool body_str_list(struct evbuffer *b, uint16_t n,
+                          const char *const *list)
+{
+	if (n > IGP_MAX_COLUMNS || (n > 0 && list == NULL))
+		return false;
+	if (!body_u16(b, n))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!body_str(b, list[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Appends the frame only when the whole body was built, so a failure
+ * (OOM, oversize) leaves out as it was. body may be NULL for empty.
+ */
+static bool put_frame(struct evbuffer *out, uint8_t type, struct evbuffer *body)
+{
+	size_t len = body != NULL ? evbuffer_get_length(body) : 0;
+	uint8_t hdr[PGW_HEADER_LEN];
+
+	if (len > IGP_MAX_BODY)
+		return false;
+	hdr[0] = type;
+	put_be32(hdr + 1, (uint32_t)(len + 4));
+	if (evbuffer_expand(out, sizeof(hdr) + len) != 0 ||
+	    evbuffer_add(out, hdr, sizeof(hdr)) != 0)
+		return false;
+	return len == 0 || evbuffer_add_buffer(out, body) == 0;
+}
+
+/* Frames the body when built_ok, and frees it either way. */
+static bool finish(struct evbuffer *out, uint8_t type, struct evbuffer *body,
+                   bool built_ok)
+{
+	bool ok = built_ok && put_frame(out, type, body);
+
+	evbuffer_free(body);
+	return ok;
+}
+
+bool igp_put_hello_ok(struct evbuffer *out, uint32_t max_frame,
+                      uint64_t max_flush, const char *server_name)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_HELLO_OK, b,
+	              body_u16(b, IGP_VERSION_MAJOR) &&
+	                  body_u16(b, IGP_VERSION_MINOR) &&
+	                  body_u32(b, max_frame) && body_u64(b, max_flush) &&
+	                  body_str(b, server_name));
+}
+
+static bool body_col_types(struct evbuffer *b, uint16_t n,
+                           const char *const *cols, const char *const *types)
+{
+	if (n > IGP_MAX_COLUMNS || (n > 0 && (cols == NULL || types == NULL)))
+		return false;
+	if (!body_u16(b, n))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!body_str(b, cols[i]) || !body_str(b, types[i]))
+			return false;
+	}
+	return true;
+}
+
+bool igp_put_open_ok(struct evbuffer *out, uint16_t n, const char *const *cols,
+                     const char *const *types)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_OPEN_OK, b,
+	              body_col_types(b, n, cols, types));
+}
+
+bool igp_put_ack(struct evbuffer *out, uint64_t flush_id, uint64_t rows)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_ACK, b,
+	              body_u64(b, flush_id) && body_u64(b, rows));
+}
+
+bool igp_put_flush_error(struct evbuffer *out, uint64_t flush_id,
+                         const char *sqlstate, const char *message,
+                         const char *detail, uint64_t row)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_FLUSH_ERROR, b,
+	              body_u64(b, flush_id) && body_str(b, sqlstate) &&
+	                  body_str(b, message) && body_str(b, detail) &&
+	                  body_u64(b, row));
+}
+
+bool igp_put_error(struct evbuffer *out, const char *sqlstate,
+                   const char *message)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_ERROR, b,
+	              body_str(b, sqlstate) && body_str(b, message));
+}
+
+bool igp_put_close_ok(struct evbuffer *out)
+{
+	return put_frame(out, IGP_MSG_CLOSE_OK, NULL);
+}
+
+/* A name the proxy would refuse is refused here too, so tests see it. */
+bool igp_put_hello(struct evbuffer *out, const char *client_name,
+                   const char *token)
+{
+	struct evbuffer *b;
+
+	if (client_name != NULL && strlen(client_name) > IGP_MAX_CLIENT_NAME)
+		return false;
+	b = evbuffer_new();
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_HELLO, b,
+	              body_u16(b, IGP_VERSION_MAJOR) &&
+	                  body_u16(b, IGP_VERSION_MINOR) &&
+	                  body_str(b, client_name) && body_str(b, token));
+}
+
+static bool body_open(struct evbuffer *b, const struct igp_open *o)
+{
+	uint8_t mode = (uint8_t)o->mode;
+
+	return body_str(b, o->schema) && body_str(b, o->table) &&
+	       evbuffer_add(b, &mode, 1) == 0 &&
+	       body_str_list(b, o->ncols, o->cols) &&
+	       body_str_list(b, o->nkeys, o->keys) &&
+	       body_str(b, o->version_col) &&
+	       body_str_list(b, o->ncoalesce, o->coalesce);
+}
+
+bool igp_put_open(struct evbuffer *out, const struct igp_open *o)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_OPEN, b, body_open(b, o));
+}
+
+bool igp_put_rows(struct evbuffer *out, const void *rows, size_t len)
+{
+	uint8_t hdr[PGW_HEADER_LEN];
+
+	if (len > IGP_MAX_BODY || (rows == NULL && len != 0))
+		return false;
+	hdr[0] = IGP_MSG_ROWS;
+	put_be32(hdr + 1, (uint32_t)(len + 4));
+	if (evbuffer_expand(out, sizeof(hdr) + len) != 0 ||
+	    evbuffer_add(out, hdr, sizeof(hdr)) != 0)
+		return false;
+	return len == 0 || evbuffer_add(out, rows, len) == 0;
+}
+
+bool igp_put_flush(struct evbuffer *out, uint64_t flush_id)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_FLUSH, b, body_u64(b, flush_id));
+}
+
+bool igp_put_close(struct evbuffer *out)
+{
+	return put_frame(out, IGP_MSG_CLOSE, NULL);
+}
+
+/* ---- decoding cursor: every read checks the bytes left first ---- */
+
+struct cursor {
+	const uint8_t *p;
+	size_t left;
+};
+
+static bool cur_init(struct cursor *c, const struct pgw_frame *f, uint8_t type)
+{
+	if (f == NULL || f->type != type || (f->body == NULL && f->len != 0))
+		return false;
+	c->p = f->body;
+	c->left = f->len;
+	return true;
+}
+
+static bool cur_uint(struct cursor *c, size_t n, uint64_t *v)
+{
+	if (n > c->left)
+		return false;
+	*v = get_be(c->p, n);
+	c->p += n;
+	c->left -= n;
+	return true;
+}
+
+static bool cur_u16(struct cursor *c, uint16_t *v)
+{
+	uint64_t x;
+
+	if (!cur_uint(c, 2, &x))
+		return false;
+	*v = (uint16_t)x;
+	return true;
+}
+
+static bool cur_u32(struct cursor *c, uint32_t *v)
+{
+	uint64_t x;
+
+	if (!cur_uint(c, 4, &x))
+		return false;
+	*v = (uint32_t)x;
+	return true;
+}
+
+static bool cur_u64(struct cursor *c, uint64_t *v)
+{
+	return cur_uint(c, 8, v);
+}
+
+/* A string must end with a NUL inside the frame, or we would read past it. */
+static bool cur_str(struct cursor *c, const char **s)
+{
+	const uint8_t *nul;
+
+	if (c->left == 0)
+		return false;
+	nul = memchr(c->p, '\0', c->left);
+	if (nul == NULL)
+		return false;
+	*s = (const char *)c->p;
+	c->left -= (size_t)(nul - c->p) + 1;
+	c->p = nul + 1;
+	return true;
+}
+
+/* Trailing bytes mean we misread the message or the peer is lying. */
+static enum pgw_rc cur_done(const struct cursor *c, bool ok)
+{
+	return ok && c->left == 0 ? PGW_OK : PGW_ERROR;
+}
+
+/* ---- decoding client messages ---- */
+
+enum pgw_rc igp_parse_hello(const struct pgw_frame *f, struct igp_hello *h)
+{
+	struct cursor c;
+	bool ok = cur_init(&c, f, IGP_MSG_HELLO) && cur_u16(&c, &h->major) &&
+	          cur_u16(&c, &h->minor) && cur_str(&c, &h->client_name) &&
+	          cur_str(&c, &h->token);
+
+	if (ok && strlen(h->client_name) > IGP_MAX_CLIENT_NAME)
+		return PGW_ERROR;
+	return cur_done(&c, ok);
+}
+
+/*
+ * A string list into a fresh heap array. The count is bounded, and checked
+ * against the bytes left (each string takes at least its NUL) before the
+ * allocation, so a hostile count can not make us allocate much.
+ */
+static bool cur_str_list(struct cursor *c, uint16_t *n, const char ***list)
+{
+	const char **arr;
+
+	*list = NULL;
+	if (!cur_u16(c, n) || *n > IGP_MAX_COLUMNS || *n > c->left)
+		return false;
+	if (*n == 0)
+		return true;
+	arr = calloc(*n, sizeof(*arr));
+	if (arr == NULL)
+		return false;
+	*list = arr;
+	for (size_t i = 0; i < *n; i++) {
+		if (!cur_str(c, &arr[i]))
+			return false;
+	}
+	return true;
+}
+
+static bool cur_mode(struct cursor *c, char *mode)
+{
+	uint64_t v;
+
+	if (!cur_uint(c, 1, &v))
+		return false;
+	*mode = (char)v;
+	return true;
+}
+
+enum pgw_rc igp_parse_open(const struct pgw_frame *f, struct igp_open *o)
+{
+	struct cursor c;
+	bool ok;
+
+	memset(o, 0, sizeof(*o));
+	ok = cur_init(&c, f, IGP_MSG_OPEN) && cur_str(&c, &o->schema) &&
+	     cur_str(&c, &o->table) && cur_mode(&c, &o->mode) &&
+	     cur_str_list(&c, &o->ncols, &o->cols) &&
+	     cur_str_list(&c, &o->nkeys, &o->keys) &&
+	     cur_str(&c, &o->version_col) &&
+	     cur_str_list(&c, &o->ncoalesce, &o->coalesce);
+	if (cur_done(&c, ok) != PGW_OK) {
+		igp_open_free(o);
+		return PGW_ERROR;
+	}
+	return PGW_OK;
+}
+
+void igp_open_free(struct igp_open *o)
+{
+	if (o == NULL)
+		return;
+	free(o->cols);
+	free(o->keys);
+	free(o->coalesce);
+	memset(o, 0, sizeof(*o));
+}
+
+enum pgw_rc igp_parse_flush(const struct pgw_frame *f, uint64_t *flush_id)
+{
+	struct cursor c;
+	bool ok = cur_init(&c, f, IGP_MSG_FLUSH) && cur_u64(&c, flush_id);
+
+	return cur_done(&c, ok);
+}
+
+/* ---- the rules of Open beyond its layout ---- */
+
+struct open_err {
+	char *sqlstate;
+	char *msg;
+	size_t msglen;
+};
+
+/* msg = pre "name" post; name NULL leaves out the quoted part. */
+static bool fail(const struct open_err *e, const char *state, const char *pre,
+                 const char *name, const char *post)
+{
+	memcpy(e->sqlstate, state, 6);
+	if (e->msg == NULL || e->msglen == 0)
+		return false;
+	if (name == NULL)
+		snprintf(e->msg, e->msglen, "%s%s", pre, post);
+	else
+		snprintf(e->msg, e->msglen, "%s\"%s\"%s", pre, name, post);
+	return false;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Sorted copy of a list, for bsearch and duplicate detection. */
+static const char **sorted_copy(const char *const *list, size_t n)
+{
+	const char **s = malloc((n > 0 ? n : 1) * sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	if (n > 0)
+		memcpy(s, list, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_str);
+	return s;
+}
+
+static bool in_sorted(const char **sorted, size_t n, const char *name)
+{
+	return n > 0 && bsearch(&name, sorted, n, sizeof(*sorted), cmp_str);
+}
+
+/* NULL when the list has no duplicate, else one of the duplicated names. */
+static const char *find_duplicate(const char *const *list, size_t n, bool *oom)
+{
+	const char **s = sorted_copy(list, n);
+	const char *dup = NULL;
+
+	*oom = s == NULL;
+	for (size_t i = 1; s != NULL && i < n && dup == NULL; i++) {
+		if (strcmp(s[i - 1], s[i]) == 0)
+			dup = s[i];
+	}
+	free(s);
+	return dup;
+}
+
+static bool names_valid(const struct open_err *e, const char *const *list,
+                        size_t n, const char *what)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!sql_ident_valid(list[i]))
+			return fail(e, "42602", what, list[i], "");
+	}
+	return true;
+}
+
+static bool no_duplicates(const struct open_err *e, const char *const *list,
+                          size_t n, const char *what)
+{
+	bool oom;
+	const char *dup = find_duplicate(list, n, &oom);
+
+	if (oom)
+		return fail(e, "53200", "out of memory", NULL, "");
+	if (dup != NULL)
+		return fail(e, "22023", what, dup, "");
+	return true;
+}
+
+static bool check_names(const struct open_err *e, const struct igp_open *o)
+{
+	const char *v = o->version_col != NULL ? o->version_col : "";
+	const char *table = o->table != NULL ? o->table : "";
+
+	if (!sql_ident_valid(table))
+		return fail(e, "42602", "invalid table name ", table, "");
+	if (o->schema != NULL && o->schema[0] != '\0' &&
+	    !sql_ident_valid(o->schema))
+		return fail(e, "42602", "invalid schema name ", o->schema, "");
+	if (v[0] != '\0' && !sql_ident_valid(v))
+		return fail(e, "42602", "invalid version column name ", v, "");
+	return names_valid(e, o->cols, o->ncols, "invalid column name ") &&
+	       names_valid(e, o->keys, o->nkeys, "invalid key name ") &&
+	       names_valid(e, o->coalesce, o->ncoalesce,
+	                   "invalid coalesce column name ");
+}
+
+/* Keys, version and coalesce columns only make sense for upsert. */
+static bool check_insert_extras(const struct open_err *e,
+                                const struct igp_open *o)
+{
+	const char *v = o->version_col;
+
+	if (o->nkeys > 0)
+		return fail(e, "22023", "key ", o->keys[0],
+		            " given in insert mode");
+	if (v != NULL && v[0] != '\0')
+		return fail(e, "22023", "version column ", v,
+		            " given in insert mode");
+	if (o->ncoalesce > 0)
+		return fail(e, "22023", "coalesce column ", o->coalesce[0],
+		            " given in insert mode");
+	return true;
+}
+
+static bool check_shape(const struct open_err *e, const struct igp_open *o)
+{
+	char mode[2] = {o->mode, '\0'};
+
+	if (o->mode != IGP_MODE_INSERT && o->mode != IGP_MODE_BULK &&
+	    o->mode != IGP_MODE_UPSERT)
+		return fail(e, "22023", "invalid mode ", mode, "");
+	if (o->ncols == 0 || o->ncols > IGP_MAX_COLUMNS)
+		return fail(e, "22023", "between 1 and 1600 columns needed",
+		            NULL, "");
+	if (o->mode != IGP_MODE_UPSERT)
+		return check_insert_extras(e, o);
+	if (o->nkeys == 0)
+		return fail(e, "22023", "upsert needs key columns", NULL, "");
+	return true;
+}
+
+/* Every name of list among the sorted columns and, unless allowed, not a key.
+ */
+static bool check_members(const struct open_err *e, const char **cols,
+                          const char **keys, const struct igp_open *o,
+                          const char *const *list, size_t n, const char *what)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!in_sorted(cols, o->ncols, list[i]))
+			return fail(e, "22023", what, list[i],
+			            " is not among the columns");
+		if (keys != NULL && in_sorted(keys, o->nkeys, list[i]))
+			return fail(e, "22023", what, list[i],
+			            " must not be a key");
+	}
+	return true;
+}
+
+static bool check_roles(const struct open_err *e, const struct igp_open *o,
+                        const char **cols, const char **keys)
+{
+	const char *v = o->version_col;
+	size_t nv = v != NULL && v[0] != '\0' ? 1 : 0;
+
+	return check_members(e, cols, NULL, o, o->keys, o->nkeys, "key ") &&
+	       check_members(e, cols, keys, o, &v, nv, "version column ") &&
+	       check_members(e, cols, keys, o, o->coalesce, o->ncoalesce,
+	                     "coalesce column ");
+}
+
+static bool check_membership(const struct open_err *e, const struct igp_open *o)
+{
+	const char **cols = sorted_copy(o->cols, o->ncols);
+	const char **keys = sorted_copy(o->keys, o->nkeys);
+	bool ok;
+
+	if (cols == NULL || keys == NULL)
+		ok = fail(e, "53200", "out of memory", NULL, "");
+	else
+		ok = check_roles(e, o, cols, keys);
+	free(cols);
+	free(keys);
+	return ok;
+}
+
+bool igp_open_check(const struct igp_open *o, char sqlstate[6], char *msg,
+                    size_t msglen)
+{
+	struct open_err e = {sqlstate, msg, msglen};
+
+	return check_shape(&e, o) && check_names(&e, o) &&
+	       no_duplicates(&e, o->cols, o->ncols, "duplicate column ") &&
+	       no_duplicates(&e, o->keys, o->nkeys, "duplicate key ") &&
+	       no_duplicates(&e, o->coalesce, o->ncoalesce,
+	                     "duplicate coalesce column ") &&
+	       check_membership(&e, o);
+}
+
+/* ---- decoding proxy messages (the client side) ---- */
+
+static bool parse_hello_ok(struct cursor *c, struct igp_answer *a)
+{
+	return cur_u16(c, &a->major) && cur_u16(c, &a->minor) &&
+	       cur_u32(c, &a->max_frame) && cur_u64(c, &a->max_flush) &&
+	       cur_str(c, &a->server_name);
+}
+
+/* The pairs are validated but not kept: clients only need the count. */
+static bool parse_open_ok(struct cursor *c, struct igp_answer *a)
+{
+	if (!cur_u16(c, &a->ncols) || a->ncols > IGP_MAX_COLUMNS)
+		return false;
+	for (size_t i = 0; i < a->ncols; i++) {
+		const char *col, *type;
+
+		if (!cur_str(c, &col) || !cur_str(c, &type))
+			return false;
+	}
+	return true;
+}
+
+static bool parse_flush_error(struct cursor *c, struct igp_answer *a)
+{
+	return cur_u64(c, &a->flush_id) && cur_str(c, &a->sqlstate) &&
+	       cur_str(c, &a->message) && cur_str(c, &a->detail) &&
+	       cur_u64(c, &a->row);
+}
+
+static bool parse_answer_body(struct cursor *c, struct igp_answer *a)
+{
+	switch (a->type) {
+	case IGP_MSG_HELLO_OK:
+		return parse_hello_ok(c, a);
+	case IGP_MSG_OPEN_OK:
+		return parse_open_ok(c, a);
+	case IGP_MSG_ACK:
+		return cur_u64(c, &a->flush_id) && cur_u64(c, &a->rows);
+	case IGP_MSG_FLUSH_ERROR:
+		return parse_flush_error(c, a);
+	case IGP_MSG_ERROR:
+		return cur_str(c, &a->sqlstate) && cur_str(c, &a->message);
+	case IGP_MSG_CLOSE_OK:
+		return true;
+	default:
+		return false;
+	}
+}
+
+enum pgw_rc igp_parse_answer(const struct pgw_frame *f, struct igp_answer *a)
+{
+	struct cursor c;
+	bool ok;
+
+	memset(a, 0, sizeof(*a));
+	if (f == NULL || !cur_init(&c, f, f->type))
+		return PGW_ERROR;
+	a->type = f->type;
+	ok = parse_answer_body(&c, a);
+	if (cur_done(&c, ok) != PGW_OK) {
+		memset(a, 0, sizeof(*a));
+		return PGW_ERROR;
+	}
+	return PGW_OK;
+}

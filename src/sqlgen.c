@@ -1,0 +1,410 @@
+/* sqlgen.c: quoted names, string literals and the batch statements the proxy
+ * runs. */
+#include "sqlgen.h"
+
+#include "copytext.h"
+
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The stage table's arrival-order column; no target column may share it. */
+#define SEQ_COL "lbp_seq"
+
+/* ---- names and literals ---- */
+
+bool sql_ident_valid(const char *name)
+{
+	size_t len;
+
+	if (name == NULL)
+		return false;
+	len = strlen(name);
+	if (len == 0 || len > SQL_MAX_IDENT)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		uint8_t b = (uint8_t)name[i];
+
+		if (b < 0x20 || b == 0x7f)
+			return false;
+	}
+	return ct_utf8_valid((const uint8_t *)name, len);
+}
+
+static bool add_str(struct evbuffer *out, const char *s)
+{
+	return evbuffer_add(out, s, strlen(s)) == 0;
+}
+
+/* s between quote characters, each quote inside written twice. */
+static bool add_doubled(struct evbuffer *out, const char *s, char quote)
+{
+	const char *q;
+
+	while ((q = strchr(s, quote)) != NULL) {
+		if (evbuffer_add(out, s, (size_t)(q - s) + 1) != 0 ||
+		    evbuffer_add(out, &quote, 1) != 0)
+			return false;
+		s = q + 1;
+	}
+	return add_str(out, s);
+}
+
+bool sql_append_ident(struct evbuffer *out, const char *name)
+{
+	return name != NULL && add_str(out, "\"") &&
+	       add_doubled(out, name, '"') && add_str(out, "\"");
+}
+
+bool sql_append_qualified(struct evbuffer *out, const char *schema,
+                          const char *table)
+{
+	if (schema != NULL && schema[0] != '\0' &&
+	    !(sql_append_ident(out, schema) && add_str(out, ".")))
+		return false;
+	return sql_append_ident(out, table);
+}
+
+/* Backslashes doubled and quotes doubled, for the inside of E'...'. */
+static bool add_escaped(struct evbuffer *out, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		size_t n = (*s == '\\' || *s == '\'') ? 2 : 1;
+
+		if (evbuffer_add(out, s, 1) != 0 ||
+		    (n == 2 && evbuffer_add(out, s, 1) != 0))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * '...' means the same to every server only without backslashes (with
+ * standard_conforming_strings off they escape); E'...' always escapes.
+ */
+bool sql_append_literal(struct evbuffer *out, const char *s)
+{
+	if (s == NULL)
+		return false;
+	if (strchr(s, '\\') == NULL)
+		return add_str(out, "'") && add_doubled(out, s, '\'') &&
+		       add_str(out, "'");
+	return add_str(out, "E'") && add_escaped(out, s) && add_str(out, "'");
+}
+
+/* ---- statement helpers ---- */
+
+/* The buffer's text as a heap string, freeing the buffer; NULL on failure. */
+static char *take_text(struct evbuffer *b, bool ok)
+{
+	size_t len = evbuffer_get_length(b);
+	char *s = ok ? malloc(len + 1) : NULL;
+
+	if (s != NULL) {
+		evbuffer_remove(b, s, len);
+		s[len] = '\0';
+	}
+	evbuffer_free(b);
+	return s;
+}
+
+static bool in_list(const char *const *list, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool has_version(const struct sql_target *t)
+{
+	return t->version_col != NULL && t->version_col[0] != '\0';
+}
+
+/* "a", "b", ... each name optionally prefixed (t., EXCLUDED.). */
+static bool add_ident_list(struct evbuffer *out, const char *prefix,
+                           const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if ((i > 0 && !add_str(out, ", ")) || !add_str(out, prefix) ||
+		    !sql_append_ident(out, names[i]))
+			return false;
+	}
+	return true;
+}
+
+static bool names_valid(const char *const *names, size_t n)
+{
+	if (n > 0 && names == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!sql_ident_valid(names[i]))
+			return false;
+	}
+	return true;
+}
+
+/* Refuses what would produce broken SQL, whoever built the target. */
+static bool target_valid(const struct sql_target *t)
+{
+	if (t == NULL || t->ncols == 0 || !sql_ident_valid(t->table) ||
+	    !names_valid(t->cols, t->ncols))
+		return false;
+	if (t->schema != NULL && t->schema[0] != '\0' &&
+	    !sql_ident_valid(t->schema))
+		return false;
+	return names_valid(t->keys, t->nkeys) &&
+	       names_valid(t->coalesce, t->ncoalesce) &&
+	       (!has_version(t) || sql_ident_valid(t->version_col));
+}
+
+/* COPY <table> (<cols>) FROM STDIN */
+static bool add_copy(struct evbuffer *out, const char *schema,
+                     const char *table, const struct sql_target *t)
+{
+	return add_str(out, "COPY ") &&
+	       sql_append_qualified(out, schema, table) && add_str(out, " (") &&
+	       add_ident_list(out, "", t->cols, t->ncols) &&
+	       add_str(out, ") FROM STDIN");
+}
+
+char *sql_insert_batch(const struct sql_target *t)
+{
+	struct evbuffer *b;
+
+	if (!target_valid(t) || (t->mode != 'i' && t->mode != 'b'))
+		return NULL;
+	b = evbuffer_new();
+	if (b == NULL)
+		return NULL;
+	return take_text(b, add_str(b, "BEGIN; ") &&
+	                        add_copy(b, t->schema, t->table, t) &&
+	                        add_str(b, "; COMMIT"));
+}
+
+/* ---- staged upsert ---- */
+
+static bool add_stage_table(struct evbuffer *out, const struct sql_target *t,
+                            const char *stage)
+{
+	if (!add_str(out, "CREATE TEMP TABLE IF NOT EXISTS ") ||
+	    !sql_append_ident(out, stage) ||
+	    !add_str(out, " (" SEQ_COL " bigserial"))
+		return false;
+	for (size_t i = 0; i < t->ncols; i++) {
+		if (!add_str(out, ", ") || !sql_append_ident(out, t->cols[i]) ||
+		    !add_str(out, " ") || !add_str(out, t->types[i]))
+			return false;
+	}
+	return add_str(out, ") ON COMMIT DELETE ROWS");
+}
+
+/*
+ * The last non-NULL value of a coalesce column per key. A window, not
+ * array_agg(...)[1]: array_agg of an array-typed column builds a
+ * two-dimensional array, and [1] of that is NULL.
+ */
+static bool add_last_non_null(struct evbuffer *out, const struct sql_target *t,
+                              const char *col)
+{
+	return add_str(out, "first_value(") && sql_append_ident(out, col) &&
+	       add_str(out, ") OVER (PARTITION BY ") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, " ORDER BY ") && sql_append_ident(out, col) &&
+	       add_str(out, " IS NULL, " SEQ_COL " DESC) AS ") &&
+	       sql_append_ident(out, col);
+}
+
+/*
+ * With a version column the winning row carries the merge; otherwise a
+ * coalesce column looks past the last row to its last non-NULL value.
+ */
+static bool add_select_list(struct evbuffer *out, const struct sql_target *t)
+{
+	for (size_t i = 0; i < t->ncols; i++) {
+		const char *c = t->cols[i];
+		bool merge = !has_version(t) &&
+		             in_list(t->coalesce, t->ncoalesce, c) &&
+		             !in_list(t->keys, t->nkeys, c);
+
+		if (i > 0 && !add_str(out, ", "))
+			return false;
+		if (merge ? !add_last_non_null(out, t, c)
+		          : !sql_append_ident(out, c))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Which row of a key wins. Without version: the last. With one: the
+ * greatest, the earliest of equals; among rows whose version is NULL the
+ * last, because replayed one by one each of them replaces the one before
+ * (the stored version is NULL then).
+ */
+static bool add_winner_order(struct evbuffer *out, const struct sql_target *t)
+{
+	if (!has_version(t))
+		return add_str(out, SEQ_COL " DESC");
+	return sql_append_ident(out, t->version_col) &&
+	       add_str(out, " DESC NULLS LAST, CASE WHEN ") &&
+	       sql_append_ident(out, t->version_col) &&
+	       add_str(out, " IS NULL THEN -" SEQ_COL " ELSE " SEQ_COL " END");
+}
+
+/* SELECT DISTINCT ON (keys) ... FROM stage ORDER BY keys, winner */
+static bool add_merge_select(struct evbuffer *out, const struct sql_target *t,
+                             const char *stage)
+{
+	return add_str(out, "SELECT DISTINCT ON (") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, ") ") && add_select_list(out, t) &&
+	       add_str(out, " FROM ") && sql_append_ident(out, stage) &&
+	       add_str(out, " ORDER BY ") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, ", ") && add_winner_order(out, t);
+}
+
+/* "c" = EXCLUDED."c", or COALESCE(EXCLUDED."c", t."c") to keep old values. */
+static bool add_assignment(struct evbuffer *out, const struct sql_target *t,
+                           const char *c)
+{
+	if (!sql_append_ident(out, c) || !add_str(out, " = "))
+		return false;
+	if (!in_list(t->coalesce, t->ncoalesce, c))
+		return add_str(out, "EXCLUDED.") && sql_append_ident(out, c);
+	return add_str(out, "COALESCE(EXCLUDED.") && sql_append_ident(out, c) &&
+	       add_str(out, ", t.") && sql_append_ident(out, c) &&
+	       add_str(out, ")");
+}
+
+static bool add_version_guard(struct evbuffer *out, const char *v)
+{
+	return add_str(out, " WHERE t.") && sql_append_ident(out, v) &&
+	       add_str(out, " IS NULL OR EXCLUDED.") &&
+	       sql_append_ident(out, v) && add_str(out, " > t.") &&
+	       sql_append_ident(out, v);
+}
+
+static bool add_conflict_action(struct evbuffer *out,
+                                const struct sql_target *t)
+{
+	bool first = true;
+
+	for (size_t i = 0; i < t->ncols; i++) {
+		if (in_list(t->keys, t->nkeys, t->cols[i]))
+			continue;
+		if (!add_str(out, first ? "DO UPDATE SET " : ", ") ||
+		    !add_assignment(out, t, t->cols[i]))
+			return false;
+		first = false;
+	}
+	if (first)
+		return add_str(out, "DO NOTHING");
+	return !has_version(t) || add_version_guard(out, t->version_col);
+}
+
+static bool add_upsert(struct evbuffer *out, const struct sql_target *t,
+                       const char *stage)
+{
+	return add_str(out, "INSERT INTO ") &&
+	       sql_append_qualified(out, t->schema, t->table) &&
+	       add_str(out, " AS t (") &&
+	       add_ident_list(out, "", t->cols, t->ncols) &&
+	       add_str(out, ") ") && add_merge_select(out, t, stage) &&
+	       add_str(out, " ON CONFLICT (") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, ") ") && add_conflict_action(out, t);
+}
+
+static bool upsert_target_valid(const struct sql_target *t, const char *stage)
+{
+	if (!target_valid(t) || t->mode != 'u' || t->nkeys == 0 ||
+	    t->types == NULL || !sql_ident_valid(stage))
+		return false;
+	for (size_t i = 0; i < t->ncols; i++) {
+		if (t->types[i] == NULL || t->types[i][0] == '\0' ||
+		    strcmp(t->cols[i], SEQ_COL) == 0)
+			return false;
+	}
+	return true;
+}
+
+char *sql_upsert_batch(const struct sql_target *t, const char *stage)
+{
+	struct evbuffer *b;
+
+	if (!upsert_target_valid(t, stage))
+		return NULL;
+	b = evbuffer_new();
+	if (b == NULL)
+		return NULL;
+	return take_text(
+	    b, add_stage_table(b, t, stage) && add_str(b, "; BEGIN; ") &&
+	           add_copy(b, NULL, stage, t) && add_str(b, "; ") &&
+	           add_upsert(b, t, stage) && add_str(b, "; COMMIT"));
+}
+
+/* ---- COPY error context ---- */
+
+/* Digits at s up to a ',' ':' or the end of the line; overflow is false. */
+static bool parse_line_number(const char *s, const char *eol, uint64_t *n)
+{
+	uint64_t v = 0;
+	const char *p = s;
+
+	for (; p < eol && *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	if (p == s || v == 0 || (p < eol && *p != ',' && *p != ':'))
+		return false;
+	*n = v;
+	return true;
+}
+
+/*
+ * In "COPY <table>, line N[, column c][: value]" the first ", line N"
+ * that parses is taken: the value after it is client data and may hold
+ * anything.
+ */
+static bool parse_copy_line(const char *s, const char *eol, uint64_t *n)
+{
+	static const char tag[] = ", line ";
+	const char *p = s + 5;
+
+	while (p < eol) {
+		const char *hit = strstr(p, tag);
+
+		if (hit == NULL || hit >= eol)
+			return false;
+		p = hit + sizeof(tag) - 1;
+		if (parse_line_number(p, eol, n))
+			return true;
+	}
+	return false;
+}
+
+bool sql_copy_error_line(const char *where, uint64_t *line)
+{
+	const char *last = NULL, *last_eol = NULL;
+
+	if (where == NULL)
+		return false;
+	for (const char *s = where; *s != '\0';) {
+		const char *eol = strchr(s, '\n');
+
+		if (eol == NULL)
+			eol = s + strlen(s);
+		if (strncmp(s, "COPY ", 5) == 0) {
+			last = s;
+			last_eol = eol;
+		}
+		s = *eol == '\n' ? eol + 1 : eol;
+	}
+	return last != NULL && parse_copy_line(last, last_eol, line);
+}

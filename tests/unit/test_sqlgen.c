@@ -1,0 +1,441 @@
+/* test_sqlgen.c: quoting and the exact batch statements, incl. COPY error
+ * lines. */
+#include "sqlgen.h"
+
+#include <check.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What an append function wrote, as a heap string. */
+static char *text_of(struct evbuffer *b)
+{
+	size_t len = evbuffer_get_length(b);
+	char *s = malloc(len + 1);
+
+	ck_assert_ptr_nonnull(s);
+	evbuffer_remove(b, s, len);
+	s[len] = '\0';
+	return s;
+}
+
+static void expect_ident(const char *name, const char *want)
+{
+	struct evbuffer *b = evbuffer_new();
+	char *got;
+
+	ck_assert(sql_append_ident(b, name));
+	got = text_of(b);
+	ck_assert_str_eq(got, want);
+	free(got);
+	evbuffer_free(b);
+}
+
+static void expect_literal(const char *s, const char *want)
+{
+	struct evbuffer *b = evbuffer_new();
+	char *got;
+
+	ck_assert(sql_append_literal(b, s));
+	got = text_of(b);
+	ck_assert_str_eq(got, want);
+	free(got);
+	evbuffer_free(b);
+}
+
+static void expect_qualified(const char *schema, const char *table,
+                             const char *want)
+{
+	struct evbuffer *b = evbuffer_new();
+	char *got;
+
+	ck_assert(sql_append_qualified(b, schema, table));
+	got = text_of(b);
+	ck_assert_str_eq(got, want);
+	free(got);
+	evbuffer_free(b);
+}
+
+/* ---- names and literals ---- */
+
+START_TEST(test_ident_valid)
+{
+	char name[SQL_MAX_IDENT + 2];
+
+	ck_assert(sql_ident_valid("t"));
+	ck_assert(sql_ident_valid("Mixed Case \"q\" ;--"));
+	ck_assert(sql_ident_valid("caf\xc3\xa9_\xf0\x9f\x98\x80"));
+	ck_assert(!sql_ident_valid(NULL));
+	ck_assert(!sql_ident_valid(""));
+	ck_assert(!sql_ident_valid("a\tb"));
+	ck_assert(!sql_ident_valid("a\nb"));
+	ck_assert(!sql_ident_valid("\x1f"));
+	ck_assert(!sql_ident_valid("a\x7f"));
+	ck_assert(!sql_ident_valid("\xc3("));
+	ck_assert(!sql_ident_valid("\xed\xa0\x80"));
+	ck_assert(!sql_ident_valid("\xc3"));
+	memset(name, 'x', sizeof(name));
+	name[SQL_MAX_IDENT] = '\0';
+	ck_assert(sql_ident_valid(name));
+	name[SQL_MAX_IDENT] = 'x';
+	name[SQL_MAX_IDENT + 1] = '\0';
+	ck_assert(!sql_ident_valid(name));
+	/* 63 bytes of which the last 2 are one character: fine. */
+	name[SQL_MAX_IDENT - 2] = (char)0xc3;
+	name[SQL_MAX_IDENT - 1] = (char)0xa9;
+	name[SQL_MAX_IDENT] = '\0';
+	ck_assert(sql_ident_valid(name));
+}
+END_TEST
+
+START_TEST(test_append_ident)
+{
+	expect_ident("t", "\"t\"");
+	expect_ident("a\"b", "\"a\"\"b\"");
+	expect_ident("\"", "\"\"\"\"");
+	expect_ident("\"\"x\"", "\"\"\"\"\"x\"\"\"");
+	expect_ident("Robert'); DROP TABLE x;--",
+	             "\"Robert'); DROP TABLE x;--\"");
+	expect_qualified("public", "t", "\"public\".\"t\"");
+	expect_qualified("", "t", "\"t\"");
+	expect_qualified(NULL, "t", "\"t\"");
+	expect_qualified("s\"", "t\"", "\"s\"\"\".\"t\"\"\"");
+}
+END_TEST
+
+START_TEST(test_append_literal)
+{
+	expect_literal("", "''");
+	expect_literal("abc", "'abc'");
+	expect_literal("it's", "'it''s'");
+	expect_literal("''", "''''''");
+	expect_literal("a\\b", "E'a\\\\b'");
+	expect_literal("a\\'b", "E'a\\\\''b'");
+	expect_literal("\\", "E'\\\\'");
+	expect_literal("caf\xc3\xa9", "'caf\xc3\xa9'");
+}
+END_TEST
+
+/* ---- insert ---- */
+
+static const char *const cols2[] = {"id", "v"};
+
+START_TEST(test_insert_batch)
+{
+	struct sql_target t = {.schema = "public",
+	                       .table = "t",
+	                       .mode = 'i',
+	                       .ncols = 2,
+	                       .cols = cols2};
+	char *sql = sql_insert_batch(&t);
+
+	ck_assert_str_eq(sql,
+	                 "BEGIN; COPY \"public\".\"t\" (\"id\", \"v\") FROM "
+	                 "STDIN; COMMIT");
+	free(sql);
+	t.mode = 'b';
+	t.schema = NULL;
+	t.table = "we\"ird";
+	sql = sql_insert_batch(&t);
+	ck_assert_str_eq(sql, "BEGIN; COPY \"we\"\"ird\" (\"id\", \"v\") FROM "
+	                      "STDIN; COMMIT");
+	free(sql);
+}
+END_TEST
+
+START_TEST(test_insert_refused)
+{
+	static const char *const bad[] = {"id", ""};
+	struct sql_target t = {
+	    .table = "t", .mode = 'u', .ncols = 2, .cols = cols2};
+
+	ck_assert_ptr_null(sql_insert_batch(&t));
+	t.mode = 'i';
+	t.ncols = 0;
+	ck_assert_ptr_null(sql_insert_batch(&t));
+	t.ncols = 2;
+	t.cols = bad;
+	ck_assert_ptr_null(sql_insert_batch(&t));
+	t.cols = cols2;
+	t.table = "";
+	ck_assert_ptr_null(sql_insert_batch(&t));
+	ck_assert_ptr_null(sql_insert_batch(NULL));
+}
+END_TEST
+
+/* ---- upsert ---- */
+
+static const char *const ucols[] = {"id", "a", "k", "v"};
+static const char *const utypes[] = {"integer", "integer[]", "text", "bigint"};
+static const char *const ukeys[] = {"id"};
+static const char *const uco[] = {"k", "a"};
+
+#define STAGE_PREFIX                                                           \
+	"CREATE TEMP TABLE IF NOT EXISTS \"lbp_stage_1\" (lbp_seq "            \
+	"bigserial, \"id\" integer, \"a\" integer[], \"k\" text, \"v\" "       \
+	"bigint) ON COMMIT DELETE ROWS; BEGIN; COPY \"lbp_stage_1\" (\"id\", " \
+	"\"a\", \"k\", \"v\") FROM STDIN; INSERT INTO \"public\".\"tgt\" AS "  \
+	"t (\"id\", \"a\", \"k\", \"v\") SELECT DISTINCT ON (\"id\") "
+
+static struct sql_target upsert_target(void)
+{
+	return (struct sql_target){.schema = "public",
+	                           .table = "tgt",
+	                           .mode = 'u',
+	                           .ncols = 4,
+	                           .cols = ucols,
+	                           .types = utypes,
+	                           .nkeys = 1,
+	                           .keys = ukeys};
+}
+
+static void expect_upsert(const struct sql_target *t, const char *want)
+{
+	char *sql = sql_upsert_batch(t, "lbp_stage_1");
+
+	ck_assert_ptr_nonnull(sql);
+	ck_assert_str_eq(sql, want);
+	free(sql);
+}
+
+START_TEST(test_upsert_plain)
+{
+	struct sql_target t = upsert_target();
+
+	expect_upsert(&t, STAGE_PREFIX
+	              "\"id\", \"a\", \"k\", \"v\" FROM \"lbp_stage_1\" ORDER "
+	              "BY \"id\", lbp_seq DESC ON CONFLICT (\"id\") DO UPDATE "
+	              "SET \"a\" = EXCLUDED.\"a\", \"k\" = EXCLUDED.\"k\", "
+	              "\"v\" = EXCLUDED.\"v\"; COMMIT");
+}
+END_TEST
+
+START_TEST(test_upsert_version)
+{
+	struct sql_target t = upsert_target();
+
+	t.version_col = "v";
+	expect_upsert(
+	    &t, STAGE_PREFIX
+	    "\"id\", \"a\", \"k\", \"v\" FROM \"lbp_stage_1\" ORDER "
+	    "BY \"id\", \"v\" DESC NULLS LAST, CASE WHEN \"v\" IS "
+	    "NULL THEN -lbp_seq ELSE lbp_seq END ON CONFLICT (\"id\") "
+	    "DO UPDATE SET \"a\" = EXCLUDED.\"a\", \"k\" = "
+	    "EXCLUDED.\"k\", \"v\" = EXCLUDED.\"v\" WHERE t.\"v\" IS "
+	    "NULL OR EXCLUDED.\"v\" > t.\"v\"; COMMIT");
+}
+END_TEST
+
+START_TEST(test_upsert_coalesce)
+{
+	struct sql_target t = upsert_target();
+
+	t.ncoalesce = 2;
+	t.coalesce = uco;
+	expect_upsert(
+	    &t, STAGE_PREFIX
+	    "\"id\", first_value(\"a\") OVER (PARTITION BY \"id\" ORDER BY "
+	    "\"a\" IS NULL, lbp_seq DESC) AS \"a\", first_value(\"k\") OVER "
+	    "(PARTITION BY \"id\" ORDER BY \"k\" IS NULL, lbp_seq DESC) AS "
+	    "\"k\", \"v\" FROM \"lbp_stage_1\" ORDER BY \"id\", lbp_seq DESC "
+	    "ON CONFLICT (\"id\") DO UPDATE SET \"a\" = "
+	    "COALESCE(EXCLUDED.\"a\", "
+	    "t.\"a\"), \"k\" = COALESCE(EXCLUDED.\"k\", t.\"k\"), \"v\" = "
+	    "EXCLUDED.\"v\"; COMMIT");
+}
+END_TEST
+
+START_TEST(test_upsert_coalesce_version)
+{
+	struct sql_target t = upsert_target();
+
+	t.ncoalesce = 2;
+	t.coalesce = uco;
+	t.version_col = "v";
+	expect_upsert(
+	    &t, STAGE_PREFIX
+	    "\"id\", \"a\", \"k\", \"v\" FROM \"lbp_stage_1\" ORDER "
+	    "BY \"id\", \"v\" DESC NULLS LAST, CASE WHEN \"v\" IS "
+	    "NULL THEN -lbp_seq ELSE lbp_seq END ON CONFLICT (\"id\") "
+	    "DO UPDATE SET \"a\" = COALESCE(EXCLUDED.\"a\", t.\"a\"), "
+	    "\"k\" = COALESCE(EXCLUDED.\"k\", t.\"k\"), \"v\" = "
+	    "EXCLUDED.\"v\" WHERE t.\"v\" IS NULL OR EXCLUDED.\"v\" > "
+	    "t.\"v\"; COMMIT");
+}
+END_TEST
+
+START_TEST(test_upsert_keys_only_and_order)
+{
+	static const char *const c[] = {"x", "k1", "k2"};
+	static const char *const ty[] = {"text", "int", "uuid"};
+	static const char *const k[] = {"k2", "k1"};
+	struct sql_target t = {.table = "m",
+	                       .mode = 'u',
+	                       .ncols = 2,
+	                       .cols = c + 1,
+	                       .types = ty + 1,
+	                       .nkeys = 2,
+	                       .keys = k};
+	char *sql = sql_upsert_batch(&t, "s");
+
+	ck_assert_str_eq(
+	    sql, "CREATE TEMP TABLE IF NOT EXISTS \"s\" (lbp_seq bigserial, "
+	         "\"k1\" int, \"k2\" uuid) ON COMMIT DELETE ROWS; BEGIN; COPY "
+	         "\"s\" (\"k1\", \"k2\") FROM STDIN; INSERT INTO \"m\" AS t "
+	         "(\"k1\", \"k2\") SELECT DISTINCT ON (\"k2\", \"k1\") \"k1\", "
+	         "\"k2\" FROM \"s\" ORDER BY \"k2\", \"k1\", lbp_seq DESC ON "
+	         "CONFLICT (\"k2\", \"k1\") DO NOTHING; COMMIT");
+	free(sql);
+	/* Keys after a non-key column: the column order stays the target's. */
+	t.ncols = 3;
+	t.cols = c;
+	t.types = ty;
+	sql = sql_upsert_batch(&t, "s");
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "INSERT INTO \"m\" AS t (\"x\", \"k1\", \"k2\") SELECT "
+	         "DISTINCT ON (\"k2\", \"k1\") \"x\", \"k1\", \"k2\" FROM"));
+	ck_assert_ptr_nonnull(
+	    strstr(sql, "DO UPDATE SET \"x\" = EXCLUDED.\"x\";"));
+	free(sql);
+}
+END_TEST
+
+/* The statement count matters: the caller finds COMMIT's reply by index. */
+START_TEST(test_statement_indexes)
+{
+	struct sql_target t = upsert_target();
+	char *sql = sql_upsert_batch(&t, "st");
+	size_t semis = 0;
+
+	for (const char *p = sql; *p != '\0'; p++)
+		semis += *p == ';';
+	ck_assert_uint_eq(semis, SQL_UPSERT_COMMIT_INDEX);
+	ck_assert_ptr_nonnull(strstr(sql, "; COMMIT"));
+	free(sql);
+	t.mode = 'i';
+	sql = sql_insert_batch(&t);
+	semis = 0;
+	for (const char *p = sql; *p != '\0'; p++)
+		semis += *p == ';';
+	ck_assert_uint_eq(semis, SQL_INSERT_COMMIT_INDEX);
+	free(sql);
+}
+END_TEST
+
+START_TEST(test_upsert_refused)
+{
+	static const char *const seq_cols[] = {"id", "lbp_seq"};
+	static const char *const no_type[] = {"integer", ""};
+	struct sql_target t = upsert_target();
+
+	ck_assert_ptr_null(sql_upsert_batch(&t, ""));
+	ck_assert_ptr_null(sql_upsert_batch(&t, NULL));
+	t.nkeys = 0;
+	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
+	t = upsert_target();
+	t.mode = 'i';
+	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
+	t = upsert_target();
+	t.types = NULL;
+	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
+	t = upsert_target();
+	t.ncols = 2;
+	t.types = no_type;
+	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
+	t.types = utypes;
+	t.cols = seq_cols; /* would collide with the stage's own column */
+	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
+	t = upsert_target();
+	t.version_col = "bad\x01";
+	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
+}
+END_TEST
+
+/* ---- COPY error lines ---- */
+
+static void expect_line(const char *where, bool ok, uint64_t want)
+{
+	uint64_t line = 12345;
+
+	ck_assert_msg(sql_copy_error_line(where, &line) == ok, "%s", where);
+	if (ok)
+		ck_assert_uint_eq(line, want);
+	else
+		ck_assert_uint_eq(line, 12345);
+}
+
+START_TEST(test_copy_error_line)
+{
+	expect_line("COPY t, line 3, column n: \"x\"", true, 3);
+	expect_line("COPY t, line 17: \"1\t2\"", true, 17);
+	expect_line("COPY t, line 9", true, 9);
+	expect_line("COPY lbp_stage_1, line 1, column a: \"{[1, 2]}\"", true,
+	            1);
+	expect_line("PL/pgSQL function f() line 3 at RAISE\nCOPY t, line 42",
+	            true, 42);
+	expect_line("COPY a, line 1\nSQL statement \"...\"\nCOPY b, line 7, "
+	            "column c: null input",
+	            true, 7);
+	/* The value is client data: the first ", line N" is the real one. */
+	expect_line("COPY t, line 5, column c: \"x, line 9, y\"", true, 5);
+	expect_line("COPY t, line 18446744073709551615", true, UINT64_MAX);
+}
+END_TEST
+
+START_TEST(test_copy_error_line_malformed)
+{
+	expect_line(NULL, false, 0);
+	expect_line("", false, 0);
+	expect_line("SQL function \"f\" statement 1", false, 0);
+	expect_line("PL/pgSQL function f() line 3 at RAISE", false, 0);
+	expect_line("COPY t, line ", false, 0);
+	expect_line("COPY t, line x", false, 0);
+	expect_line("COPY t, line 3x", false, 0);
+	expect_line("COPY t, line 0", false, 0);
+	expect_line("COPY t, line 18446744073709551616", false, 0);
+	expect_line("COPY t, line 99999999999999999999999", false, 0);
+	expect_line("COPY t line 3", false, 0);
+	expect_line(" COPY t, line 3", false, 0);
+	/* The last COPY line decides, even when an earlier one parses. */
+	expect_line("COPY a, line 2\nCOPY b, line oops", false, 0);
+	expect_line("COPY t,\n line 3", false, 0);
+}
+END_TEST
+
+static Suite *sqlgen_suite(void)
+{
+	Suite *s = suite_create("sqlgen");
+	TCase *quote = tcase_create("quoting");
+	TCase *stmt = tcase_create("statements");
+	TCase *err = tcase_create("copy_error");
+
+	tcase_add_test(quote, test_ident_valid);
+	tcase_add_test(quote, test_append_ident);
+	tcase_add_test(quote, test_append_literal);
+	suite_add_tcase(s, quote);
+	tcase_add_test(stmt, test_insert_batch);
+	tcase_add_test(stmt, test_insert_refused);
+	tcase_add_test(stmt, test_upsert_plain);
+	tcase_add_test(stmt, test_upsert_version);
+	tcase_add_test(stmt, test_upsert_coalesce);
+	tcase_add_test(stmt, test_upsert_coalesce_version);
+	tcase_add_test(stmt, test_upsert_keys_only_and_order);
+	tcase_add_test(stmt, test_statement_indexes);
+	tcase_add_test(stmt, test_upsert_refused);
+	suite_add_tcase(s, stmt);
+	tcase_add_test(err, test_copy_error_line);
+	tcase_add_test(err, test_copy_error_line_malformed);
+	suite_add_tcase(s, err);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(sqlgen_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
