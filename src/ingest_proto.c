@@ -554,6 +554,11 @@ static bool check_shape(const struct open_err *e, const struct igp_open *o)
 		return check_insert_extras(e, o);
 	if (o->nkeys == 0)
 		return fail(e, "22023", "upsert needs key columns", NULL, "");
+	/* The staging table numbers rows in a column of its own. */
+	for (size_t i = 0; i < o->ncols; i++)
+		if (o->cols[i] != NULL && strcmp(o->cols[i], "lbp_seq") == 0)
+			return fail(e, "42602", "column name ", "lbp_seq",
+			            " is reserved in upsert mode");
 	return true;
 }
 

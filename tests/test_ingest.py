@@ -508,3 +508,33 @@ def test_slow_server_holds_clients_back_with_bounded_memory(pg: PgServer,
         c.abort()
     assert count(pg, "evslow") == sum(s // len(unit) for _, s in results) * 2000
     assert proc.stop() == 0
+
+
+def test_error_without_a_line_runs_units_one_by_one(pg: PgServer, tmp_path: Path) -> None:
+    # Upsert stages rows first (no constraints there), so a NOT NULL violation comes from the
+    # INSERT ... SELECT and names no COPY line: the proxy must still isolate the unit.
+    proc, addr = start_proxy(pg, tmp_path, batch={"max_delay_ms": 300})
+    make_table(pg, "evsplit", "k int PRIMARY KEY, v text NOT NULL")
+    good = [IngestConnection(addr, client_name=f"g{i}") for i in range(4)]
+    bad = IngestConnection(addr, client_name="b")
+    for c in good + [bad]:
+        c.open("evsplit", "upsert", ["k", "v"], keys=["k"])
+    # A first unit keeps a batch in flight so that the following ones share the next batch.
+    good[0].send_rows(b"1000\tfirst\n")
+    good[0].flush()
+    bad.send_rows(b"7\tok\n8\t\\N\n")
+    bad.flush()
+    for i, c in enumerate(good):
+        c.send_rows(rows_text([(str(i * 10 + k), f"v{k}") for k in range(5)]))
+        c.flush()
+    a = bad.read_answer()
+    assert isinstance(a, FlushError) and a.sqlstate == "23502" and a.row == 0, a
+    assert good[0].read_answer() == Ack(1, 1)
+    for c in good:
+        assert c.read_answer() == Ack(2 if c is good[0] else 1, 5)
+    assert count(pg, "evsplit") == 1 + 20
+    assert sql(pg, "SELECT count(*) FROM evsplit WHERE k IN (7, 8)") == [["0"]]
+    proc.wait_log(r"batches_split=[1-9]")
+    for c in good + [bad]:
+        c.close()
+    assert proc.stop() == 0

@@ -738,6 +738,17 @@ START_TEST(test_check_rules)
 	o.coalesce = (const char **)ghost_co;
 	o.ncoalesce = 1;
 	run_check(&o, "22023", "\"nope\"");
+	/* the upsert staging table's own column */
+	static const char *const seq_cols[] = {"id", "lbp_seq"};
+	o = sample_open();
+	o.cols = (const char **)seq_cols;
+	o.ncols = 2;
+	o.ncoalesce = 0;
+	o.version_col = "";
+	run_check(&o, "42602", "lbp_seq");
+	o.mode = IGP_MODE_INSERT;
+	o.nkeys = 0;
+	ck_assert(run_check(&o, NULL, NULL));
 }
 END_TEST
 
