@@ -21,6 +21,9 @@
  *    (with its row number) and the batch is retried without it;
  *  - an error naming no line, or too many retries, runs the units one per
  *    transaction, so the error reaches only its own unit;
+ *  - with dead_letter on, a rejected row leaves its unit for the target's
+ *    dead-letter table (written in the same transaction) and the unit
+ *    goes again without it;
  *  - 40P01 / 40001 retry the batch as it is;
  *  - a connection lost before CopyDone: retried on another connection;
  *    lost after it (COMMIT may have run): upsert retried (idempotent),
@@ -47,6 +50,12 @@ struct co_config {
 	unsigned max_inflight;       /* batches in flight per insert target */
 	unsigned max_retries;        /* before going unit by unit */
 	unsigned acquire_timeout_ms; /* wait for a server connection */
+	/*
+	 * Rows the server rejects (errors that name a row) go to the table
+	 * "<table>_dead_letter" next to the target, in the same transaction
+	 * as the rest of their unit, which then commits instead of failing.
+	 */
+	bool dead_letter;
 };
 
 /*
@@ -67,6 +76,7 @@ typedef void (*co_done_cb)(const struct co_outcome *o, void *arg);
 struct co_stats {
 	uint64_t units_committed, rows_committed, bytes_committed;
 	uint64_t units_failed, rows_failed;
+	uint64_t rows_dead_lettered;
 	uint64_t batches, batch_retries, batches_split;
 	uint64_t queued_units, queued_bytes;
 	unsigned targets, inflight;
@@ -78,6 +88,9 @@ struct coalescer *co_new(struct event_base *base, struct pool *pool,
 void co_free(struct coalescer *co);
 /* New limits for batches formed from now on. */
 void co_set_config(struct coalescer *co, const struct co_config *cfg);
+
+/* Longest table name that leaves room for the "_dead_letter" suffix. */
+#define CO_DEAD_LETTER_SUFFIX "_dead_letter"
 
 /*
  * The shared target for def (copied), created on first use. Reference

@@ -69,6 +69,7 @@ struct cfg_batch {
 	unsigned max_retries;        /* 3, then unit by unit */
 	unsigned acquire_timeout_ms; /* 30000: wait for a server connection */
 	unsigned catalog_ttl_s;      /* 300: table metadata cache */
+	bool dead_letter;            /* off: rejected rows fail their flush */
 };
 
 struct cfg_admin {

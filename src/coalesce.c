@@ -24,6 +24,10 @@ struct co_unit {
 	uint64_t queued_ms;
 	co_done_cb done;
 	void *arg;
+	/* Rows moved to the dead-letter table: "(...)" VALUES tuples. */
+	struct evbuffer *dead;
+	uint64_t ndead;
+	uint64_t *removed; /* original row numbers taken out, ascending */
 };
 TAILQ_HEAD(unit_list, co_unit);
 
@@ -45,7 +49,8 @@ struct co_batch {
 	size_t bytes;
 	struct pool_waiter *wait;
 	struct up_conn *conn;
-	struct evbuffer *data; /* what the statement streams; refers to units */
+	struct evbuffer *data; /* what the statement streams (copied rows) */
+	char *sql;             /* the statement when it carries dead letters */
 	bool taken;            /* units were taken from the target's queue */
 	unsigned attempts;
 	bool one_by_one; /* after an error no line pins down: a unit per txn */
@@ -62,6 +67,8 @@ struct co_target {
 	char **strings; /* owned copies behind def */
 	size_t nstrings;
 	char *sql; /* the batch statement */
+	char *dead_sql; /* CREATE TABLE IF NOT EXISTS the dead-letter table */
+	char *dead_name; /* its quoted, qualified name */
 	struct unit_list queue;
 	uint64_t queued_rows;
 	size_t queued_bytes;
@@ -86,6 +93,7 @@ struct coalescer {
 static void try_dispatch(struct co_target *t);
 static void run_batch(struct co_batch *b);
 static void free_target_if_unused(struct co_target *t);
+static bool t_has_dead(const struct co_target *t);
 
 static uint64_t now_ms(void)
 {
@@ -122,6 +130,9 @@ static void unit_outcome(struct coalescer *co, struct co_unit *u,
 	}
 	u->done(&full, u->arg);
 	evbuffer_free(u->rows);
+	if (u->dead)
+		evbuffer_free(u->dead);
+	free(u->removed);
 	free(u);
 }
 
@@ -167,6 +178,7 @@ static void finish_batch(struct co_batch *b)
 		pool_release(co->pool, b->conn);
 	if (b->data)
 		evbuffer_free(b->data);
+	free(b->sql);
 	TAILQ_REMOVE(&co->batches, b, link);
 	t->inflight--;
 	co->stats.inflight--;
@@ -275,6 +287,150 @@ static void continue_batch(struct co_batch *b, const struct up_result *r)
 	run_batch(b);
 }
 
+/* ---- dead letters ---- */
+
+/* The row's number in the unit as the client sent it. */
+static uint64_t original_row(const struct co_unit *u, uint64_t row)
+{
+	for (uint64_t i = 0; i < u->ndead; i++)
+		if (u->removed[i] <= row)
+			row++;
+	return row;
+}
+
+static bool remember_removed(struct co_unit *u, uint64_t orig)
+{
+	uint64_t *r = realloc(u->removed, (u->ndead + 1) * sizeof(*r));
+	uint64_t i;
+
+	if (r == NULL)
+		return false;
+	u->removed = r;
+	for (i = u->ndead; i > 0 && r[i - 1] > orig; i--)
+		r[i] = r[i - 1];
+	r[i] = orig;
+	u->ndead++;
+	return true;
+}
+
+/* Cuts row (1-based) out of the unit's rows into a NUL-terminated string. */
+static char *cut_row(struct co_unit *u, uint64_t row)
+{
+	struct evbuffer_ptr start, end;
+	struct evbuffer *rest = evbuffer_new();
+	char *text = NULL;
+	size_t len;
+
+	if (rest == NULL)
+		return NULL;
+	evbuffer_ptr_set(u->rows, &start, 0, EVBUFFER_PTR_SET);
+	for (uint64_t i = 1; i < row; i++) {
+		start = evbuffer_search(u->rows, "\n", 1, &start);
+		if (start.pos < 0)
+			goto out;
+		evbuffer_ptr_set(u->rows, &start, 1, EVBUFFER_PTR_ADD);
+	}
+	end = evbuffer_search(u->rows, "\n", 1, &start);
+	if (end.pos < 0)
+		goto out;
+	len = (size_t)(end.pos - start.pos);
+	text = malloc(len + 1);
+	if (text == NULL)
+		goto out;
+	/* rows before | the row (dropped) + its newline | rows after */
+	evbuffer_remove_buffer(u->rows, rest, (size_t)start.pos);
+	evbuffer_remove(u->rows, text, len);
+	text[len] = '\0';
+	evbuffer_drain(u->rows, 1);
+	evbuffer_add_buffer(rest, u->rows);
+	evbuffer_add_buffer(u->rows, rest);
+out:
+	evbuffer_free(rest);
+	return text;
+}
+
+/* Moves the rejected row to the unit's dead letters; false if it cannot. */
+static bool dead_letter_row(struct co_unit *u, uint64_t row,
+			    const struct pgw_notice *e)
+{
+	uint64_t orig = original_row(u, row);
+	char *text;
+	bool ok;
+
+	if (u->dead == NULL && (u->dead = evbuffer_new()) == NULL)
+		return false;
+	if ((text = cut_row(u, row)) == NULL)
+		return false;
+	u->bytes -= strlen(text) + 1;
+	u->nrows--;
+	if (evbuffer_get_length(u->dead) > 0)
+		evbuffer_add(u->dead, ", ", 2);
+	evbuffer_add(u->dead, "(", 1);
+	ok = sql_append_literal(u->dead, e->sqlstate ? e->sqlstate : "") &&
+	     evbuffer_add(u->dead, ", ", 2) == 0 &&
+	     sql_append_literal(u->dead, e->message ? e->message : "") &&
+	     evbuffer_add(u->dead, ", ", 2) == 0 &&
+	     sql_append_literal(u->dead, e->detail ? e->detail : "") &&
+	     evbuffer_add_printf(u->dead, ", %" PRIu64 ", ", orig) > 0 &&
+	     sql_append_literal(u->dead, text) && evbuffer_add(u->dead, ")", 1) == 0 &&
+	     remember_removed(u, orig);
+	free(text);
+	return ok;
+}
+
+/* The batch statement, with the dead letters of its units before COMMIT. */
+static char *statement_with_dead(struct co_batch *b)
+{
+	struct co_target *t = b->t;
+	struct evbuffer *q = evbuffer_new();
+	size_t base = strlen(t->sql) - strlen("COMMIT");
+	bool first = true;
+	struct co_unit *u;
+	char *sql = NULL;
+	size_t n;
+
+	if (q == NULL)
+		return NULL;
+	evbuffer_add_printf(q, "%s; ", t->dead_sql);
+	evbuffer_add(q, t->sql, base);
+	evbuffer_add_printf(q, "INSERT INTO %s (sqlstate, message, detail, "
+			       "flush_row, row_text) VALUES ",
+			    t->dead_name);
+	TAILQ_FOREACH(u, &b->units, link) {
+		if (u->ndead > 0) {
+			if (!first)
+				evbuffer_add(q, ", ", 2);
+			first = false;
+			/* copy: the unit keeps its letters for a retry */
+			evbuffer_add(q, evbuffer_pullup(u->dead, -1),
+				     evbuffer_get_length(u->dead));
+		}
+		if (b->one_by_one)
+			break;
+	}
+	evbuffer_add(q, "; COMMIT", 8);
+	n = evbuffer_get_length(q);
+	if ((sql = malloc(n + 1)) != NULL) {
+		evbuffer_remove(q, sql, n);
+		sql[n] = '\0';
+	}
+	evbuffer_free(q);
+	return sql;
+}
+
+static bool batch_has_dead(const struct co_batch *b)
+{
+	const struct co_unit *u;
+
+	TAILQ_FOREACH(u, &b->units, link) {
+		if (u->ndead > 0)
+			return true;
+		if (b->one_by_one)
+			break;
+	}
+	return false;
+}
+
 static void on_server_error(struct co_batch *b, const struct up_result *r)
 {
 	struct coalescer *co = b->t->co;
@@ -293,6 +449,15 @@ static void on_server_error(struct co_batch *b, const struct up_result *r)
 	}
 	if (e->where && sql_copy_error_line(e->where, &line) &&
 	    (u = unit_at_line(b, line, &row)) != NULL) {
+		if (co->cfg.dead_letter && t_has_dead(b->t) &&
+		    dead_letter_row(u, row, e)) {
+			/* Progress every time: not a retry that counts. */
+			b->attempts--;
+			b->rows--;
+			co->stats.rows_dead_lettered++;
+			continue_batch(b, r);
+			return;
+		}
 		/* The row is this unit's: it fails, the others go again. */
 		TAILQ_REMOVE(&b->units, u, link);
 		b->rows -= u->nrows;
@@ -406,8 +571,11 @@ static void run_batch(struct co_batch *b)
 	}
 	data = evbuffer_new();
 	b->state = BATCH_RUNNING;
+	free(b->sql);
+	b->sql = batch_has_dead(b) ? statement_with_dead(b) : NULL;
 	if (data == NULL || !batch_data(b, data) ||
-	    !up_exec(b->conn, b->t->sql, data, batch_done, b)) {
+	    !up_exec(b->conn, b->sql ? b->sql : b->t->sql, data, batch_done,
+		     b)) {
 		/* An idle connection that refuses work is broken: another. */
 		if (data)
 			evbuffer_free(data);
@@ -652,6 +820,8 @@ static void free_target(struct co_target *t)
 	if (t->acquire_ev)
 		event_free(t->acquire_ev);
 	free(t->sql);
+	free(t->dead_sql);
+	free(t->dead_name);
 	free(t->key);
 	free(t->name);
 	free(t);
@@ -678,9 +848,56 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
+static bool t_has_dead(const struct co_target *t)
+{
+	return t->dead_sql != NULL;
+}
+
+/* "<table>_dead_letter" beside the target, created when first needed. */
+static bool build_dead_sql(struct co_target *t)
+{
+	size_t n = strlen(t->def.table) + sizeof(CO_DEAD_LETTER_SUFFIX);
+	struct evbuffer *q = evbuffer_new();
+	char *name = malloc(n);
+	bool ok = false;
+
+	if (q == NULL || name == NULL)
+		goto out;
+	snprintf(name, n, "%s%s", t->def.table, CO_DEAD_LETTER_SUFFIX);
+	if (!sql_ident_valid(name) ||
+	    !sql_append_qualified(q, t->def.schema, name) ||
+	    evbuffer_add(q, "", 1) != 0)
+		goto out;
+	t->dead_name = strdup((const char *)evbuffer_pullup(q, -1));
+	evbuffer_drain(q, evbuffer_get_length(q));
+	evbuffer_add_printf(q,
+			    "CREATE TABLE IF NOT EXISTS %s (received_at "
+			    "timestamptz NOT NULL DEFAULT now(), sqlstate text, "
+			    "message text, detail text, flush_row bigint, "
+			    "row_text text)",
+			    t->dead_name);
+	evbuffer_add(q, "", 1);
+	t->dead_sql = strdup((const char *)evbuffer_pullup(q, -1));
+	ok = t->dead_name && t->dead_sql;
+out:
+	if (q)
+		evbuffer_free(q);
+	free(name);
+	return ok;
+}
+
 static bool build_sql(struct co_target *t)
 {
 	char stage[40];
+
+	if (t->co->cfg.dead_letter && !build_dead_sql(t)) {
+		/* e.g. a 60-byte table name leaves no room for the suffix */
+		log_warn("event=dead_letter_off target=%s reason=\"no valid "
+			 "dead-letter table name\"", t->name);
+		free(t->dead_name);
+		free(t->dead_sql);
+		t->dead_name = t->dead_sql = NULL;
+	}
 
 	if (t->def.mode != 'u') {
 		t->sql = sql_insert_batch(&t->def);
@@ -814,6 +1031,7 @@ void co_free(struct coalescer *co)
 		fail_batch_units(b, "57P01", "the proxy is shutting down", "");
 		if (b->data)
 			evbuffer_free(b->data);
+		free(b->sql);
 		free(b);
 	}
 	while ((t = TAILQ_FIRST(&co->targets)) != NULL) {

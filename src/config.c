@@ -99,6 +99,7 @@ static const struct cfg_key keys[] = {
      .def = "30000"},
     {KEY(batch, catalog_ttl_s, CFG_UINT), .min = 0, .max = 86400,
      .def = "300"},
+    {KEY(batch, dead_letter, CFG_BOOL), .def = "off"},
     {KEY(admin, listen, CFG_STRING), .def = "127.0.0.1:9187"},
     {KEY(log, level, CFG_LOG_LEVEL), .def = "info"},
     {KEY(log, stats_period_s, CFG_UINT), .min = 0, .max = 86400, .def = "60"},

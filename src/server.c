@@ -120,6 +120,7 @@ static void co_config_from(const struct config *cfg, struct co_config *out)
 	    .max_inflight = cfg->batch.max_inflight,
 	    .max_retries = cfg->batch.max_retries,
 	    .acquire_timeout_ms = cfg->batch.acquire_timeout_ms,
+	    .dead_letter = cfg->batch.dead_letter,
 	};
 }
 

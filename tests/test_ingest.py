@@ -538,3 +538,30 @@ def test_error_without_a_line_runs_units_one_by_one(pg: PgServer, tmp_path: Path
     for c in good + [bad]:
         c.close()
     assert proc.stop() == 0
+
+
+def test_dead_letter_keeps_the_good_rows_of_a_flush(pg: PgServer, tmp_path: Path) -> None:
+    proc, addr = start_proxy(pg, tmp_path, batch={"dead_letter": "on"})
+    make_table(pg, "evdl", "id int PRIMARY KEY, n int NOT NULL")
+    sql(pg, f"GRANT CREATE ON SCHEMA public TO {pg.user}")
+    sql(pg, "INSERT INTO evdl VALUES (3, 0)")
+    c = IngestConnection(addr)
+    other = IngestConnection(addr, client_name="other")
+    c.open("evdl", "insert", ["id", "n"])
+    other.open("evdl", "insert", ["id", "n"])
+    # rows 2 (not an int), 4 (NULL into NOT NULL) and 5 (duplicate key 3) are rejected
+    c.send_rows(b"1\t1\n2\tzwei\n")
+    c.send_rows(b"10\t1\n11\t\\N\n3\t5\n12\t1\n")
+    c.flush()
+    other.send_rows(b"100\t1\n")
+    other.flush()
+    assert c.read_answer() == Ack(1, 3)  # three rows reached the table
+    assert other.read_answer() == Ack(1, 1)
+    assert sql(pg, "SELECT id FROM evdl ORDER BY id") == [["1"], ["3"], ["10"], ["12"], ["100"]]
+    dead = sql(pg, "SELECT flush_row, sqlstate, row_text, message <> '' FROM evdl_dead_letter "
+                   "ORDER BY flush_row")
+    assert dead == [["2", "22P02", "2\tzwei", "t"], ["4", "23502", "11\t\\N", "t"],
+                    ["5", "23505", "3\t5", "t"]]
+    c.close()
+    other.close()
+    assert proc.stop() == 0

@@ -54,6 +54,7 @@ static const char full_ini[] = "[upstream]\n"
                                "max_retries = 1\n"
                                "acquire_timeout_ms = 500\n"
                                "catalog_ttl_s = 7\n"
+                               "dead_letter = on\n"
                                "\n"
                                "[admin]\n"
                                "listen = 127.0.0.1:9999\n"
@@ -97,6 +98,7 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_BATCH_MAX_RETRIES=2",
     "LAKEBASE_PROXY_BATCH_ACQUIRE_TIMEOUT_MS=600",
     "LAKEBASE_PROXY_BATCH_CATALOG_TTL_S=8",
+    "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off",
     "LAKEBASE_PROXY_ADMIN_LISTEN=127.0.0.1:1",
     "LAKEBASE_PROXY_LOG_LEVEL=warning",
     "LAKEBASE_PROXY_LOG_STATS_PERIOD_S=5",
@@ -256,6 +258,7 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.batch.max_retries, 1);
 	ck_assert_uint_eq(cfg.batch.acquire_timeout_ms, 500);
 	ck_assert_uint_eq(cfg.batch.catalog_ttl_s, 7);
+	ck_assert(cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9999");
 	ck_assert_int_eq(cfg.log.level, LOG_DEBUG);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 0);
@@ -301,6 +304,7 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.batch.max_retries, 2);
 	ck_assert_uint_eq(cfg.batch.acquire_timeout_ms, 600);
 	ck_assert_uint_eq(cfg.batch.catalog_ttl_s, 8);
+	ck_assert(!cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
 	ck_assert_int_eq(cfg.log.level, LOG_WARN);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 5);
