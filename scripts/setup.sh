@@ -18,6 +18,10 @@ sudo_if_needed() {
 
 install_apt() {
   local missing=()
+  # PySpark runs on a JVM (17 here, as Spark 4 needs).
+  if [ -n "${LBP_WITH_SPARK:-}" ] && ! command -v java >/dev/null 2>&1; then
+    APT_PACKAGES+=(openjdk-17-jre-headless)
+  fi
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
