@@ -106,6 +106,30 @@ enum pgw_rc pgw_frame_next(struct evbuffer *in, size_t max_body,
 			   struct pgw_frame *f);
 void pgw_frame_consume(struct evbuffer *in, const struct pgw_frame *f);
 
+/*
+ * ---- reading a frame body: the cursor every decoder (and the ingest
+ * protocol's) uses. Each read checks the bytes left first and fails
+ * instead of reading past the frame; integers are big-endian.
+ */
+struct pgw_cursor {
+	const uint8_t *p;
+	size_t left;
+};
+/* false if f is not of type `type` */
+bool pgw_cur_init(struct pgw_cursor *c, const struct pgw_frame *f,
+		  uint8_t type);
+bool pgw_cur_bytes(struct pgw_cursor *c, size_t n, const uint8_t **out);
+bool pgw_cur_u8(struct pgw_cursor *c, uint8_t *v);
+bool pgw_cur_u16(struct pgw_cursor *c, uint16_t *v);
+bool pgw_cur_u32(struct pgw_cursor *c, uint32_t *v);
+bool pgw_cur_u64(struct pgw_cursor *c, uint64_t *v);
+bool pgw_cur_i16(struct pgw_cursor *c, int16_t *v);
+bool pgw_cur_i32(struct pgw_cursor *c, int32_t *v);
+/* A NUL-terminated string that ends inside the frame. */
+bool pgw_cur_str(struct pgw_cursor *c, const char **s);
+/* PGW_OK if ok and every byte was read: trailing bytes are an error. */
+enum pgw_rc pgw_cur_done(const struct pgw_cursor *c, bool ok);
+
 /* ---- backend decoders: PGW_OK or PGW_ERROR; pointers point into f ---- */
 
 struct pgw_auth {

@@ -31,15 +31,6 @@ static void put_be64(uint8_t *p, uint64_t v)
 	put_be32(p + 4, (uint32_t)v);
 }
 
-static uint64_t get_be(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* ---- encoding: a body is built in a scratch buffer, then framed ---- */
 
 static bool body_u16(struct evbuffer *b, uint16_t v)
@@ -264,89 +255,18 @@ bool igp_put_close(struct evbuffer *out)
 
 /* ---- decoding cursor: every read checks the bytes left first ---- */
 
-struct cursor {
-	const uint8_t *p;
-	size_t left;
-};
-
-static bool cur_init(struct cursor *c, const struct pgw_frame *f, uint8_t type)
-{
-	if (f == NULL || f->type != type || (f->body == NULL && f->len != 0))
-		return false;
-	c->p = f->body;
-	c->left = f->len;
-	return true;
-}
-
-static bool cur_uint(struct cursor *c, size_t n, uint64_t *v)
-{
-	if (n > c->left)
-		return false;
-	*v = get_be(c->p, n);
-	c->p += n;
-	c->left -= n;
-	return true;
-}
-
-static bool cur_u16(struct cursor *c, uint16_t *v)
-{
-	uint64_t x;
-
-	if (!cur_uint(c, 2, &x))
-		return false;
-	*v = (uint16_t)x;
-	return true;
-}
-
-static bool cur_u32(struct cursor *c, uint32_t *v)
-{
-	uint64_t x;
-
-	if (!cur_uint(c, 4, &x))
-		return false;
-	*v = (uint32_t)x;
-	return true;
-}
-
-static bool cur_u64(struct cursor *c, uint64_t *v)
-{
-	return cur_uint(c, 8, v);
-}
-
-/* A string must end with a NUL inside the frame, or we would read past it. */
-static bool cur_str(struct cursor *c, const char **s)
-{
-	const uint8_t *nul;
-
-	if (c->left == 0)
-		return false;
-	nul = memchr(c->p, '\0', c->left);
-	if (nul == NULL)
-		return false;
-	*s = (const char *)c->p;
-	c->left -= (size_t)(nul - c->p) + 1;
-	c->p = nul + 1;
-	return true;
-}
-
-/* Trailing bytes mean we misread the message or the peer is lying. */
-static enum pgw_rc cur_done(const struct cursor *c, bool ok)
-{
-	return ok && c->left == 0 ? PGW_OK : PGW_ERROR;
-}
-
 /* ---- decoding client messages ---- */
 
 enum pgw_rc igp_parse_hello(const struct pgw_frame *f, struct igp_hello *h)
 {
-	struct cursor c;
-	bool ok = cur_init(&c, f, IGP_MSG_HELLO) && cur_u16(&c, &h->major) &&
-	          cur_u16(&c, &h->minor) && cur_str(&c, &h->client_name) &&
-	          cur_str(&c, &h->token);
+	struct pgw_cursor c;
+	bool ok = pgw_cur_init(&c, f, IGP_MSG_HELLO) && pgw_cur_u16(&c, &h->major) &&
+	          pgw_cur_u16(&c, &h->minor) && pgw_cur_str(&c, &h->client_name) &&
+	          pgw_cur_str(&c, &h->token);
 
 	if (ok && strlen(h->client_name) > IGP_MAX_CLIENT_NAME)
 		return PGW_ERROR;
-	return cur_done(&c, ok);
+	return pgw_cur_done(&c, ok);
 }
 
 /*
@@ -354,12 +274,12 @@ enum pgw_rc igp_parse_hello(const struct pgw_frame *f, struct igp_hello *h)
  * against the bytes left (each string takes at least its NUL) before the
  * allocation, so a hostile count can not make us allocate much.
  */
-static bool cur_str_list(struct cursor *c, uint16_t *n, const char ***list)
+static bool cur_str_list(struct pgw_cursor *c, uint16_t *n, const char ***list)
 {
 	const char **arr;
 
 	*list = NULL;
-	if (!cur_u16(c, n) || *n > IGP_MAX_COLUMNS || *n > c->left)
+	if (!pgw_cur_u16(c, n) || *n > IGP_MAX_COLUMNS || *n > c->left)
 		return false;
 	if (*n == 0)
 		return true;
@@ -368,17 +288,17 @@ static bool cur_str_list(struct cursor *c, uint16_t *n, const char ***list)
 		return false;
 	*list = arr;
 	for (size_t i = 0; i < *n; i++) {
-		if (!cur_str(c, &arr[i]))
+		if (!pgw_cur_str(c, &arr[i]))
 			return false;
 	}
 	return true;
 }
 
-static bool cur_mode(struct cursor *c, char *mode)
+static bool cur_mode(struct pgw_cursor *c, char *mode)
 {
-	uint64_t v;
+	uint8_t v;
 
-	if (!cur_uint(c, 1, &v))
+	if (!pgw_cur_u8(c, &v))
 		return false;
 	*mode = (char)v;
 	return true;
@@ -386,17 +306,17 @@ static bool cur_mode(struct cursor *c, char *mode)
 
 enum pgw_rc igp_parse_open(const struct pgw_frame *f, struct igp_open *o)
 {
-	struct cursor c;
+	struct pgw_cursor c;
 	bool ok;
 
 	memset(o, 0, sizeof(*o));
-	ok = cur_init(&c, f, IGP_MSG_OPEN) && cur_str(&c, &o->schema) &&
-	     cur_str(&c, &o->table) && cur_mode(&c, &o->mode) &&
+	ok = pgw_cur_init(&c, f, IGP_MSG_OPEN) && pgw_cur_str(&c, &o->schema) &&
+	     pgw_cur_str(&c, &o->table) && cur_mode(&c, &o->mode) &&
 	     cur_str_list(&c, &o->ncols, &o->cols) &&
 	     cur_str_list(&c, &o->nkeys, &o->keys) &&
-	     cur_str(&c, &o->version_col) &&
+	     pgw_cur_str(&c, &o->version_col) &&
 	     cur_str_list(&c, &o->ncoalesce, &o->coalesce);
-	if (cur_done(&c, ok) != PGW_OK) {
+	if (pgw_cur_done(&c, ok) != PGW_OK) {
 		igp_open_free(o);
 		return PGW_ERROR;
 	}
@@ -415,10 +335,10 @@ void igp_open_free(struct igp_open *o)
 
 enum pgw_rc igp_parse_flush(const struct pgw_frame *f, uint64_t *flush_id)
 {
-	struct cursor c;
-	bool ok = cur_init(&c, f, IGP_MSG_FLUSH) && cur_u64(&c, flush_id);
+	struct pgw_cursor c;
+	bool ok = pgw_cur_init(&c, f, IGP_MSG_FLUSH) && pgw_cur_u64(&c, flush_id);
 
-	return cur_done(&c, ok);
+	return pgw_cur_done(&c, ok);
 }
 
 /* ---- the rules of Open beyond its layout ---- */
@@ -621,35 +541,35 @@ bool igp_open_check(const struct igp_open *o, char sqlstate[6], char *msg,
 
 /* ---- decoding proxy messages (the client side) ---- */
 
-static bool parse_hello_ok(struct cursor *c, struct igp_answer *a)
+static bool parse_hello_ok(struct pgw_cursor *c, struct igp_answer *a)
 {
-	return cur_u16(c, &a->major) && cur_u16(c, &a->minor) &&
-	       cur_u32(c, &a->max_frame) && cur_u64(c, &a->max_flush) &&
-	       cur_str(c, &a->server_name);
+	return pgw_cur_u16(c, &a->major) && pgw_cur_u16(c, &a->minor) &&
+	       pgw_cur_u32(c, &a->max_frame) && pgw_cur_u64(c, &a->max_flush) &&
+	       pgw_cur_str(c, &a->server_name);
 }
 
 /* The pairs are validated but not kept: clients only need the count. */
-static bool parse_open_ok(struct cursor *c, struct igp_answer *a)
+static bool parse_open_ok(struct pgw_cursor *c, struct igp_answer *a)
 {
-	if (!cur_u16(c, &a->ncols) || a->ncols > IGP_MAX_COLUMNS)
+	if (!pgw_cur_u16(c, &a->ncols) || a->ncols > IGP_MAX_COLUMNS)
 		return false;
 	for (size_t i = 0; i < a->ncols; i++) {
 		const char *col, *type;
 
-		if (!cur_str(c, &col) || !cur_str(c, &type))
+		if (!pgw_cur_str(c, &col) || !pgw_cur_str(c, &type))
 			return false;
 	}
 	return true;
 }
 
-static bool parse_flush_error(struct cursor *c, struct igp_answer *a)
+static bool parse_flush_error(struct pgw_cursor *c, struct igp_answer *a)
 {
-	return cur_u64(c, &a->flush_id) && cur_str(c, &a->sqlstate) &&
-	       cur_str(c, &a->message) && cur_str(c, &a->detail) &&
-	       cur_u64(c, &a->row);
+	return pgw_cur_u64(c, &a->flush_id) && pgw_cur_str(c, &a->sqlstate) &&
+	       pgw_cur_str(c, &a->message) && pgw_cur_str(c, &a->detail) &&
+	       pgw_cur_u64(c, &a->row);
 }
 
-static bool parse_answer_body(struct cursor *c, struct igp_answer *a)
+static bool parse_answer_body(struct pgw_cursor *c, struct igp_answer *a)
 {
 	switch (a->type) {
 	case IGP_MSG_HELLO_OK:
@@ -657,11 +577,11 @@ static bool parse_answer_body(struct cursor *c, struct igp_answer *a)
 	case IGP_MSG_OPEN_OK:
 		return parse_open_ok(c, a);
 	case IGP_MSG_ACK:
-		return cur_u64(c, &a->flush_id) && cur_u64(c, &a->rows);
+		return pgw_cur_u64(c, &a->flush_id) && pgw_cur_u64(c, &a->rows);
 	case IGP_MSG_FLUSH_ERROR:
 		return parse_flush_error(c, a);
 	case IGP_MSG_ERROR:
-		return cur_str(c, &a->sqlstate) && cur_str(c, &a->message);
+		return pgw_cur_str(c, &a->sqlstate) && pgw_cur_str(c, &a->message);
 	case IGP_MSG_CLOSE_OK:
 		return true;
 	default:
@@ -671,15 +591,15 @@ static bool parse_answer_body(struct cursor *c, struct igp_answer *a)
 
 enum pgw_rc igp_parse_answer(const struct pgw_frame *f, struct igp_answer *a)
 {
-	struct cursor c;
+	struct pgw_cursor c;
 	bool ok;
 
 	memset(a, 0, sizeof(*a));
-	if (f == NULL || !cur_init(&c, f, f->type))
+	if (f == NULL || !pgw_cur_init(&c, f, f->type))
 		return PGW_ERROR;
 	a->type = f->type;
 	ok = parse_answer_body(&c, a);
-	if (cur_done(&c, ok) != PGW_OK) {
+	if (pgw_cur_done(&c, ok) != PGW_OK) {
 		memset(a, 0, sizeof(*a));
 		return PGW_ERROR;
 	}

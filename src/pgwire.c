@@ -306,12 +306,7 @@ void pgw_frame_consume(struct evbuffer *in, const struct pgw_frame *f)
 
 /* ---- decoding cursor: every read checks the bytes left first ---- */
 
-struct cursor {
-	const uint8_t *p;
-	size_t left;
-};
-
-static bool cur_init(struct cursor *c, const struct pgw_frame *f, uint8_t type)
+bool pgw_cur_init(struct pgw_cursor *c, const struct pgw_frame *f, uint8_t type)
 {
 	if (f->type != type || (f->body == NULL && f->len != 0))
 		return false;
@@ -320,7 +315,7 @@ static bool cur_init(struct cursor *c, const struct pgw_frame *f, uint8_t type)
 	return true;
 }
 
-static bool cur_bytes(struct cursor *c, size_t n, const uint8_t **out)
+bool pgw_cur_bytes(struct pgw_cursor *c, size_t n, const uint8_t **out)
 {
 	if (n > c->left)
 		return false;
@@ -330,58 +325,58 @@ static bool cur_bytes(struct cursor *c, size_t n, const uint8_t **out)
 	return true;
 }
 
-static bool cur_u8(struct cursor *c, uint8_t *v)
+bool pgw_cur_u8(struct pgw_cursor *c, uint8_t *v)
 {
 	const uint8_t *p;
 
-	if (!cur_bytes(c, 1, &p))
+	if (!pgw_cur_bytes(c, 1, &p))
 		return false;
 	*v = p[0];
 	return true;
 }
 
-static bool cur_u16(struct cursor *c, uint16_t *v)
+bool pgw_cur_u16(struct pgw_cursor *c, uint16_t *v)
 {
 	const uint8_t *p;
 
-	if (!cur_bytes(c, 2, &p))
+	if (!pgw_cur_bytes(c, 2, &p))
 		return false;
 	*v = get_be16(p);
 	return true;
 }
 
-static bool cur_u32(struct cursor *c, uint32_t *v)
+bool pgw_cur_u32(struct pgw_cursor *c, uint32_t *v)
 {
 	const uint8_t *p;
 
-	if (!cur_bytes(c, 4, &p))
+	if (!pgw_cur_bytes(c, 4, &p))
 		return false;
 	*v = get_be32(p);
 	return true;
 }
 
-static bool cur_i16(struct cursor *c, int16_t *v)
+bool pgw_cur_i16(struct pgw_cursor *c, int16_t *v)
 {
 	uint16_t u;
 
-	if (!cur_u16(c, &u))
+	if (!pgw_cur_u16(c, &u))
 		return false;
 	*v = to_int16(u);
 	return true;
 }
 
-static bool cur_i32(struct cursor *c, int32_t *v)
+bool pgw_cur_i32(struct pgw_cursor *c, int32_t *v)
 {
 	uint32_t u;
 
-	if (!cur_u32(c, &u))
+	if (!pgw_cur_u32(c, &u))
 		return false;
 	*v = to_int32(u);
 	return true;
 }
 
 /* A string must end with a NUL inside the frame, or we would read past it. */
-static bool cur_str(struct cursor *c, const char **s)
+bool pgw_cur_str(struct pgw_cursor *c, const char **s)
 {
 	const uint8_t *nul;
 
@@ -396,8 +391,18 @@ static bool cur_str(struct cursor *c, const char **s)
 	return true;
 }
 
+bool pgw_cur_u64(struct pgw_cursor *c, uint64_t *v)
+{
+	uint32_t hi, lo;
+
+	if (!pgw_cur_u32(c, &hi) || !pgw_cur_u32(c, &lo))
+		return false;
+	*v = (uint64_t)hi << 32 | lo;
+	return true;
+}
+
 /* Trailing bytes mean we misread the message or the peer is lying. */
-static enum pgw_rc cur_done(const struct cursor *c, bool ok)
+enum pgw_rc pgw_cur_done(const struct pgw_cursor *c, bool ok)
 {
 	return ok && c->left == 0 ? PGW_OK : PGW_ERROR;
 }
@@ -405,12 +410,12 @@ static enum pgw_rc cur_done(const struct cursor *c, bool ok)
 /* ---- backend decoders ---- */
 
 /* A list of NUL-terminated names ended by an empty one, nothing after. */
-static bool name_list_valid(struct cursor *c)
+static bool name_list_valid(struct pgw_cursor *c)
 {
 	const char *name;
 
 	do {
-		if (!cur_str(c, &name))
+		if (!pgw_cur_str(c, &name))
 			return false;
 	} while (name[0] != '\0');
 	return c->left == 0;
@@ -419,7 +424,7 @@ static bool name_list_valid(struct cursor *c)
 /* The bytes after the code are checked for the methods we implement. */
 static bool auth_data_valid(uint32_t code, const uint8_t *data, size_t len)
 {
-	struct cursor c = {data, len};
+	struct pgw_cursor c = {data, len};
 
 	switch (code) {
 	case PGW_AUTH_OK:
@@ -436,9 +441,9 @@ static bool auth_data_valid(uint32_t code, const uint8_t *data, size_t len)
 
 enum pgw_rc pgw_parse_auth(const struct pgw_frame *f, struct pgw_auth *a)
 {
-	struct cursor c;
+	struct pgw_cursor c;
 
-	if (!cur_init(&c, f, PGW_MSG_AUTH) || !cur_u32(&c, &a->code))
+	if (!pgw_cur_init(&c, f, PGW_MSG_AUTH) || !pgw_cur_u32(&c, &a->code))
 		return PGW_ERROR;
 	a->data = c.p;
 	a->data_len = c.left;
@@ -448,12 +453,12 @@ enum pgw_rc pgw_parse_auth(const struct pgw_frame *f, struct pgw_auth *a)
 
 bool pgw_sasl_offers(const struct pgw_auth *a, const char *mech)
 {
-	struct cursor c = {a->data, a->data_len};
+	struct pgw_cursor c = {a->data, a->data_len};
 	const char *name;
 
 	if (a->code != PGW_AUTH_SASL || mech == NULL || mech[0] == '\0')
 		return false;
-	while (cur_str(&c, &name) && name[0] != '\0') {
+	while (pgw_cur_str(&c, &name) && name[0] != '\0') {
 		if (strcmp(name, mech) == 0)
 			return true;
 	}
@@ -463,52 +468,52 @@ bool pgw_sasl_offers(const struct pgw_auth *a, const char *mech)
 enum pgw_rc pgw_parse_param_status(const struct pgw_frame *f,
                                    struct pgw_param_status *p)
 {
-	struct cursor c;
-	bool ok = cur_init(&c, f, PGW_MSG_PARAMETER_STATUS) &&
-	          cur_str(&c, &p->name) && cur_str(&c, &p->value);
+	struct pgw_cursor c;
+	bool ok = pgw_cur_init(&c, f, PGW_MSG_PARAMETER_STATUS) &&
+	          pgw_cur_str(&c, &p->name) && pgw_cur_str(&c, &p->value);
 
-	return cur_done(&c, ok);
+	return pgw_cur_done(&c, ok);
 }
 
 enum pgw_rc pgw_parse_backend_key(const struct pgw_frame *f,
                                   struct pgw_backend_key *k)
 {
-	struct cursor c;
-	bool ok = cur_init(&c, f, PGW_MSG_BACKEND_KEY) &&
-	          cur_u32(&c, &k->pid) && cur_u32(&c, &k->secret);
+	struct pgw_cursor c;
+	bool ok = pgw_cur_init(&c, f, PGW_MSG_BACKEND_KEY) &&
+	          pgw_cur_u32(&c, &k->pid) && pgw_cur_u32(&c, &k->secret);
 
-	return cur_done(&c, ok);
+	return pgw_cur_done(&c, ok);
 }
 
 enum pgw_rc pgw_parse_ready(const struct pgw_frame *f, char *status)
 {
-	struct cursor c;
+	struct pgw_cursor c;
 	uint8_t s;
 
-	if (!cur_init(&c, f, PGW_MSG_READY) || !cur_u8(&c, &s))
+	if (!pgw_cur_init(&c, f, PGW_MSG_READY) || !pgw_cur_u8(&c, &s))
 		return PGW_ERROR;
 	if (s != 'I' && s != 'T' && s != 'E')
 		return PGW_ERROR;
 	*status = (char)s;
-	return cur_done(&c, true);
+	return pgw_cur_done(&c, true);
 }
 
-static bool read_field(struct cursor *c, struct pgw_field *fl)
+static bool read_field(struct pgw_cursor *c, struct pgw_field *fl)
 {
-	return cur_str(c, &fl->name) && cur_u32(c, &fl->table_oid) &&
-	       cur_i16(c, &fl->column) && cur_u32(c, &fl->type_oid) &&
-	       cur_i16(c, &fl->type_len) && cur_i32(c, &fl->type_mod) &&
-	       cur_i16(c, &fl->format);
+	return pgw_cur_str(c, &fl->name) && pgw_cur_u32(c, &fl->table_oid) &&
+	       pgw_cur_i16(c, &fl->column) && pgw_cur_u32(c, &fl->type_oid) &&
+	       pgw_cur_i16(c, &fl->type_len) && pgw_cur_i32(c, &fl->type_mod) &&
+	       pgw_cur_i16(c, &fl->format);
 }
 
 enum pgw_rc pgw_parse_row_description(const struct pgw_frame *f,
                                       struct pgw_field *fields, size_t max,
                                       uint16_t *nfields)
 {
-	struct cursor c;
+	struct pgw_cursor c;
 	uint16_t n;
 
-	if (!cur_init(&c, f, PGW_MSG_ROW_DESCRIPTION) || !cur_u16(&c, &n))
+	if (!pgw_cur_init(&c, f, PGW_MSG_ROW_DESCRIPTION) || !pgw_cur_u16(&c, &n))
 		return PGW_ERROR;
 	/* Fields past max are still parsed, into scratch, to validate them. */
 	for (size_t i = 0; i < n; i++) {
@@ -518,20 +523,20 @@ enum pgw_rc pgw_parse_row_description(const struct pgw_frame *f,
 			return PGW_ERROR;
 	}
 	*nfields = n;
-	return cur_done(&c, true);
+	return pgw_cur_done(&c, true);
 }
 
-static bool read_value(struct cursor *c, struct pgw_value *v)
+static bool read_value(struct pgw_cursor *c, struct pgw_value *v)
 {
 	const uint8_t *data;
 
-	if (!cur_i32(c, &v->len) || v->len < -1)
+	if (!pgw_cur_i32(c, &v->len) || v->len < -1)
 		return false;
 	if (v->len == -1) {
 		v->data = NULL;
 		return true;
 	}
-	if (!cur_bytes(c, (size_t)v->len, &data))
+	if (!pgw_cur_bytes(c, (size_t)v->len, &data))
 		return false;
 	v->data = data;
 	return true;
@@ -541,10 +546,10 @@ enum pgw_rc pgw_parse_data_row(const struct pgw_frame *f,
                                struct pgw_value *values, size_t max,
                                uint16_t *ncols)
 {
-	struct cursor c;
+	struct pgw_cursor c;
 	uint16_t n;
 
-	if (!cur_init(&c, f, PGW_MSG_DATA_ROW) || !cur_u16(&c, &n))
+	if (!pgw_cur_init(&c, f, PGW_MSG_DATA_ROW) || !pgw_cur_u16(&c, &n))
 		return PGW_ERROR;
 	for (size_t i = 0; i < n; i++) {
 		struct pgw_value scratch;
@@ -553,16 +558,16 @@ enum pgw_rc pgw_parse_data_row(const struct pgw_frame *f,
 			return PGW_ERROR;
 	}
 	*ncols = n;
-	return cur_done(&c, true);
+	return pgw_cur_done(&c, true);
 }
 
 enum pgw_rc pgw_parse_command_complete(const struct pgw_frame *f,
                                        const char **tag)
 {
-	struct cursor c;
-	bool ok = cur_init(&c, f, PGW_MSG_COMMAND_COMPLETE) && cur_str(&c, tag);
+	struct pgw_cursor c;
+	bool ok = pgw_cur_init(&c, f, PGW_MSG_COMMAND_COMPLETE) && pgw_cur_str(&c, tag);
 
-	return cur_done(&c, ok);
+	return pgw_cur_done(&c, ok);
 }
 
 /*
@@ -594,12 +599,12 @@ bool pgw_tag_rows(const char *tag, uint64_t *rows)
 }
 
 /* Per-column formats must be 0 or 1, and all 0 when the copy is text. */
-static bool read_copy_formats(struct cursor *c, uint8_t overall, uint16_t n)
+static bool read_copy_formats(struct pgw_cursor *c, uint8_t overall, uint16_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		uint16_t fmt;
 
-		if (!cur_u16(c, &fmt) || fmt > 1 || (overall == 0 && fmt != 0))
+		if (!pgw_cur_u16(c, &fmt) || fmt > 1 || (overall == 0 && fmt != 0))
 			return false;
 	}
 	return true;
@@ -608,16 +613,16 @@ static bool read_copy_formats(struct cursor *c, uint8_t overall, uint16_t n)
 enum pgw_rc pgw_parse_copy_response(const struct pgw_frame *f,
                                     struct pgw_copy_response *r)
 {
-	struct cursor c;
+	struct pgw_cursor c;
 	uint8_t type = f->type;
 
 	if (type != PGW_MSG_COPY_IN && type != PGW_MSG_COPY_OUT &&
 	    type != PGW_MSG_COPY_BOTH)
 		return PGW_ERROR;
-	if (!cur_init(&c, f, type) || !cur_u8(&c, &r->format) ||
-	    r->format > 1 || !cur_u16(&c, &r->ncols))
+	if (!pgw_cur_init(&c, f, type) || !pgw_cur_u8(&c, &r->format) ||
+	    r->format > 1 || !pgw_cur_u16(&c, &r->ncols))
 		return PGW_ERROR;
-	return cur_done(&c, read_copy_formats(&c, r->format, r->ncols));
+	return pgw_cur_done(&c, read_copy_formats(&c, r->format, r->ncols));
 }
 
 /* Every field code PostgreSQL documents, and where it lands in the struct. */
@@ -664,25 +669,25 @@ static const char **notice_field(struct pgw_notice *n, uint8_t code)
 
 enum pgw_rc pgw_parse_notice(const struct pgw_frame *f, struct pgw_notice *n)
 {
-	struct cursor c;
+	struct pgw_cursor c;
 	uint8_t code = 1;
 
 	memset(n, 0, sizeof(*n));
-	if (!cur_init(&c, f,
+	if (!pgw_cur_init(&c, f,
 	              f->type == PGW_MSG_NOTICE ? PGW_MSG_NOTICE
 	                                        : PGW_MSG_ERROR))
 		return PGW_ERROR;
 	/* Fields until a zero code byte, which must be the last byte. */
-	while (cur_u8(&c, &code) && code != 0) {
+	while (pgw_cur_u8(&c, &code) && code != 0) {
 		const char **slot = notice_field(n, code);
 		const char *value;
 
-		if (!cur_str(&c, &value))
+		if (!pgw_cur_str(&c, &value))
 			return PGW_ERROR;
 		if (slot != NULL)
 			*slot = value;
 	}
-	return cur_done(&c, code == 0);
+	return pgw_cur_done(&c, code == 0);
 }
 
 /* Sum of the present fields with their NULs; false if it can not be held. */
@@ -751,11 +756,11 @@ void pgw_notice_free(struct pgw_notice *n)
 enum pgw_rc pgw_parse_negotiate_version(const struct pgw_frame *f,
                                         uint32_t *minor, uint32_t *nunknown)
 {
-	struct cursor c;
+	struct pgw_cursor c;
 	int32_t ver, count;
 
-	if (!cur_init(&c, f, PGW_MSG_NEGOTIATE_VERSION) || !cur_i32(&c, &ver) ||
-	    !cur_i32(&c, &count))
+	if (!pgw_cur_init(&c, f, PGW_MSG_NEGOTIATE_VERSION) || !pgw_cur_i32(&c, &ver) ||
+	    !pgw_cur_i32(&c, &count))
 		return PGW_ERROR;
 	/* Each name takes at least its NUL, so count can not exceed left. */
 	if (ver < 0 || count < 0 || (size_t)count > c.left)
@@ -763,10 +768,10 @@ enum pgw_rc pgw_parse_negotiate_version(const struct pgw_frame *f,
 	for (int32_t i = 0; i < count; i++) {
 		const char *name;
 
-		if (!cur_str(&c, &name))
+		if (!pgw_cur_str(&c, &name))
 			return PGW_ERROR;
 	}
 	*minor = (uint32_t)ver;
 	*nunknown = (uint32_t)count;
-	return cur_done(&c, true);
+	return pgw_cur_done(&c, true);
 }
