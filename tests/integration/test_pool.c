@@ -12,6 +12,7 @@
 #include "pool.h"
 #include "testloop.h"
 #include "tls.h"
+#include "upstream_params.h"
 
 static struct harness_env env;
 static struct event_base *base;
@@ -39,20 +40,11 @@ static void teardown(void)
 
 static struct up_params params(void)
 {
-	struct up_params p = {
-	    .host = env.host,
-	    .port = (uint16_t)env.port,
-	    .dbname = env.dbname,
-	    .user = env.user,
-	    .password = env.password,
-	    .application_name = "lakebase-proxy",
-	    .sslmode = SSLMODE_VERIFY_FULL,
-	    .ssl_ctx = ctx,
-	    .connect_timeout_ms = 2000,
-	    .login_timeout_ms = 5000,
-	    .query_timeout_ms = 10000,
-	    .keepalive_idle_s = 30,
-	};
+	struct up_params p = harness_up_params(&env, ctx);
+
+	p.connect_timeout_ms = 2000;
+	p.login_timeout_ms = 5000;
+	p.query_timeout_ms = 10000;
 	return p;
 }
 

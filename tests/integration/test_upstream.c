@@ -15,6 +15,7 @@
 
 #include "harness_env.h"
 #include "testloop.h"
+#include "upstream_params.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -106,21 +107,7 @@ static SSL_CTX *make_ctx(enum sslmode mode, const char *ca)
 
 static struct up_params default_params(SSL_CTX *ctx)
 {
-	struct up_params p = {
-	    .host = env.host,
-	    .port = (uint16_t)env.port,
-	    .dbname = env.dbname,
-	    .user = env.user,
-	    .password = env.password,
-	    .application_name = "lakebase-proxy",
-	    .sslmode = SSLMODE_VERIFY_FULL,
-	    .ssl_ctx = ctx,
-	    .connect_timeout_ms = 5000,
-	    .login_timeout_ms = 10000,
-	    .query_timeout_ms = 60000,
-	    .keepalive_idle_s = 30,
-	};
-	return p;
+	return harness_up_params(&env, ctx);
 }
 
 /* Connects and waits for the login to end either way. */
