@@ -4,7 +4,8 @@ A batch is flushed when it reaches `batch_size` rows, or `batch_interval_ms` aft
 row arrived. The age is checked on each add() and by one background thread per open writer,
 which sleeps on a Condition until the oldest row is due (no polling). Flushes run under the
 same lock as add(), so rows reach the sink in arrival order and never from two threads at once.
-An error from a background flush is kept and raised from the next add() or from close().
+An error from a background flush is kept and raised from the next add() or from close(), and
+so is an error the sink learnt of in the background (Sink.check()).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Batcher:
     def add(self, row: EncodedRow) -> None:
         with self._cond:
             self._raise_pending_error()
+            self._sink.check()
             if not self._pending:
                 self._first_at = time.monotonic()
                 self._cond.notify()

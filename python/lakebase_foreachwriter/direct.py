@@ -158,6 +158,9 @@ class DirectSink:
     def flush(self) -> None:
         """Nothing to do: write() commits before it returns."""
 
+    def check(self) -> None:
+        """Nothing to do: failures are raised by write() itself."""
+
     def close(self, discard: bool) -> None:
         conn = self._conn
         if conn is not None and discard:

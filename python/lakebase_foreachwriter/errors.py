@@ -22,20 +22,36 @@ class EncodingError(LakebaseWriterError, ValueError):
 
 
 class WriteError(LakebaseWriterError):
-    """PostgreSQL rejected a batch; carries the server's SQLSTATE and message.
+    """PostgreSQL (or lakebase-proxy) rejected a batch; carries the SQLSTATE and message.
 
-    Not retried: the same rows would be rejected again.
+    Not retried: the same rows would be rejected again. Through the proxy, `detail` is the
+    server's DETAIL and `row` the 1-based number of the offending row inside its flush (0 when
+    the error concerns no single row).
     """
 
-    def __init__(self, message: str, sqlstate: Optional[str] = None) -> None:
+    def __init__(self, message: str, sqlstate: Optional[str] = None, *, detail: str = "",
+                 row: int = 0, context: str = "") -> None:
         text = f"PostgreSQL error {sqlstate}: {message}" if sqlstate else message
+        if detail:
+            text += f"; DETAIL: {detail}"
+        if context:
+            text += f" ({context})"
         super().__init__(text)
         self.sqlstate = sqlstate
         self.pg_message = message
+        self.detail = detail
+        self.row = row
 
 
 class ConnectionFailedError(LakebaseWriterError):
-    """The server could not be reached (or kept dropping us) after every retry."""
+    """The server (or lakebase-proxy) could not be reached, refused us, or dropped us.
+
+    `sqlstate` is set when the proxy said why (for example 28000 for a wrong token).
+    """
+
+    def __init__(self, message: str, sqlstate: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class DiscoveryError(LakebaseWriterError):

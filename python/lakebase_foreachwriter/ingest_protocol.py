@@ -155,13 +155,21 @@ class IngestConnection:
         if family == socket.AF_UNIX:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.settimeout(timeout)
-            self.sock.connect(sockaddr)
+            try:
+                self.sock.connect(sockaddr)
+            except OSError:
+                self.sock.close()
+                raise
         else:
             self.sock = socket.create_connection(sockaddr, timeout=timeout)  # type: ignore[arg-type]
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = bytearray()
         self.next_flush_id = 1
-        self.hello: HelloOk = self._expect(encode_hello(client_name, token), HelloOk)
+        try:
+            self.hello: HelloOk = self._expect(encode_hello(client_name, token), HelloOk)
+        except BaseException:
+            self.sock.close()  # the caller never gets the object: do not leak the socket
+            raise
         self.columns: List[Tuple[str, str]] = []
 
     # -- plumbing

@@ -15,11 +15,6 @@ MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are sile
 NOT_ORDERABLE = ("binary", "array", "struct", "map")
 _PROXY_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
-PROXY_NOT_IMPLEMENTED = (
-    "proxy=...: writing through lakebase-proxy is not implemented in this version of "
-    "lakebase-foreachwriter; write directly (lakebase_name=... or read_write_dns=...)")
-
-
 @dataclass(frozen=True)
 class WriterConfig:
     """Everything the executors need, as plain picklable data."""
@@ -31,7 +26,7 @@ class WriterConfig:
     primary_keys: Tuple[str, ...]
     version_column: Optional[str]
     coalesce_columns: Tuple[str, ...]
-    host: str
+    host: Optional[str]  # None when writing through the proxy
     port: int
     dbname: str
     sslmode: str
@@ -43,6 +38,8 @@ class WriterConfig:
     max_retries: int
     retry_base_delay_s: float
     lakebase_name: Optional[str] = None
+    proxy: Optional[str] = None  # "host:port" or "unix:/path" of a lakebase-proxy
+    proxy_token: Optional[str] = field(default=None, repr=False)
 
 
 def fail(message: str) -> None:
@@ -156,7 +153,19 @@ def check_proxy(proxy: Any, proxy_token: Any) -> None:
         return
     if not isinstance(proxy, str) or not _valid_proxy_address(proxy):
         fail(f"proxy must be 'host:port' or 'unix:/path/to/socket', not {proxy!r}")
-    fail(PROXY_NOT_IMPLEMENTED)
+    if proxy_token is not None and (not isinstance(proxy_token, str) or "\x00" in proxy_token):
+        fail("proxy_token must be a string without NUL characters")
+
+
+def check_nothing_proxy_holds(**given: Any) -> None:
+    """With proxy=..., the proxy holds the server's address and the credentials.
+
+    Passing them too would suggest they are used; they are not, so it is refused.
+    """
+    named = [name for name, value in given.items() if value is not None]
+    if named:
+        fail(f"with proxy=..., lakebase-proxy holds the server's address and the credentials: "
+             f"do not also give {', '.join(named)}")
 
 
 def _valid_proxy_address(proxy: str) -> bool:

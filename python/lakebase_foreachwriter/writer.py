@@ -15,6 +15,8 @@ from .batching import Batcher
 from .direct import ConnectionSettings, DirectSink, RetryPolicy
 from .encoding import RowEncoder
 from .errors import ConfigurationError, DiscoveryError
+from .proxy_sink import ProxySettings, ProxySink
+from .sink import Sink
 from .sql import Target
 from .validation import WriterConfig
 
@@ -27,6 +29,10 @@ class LakebaseForeachWriter:
     mode="insert" (multi-row INSERT), "upsert" (INSERT ... ON CONFLICT, last write wins per key
     within a batch) or "bulk-insert" (COPY). Rows are flushed every `batch_size` rows or
     `batch_interval_ms` after the first unflushed row, and at the end of each task.
+
+    With proxy="host:port" (or "unix:/path"), rows are streamed to a lakebase-proxy, which
+    holds the server's address and credentials (proxy_token is its shared secret); each flush
+    is acknowledged once committed.
     """
 
     def __init__(
@@ -61,8 +67,14 @@ class LakebaseForeachWriter:
         columns = v.dataframe_columns(df)
         keys, version, coalesce = v.check_upsert_options(
             mode, columns, primary_keys, upsert_version_column, upsert_coalesce_columns)
-        lakebase_name, dns = v.check_target(lakebase_name, read_write_dns, host)
-        v.check_credentials(username, password, credential_provider)
+        if proxy is not None:
+            v.check_nothing_proxy_holds(
+                username=username, password=password, credential_provider=credential_provider,
+                lakebase_name=lakebase_name, read_write_dns=read_write_dns, host=host)
+            dns = None
+        else:
+            lakebase_name, dns = v.check_target(lakebase_name, read_write_dns, host)
+            v.check_credentials(username, password, credential_provider)
         v.check_connection(port, dbname, sslmode)
         v.check_tuning(batch_size, batch_interval_ms, max_retries, retry_base_delay_s)
         if lakebase_name is not None:
@@ -73,7 +85,8 @@ class LakebaseForeachWriter:
             host=dns, port=port, dbname=dbname, sslmode=sslmode, username=username,
             password=password, credential_provider=credential_provider, batch_size=batch_size,
             batch_interval_ms=batch_interval_ms, max_retries=max_retries,
-            retry_base_delay_s=retry_base_delay_s, lakebase_name=lakebase_name)
+            retry_base_delay_s=retry_base_delay_s, lakebase_name=lakebase_name, proxy=proxy,
+            proxy_token=proxy_token)
         self._reset_runtime()
 
     # ---- pickling: only the configuration travels -----------------------------------------
@@ -102,7 +115,7 @@ class LakebaseForeachWriter:
             self._reset_runtime()
         cfg = self._config
         self._encoder = RowEncoder(cfg.columns, cfg.version_column)
-        sink = self._make_sink()
+        sink = self._make_sink(partition_id, epoch_id)
         try:
             sink.connect()
         except BaseException:
@@ -130,23 +143,31 @@ class LakebaseForeachWriter:
 
     # ---- internals ------------------------------------------------------------------------
 
-    def _make_sink(self) -> DirectSink:
+    def _make_sink(self, partition_id: int, epoch_id: int) -> Sink:
         cfg = self._config
-        settings = ConnectionSettings(
-            host=cfg.host, port=cfg.port, dbname=cfg.dbname, sslmode=cfg.sslmode,
-            username=cfg.username, password=cfg.password,
-            credential_provider=cfg.credential_provider)
         target = Target(schema=cfg.schema_name, table=cfg.table_name,
                         columns=tuple(c.name for c in cfg.columns), mode=cfg.mode,
                         primary_keys=cfg.primary_keys, version_column=cfg.version_column,
                         coalesce_columns=cfg.coalesce_columns)
+        if cfg.proxy is not None:
+            return ProxySink(ProxySettings(
+                address=cfg.proxy, token=cfg.proxy_token or "",
+                client_name=f"spark partition {partition_id} epoch {epoch_id}",
+                connect_retries=cfg.max_retries, retry_base_delay_s=cfg.retry_base_delay_s),
+                target)
+        assert cfg.host is not None
+        settings = ConnectionSettings(
+            host=cfg.host, port=cfg.port, dbname=cfg.dbname, sslmode=cfg.sslmode,
+            username=cfg.username, password=cfg.password,
+            credential_provider=cfg.credential_provider)
         return DirectSink(settings, target, cfg.batch_size,
                           RetryPolicy(cfg.max_retries, cfg.retry_base_delay_s))
 
     def __repr__(self) -> str:
         cfg = self._config
         table = f"{cfg.schema_name}.{cfg.table_name}" if cfg.schema_name else cfg.table_name
-        return f"LakebaseForeachWriter(table={table!r}, mode={cfg.mode!r}, host={cfg.host!r})"
+        where = f"proxy={cfg.proxy!r}" if cfg.proxy is not None else f"host={cfg.host!r}"
+        return f"LakebaseForeachWriter(table={table!r}, mode={cfg.mode!r}, {where})"
 
 
 def _resolve_host(lakebase_name: str) -> str:

@@ -139,6 +139,11 @@ def writer_for(conn_args, table, schema, **kw) -> LakebaseForeachWriter:
                                  **args, **kw)
 
 
+def direct_writers(conn_args):
+    """make_writer for the direct path: the harness server's host and credentials."""
+    return lambda table, schema, **kw: writer_for(conn_args, table, schema, **kw)
+
+
 def write_parquet(spark, rows, schema, path) -> None:
     spark.createDataFrame(rows, schema).coalesce(1).write.mode("overwrite").parquet(str(path))
 
@@ -154,13 +159,16 @@ def run_available_now(spark, source_dir, schema, writer, checkpoint) -> None:
 MODES = [("insert", {}), ("bulk-insert", {}), ("upsert", {"primary_keys": ["id"]})]
 
 
-@pytest.mark.parametrize("mode,extra", MODES, ids=[m for m, _ in MODES])
-def test_file_source_all_types_each_mode(spark, db, conn_args, table_name, tmp_path, mode, extra):
+def check_all_types(spark, db, table_name, tmp_path, make_writer, mode, extra) -> None:
+    """Every supported type through a file source (availableNow), compared value by value.
+
+    make_writer(table, schema, **options) builds the writer: direct here, proxied elsewhere.
+    """
     db.execute(f'CREATE TABLE "{table_name}" ({ALL_TYPES_DDL})')
     rows = all_types_rows()
     write_parquet(spark, rows, ALL_TYPES, tmp_path / "src")
     source = spark.read.schema(ALL_TYPES).parquet(str(tmp_path / "src")).collect()
-    writer = writer_for(conn_args, table_name, ALL_TYPES, mode=mode, batch_size=2, **extra)
+    writer = make_writer(table_name, ALL_TYPES, mode=mode, batch_size=2, **extra)
     run_available_now(spark, tmp_path / "src", ALL_TYPES, writer, tmp_path / "ckpt")
     assert_table_matches(db, table_name, source)
     # A few values spelled out in UTC, independent of the conversions above.
@@ -170,6 +178,11 @@ def test_file_source_all_types_each_mode(spark, db, conn_args, table_name, tmp_p
     assert bin_ == b"\x00\x01\\\xff\t\n" and map_["nan"] == "NaN"
     assert db.execute(f'SELECT c_ts FROM "{table_name}" WHERE id = 3').fetchone()[0] == \
         dt.datetime(1900, 1, 1, tzinfo=utc)
+
+
+@pytest.mark.parametrize("mode,extra", MODES, ids=[m for m, _ in MODES])
+def test_file_source_all_types_each_mode(spark, db, conn_args, table_name, tmp_path, mode, extra):
+    check_all_types(spark, db, table_name, tmp_path, direct_writers(conn_args), mode, extra)
 
 
 def rate_columns() -> list:
@@ -184,13 +197,13 @@ RATE_DDL = ("id bigint PRIMARY KEY, ts timestamptz, n int, third double precisio
             "pair bigint[], doc jsonb")
 
 
-@pytest.mark.parametrize("mode,extra", MODES, ids=[m for m, _ in MODES])
-def test_rate_source_processing_time_trigger(spark, db, conn_args, table_name, tmp_path, mode, extra):
+def check_rate_source(spark, db, table_name, tmp_path, make_writer, mode, extra) -> None:
+    """A rate source with a processingTime trigger: every completed micro-batch is in the table."""
     db.execute(f'CREATE TABLE "{table_name}" ({RATE_DDL})')
     stream = spark.readStream.format("rate").option("rowsPerSecond", 200) \
         .option("numPartitions", 2).load().select(*rate_columns())
-    writer = writer_for(conn_args, table_name, stream.schema, mode=mode, batch_size=50,
-                        batch_interval_ms=50, **extra)
+    writer = make_writer(table_name, stream.schema, mode=mode, batch_size=50,
+                         batch_interval_ms=50, **extra)
     query = (stream.writeStream.foreach(writer).trigger(processingTime="500 milliseconds")
              .option("checkpointLocation", str(tmp_path / "ckpt")).start())
     try:
@@ -214,34 +227,47 @@ def test_rate_source_processing_time_trigger(spark, db, conn_args, table_name, t
         assert ts.tzinfo is not None and doc == {"v": id_, "day": ts.astimezone().date().isoformat()}
 
 
+@pytest.mark.parametrize("mode,extra", MODES, ids=[m for m, _ in MODES])
+def test_rate_source_processing_time_trigger(spark, db, conn_args, table_name, tmp_path, mode, extra):
+    check_rate_source(spark, db, table_name, tmp_path, direct_writers(conn_args), mode, extra)
+
+
 KV = T.StructType([T.StructField("id", T.LongType()), T.StructField("v", T.StringType())])
 
 
-@pytest.mark.parametrize("batch_size", [1000, 2])
-def test_upsert_repeated_keys_in_one_micro_batch_keep_the_last(spark, db, conn_args, table_name,
-                                                               tmp_path, batch_size):
+def check_upsert_keeps_the_last(spark, db, table_name, tmp_path, make_writer, batch_size) -> None:
+    """Repeated keys inside one micro-batch: the last row of each key wins."""
     db.execute(f'CREATE TABLE "{table_name}" (id bigint PRIMARY KEY, v text)')
     rows = [Row(id=1, v="a"), Row(id=2, v="x"), Row(id=1, v="b"), Row(id=3, v="y"),
             Row(id=1, v="c"), Row(id=2, v="z")]
     write_parquet(spark, rows, KV, tmp_path / "src")
-    writer = writer_for(conn_args, table_name, KV, mode="upsert", primary_keys=["id"],
-                        batch_size=batch_size)
+    writer = make_writer(table_name, KV, mode="upsert", primary_keys=["id"],
+                         batch_size=batch_size)
     run_available_now(spark, tmp_path / "src", KV, writer, tmp_path / "ckpt")
     assert db.execute(f'SELECT id, v FROM "{table_name}" ORDER BY id').fetchall() == [
         (1, "c"), (2, "z"), (3, "y")]
 
 
-@pytest.mark.parametrize("mode,ddl,message", [
+@pytest.mark.parametrize("batch_size", [1000, 2])
+def test_upsert_repeated_keys_in_one_micro_batch_keep_the_last(spark, db, conn_args, table_name,
+                                                               tmp_path, batch_size):
+    check_upsert_keeps_the_last(spark, db, table_name, tmp_path, direct_writers(conn_args),
+                                batch_size)
+
+
+REJECTED = pytest.mark.parametrize("mode,ddl,message", [
     ("insert", "id bigint, v int", 'invalid input syntax for type integer: "not a number"'),
     ("bulk-insert", "id bigint, v text NOT NULL", 'null value in column "v"'),
 ], ids=["text-into-int", "not-null"])
-def test_rejected_row_fails_the_query_with_postgres_message(spark, db, conn_args, table_name,
-                                                            tmp_path, mode, ddl, message):
+
+
+def check_rejected_row(spark, db, table_name, tmp_path, make_writer, mode, ddl, message) -> None:
+    """A row PostgreSQL rejects fails the query with PostgreSQL's message and SQLSTATE."""
     db.execute(f'CREATE TABLE "{table_name}" ({ddl})')
     write_parquet(spark, [Row(id=1, v="ok" if mode == "bulk-insert" else "1"),
                           Row(id=2, v="not a number" if mode == "insert" else None)],
                   KV, tmp_path / "src")
-    writer = writer_for(conn_args, table_name, KV, mode=mode)
+    writer = make_writer(table_name, KV, mode=mode)
     stream = spark.readStream.schema(KV).parquet(str(tmp_path / "src"))
     query = (stream.writeStream.foreach(writer).trigger(availableNow=True)
              .option("checkpointLocation", str(tmp_path / "ckpt")).start())
@@ -252,3 +278,10 @@ def test_rejected_row_fails_the_query_with_postgres_message(spark, db, conn_args
     assert ("22P02" if mode == "insert" else "23502") in text
     # The failed batch committed nothing.
     assert db.execute(f'SELECT count(*) FROM "{table_name}"').fetchone()[0] == 0
+
+
+@REJECTED
+def test_rejected_row_fails_the_query_with_postgres_message(spark, db, conn_args, table_name,
+                                                            tmp_path, mode, ddl, message):
+    check_rejected_row(spark, db, table_name, tmp_path, direct_writers(conn_args), mode, ddl,
+                       message)

@@ -83,12 +83,25 @@ def test_good_arguments_are_accepted():
     (dict(proxy="unix:relative"), "proxy must be"),
     (dict(proxy="h:99999"), "proxy must be"),
     (dict(proxy_token="secret"), "proxy_token is given but proxy is not"),
-    (dict(proxy="127.0.0.1:5480"), "not implemented in this version"),
-    (dict(proxy="unix:/run/lakebase-proxy.sock", proxy_token="t"), "not implemented"),
+    (dict(proxy="127.0.0.1:5480"), "do not also give username, password, read_write_dns"),
+    (dict(proxy="unix:/run/lakebase-proxy.sock", proxy_token="t", username=None,
+          password=None), "do not also give read_write_dns"),
+    (dict(proxy="127.0.0.1:5480", proxy_token=7, username=None, password=None,
+          read_write_dns=None), "proxy_token must be a string"),
 ])
 def test_bad_argument_is_rejected_with_a_clear_message(changes, message):
     with pytest.raises(ConfigurationError, match=message):
         make(**changes)
+
+
+def test_proxy_needs_no_credentials_or_host():
+    w = make(username=None, password=None, read_write_dns=None, proxy="127.0.0.1:5480",
+             proxy_token="secret", mode="upsert", primary_keys=["id"])
+    assert w.config.proxy == "127.0.0.1:5480" and w.config.host is None
+    assert w.config.username is None and w.config.password is None
+    assert "secret" not in repr(w) and "secret" not in repr(w.config)
+    assert make(username=None, password=None, read_write_dns=None,
+                proxy="unix:/run/lakebase-proxy.sock").config.proxy_token is None
 
 
 def test_configuration_error_is_a_value_error():

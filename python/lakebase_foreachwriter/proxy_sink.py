@@ -1,0 +1,293 @@
+"""A Sink that streams rows to lakebase-proxy over the ingest protocol (docs/ingest-protocol.md).
+
+Each batch the Batcher hands to write() becomes one flush unit (several when it would exceed
+the proxy's max_flush_bytes): COPY text lines in Rows messages of about 256 KiB, then a Flush.
+write() returns once the bytes are sent; the reader thread started by connect() matches the
+answers (proxy_answers.Answers). The first FlushError or Error is raised from the next check(),
+write(), flush() or close(). flush() and close() wait, bounded, until every unit is answered.
+
+Nothing is retried once rows have been sent. A unit in flight when the connection breaks may
+already be committed (always possible in insert mode, 08007 "outcome unknown"), so sending it
+again could insert it twice; the error is raised instead and Spark retries the whole task,
+which is at-least-once delivery like any foreach sink. Only connecting is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Tuple
+
+from .encoding import EncodedRow, copy_line
+from .errors import ConnectionFailedError, EncodingError, WriteError
+from .ingest_protocol import (IngestConnection, ProtocolError, ProxyError, decode_answer,
+                              encode_close, encode_flush, encode_rows)
+from .proxy_answers import Answers, Unit, session_error
+from .sql import Target
+
+log = logging.getLogger(__name__)
+
+ROWS_MESSAGE_BYTES = 256 * 1024  # target body size of one Rows message
+MAX_ANSWER_BYTES = 1024 * 1024  # no answer of the protocol comes near this
+# Refusals of a session worth another attempt: too many clients, proxy restarting.
+RETRYABLE_SESSION_STATES = frozenset({"53300", "57P01"})
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """How to reach the proxy; the token stays out of repr()."""
+
+    address: str
+    token: str = field(default="", repr=False)
+    client_name: str = "lakebase_foreachwriter"
+    connect_timeout_s: float = 10.0
+    open_timeout_s: float = 60.0  # Open waits for the proxy's catalog lookup
+    send_timeout_s: float = 300.0  # a send held back this long by backpressure fails
+    min_ack_timeout_s: float = 60.0  # close()/flush() wait at least this long for answers
+    ack_bytes_per_s: float = 1_000_000.0  # ... and longer for large unanswered volumes
+    connect_retries: int = 3
+    retry_base_delay_s: float = 0.5
+
+
+class ProxySink:
+    """One ingest session (one connection) per Spark task; see the module docstring."""
+
+    def __init__(self, settings: ProxySettings, target: Target) -> None:
+        self._settings = settings
+        self._target = target
+        self._conn: Optional[IngestConnection] = None
+        self._answers = Answers(settings.address)
+        self._reader: Optional[threading.Thread] = None
+        self._aborting = False
+        self._next_flush_id = 1
+        self._rows_sent = 0
+        self._max_unit = 0
+        self._max_message = 0
+
+    # ---- session -------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Hello and Open (retried while nothing is sent), then start the reader thread."""
+        s = self._settings
+        attempt = 0
+        while True:
+            try:
+                self._conn = self._open_session()
+                break
+            except (OSError, ProtocolError, ProxyError) as exc:
+                state = getattr(exc, "sqlstate", None)
+                retryable = state is None or state in RETRYABLE_SESSION_STATES
+                if not retryable or attempt >= s.connect_retries:
+                    raise self._connect_error(exc) from exc
+                delay = s.retry_base_delay_s * (2 ** attempt)
+                log.warning("connecting to lakebase-proxy at %s failed (%s), retrying in %.2fs",
+                            s.address, exc, delay)
+                time.sleep(delay)
+                attempt += 1
+        hello = self._conn.hello
+        # A Rows frame is 5 header bytes plus the body; a unit is the sum of Rows bodies.
+        self._max_message = min(ROWS_MESSAGE_BYTES, hello.max_frame_bytes - 5)
+        self._max_unit = hello.max_flush_bytes
+        self._conn.sock.settimeout(s.send_timeout_s)
+        self._reader = threading.Thread(target=self._read_answers, args=(self._conn.sock,),
+                                        name=f"lakebase-proxy-reader {s.client_name}",
+                                        daemon=True)
+        self._reader.start()
+
+    def _open_session(self) -> IngestConnection:
+        s, t = self._settings, self._target
+        conn = IngestConnection(s.address, token=s.token, client_name=s.client_name,
+                                timeout=s.connect_timeout_s)
+        try:
+            conn.sock.settimeout(s.open_timeout_s)
+            conn.open(t.table, t.mode, t.columns, schema=t.schema or "", keys=t.primary_keys,
+                      version_column=t.version_column or "",
+                      coalesce_columns=t.coalesce_columns)
+        except BaseException:
+            conn.abort()
+            raise
+        return conn
+
+    def _connect_error(self, exc: BaseException) -> Exception:
+        address = self._settings.address
+        if isinstance(exc, ProxyError):
+            return session_error(address, exc.sqlstate, exc.message)
+        if isinstance(exc, socket.timeout):
+            return ConnectionFailedError(f"lakebase-proxy at {address} did not answer within "
+                                         f"the connect timeout: {exc}")
+        return ConnectionFailedError(f"could not open an ingest session with lakebase-proxy at "
+                                     f"{address} for {self._target.display_name}: {exc}")
+
+    # ---- Sink ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raises the first failure the proxy reported, if any (cheap: called on every row)."""
+        error = self._answers.error
+        if error is not None:
+            raise error
+
+    def write(self, rows: List[EncodedRow]) -> None:
+        """Sends the rows as one or more flush units; returns without waiting for answers."""
+        self.check()
+        if not rows:
+            return
+        unit: List[bytes] = []
+        size = 0
+        for line in self._encode(rows):
+            if unit and size + len(line) > self._max_unit:
+                self._send_unit(unit, size)
+                unit, size = [], 0
+            unit.append(line)
+            size += len(line)
+        self._send_unit(unit, size)
+
+    def flush(self) -> None:
+        """Returns once every unit sent is acknowledged; raises the first failure."""
+        self.check()
+        timeout = self._ack_timeout()
+        if not self._answers.wait_acked(timeout):
+            raise self._timeout_error("acknowledgements", timeout)
+        self.check()
+
+    def close(self, discard: bool) -> None:
+        """discard=False: Close, wait for every answer and CloseOk, raise a failure.
+        discard=True: drop the connection at once (unflushed rows are lost; flushed units
+        still commit, their answers are not read); never raises."""
+        if self._conn is None:
+            return
+        if discard:
+            self._abort()
+            return
+        try:
+            self.check()
+            timeout = self._ack_timeout()
+            self._send(encode_close())
+            if not self._answers.wait_closed(timeout):
+                raise self._timeout_error("the answer to Close", timeout)
+            self.check()
+        finally:
+            self._abort()
+
+    @property
+    def acked_rows(self) -> int:
+        return self._answers.acked_rows
+
+    # ---- sending -------------------------------------------------------------------------
+
+    def _encode(self, rows: List[EncodedRow]) -> Iterator[bytes]:
+        limit = min(self._max_unit, self._max_message)
+        for i, row in enumerate(rows):
+            try:
+                line = copy_line(row.fields).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise EncodingError("*", f"row {self._rows_sent + i + 1} of this task is not "
+                                         f"valid Unicode: {exc}") from exc
+            if len(line) > limit:
+                raise WriteError(
+                    f"row {self._rows_sent + i + 1} of this task is {len(line)} bytes as COPY "
+                    f"text, more than lakebase-proxy accepts in one message or flush ({limit} "
+                    "bytes: [ingest] max_frame_bytes / max_flush_bytes)", "54000")
+            yield line
+
+    def _send_unit(self, lines: List[bytes], size: int) -> None:
+        unit = Unit(self._next_flush_id, self._rows_sent + 1, len(lines), size)
+        self._next_flush_id += 1
+        # Registered before the Flush goes out: its answer may arrive before sendall returns.
+        self._answers.expect(unit)
+        messages = list(_rows_messages(lines, self._max_message))
+        messages[-1] += encode_flush(unit.flush_id)
+        for message in messages:
+            self._send(message)
+        self._rows_sent += len(lines)
+
+    def _send(self, data: bytes) -> None:
+        assert self._conn is not None
+        try:
+            self._conn.send(data)
+        except OSError as exc:
+            # The proxy may have said why before closing (Error): prefer its words.
+            reported = self._answers.wait_error(1.0)
+            if reported is not None:
+                raise reported from exc
+            what = ("timed out: the proxy held the connection back (backpressure) for "
+                    f"{self._settings.send_timeout_s:g}s" if isinstance(exc, socket.timeout)
+                    else str(exc))
+            raise ConnectionFailedError(
+                f"sending to lakebase-proxy at {self._settings.address} failed: {what}; "
+                f"{self._answers.pending()} flushes unacknowledged") from exc
+
+    # ---- receiving -----------------------------------------------------------------------
+
+    def _read_answers(self, sock: socket.socket) -> None:
+        """The reader thread: decodes answers until CloseOk, Error or a broken connection."""
+        buf = bytearray()
+        try:
+            while True:
+                try:
+                    chunk = sock.recv(65536)
+                except socket.timeout:
+                    continue  # nothing to read for a while is normal (a slow task)
+                if not chunk:
+                    raise ProtocolError("the proxy closed the connection")
+                buf += chunk
+                for kind, body in _take_frames(buf):
+                    if not self._answers.handle(decode_answer(kind, body)):
+                        return
+        except (OSError, ProtocolError) as exc:
+            if not self._aborting:
+                self._answers.lost(exc)
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _ack_timeout(self) -> float:
+        s = self._settings
+        return max(s.min_ack_timeout_s, self._answers.unacked_bytes() / s.ack_bytes_per_s)
+
+    def _timeout_error(self, what: str, timeout: float) -> ConnectionFailedError:
+        return ConnectionFailedError(
+            f"lakebase-proxy at {self._settings.address} sent no {what} within {timeout:g}s; "
+            f"{self._answers.pending()} flushes unacknowledged, their rows may or may not be "
+            "committed")
+
+    def _abort(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        self._aborting = True
+        try:
+            conn.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader blocked in recv()
+        except OSError:
+            pass
+        if self._reader is not None:
+            self._reader.join(5.0)
+        conn.abort()
+
+
+def _rows_messages(lines: List[bytes], max_body: int) -> Iterator[bytes]:
+    """Rows frames of whole lines, each body at most max_body bytes (one line may be alone)."""
+    batch: List[bytes] = []
+    size = 0
+    for line in lines:
+        if batch and size + len(line) > max_body:
+            yield encode_rows(b"".join(batch))
+            batch, size = [], 0
+        batch.append(line)
+        size += len(line)
+    yield encode_rows(b"".join(batch))
+
+
+def _take_frames(buf: bytearray) -> Iterator[Tuple[bytes, bytes]]:
+    """Complete frames at the start of buf, removed from it as they are yielded."""
+    while len(buf) >= 5:
+        (length,) = struct.unpack_from("!I", buf, 1)
+        if length < 4 or length > MAX_ANSWER_BYTES:
+            raise ProtocolError(f"bad frame length {length} from the proxy")
+        if len(buf) < 1 + length:
+            return
+        kind, body = bytes(buf[:1]), bytes(buf[5:1 + length])
+        del buf[:1 + length]
+        yield kind, body
