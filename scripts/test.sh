@@ -13,6 +13,8 @@ export LBP_BUILD_DIR="$PWD/$BUILD_DIR"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# Spark binds to loopback only.
+export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1}
 # The Python package under test is this checkout's, for the driver and Spark's workers.
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
 
