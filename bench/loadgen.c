@@ -1,5 +1,4 @@
-/* loadgen.c: load generator for the ingest port: N clients send rows and
- * flushes, one JSON line of results. */
+/* loadgen.c: load generator for the ingest port, one JSON line of results. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
