@@ -286,11 +286,14 @@ static uint64_t pace_wait_us(const struct client *c)
 {
 	const struct lg *lg = c->lg;
 	uint64_t due, now;
+	double phase;
 
 	if (lg->o.rate <= 0)
 		return 0;
-	due =
-	    lg->t_start_us + (uint64_t)((double)c->next_seq * 1e6 / lg->o.rate);
+	/* Clients are spread over one unit's period, not in step. */
+	phase = (double)c->idx / lg->o.clients * lg->o.flush_every;
+	due = lg->t_start_us +
+	      (uint64_t)(((double)c->next_seq + phase) * 1e6 / lg->o.rate);
 	now = now_us();
 	return due > now ? due - now : 0;
 }
