@@ -2,6 +2,7 @@
 # Installs what lakebase-proxy needs to build, test and run its demo on Debian 12,
 # skipping whatever is already there, then builds. Usage: scripts/setup.sh [BUILD_TYPE]
 #   BUILD_TYPE: Release (default; for the demo and bench) or Sanitize (for the tests).
+#   LBP_WITH_BENCH=1 also installs what bench/run needs (pgbouncer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,10 @@ APT_PACKAGES=(build-essential cmake pkg-config libevent-dev libssl-dev libinih-d
               check libsubunit-dev postgresql-15 postgresql-client-15 openssl
               python3 python3-pip procps)
 PY_PACKAGES=("pytest>=7" "psycopg[binary]>=3.1")
+# bench/run also needs PgBouncer (pgbench comes with postgresql-15); off for the tests.
+if [ -n "${LBP_WITH_BENCH:-}" ]; then
+  APT_PACKAGES+=(pgbouncer)
+fi
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
