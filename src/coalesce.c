@@ -680,7 +680,7 @@ static void try_dispatch(struct co_target *t)
 	if (oldest == NULL || t->waiting > 0 || t->inflight >= limit)
 		return;
 	age = now_ms() - oldest->queued_ms;
-	if (t->inflight == 0 || t->queued_rows >= cfg->max_rows ||
+	if (t->inflight < limit || t->queued_rows >= cfg->max_rows ||
 	    t->queued_bytes >= cfg->max_bytes || age >= cfg->max_delay_ms) {
 		start_batch(t);
 		return;

@@ -42,6 +42,32 @@ def count(pg: PgServer, table: str) -> int:
     return int(sql(pg, f'SELECT count(*) FROM "{table}"')[0][0])
 
 
+class TableLocked:
+    """Holds a SHARE lock on a table from another session, so the proxy's first batch waits and
+    the units sent meanwhile queue up and go out together in the next batch."""
+
+    def __init__(self, pg: PgServer, table: str) -> None:
+        self.pg, self.table = pg, table
+
+    def __enter__(self) -> "TableLocked":
+        self.proc = subprocess.Popen(
+            [os.path.join(self.pg.pgbin, "psql"), "-X", "-q", "-h", self.pg.sockdir, "-p",
+             str(self.pg.port), "-U", "postgres", "-d", self.pg.dbname, "-c",
+             f'BEGIN; LOCK TABLE "{self.table}" IN SHARE MODE; SELECT pg_sleep(600)'],
+            env={**os.environ, "PGAPPNAME": "locker"})
+        deadline = time.monotonic() + 30
+        while sql(self.pg, f"SELECT count(*) FROM pg_locks WHERE granted AND relation = "
+                           f"'\"{self.table}\"'::regclass AND mode = 'ShareLock'") != [["1"]]:
+            assert time.monotonic() < deadline, "lock not taken"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sql(self.pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE application_name = 'locker'")
+        self.proc.wait(30)
+
+
 @pytest.fixture
 def proxy(pg: PgServer, tmp_path: Path):
     p, addr = start_proxy(pg, tmp_path)
@@ -130,29 +156,31 @@ def test_64_clients_every_acked_row_exactly_once(pg: PgServer, proxy) -> None:
 
 
 def test_bad_rows_fail_only_their_own_unit(pg: PgServer, tmp_path: Path) -> None:
-    # A long delay so that good and bad units share batches.
-    proc, addr = start_proxy(pg, tmp_path, batch={"max_delay_ms": 300, "max_rows": 100000})
+    # One batch at a time, so that good and bad units share the next batch.
+    proc, addr = start_proxy(pg, tmp_path, batch={"max_inflight": 1})
     make_table(pg, "evbad", "id int PRIMARY KEY, n int NOT NULL, s text")
     sql(pg, "INSERT INTO evbad VALUES (999999, 0, 'taken')")
     good = [IngestConnection(addr, client_name=f"good{i}") for i in range(5)]
     bad = IngestConnection(addr, client_name="bad")
     for c in good + [bad]:
         c.open("evbad", "insert", ["id", "n", "s"])
-    # Keep one batch in flight so the next units queue up together.
-    for i, c in enumerate(good):
-        c.send_rows(rows_text([(str(i * 1000 + k), str(k), "ok") for k in range(50)]))
-        c.flush()
     bad_units = [
         ([("500001", "1", "a"), ("500002", "x", "b")], "22P02", 2),        # text into int
         ([("500003", "1", "a"), ("500004", "\\N", "b")], "23502", 2),      # NULL into NOT NULL
         ([("999999", "1", "dup")], "23505", 1),                               # duplicate key
     ]
-    for rows, _, _ in bad_units:
-        bad.send_rows(rows_text(rows))
-        bad.flush()
-    for i, c in enumerate(good):
-        c.send_rows(rows_text([(str(i * 1000 + 500 + k), str(k), "ok2") for k in range(50)]))
-        c.flush()
+    with TableLocked(pg, "evbad"):
+        for i, c in enumerate(good):
+            c.send_rows(rows_text([(str(i * 1000 + k), str(k), "ok") for k in range(50)]))
+            c.flush()
+        for rows, _, _ in bad_units:
+            bad.send_rows(rows_text(rows))
+            bad.flush()
+        for i, c in enumerate(good):
+            c.send_rows(rows_text([(str(i * 1000 + 500 + k), str(k), "ok2")
+                                   for k in range(50)]))
+            c.flush()
+        proc.wait_log(r"rows_received=505 ")  # all units are in the proxy
     for (rows, state, row), fid in zip(bad_units, range(1, 4)):
         a = bad.read_answer()
         assert isinstance(a, FlushError), a
@@ -513,20 +541,23 @@ def test_slow_server_holds_clients_back_with_bounded_memory(pg: PgServer,
 def test_error_without_a_line_runs_units_one_by_one(pg: PgServer, tmp_path: Path) -> None:
     # Upsert stages rows first (no constraints there), so a NOT NULL violation comes from the
     # INSERT ... SELECT and names no COPY line: the proxy must still isolate the unit.
-    proc, addr = start_proxy(pg, tmp_path, batch={"max_delay_ms": 300})
+    proc, addr = start_proxy(pg, tmp_path)
     make_table(pg, "evsplit", "k int PRIMARY KEY, v text NOT NULL")
     good = [IngestConnection(addr, client_name=f"g{i}") for i in range(4)]
     bad = IngestConnection(addr, client_name="b")
     for c in good + [bad]:
         c.open("evsplit", "upsert", ["k", "v"], keys=["k"])
-    # A first unit keeps a batch in flight so that the following ones share the next batch.
-    good[0].send_rows(b"1000\tfirst\n")
-    good[0].flush()
-    bad.send_rows(b"7\tok\n8\t\\N\n")
-    bad.flush()
-    for i, c in enumerate(good):
-        c.send_rows(rows_text([(str(i * 10 + k), f"v{k}") for k in range(5)]))
-        c.flush()
+    # A first unit holds the target's one upsert batch on the lock; the others queue behind
+    # it and share the next batch.
+    with TableLocked(pg, "evsplit"):
+        good[0].send_rows(b"1000\tfirst\n")
+        good[0].flush()
+        bad.send_rows(b"7\tok\n8\t\\N\n")
+        bad.flush()
+        for i, c in enumerate(good):
+            c.send_rows(rows_text([(str(i * 10 + k), f"v{k}") for k in range(5)]))
+            c.flush()
+        proc.wait_log(r"rows_received=23 ")
     a = bad.read_answer()
     assert isinstance(a, FlushError) and a.sqlstate == "23502" and a.row == 0, a
     assert good[0].read_answer() == Ack(1, 1)
