@@ -400,6 +400,9 @@ bool pool_set_host(struct pool *p, const char *host)
 	if (p->maint_ev != NULL) {
 		if (first)
 			log_pool_start(p);
+		else
+			log_info("event=pool_host host=%s",
+				 log_quote((char[300]){0}, 300, host));
 		kick(p);
 	}
 	return true;
