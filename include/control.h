@@ -1,4 +1,5 @@
-/* control.h: the Databricks control plane: the instance's host and OAuth database credentials. */
+/* control.h: the Databricks control plane: the instance's host and OAuth
+ * database credentials. */
 #ifndef LBP_CONTROL_H
 #define LBP_CONTROL_H
 
@@ -36,7 +37,7 @@ struct ctl_events {
 	 * expires_ms is wall-clock milliseconds since the epoch.
 	 */
 	void (*on_credential)(const char *host, const char *token,
-			      int64_t expires_ms, void *arg);
+	                      int64_t expires_ms, void *arg);
 	/* once mode only: the first failure ends the ctl; error is its text */
 	void (*on_failure)(const char *error, void *arg);
 	void *arg;
@@ -48,8 +49,8 @@ struct ctl_events {
  * (--check-config), instead of refreshing forever. NULL + err on failure.
  */
 struct ctl *ctl_new(struct event_base *base, const struct cfg_lakebase *cfg,
-		    bool once, const struct ctl_events *events, char *err,
-		    size_t errlen);
+                    bool once, const struct ctl_events *events, char *err,
+                    size_t errlen);
 /* Cancels a call in flight; no callback runs after this. */
 void ctl_free(struct ctl *c);
 
@@ -64,6 +65,6 @@ void ctl_reresolve(struct ctl *c);
  * the host and *expires_ms the credential's expiry (the token is dropped).
  */
 bool ctl_check(const struct cfg_lakebase *cfg, char *host, size_t hostlen,
-	       int64_t *expires_ms, char *err, size_t errlen);
+               int64_t *expires_ms, char *err, size_t errlen);
 
 #endif

@@ -1,4 +1,5 @@
-/* control.c: Databricks host lookup and OAuth database credentials over libcurl multi on libevent. */
+/* control.c: Databricks host lookup and OAuth database credentials over libcurl
+ * multi on libevent. */
 #include "control.h"
 
 #include <inttypes.h>
@@ -23,7 +24,7 @@
 enum ctl_step { STEP_NONE, STEP_WS_TOKEN, STEP_HOST, STEP_CREDENTIAL };
 
 static const char *const step_names[] = {"none", "workspace_token", "host",
-					 "credential"};
+                                         "credential"};
 
 /* The one API call in flight. */
 struct ctl_req {
@@ -42,15 +43,15 @@ struct ctl {
 	const struct cfg_lakebase *cfg;
 	struct ctl_events ev;
 	bool once;
-	bool stopped;             /* once mode: finished, no more calls */
+	bool stopped; /* once mode: finished, no more calls */
 	CURLM *multi;
 	struct event *curl_timer; /* curl's own timeouts */
 	struct event *step_timer; /* the next call: a retry or a refresh */
 	struct ctl_req *req;
-	char *api;                /* workspace_host without trailing '/' */
+	char *api; /* workspace_host without trailing '/' */
 
-	char *ws_token;           /* OAuth workspace token (M2M) */
-	uint64_t ws_refresh_ms;   /* monotonic: fetch a new one after */
+	char *ws_token;         /* OAuth workspace token (M2M) */
+	uint64_t ws_refresh_ms; /* monotonic: fetch a new one after */
 	char *host;
 	char *cred;
 	int64_t cred_expires_ms;  /* wall clock */
@@ -58,7 +59,7 @@ struct ctl {
 	bool want_host;           /* re-resolution asked for */
 	bool want_cred;
 	bool expired_logged;
-	unsigned failures;        /* consecutive failed calls */
+	unsigned failures; /* consecutive failed calls */
 	uint64_t rng;
 };
 
@@ -97,7 +98,7 @@ static void free_secret(char *s)
 static void set_timer(struct event *ev, uint64_t ms)
 {
 	struct timeval tv = {.tv_sec = (time_t)(ms / 1000u),
-			     .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
+	                     .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
 
 	evtimer_add(ev, &tv);
 }
@@ -132,7 +133,7 @@ static void socket_ready(evutil_socket_t fd, short what, void *arg)
 {
 	struct ctl *c = arg;
 	int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) |
-		    (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+	            (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
 	int running;
 
 	curl_multi_socket_action(c->multi, fd, flags, &running);
@@ -150,7 +151,7 @@ static void curl_timeout(evutil_socket_t fd, short what, void *arg)
 
 /* curl says which socket to watch for what; one persistent event each. */
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
-		     void *socketp)
+                     void *socketp)
 {
 	struct ctl *c = userp;
 	struct event *ev = socketp;
@@ -163,7 +164,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
 		return 0;
 	}
 	kind |= (what & CURL_POLL_IN ? EV_READ : 0) |
-		(what & CURL_POLL_OUT ? EV_WRITE : 0);
+	        (what & CURL_POLL_OUT ? EV_WRITE : 0);
 	ev = event_new(c->base, s, kind, socket_ready, c);
 	if (ev == NULL || event_add(ev, NULL) != 0) {
 		if (ev)
@@ -214,14 +215,14 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 	while (vlen > 0 && (*v == ' ' || *v == '\t'))
 		v++, vlen--;
 	while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
-			    v[vlen - 1] == ' '))
+	                    v[vlen - 1] == ' '))
 		vlen--;
 	if (vlen >= sizeof(value))
 		return len;
 	memcpy(value, v, vlen);
 	value[vlen] = '\0';
-	r->has_retry_after = ctl_parse_retry_after(
-	    value, wall_ms() / 1000, &r->retry_after_s);
+	r->has_retry_after =
+	    ctl_parse_retry_after(value, wall_ms() / 1000, &r->retry_after_s);
 	return len;
 }
 
@@ -269,46 +270,47 @@ static bool set_common(struct ctl *c, struct ctl_req *r, const char *url)
 	CURL *e = r->easy;
 
 	return curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
-	       curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK &&
+	       curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https") ==
+	           CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
 	       (c->cfg->ca_file == NULL ||
-		curl_easy_setopt(e, CURLOPT_CAINFO, c->cfg->ca_file) ==
-		    CURLE_OK) &&
+	        curl_easy_setopt(e, CURLOPT_CAINFO, c->cfg->ca_file) ==
+	            CURLE_OK) &&
 	       curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-				(long)c->cfg->connect_timeout_ms) == CURLE_OK &&
+	                        (long)c->cfg->connect_timeout_ms) == CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-				(long)c->cfg->request_timeout_ms) == CURLE_OK &&
+	                        (long)c->cfg->request_timeout_ms) == CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_USERAGENT,
-				"lakebase-proxy/" LBP_VERSION) == CURLE_OK &&
+	                        "lakebase-proxy/" LBP_VERSION) == CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) ==
-		   CURLE_OK &&
+	           CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_WRITEDATA, r) == CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) ==
-		   CURLE_OK &&
+	           CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_HEADERDATA, r) == CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->curl_err) ==
-		   CURLE_OK &&
+	           CURLE_OK &&
 	       add_header(r, "Accept: application/json");
 }
 
 static bool setup_ws_token(struct ctl *c, struct ctl_req *r, char *url,
-			   size_t urllen)
+                           size_t urllen)
 {
 	CURL *e = r->easy;
 
 	snprintf(url, urllen, "%s/oidc/v1/token", c->api);
 	return set_common(c, r, url) &&
 	       curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC) ==
-		   CURLE_OK &&
+	           CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_USERNAME, c->cfg->client_id) ==
-		   CURLE_OK &&
+	           CURLE_OK &&
 	       curl_easy_setopt(e, CURLOPT_PASSWORD, c->cfg->client_secret) ==
-		   CURLE_OK &&
-	       curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS,
-				"grant_type=client_credentials&scope=all-apis") ==
-		   CURLE_OK;
+	           CURLE_OK &&
+	       curl_easy_setopt(
+	           e, CURLOPT_COPYPOSTFIELDS,
+	           "grant_type=client_credentials&scope=all-apis") == CURLE_OK;
 }
 
 static const char *workspace_token(const struct ctl *c)
@@ -317,15 +319,15 @@ static const char *workspace_token(const struct ctl *c)
 }
 
 static bool setup_host(struct ctl *c, struct ctl_req *r, char *url,
-		       size_t urllen)
+                       size_t urllen)
 {
 	/* config allows only path-safe names, so no escaping is needed */
 	if (c->cfg->instance_name != NULL)
 		snprintf(url, urllen, "%s/api/2.0/database/instances/%s",
-			 c->api, c->cfg->instance_name);
+		         c->api, c->cfg->instance_name);
 	else
 		snprintf(url, urllen, "%s/api/2.0/postgres/%s", c->api,
-			 c->cfg->endpoint);
+		         c->cfg->endpoint);
 	return set_common(c, r, url) && add_bearer(r, workspace_token(c)) &&
 	       curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L) == CURLE_OK;
 }
@@ -343,7 +345,7 @@ static char *credential_body(const struct ctl *c)
 		if (!ctl_uuid4(uuid))
 			return NULL;
 		obj = json_pack("{s:s, s:[s]}", "request_id", uuid,
-				"instance_names", c->cfg->instance_name);
+		                "instance_names", c->cfg->instance_name);
 	}
 	text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
 	json_decref(obj);
@@ -351,18 +353,18 @@ static char *credential_body(const struct ctl *c)
 }
 
 static bool setup_credential(struct ctl *c, struct ctl_req *r, char *url,
-			     size_t urllen)
+                             size_t urllen)
 {
 	char *body = credential_body(c);
 	bool ok;
 
 	snprintf(url, urllen, "%s/api/2.0/%s/credentials", c->api,
-		 c->cfg->endpoint != NULL ? "postgres" : "database");
-	ok = body != NULL && set_common(c, r, url) &&
-	     add_bearer(r, workspace_token(c)) &&
-	     add_header(r, "Content-Type: application/json") &&
-	     curl_easy_setopt(r->easy, CURLOPT_COPYPOSTFIELDS, body) ==
-		 CURLE_OK;
+	         c->cfg->endpoint != NULL ? "postgres" : "database");
+	ok =
+	    body != NULL && set_common(c, r, url) &&
+	    add_bearer(r, workspace_token(c)) &&
+	    add_header(r, "Content-Type: application/json") &&
+	    curl_easy_setopt(r->easy, CURLOPT_COPYPOSTFIELDS, body) == CURLE_OK;
 	free(body);
 	return ok;
 }
@@ -387,7 +389,7 @@ static bool start_request(struct ctl *c, enum ctl_step step)
 		ok = setup_credential(c, r, url, sizeof(url));
 	ok = ok &&
 	     curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers) ==
-		 CURLE_OK &&
+	         CURLE_OK &&
 	     curl_multi_add_handle(c->multi, r->easy) == CURLM_OK;
 	if (!ok) {
 		free_req(r);
@@ -416,22 +418,22 @@ static char *take_body(struct ctl_req *r, size_t *len)
 
 /* The error text of a call that did not answer 2xx, or "" if it did. */
 static void transfer_error(struct ctl_req *r, CURLcode rc, long status,
-			   const char *body, size_t len, char *err,
-			   size_t errlen)
+                           const char *body, size_t len, char *err,
+                           size_t errlen)
 {
 	char api[400];
 
 	err[0] = '\0';
 	if (r->too_big) {
 		snprintf(err, errlen, "answer larger than %u bytes",
-			 MAX_BODY_BYTES);
+		         MAX_BODY_BYTES);
 	} else if (rc != CURLE_OK) {
 		snprintf(err, errlen, "%s",
-			 r->curl_err[0] ? r->curl_err : curl_easy_strerror(rc));
+		         r->curl_err[0] ? r->curl_err : curl_easy_strerror(rc));
 	} else if (status < 200 || status > 299) {
 		ctl_parse_api_error(body, len, api, sizeof(api));
 		snprintf(err, errlen, "HTTP %ld%s%s", status, api[0] ? " " : "",
-			 api);
+		         api);
 	}
 }
 
@@ -447,14 +449,14 @@ static void log_target(const struct ctl *c, char *buf, size_t size)
 	char quoted[300];
 
 	snprintf(buf, size, "%s=%s",
-		 c->cfg->instance_name ? "instance" : "endpoint",
-		 log_quote(quoted, sizeof(quoted),
-			   c->cfg->instance_name ? c->cfg->instance_name
-						 : c->cfg->endpoint));
+	         c->cfg->instance_name ? "instance" : "endpoint",
+	         log_quote(quoted, sizeof(quoted),
+	                   c->cfg->instance_name ? c->cfg->instance_name
+	                                         : c->cfg->endpoint));
 }
 
 static bool apply_ws_token(struct ctl *c, const char *body, size_t len,
-			   char *err, size_t errlen)
+                           char *err, size_t errlen)
 {
 	int64_t now = wall_ms(), expires;
 	char *token;
@@ -465,26 +467,26 @@ static bool apply_ws_token(struct ctl *c, const char *body, size_t len,
 	c->ws_token = token;
 	c->ws_refresh_ms = mono_ms() + refresh_delay_ms(c, expires - now);
 	log_info("event=workspace_token_ok expires_in_s=%" PRId64,
-		 (expires - now) / 1000);
+	         (expires - now) / 1000);
 	return true;
 }
 
-static bool apply_host(struct ctl *c, const char *body, size_t len,
-		       char *err, size_t errlen)
+static bool apply_host(struct ctl *c, const char *body, size_t len, char *err,
+                       size_t errlen)
 {
 	char target[320], quoted[300];
 	char *host;
 	bool ok = c->cfg->instance_name != NULL
-		      ? ctl_parse_instance(body, len, c->cfg->instance_name,
-					   &host, err, errlen)
-		      : ctl_parse_endpoint(body, len, &host, err, errlen);
+	              ? ctl_parse_instance(body, len, c->cfg->instance_name,
+	                                   &host, err, errlen)
+	              : ctl_parse_endpoint(body, len, &host, err, errlen);
 
 	if (!ok)
 		return false;
 	log_target(c, target, sizeof(target));
 	if (c->host == NULL || strcmp(c->host, host) != 0)
 		log_info("event=lakebase_host %s host=%s", target,
-			 log_quote(quoted, sizeof(quoted), host));
+		         log_quote(quoted, sizeof(quoted), host));
 	free(c->host);
 	c->host = host;
 	c->want_host = false;
@@ -492,17 +494,17 @@ static bool apply_host(struct ctl *c, const char *body, size_t len,
 }
 
 static bool apply_credential(struct ctl *c, const char *body, size_t len,
-			     char *err, size_t errlen)
+                             char *err, size_t errlen)
 {
-	const char *key = c->cfg->instance_name ? "expiration_time"
-						: "expire_time";
+	const char *key =
+	    c->cfg->instance_name ? "expiration_time" : "expire_time";
 	int64_t now = wall_ms(), expires;
 	uint64_t delay;
 	char when[40];
 	char *token;
 
 	if (!ctl_parse_credential(body, len, key, &token, &expires, err,
-				  errlen))
+	                          errlen))
 		return false;
 	if (expires <= now) {
 		snprintf(err, errlen, "the credential expired on arrival");
@@ -518,13 +520,13 @@ static bool apply_credential(struct ctl *c, const char *body, size_t len,
 	c->expired_logged = false;
 	ctl_format_time(expires, when, sizeof(when));
 	log_info("event=lakebase_credential expires=%s expires_in_s=%" PRId64
-		 " refresh_in_s=%" PRIu64,
-		 when, (expires - now) / 1000, delay / 1000);
+	         " refresh_in_s=%" PRIu64,
+	         when, (expires - now) / 1000, delay / 1000);
 	return true;
 }
 
 static bool apply_answer(struct ctl *c, enum ctl_step step, const char *body,
-			 size_t len, char *err, size_t errlen)
+                         size_t len, char *err, size_t errlen)
 {
 	switch (step) {
 	case STEP_WS_TOKEN:
@@ -546,7 +548,7 @@ static void stop_once(struct ctl *c)
 
 /* Logs one line for a failed call and schedules its retry. */
 static void call_failed(struct ctl *c, const struct ctl_req *r, long status,
-			const char *error)
+                        const char *error)
 {
 	char quoted[600], target[320];
 	uint64_t delay;
@@ -559,27 +561,27 @@ static void call_failed(struct ctl *c, const struct ctl_req *r, long status,
 		c->ws_token = NULL;
 	}
 	delay = ctl_backoff_ms(c->failures, c->cfg->retry_base_ms,
-			       c->cfg->retry_max_ms, next_random(c));
+	                       c->cfg->retry_max_ms, next_random(c));
 	if (r->has_retry_after && (uint64_t)r->retry_after_s * 1000u > delay)
 		delay = (uint64_t)r->retry_after_s * 1000u;
 	log_target(c, target, sizeof(target));
 	log_quote(quoted, sizeof(quoted), error);
 	if (c->once) {
 		log_error("event=lakebase_error step=%s %s error=%s",
-			  step_names[r->step], target, quoted);
+		          step_names[r->step], target, quoted);
 		stop_once(c);
 		if (c->ev.on_failure)
 			c->ev.on_failure(error, c->ev.arg);
 		return;
 	}
 	log_warn("event=lakebase_error step=%s %s error=%s failures=%u "
-		 "retry_in_ms=%" PRIu64,
-		 step_names[r->step], target, quoted, c->failures, delay);
+	         "retry_in_ms=%" PRIu64,
+	         step_names[r->step], target, quoted, c->failures, delay);
 	if (c->cred != NULL && !c->expired_logged &&
 	    wall_ms() >= c->cred_expires_ms) {
 		c->expired_logged = true;
 		log_error("event=lakebase_credential_expired reason=\"no new "
-			  "credential yet; new connections will fail\"");
+		          "credential yet; new connections will fail\"");
 	}
 	set_timer(c->step_timer, delay);
 }
@@ -589,7 +591,7 @@ static void call_succeeded(struct ctl *c, enum ctl_step step)
 	c->failures = 0;
 	if (step == STEP_CREDENTIAL && c->ev.on_credential)
 		c->ev.on_credential(c->host, c->cred, c->cred_expires_ms,
-				    c->ev.arg);
+		                    c->ev.arg);
 	if (c->once && step == STEP_CREDENTIAL) {
 		stop_once(c);
 		return;
@@ -629,8 +631,8 @@ static void finish_request(struct ctl *c, CURLcode rc)
 static enum ctl_step next_step(const struct ctl *c, uint64_t now)
 {
 	bool need_host = c->host == NULL || c->want_host;
-	bool need_cred = c->cred == NULL || c->want_cred ||
-			 now >= c->cred_refresh_ms;
+	bool need_cred =
+	    c->cred == NULL || c->want_cred || now >= c->cred_refresh_ms;
 
 	if (!need_host && !need_cred)
 		return STEP_NONE;
@@ -654,11 +656,11 @@ static void run_next(struct ctl *c)
 	if (!start_request(c, step)) {
 		c->failures++;
 		log_error("event=lakebase_error step=%s error=\"cannot start "
-			  "the call (out of memory?)\"",
-			  step_names[step]);
+		          "the call (out of memory?)\"",
+		          step_names[step]);
 		set_timer(c->step_timer,
-			  ctl_backoff_ms(c->failures, c->cfg->retry_base_ms,
-					 c->cfg->retry_max_ms, next_random(c)));
+		          ctl_backoff_ms(c->failures, c->cfg->retry_base_ms,
+		                         c->cfg->retry_max_ms, next_random(c)));
 	}
 }
 
@@ -686,18 +688,18 @@ static bool setup_multi(struct ctl *c)
 {
 	c->multi = curl_multi_init();
 	return c->multi != NULL &&
-	       curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket) ==
-		   CURLM_OK &&
+	       curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION,
+	                         on_socket) == CURLM_OK &&
 	       curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c) ==
-		   CURLM_OK &&
+	           CURLM_OK &&
 	       curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION,
-				 on_curl_timer) == CURLM_OK &&
+	                         on_curl_timer) == CURLM_OK &&
 	       curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) == CURLM_OK;
 }
 
 struct ctl *ctl_new(struct event_base *base, const struct cfg_lakebase *cfg,
-		    bool once, const struct ctl_events *events, char *err,
-		    size_t errlen)
+                    bool once, const struct ctl_events *events, char *err,
+                    size_t errlen)
 {
 	struct ctl *c;
 	size_t n;
@@ -774,7 +776,7 @@ struct check_result {
 };
 
 static void check_credential(const char *host, const char *token,
-			     int64_t expires_ms, void *arg)
+                             int64_t expires_ms, void *arg)
 {
 	struct check_result *r = arg;
 
@@ -794,10 +796,10 @@ static void check_failure(const char *error, void *arg)
 }
 
 bool ctl_check(const struct cfg_lakebase *cfg, char *host, size_t hostlen,
-	       int64_t *expires_ms, char *err, size_t errlen)
+               int64_t *expires_ms, char *err, size_t errlen)
 {
-	struct check_result r = {.host = host, .hostlen = hostlen,
-				 .err = err, .errlen = errlen};
+	struct check_result r = {
+	    .host = host, .hostlen = hostlen, .err = err, .errlen = errlen};
 	struct ctl_events ev = {check_credential, check_failure, &r};
 	struct ctl *c = NULL;
 

@@ -1,4 +1,5 @@
-/* control_parse.c: pure parsing of Databricks API answers, RFC 3339 times and Retry-After. */
+/* control_parse.c: pure parsing of Databricks API answers, RFC 3339 times and
+ * Retry-After. */
 #include "control_parse.h"
 
 #include <ctype.h>
@@ -35,7 +36,7 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 static unsigned days_in_month(int64_t y, unsigned m)
 {
 	static const unsigned days[] = {31, 28, 31, 30, 31, 30,
-					31, 31, 30, 31, 30, 31};
+	                                31, 31, 30, 31, 30, 31};
 	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 
 	return m == 2 && leap ? 29 : days[m - 1];
@@ -122,8 +123,8 @@ bool ctl_parse_rfc3339(const char *s, int64_t *ms)
 	if (!take_offset(&s, &offset_s) || *s != '\0')
 		return false;
 	/* 60 is a leap second, which RFC 3339 allows */
-	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
-	    h > 23 || mi > 59 || sec > 60)
+	if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 ||
+	    mi > 59 || sec > 60)
 		return false;
 	secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
 	       offset_s;
@@ -153,7 +154,7 @@ static bool parse_http_date(const char *s, int64_t *secs)
 	int used = 0;
 
 	if (sscanf(s, "%3[A-Za-z], %2u %3[A-Za-z] %4u %2u:%2u:%2u GMT%n", wday,
-		   &d, mon, &y, &h, &mi, &sec, &used) != 7 ||
+	           &d, mon, &y, &h, &mi, &sec, &used) != 7 ||
 	    used == 0 || s[used] != '\0' || strlen(mon) != 3)
 		return false;
 	m = strstr(months, mon);
@@ -167,8 +168,7 @@ static bool parse_http_date(const char *s, int64_t *secs)
 	return true;
 }
 
-bool ctl_parse_retry_after(const char *value, int64_t now_s,
-			   unsigned *delay_s)
+bool ctl_parse_retry_after(const char *value, int64_t now_s, unsigned *delay_s)
 {
 	int64_t when;
 
@@ -183,8 +183,8 @@ bool ctl_parse_retry_after(const char *value, int64_t now_s,
 			if (v < MAX_RETRY_AFTER_S)
 				v = v * 10 + (uint64_t)(*p - '0');
 		}
-		*delay_s = v > MAX_RETRY_AFTER_S ? MAX_RETRY_AFTER_S
-						 : (unsigned)v;
+		*delay_s =
+		    v > MAX_RETRY_AFTER_S ? MAX_RETRY_AFTER_S : (unsigned)v;
 		return true;
 	}
 	if (!parse_http_date(value, &when))
@@ -192,14 +192,15 @@ bool ctl_parse_retry_after(const char *value, int64_t now_s,
 	when -= now_s;
 	if (when < 0)
 		when = 0;
-	*delay_s = when > MAX_RETRY_AFTER_S ? MAX_RETRY_AFTER_S : (unsigned)when;
+	*delay_s =
+	    when > MAX_RETRY_AFTER_S ? MAX_RETRY_AFTER_S : (unsigned)when;
 	return true;
 }
 
 /* ---- JSON answers ---- */
 
 static json_t *load_object(const char *body, size_t len, char *err,
-			   size_t errlen)
+                           size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -207,7 +208,7 @@ static json_t *load_object(const char *body, size_t len, char *err,
 	/* jerr.text may quote the input, so only its position is used */
 	if (root == NULL) {
 		snprintf(err, errlen, "malformed JSON at line %d column %d",
-			 jerr.line, jerr.column);
+		         jerr.line, jerr.column);
 		return NULL;
 	}
 	if (!json_is_object(root)) {
@@ -240,7 +241,7 @@ static const char *json_type_name(const json_t *v)
 
 /* A non-empty string field of obj, checked; name is used in the error. */
 static const char *get_string(const json_t *obj, const char *key,
-			      const char *name, char *err, size_t errlen)
+                              const char *name, char *err, size_t errlen)
 {
 	const json_t *v = json_object_get(obj, key);
 
@@ -250,7 +251,7 @@ static const char *get_string(const json_t *obj, const char *key,
 	}
 	if (!json_is_string(v)) {
 		snprintf(err, errlen, "\"%s\" is %s, not a string", name,
-			 json_type_name(v));
+		         json_type_name(v));
 		return NULL;
 	}
 	if (json_string_length(v) == 0 ||
@@ -269,9 +270,8 @@ static bool dup_to(const char *s, char **out, char *err, size_t errlen)
 	return *out != NULL;
 }
 
-bool ctl_parse_oauth(const char *body, size_t len, int64_t now_ms,
-		     char **token, int64_t *expires_ms, char *err,
-		     size_t errlen)
+bool ctl_parse_oauth(const char *body, size_t len, int64_t now_ms, char **token,
+                     int64_t *expires_ms, char *err, size_t errlen)
 {
 	json_t *root = load_object(body, len, err, errlen);
 	const json_t *exp;
@@ -287,8 +287,8 @@ bool ctl_parse_oauth(const char *body, size_t len, int64_t now_ms,
 	if (!json_is_integer(exp) || json_integer_value(exp) <= 0 ||
 	    json_integer_value(exp) > 366 * 86400) {
 		snprintf(err, errlen,
-			 "\"expires_in\" is missing or not a positive whole "
-			 "number of seconds");
+		         "\"expires_in\" is missing or not a positive whole "
+		         "number of seconds");
 		goto out;
 	}
 	*expires_ms = now_ms + (int64_t)json_integer_value(exp) * 1000;
@@ -311,7 +311,7 @@ static bool is_word(const char *s)
 }
 
 bool ctl_parse_instance(const char *body, size_t len, const char *name,
-			char **host, char *err, size_t errlen)
+                        char **host, char *err, size_t errlen)
 {
 	json_t *root = load_object(body, len, err, errlen);
 	const char *state, *dns;
@@ -325,7 +325,7 @@ bool ctl_parse_instance(const char *body, size_t len, const char *name,
 	if (strcmp(state, "AVAILABLE") != 0) {
 		/* config allows only path-safe names; the state is checked */
 		snprintf(err, errlen, "instance %s is %s", name,
-			 is_word(state) ? state : "in an unknown state");
+		         is_word(state) ? state : "in an unknown state");
 		goto out;
 	}
 	dns = get_string(root, "read_write_dns", "read_write_dns", err, errlen);
@@ -336,7 +336,7 @@ out:
 }
 
 bool ctl_parse_endpoint(const char *body, size_t len, char **host, char *err,
-			size_t errlen)
+                        size_t errlen)
 {
 	json_t *root = load_object(body, len, err, errlen);
 	const json_t *status, *hosts;
@@ -349,7 +349,7 @@ bool ctl_parse_endpoint(const char *body, size_t len, char **host, char *err,
 	hosts = json_object_get(status, "hosts");
 	if (!json_is_object(status) || !json_is_object(hosts)) {
 		snprintf(err, errlen,
-			 "the answer has no object \"status.hosts\"");
+		         "the answer has no object \"status.hosts\"");
 		goto out;
 	}
 	h = get_string(hosts, "host", "status.hosts.host", err, errlen);
@@ -359,9 +359,9 @@ out:
 	return ok;
 }
 
-bool ctl_parse_credential(const char *body, size_t len,
-			  const char *expiry_key, char **token,
-			  int64_t *expires_ms, char *err, size_t errlen)
+bool ctl_parse_credential(const char *body, size_t len, const char *expiry_key,
+                          char **token, int64_t *expires_ms, char *err,
+                          size_t errlen)
 {
 	json_t *root = load_object(body, len, err, errlen);
 	const char *tok, *exp;
@@ -370,13 +370,13 @@ bool ctl_parse_credential(const char *body, size_t len,
 	if (root == NULL)
 		return false;
 	tok = get_string(root, "token", "token", err, errlen);
-	exp = tok ? get_string(root, expiry_key, expiry_key, err, errlen)
-		  : NULL;
+	exp =
+	    tok ? get_string(root, expiry_key, expiry_key, err, errlen) : NULL;
 	if (exp == NULL)
 		goto out;
 	if (!ctl_parse_rfc3339(exp, expires_ms)) {
 		snprintf(err, errlen, "\"%s\" is not an RFC 3339 time",
-			 expiry_key);
+		         expiry_key);
 		goto out;
 	}
 	ok = dup_to(tok, token, err, errlen);
@@ -387,7 +387,7 @@ out:
 
 /* Appends ' key="value"' for a string member, quoted for the log. */
 static void append_member(const json_t *root, const char *key, char *out,
-			  size_t outlen)
+                          size_t outlen)
 {
 	const json_t *v = json_object_get(root, key);
 	char quoted[300];
@@ -396,11 +396,10 @@ static void append_member(const json_t *root, const char *key, char *out,
 	if (!json_is_string(v) || used >= outlen)
 		return;
 	snprintf(out + used, outlen - used, "%s%s=%s", used ? " " : "", key,
-		 log_quote(quoted, sizeof(quoted), json_string_value(v)));
+	         log_quote(quoted, sizeof(quoted), json_string_value(v)));
 }
 
-void ctl_parse_api_error(const char *body, size_t len, char *out,
-			 size_t outlen)
+void ctl_parse_api_error(const char *body, size_t len, char *out, size_t outlen)
 {
 	json_t *root = json_loadb(body, len, 0, NULL);
 
@@ -419,7 +418,7 @@ void ctl_parse_api_error(const char *body, size_t len, char *out,
 /* ---- retries and ids ---- */
 
 unsigned ctl_backoff_ms(unsigned attempt, unsigned base_ms, unsigned max_ms,
-			uint64_t random)
+                        uint64_t random)
 {
 	unsigned shift = attempt == 0 ? 0 : attempt > 20 ? 20 : attempt - 1;
 	uint64_t d = (uint64_t)base_ms << shift;

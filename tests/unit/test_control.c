@@ -1,4 +1,5 @@
-/* test_control.c: the control plane's pure parts: API answers, RFC 3339, Retry-After, backoff. */
+/* test_control.c: the control plane's pure parts: API answers, RFC 3339,
+ * Retry-After, backoff. */
 #include "control_parse.h"
 
 #include <check.h>
@@ -13,7 +14,7 @@ static bool cred(const char *json, const char *key, char **tok, int64_t *exp)
 {
 	err[0] = '\0';
 	return ctl_parse_credential(json, strlen(json), key, tok, exp, err,
-				    sizeof(err));
+	                            sizeof(err));
 }
 
 /* The error text of a failed credential parse; it never holds the token. */
@@ -52,14 +53,23 @@ END_TEST
 
 START_TEST(rfc3339_rejects)
 {
-	static const char *const bad[] = {
-	    "", "2026-11-24", "2026-11-24T12:00:00", "2026-11-24T12:00Z",
-	    "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z",
-	    "2026-11-31T00:00:00Z", "2026-11-24T24:00:00Z",
-	    "2026-11-24T12:60:00Z", "2026-11-24T12:00:61Z",
-	    "2026-11-24T12:00:00.Z", "2026-11-24T12:00:00+0200",
-	    "2026-11-24T12:00:00+24:00", "2026-11-24T12:00:00Zjunk",
-	    "+2026-11-24T12:00:00Z", "2026-1-24T12:00:00Z", "1795521600"};
+	static const char *const bad[] = {"",
+	                                  "2026-11-24",
+	                                  "2026-11-24T12:00:00",
+	                                  "2026-11-24T12:00Z",
+	                                  "2026-13-01T00:00:00Z",
+	                                  "2026-02-29T00:00:00Z",
+	                                  "2026-11-31T00:00:00Z",
+	                                  "2026-11-24T24:00:00Z",
+	                                  "2026-11-24T12:60:00Z",
+	                                  "2026-11-24T12:00:61Z",
+	                                  "2026-11-24T12:00:00.Z",
+	                                  "2026-11-24T12:00:00+0200",
+	                                  "2026-11-24T12:00:00+24:00",
+	                                  "2026-11-24T12:00:00Zjunk",
+	                                  "+2026-11-24T12:00:00Z",
+	                                  "2026-1-24T12:00:00Z",
+	                                  "1795521600"};
 	int64_t ms;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -90,11 +100,11 @@ START_TEST(retry_after)
 	ck_assert(ctl_parse_retry_after("99999999999999999999999", 0, &d));
 	ck_assert_uint_eq(d, 86400);
 	ck_assert(ctl_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT",
-					date - 30, &d));
+	                                date - 30, &d));
 	ck_assert_uint_eq(d, 30);
 	/* a date in the past means now */
 	ck_assert(ctl_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT",
-					date + 30, &d));
+	                                date + 30, &d));
 	ck_assert_uint_eq(d, 0);
 	ck_assert(!ctl_parse_retry_after("", 0, &d));
 	ck_assert(!ctl_parse_retry_after("-5", 0, &d));
@@ -102,12 +112,12 @@ START_TEST(retry_after)
 	ck_assert(!ctl_parse_retry_after("1.5", 0, &d));
 	ck_assert(!ctl_parse_retry_after("soon", 0, &d));
 	ck_assert(!ctl_parse_retry_after("Sun, 06 Nov 1994 08:49:37", 0, &d));
-	ck_assert(!ctl_parse_retry_after("Sun, 06 Foo 1994 08:49:37 GMT", 0,
-					 &d));
-	ck_assert(!ctl_parse_retry_after("Sun, 31 Nov 1994 08:49:37 GMT", 0,
-					 &d));
-	ck_assert(!ctl_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMTx", 0,
-					 &d));
+	ck_assert(
+	    !ctl_parse_retry_after("Sun, 06 Foo 1994 08:49:37 GMT", 0, &d));
+	ck_assert(
+	    !ctl_parse_retry_after("Sun, 31 Nov 1994 08:49:37 GMT", 0, &d));
+	ck_assert(
+	    !ctl_parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMTx", 0, &d));
 	ck_assert(!ctl_parse_retry_after(NULL, 0, &d));
 }
 END_TEST
@@ -118,17 +128,17 @@ START_TEST(credential_ok)
 	int64_t exp;
 
 	ck_assert_msg(cred("{\"token\": \"" TOKEN "\", \"expiration_time\": "
-			   "\"2026-11-24T12:00:00Z\"}",
-			   "expiration_time", &tok, &exp),
-		      "%s", err);
+	                   "\"2026-11-24T12:00:00Z\"}",
+	                   "expiration_time", &tok, &exp),
+	              "%s", err);
 	ck_assert_str_eq(tok, TOKEN);
 	ck_assert_int_eq(exp, 1795521600000LL);
 	free(tok);
 	/* autoscaling names the field differently */
 	ck_assert_msg(cred("{\"token\":\"t\",\"expire_time\":"
-			   "\"2026-11-24T12:00:00.250Z\",\"extra\":[1]}",
-			   "expire_time", &tok, &exp),
-		      "%s", err);
+	                   "\"2026-11-24T12:00:00.250Z\",\"extra\":[1]}",
+	                   "expire_time", &tok, &exp),
+	              "%s", err);
 	ck_assert_int_eq(exp, 1795521600250LL);
 	free(tok);
 }
@@ -137,31 +147,31 @@ END_TEST
 START_TEST(credential_bad)
 {
 	ck_assert_str_eq(cred_error("{\"token\": \"" TOKEN),
-			 "malformed JSON at line 1 column 33");
+	                 "malformed JSON at line 1 column 33");
 	ck_assert_str_eq(cred_error("not json " TOKEN),
-			 "malformed JSON at line 1 column 3");
+	                 "malformed JSON at line 1 column 3");
 	ck_assert_str_eq(cred_error("[\"" TOKEN "\"]"),
-			 "the answer is not a JSON object");
+	                 "the answer is not a JSON object");
 	ck_assert_str_eq(cred_error("{}"), "the answer has no \"token\"");
 	ck_assert_str_eq(cred_error("{\"token\": 42}"),
-			 "\"token\" is a number, not a string");
+	                 "\"token\" is a number, not a string");
 	ck_assert_str_eq(cred_error("{\"token\": null}"),
-			 "\"token\" is null, not a string");
+	                 "\"token\" is null, not a string");
 	ck_assert_str_eq(cred_error("{\"token\": \"\"}"),
-			 "\"token\" is empty or holds a NUL");
+	                 "\"token\" is empty or holds a NUL");
 	/* jansson refuses NUL inside strings unless asked */
 	ck_assert_str_eq(cred_error("{\"token\": \"a\\u0000b\"}"),
-			 "malformed JSON at line 1 column 20");
+	                 "malformed JSON at line 1 column 20");
 	ck_assert_str_eq(cred_error("{\"token\": \"" TOKEN "\"}"),
-			 "the answer has no \"expiration_time\"");
+	                 "the answer has no \"expiration_time\"");
 	ck_assert_str_eq(
 	    cred_error("{\"token\": \"" TOKEN "\", \"expiration_time\": 3600}"),
 	    "\"expiration_time\" is a number, not a string");
 	ck_assert_str_eq(cred_error("{\"token\": \"" TOKEN
-				    "\", \"expiration_time\": \"tomorrow\"}"),
-			 "\"expiration_time\" is not an RFC 3339 time");
+	                            "\", \"expiration_time\": \"tomorrow\"}"),
+	                 "\"expiration_time\" is not an RFC 3339 time");
 	ck_assert_str_eq(cred_error("{\"token\": \"a\", \"token\": \"b\"}"),
-			 "malformed JSON at line 1 column 22");
+	                 "malformed JSON at line 1 column 22");
 	ck_assert_str_eq(cred_error(""), "malformed JSON at line 1 column 0");
 }
 END_TEST
@@ -171,7 +181,7 @@ static bool oauth(const char *json, char **tok)
 	int64_t exp;
 
 	return ctl_parse_oauth(json, strlen(json), 0, tok, &exp, err,
-			       sizeof(err));
+	                       sizeof(err));
 }
 
 START_TEST(oauth_answer)
@@ -179,18 +189,18 @@ START_TEST(oauth_answer)
 	char *tok = NULL;
 	int64_t exp;
 	const char *ok = "{\"access_token\":\"" TOKEN "\",\"token_type\":"
-			 "\"Bearer\",\"expires_in\":3600}";
+	                 "\"Bearer\",\"expires_in\":3600}";
 
 	ck_assert(ctl_parse_oauth(ok, strlen(ok), 1000, &tok, &exp, err,
-				  sizeof(err)));
+	                          sizeof(err)));
 	ck_assert_str_eq(tok, TOKEN);
 	ck_assert_int_eq(exp, 3601000);
 	free(tok);
 	tok = NULL;
-	ck_assert(!oauth("{\"access_token\":\"x\",\"expires_in\":\"3600\"}",
-			 &tok));
+	ck_assert(
+	    !oauth("{\"access_token\":\"x\",\"expires_in\":\"3600\"}", &tok));
 	ck_assert_str_eq(err, "\"expires_in\" is missing or not a positive "
-			      "whole number of seconds");
+	                      "whole number of seconds");
 	ck_assert(!oauth("{\"access_token\":\"x\",\"expires_in\":0}", &tok));
 	ck_assert(!oauth("{\"expires_in\":10}", &tok));
 	ck_assert_str_eq(err, "the answer has no \"access_token\"");
@@ -202,7 +212,7 @@ static bool instance(const char *json, char **host)
 {
 	*host = NULL;
 	return ctl_parse_instance(json, strlen(json), "inst-1", host, err,
-				  sizeof(err));
+	                          sizeof(err));
 }
 
 START_TEST(instance_answer)
@@ -210,22 +220,22 @@ START_TEST(instance_answer)
 	char *host;
 
 	ck_assert(instance("{\"name\":\"inst-1\",\"state\":\"AVAILABLE\","
-			   "\"read_write_dns\":\"instance-1.db.example\"}",
-			   &host));
+	                   "\"read_write_dns\":\"instance-1.db.example\"}",
+	                   &host));
 	ck_assert_str_eq(host, "instance-1.db.example");
 	free(host);
 	ck_assert(!instance("{\"state\":\"STOPPED\",\"read_write_dns\":\"h\"}",
-			    &host));
+	                    &host));
 	ck_assert_str_eq(err, "instance inst-1 is STOPPED");
-	ck_assert(!instance("{\"state\":\"we\\\"ird\",\"read_write_dns\":\"h\"}",
-			    &host));
+	ck_assert(!instance(
+	    "{\"state\":\"we\\\"ird\",\"read_write_dns\":\"h\"}", &host));
 	ck_assert_str_eq(err, "instance inst-1 is in an unknown state");
 	ck_assert(!instance("{\"read_write_dns\":\"h\"}", &host));
 	ck_assert_str_eq(err, "the answer has no \"state\"");
 	ck_assert(!instance("{\"state\":\"AVAILABLE\"}", &host));
 	ck_assert_str_eq(err, "the answer has no \"read_write_dns\"");
 	ck_assert(!instance("{\"state\":\"AVAILABLE\",\"read_write_dns\":[]}",
-			    &host));
+	                    &host));
 	ck_assert_str_eq(err, "\"read_write_dns\" is an array, not a string");
 	ck_assert_ptr_null(host);
 }
@@ -234,7 +244,7 @@ END_TEST
 START_TEST(endpoint_answer)
 {
 	const char *ok = "{\"name\":\"projects/p/branches/b/endpoints/e\","
-			 "\"status\":{\"hosts\":{\"host\":\"ep.db.example\"}}}";
+	                 "\"status\":{\"hosts\":{\"host\":\"ep.db.example\"}}}";
 	const char *no_hosts = "{\"status\":{\"current_state\":\"ACTIVE\"}}";
 	const char *bad_host = "{\"status\":{\"hosts\":{\"host\":true}}}";
 	char *host = NULL;
@@ -244,14 +254,14 @@ START_TEST(endpoint_answer)
 	free(host);
 	host = NULL;
 	ck_assert(!ctl_parse_endpoint(no_hosts, strlen(no_hosts), &host, err,
-				      sizeof(err)));
+	                              sizeof(err)));
 	ck_assert_str_eq(err, "the answer has no object \"status.hosts\"");
 	ck_assert(!ctl_parse_endpoint(bad_host, strlen(bad_host), &host, err,
-				      sizeof(err)));
+	                              sizeof(err)));
 	ck_assert_str_eq(err,
-			 "\"status.hosts.host\" is a boolean, not a string");
-	ck_assert(!ctl_parse_endpoint("{\"status\":7}", 12, &host, err,
-				      sizeof(err)));
+	                 "\"status.hosts.host\" is a boolean, not a string");
+	ck_assert(
+	    !ctl_parse_endpoint("{\"status\":7}", 12, &host, err, sizeof(err)));
 	ck_assert_ptr_null(host);
 }
 END_TEST
@@ -267,13 +277,13 @@ static const char *api_error(const char *json)
 START_TEST(api_errors)
 {
 	ck_assert_str_eq(api_error("{\"error_code\":\"NOT_FOUND\",\"message\":"
-				   "\"Database instance 'x' not found\"}"),
-			 "error_code=\"NOT_FOUND\" message=\"Database instance "
-			 "'x' not found\"");
+	                           "\"Database instance 'x' not found\"}"),
+	                 "error_code=\"NOT_FOUND\" message=\"Database instance "
+	                 "'x' not found\"");
 	ck_assert_str_eq(api_error("{\"error\":\"invalid_client\","
-				   "\"error_description\":\"bad \\\"id\\\"\"}"),
-			 "error=\"invalid_client\" "
-			 "error_description=\"bad \\\"id\\\"\"");
+	                           "\"error_description\":\"bad \\\"id\\\"\"}"),
+	                 "error=\"invalid_client\" "
+	                 "error_description=\"bad \\\"id\\\"\"");
 	ck_assert_str_eq(api_error("<html>502 Bad Gateway</html>"), "");
 	ck_assert_str_eq(api_error("{\"error_code\":5}"), "");
 	ck_assert_str_eq(api_error(""), "");
