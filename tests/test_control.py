@@ -92,6 +92,8 @@ class Writer(threading.Thread):
         self.acked = 0
         self.errors: list[object] = []
         self.stop_flag = threading.Event()
+        # Held for each flush round trip: the test takes it to act between flushes.
+        self.gate = threading.Lock()
 
     def run(self) -> None:
         try:
@@ -100,9 +102,10 @@ class Writer(threading.Thread):
             seq = 0
             while not self.stop_flag.is_set():
                 rows = "".join(f"{self.writer}\t{seq + i}\n" for i in range(10))
-                c.send_rows(rows.encode())
-                c.flush()
-                answer = c.read_answer()
+                with self.gate:
+                    c.send_rows(rows.encode())
+                    c.flush()
+                    answer = c.read_answer()
                 if isinstance(answer, Ack) and answer.rows == 10:
                     self.acked += 10
                 else:
@@ -118,6 +121,19 @@ class Writer(threading.Thread):
         self.join(60)
         assert not self.is_alive()
         assert self.errors == []
+
+
+def noticed_losses(proxy: ProxyProcess) -> int:
+    """Server sessions the proxy saw end: idle ones, and ones still logging in."""
+    log = proxy.log
+    return log.count("event=pool_lost") + log.count("event=connect_failed reason=")
+
+
+def wait_until(pred, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
 
 
 def rows_of(pg: PgServer, table: str, writer: int) -> int:
@@ -143,12 +159,18 @@ def test_m2m_refresh_recycle_and_rows_keep_flowing(pg: PgServer, fake: FakeDatab
         w = Writer(addr, "ctl_flow", 1)
         w.start()
         # Kill every server session now and then: the replacements must log in with
-        # whatever credential is newest by then.
+        # whatever credential is newest by then. Between flushes, and the writer waits
+        # until the proxy has noticed: a connection killed under a sent batch would
+        # rightly fail that flush as ambiguous (08007), which is not what this tests.
         deadline = time.monotonic() + 14
         while time.monotonic() < deadline:
             time.sleep(3)
-            for pid in proxy_backends(pg):
-                pg.admin_sql(f"SELECT pg_terminate_backend({pid})")
+            with w.gate:
+                lost = noticed_losses(proxy)
+                pids = proxy_backends(pg)
+                for pid in pids:
+                    pg.admin_sql(f"SELECT pg_terminate_backend({pid})")
+                wait_until(lambda: noticed_losses(proxy) >= lost + len(pids))
         w.finish()
         assert w.acked > 100
         assert rows_of(pg, "ctl_flow", 1) == w.acked
