@@ -76,6 +76,26 @@ struct cfg_admin {
 	char *listen; /* "127.0.0.1:9187" */
 };
 
+/*
+ * The Databricks control plane (docs/control-plane.md). Off while
+ * workspace_host is NULL; then [upstream] host and password give the server.
+ */
+struct cfg_lakebase {
+	char *workspace_host;  /* "https://adb-1.azuredatabricks.net"; NULL = off */
+	char *instance_name;   /* a provisioned instance, or ... */
+	char *endpoint;        /* projects/<p>/branches/<b>/endpoints/<e> */
+	char *client_id;       /* OAuth M2M (with client_secret), or ... */
+	char *client_secret;   /* secret */
+	char *token;           /* secret: a personal access token */
+	char *ca_file;         /* PEM CAs for the API; NULL = system store */
+	unsigned connect_timeout_ms; /* 5000 */
+	unsigned request_timeout_ms; /* 30000: one whole API call */
+	unsigned retry_base_ms;      /* 1000: first backoff after a failure */
+	unsigned retry_max_ms;       /* 60000: backoff ceiling */
+	unsigned refresh_percent;    /* 75: refresh at this share of a life */
+	unsigned reresolve_failures; /* 3 failed connects ask for the host; 0 off */
+};
+
 struct cfg_log {
 	enum log_level level;    /* info */
 	unsigned stats_period_s; /* 60; 0 = no periodic pool line */
@@ -87,6 +107,7 @@ struct config {
 	struct cfg_ingest ingest;
 	struct cfg_batch batch;
 	struct cfg_admin admin;
+	struct cfg_lakebase lakebase;
 	struct cfg_log log;
 };
 
@@ -100,7 +121,8 @@ void cfg_free(struct config *cfg);
 /*
  * Loads path (NULL: no file) over the defaults in cfg, then the
  * environment (envp: NULL-terminated "KEY=VALUE" list, usually environ),
- * then checks the whole (min_size <= max_size, host given, ...).
+ * then checks the whole (min_size <= max_size, host given unless
+ * [lakebase] finds it, ...).
  * On false, err holds one line naming file:line and key, or the variable
  * (never a secret's value), and cfg is left as it was. An environment
  * variable LAKEBASE_PROXY_* that names no key is an error too.

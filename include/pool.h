@@ -44,9 +44,11 @@ struct pool_stats {
 };
 
 /*
- * params: host, credentials and timeouts for every connection (the
- * strings must outlive the pool); pc: sizes and intervals. The pool starts
- * opening min_size connections at once.
+ * params: host, credentials and timeouts for every connection (the pool
+ * copies host and password; the other strings must outlive the pool); pc:
+ * sizes and intervals. The pool starts opening min_size connections at
+ * once, unless params->host is NULL: then it waits for pool_set_host
+ * (the control plane's first credential) and acquirers wait with it.
  */
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 		      const struct up_params *params, const struct cfg_pool *pc);
@@ -70,6 +72,24 @@ void pool_cancel(struct pool *p, struct pool_waiter *w);
  * status 'I' (broken, closed, mid-transaction) is closed and replaced.
  */
 void pool_release(struct pool *p, struct up_conn *c);
+
+/*
+ * Credentials that change while the pool runs (Lakebase OAuth tokens, a
+ * host that failover moved). Both copy the string. Connections opened from
+ * now on use it; open ones stay open with what they logged in with. Setting
+ * the first host (or a different one) starts connecting at once, with the
+ * failure backoff reset. false only on OOM (the old value stays).
+ */
+bool pool_set_password(struct pool *p, const char *password);
+bool pool_set_host(struct pool *p, const char *host);
+
+/*
+ * cb runs (from the event loop) each time every-th consecutive connect
+ * failure happens, e.g. to look the host up again. every 0: never.
+ */
+typedef void (*pool_failing_cb)(unsigned failures, void *arg);
+void pool_on_failing(struct pool *p, unsigned every, pool_failing_cb cb,
+		     void *arg);
 
 void pool_get_stats(const struct pool *p, struct pool_stats *s);
 /* Writes one key=value log line with the counts. */

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(build-essential cmake pkg-config libevent-dev libssl-dev libinih-dev
+              libcurl4-openssl-dev libjansson-dev
               check libsubunit-dev postgresql-15 postgresql-client-15 openssl
               python3 python3-pip procps)
 PY_PACKAGES=("pytest>=7" "psycopg[binary]>=3.1")

@@ -101,6 +101,25 @@ static const struct cfg_key keys[] = {
      .def = "300"},
     {KEY(batch, dead_letter, CFG_BOOL), .def = "off"},
     {KEY(admin, listen, CFG_STRING), .def = "127.0.0.1:9187"},
+    {KEY(lakebase, workspace_host, CFG_STRING), .optional = true},
+    {KEY(lakebase, instance_name, CFG_STRING), .optional = true},
+    {KEY(lakebase, endpoint, CFG_STRING), .optional = true},
+    {KEY(lakebase, client_id, CFG_STRING), .optional = true},
+    {KEY(lakebase, client_secret, CFG_SECRET), .optional = true},
+    {KEY(lakebase, token, CFG_SECRET), .optional = true},
+    {KEY(lakebase, ca_file, CFG_STRING), .optional = true},
+    {KEY(lakebase, connect_timeout_ms, CFG_UINT), .min = 1, .max = 600000,
+     .def = "5000"},
+    {KEY(lakebase, request_timeout_ms, CFG_UINT), .min = 1, .max = 600000,
+     .def = "30000"},
+    {KEY(lakebase, retry_base_ms, CFG_UINT), .min = 1, .max = 3600000,
+     .def = "1000"},
+    {KEY(lakebase, retry_max_ms, CFG_UINT), .min = 1, .max = 3600000,
+     .def = "60000"},
+    {KEY(lakebase, refresh_percent, CFG_UINT), .min = 10, .max = 95,
+     .def = "75"},
+    {KEY(lakebase, reresolve_failures, CFG_UINT), .min = 0, .max = 1000,
+     .def = "3"},
     {KEY(log, level, CFG_LOG_LEVEL), .def = "info"},
     {KEY(log, stats_period_s, CFG_UINT), .min = 0, .max = 86400, .def = "60"},
 };
@@ -707,15 +726,115 @@ static bool check_ingest(const struct cfg_ingest *in, char *err, size_t errlen)
 	return true;
 }
 
+/* Names go into API paths unescaped, so only path-safe characters. */
+static bool is_api_name(const char *s, bool slashes)
+{
+	if (*s == '\0' || *s == '/' || strstr(s, "..") != NULL)
+		return false;
+	for (const char *p = s; *p; p++) {
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' &&
+		    *p != '.' && !(slashes && *p == '/'))
+			return false;
+	}
+	return true;
+}
+
+/* [lakebase] keys given while workspace_host is not: a half-done setup. */
+static bool check_lakebase_off(const struct cfg_lakebase *lb, char *err,
+                               size_t errlen)
+{
+	const char *set = lb->instance_name ? "instance_name"
+	                  : lb->endpoint    ? "endpoint"
+	                  : lb->client_id   ? "client_id"
+	                  : lb->client_secret ? "client_secret"
+	                  : lb->token       ? "token"
+	                                    : NULL;
+
+	if (set == NULL)
+		return true;
+	put_err(err, errlen,
+	        "[lakebase] %s is set but workspace_host is not (in the file "
+	        "or LAKEBASE_PROXY_LAKEBASE_WORKSPACE_HOST)",
+	        set);
+	return false;
+}
+
+static bool check_lakebase_auth(const struct cfg_lakebase *lb, char *err,
+                                size_t errlen)
+{
+	bool m2m = lb->client_id != NULL || lb->client_secret != NULL;
+
+	if (m2m && lb->token != NULL) {
+		put_err(err, errlen,
+		        "[lakebase] set either client_id + client_secret "
+		        "(OAuth) or token (personal access token), not both");
+		return false;
+	}
+	if (m2m && (lb->client_id == NULL || lb->client_secret == NULL)) {
+		put_err(err, errlen,
+		        "[lakebase] client_id and client_secret go together "
+		        "(LAKEBASE_PROXY_LAKEBASE_CLIENT_SECRET for the secret)");
+		return false;
+	}
+	if (!m2m && lb->token == NULL) {
+		put_err(err, errlen,
+		        "[lakebase] needs client_id + client_secret (OAuth) or "
+		        "token (LAKEBASE_PROXY_LAKEBASE_TOKEN)");
+		return false;
+	}
+	return true;
+}
+
+static bool check_lakebase(const struct cfg_lakebase *lb, char *err,
+                           size_t errlen)
+{
+	if (lb->workspace_host == NULL)
+		return check_lakebase_off(lb, err, errlen);
+	if (strncmp(lb->workspace_host, "https://", 8) != 0 ||
+	    lb->workspace_host[8] == '\0') {
+		put_err(err, errlen,
+		        "[lakebase] workspace_host must be an https:// URL");
+		return false;
+	}
+	if ((lb->instance_name == NULL) == (lb->endpoint == NULL)) {
+		put_err(err, errlen,
+		        "[lakebase] set exactly one of instance_name "
+		        "(provisioned) and endpoint (autoscaling)");
+		return false;
+	}
+	if (lb->instance_name && !is_api_name(lb->instance_name, false)) {
+		put_err(err, errlen,
+		        "[lakebase] instance_name may hold only letters, digits, "
+		        "'-', '_' and '.'");
+		return false;
+	}
+	if (lb->endpoint && (strncmp(lb->endpoint, "projects/", 9) != 0 ||
+	                     !is_api_name(lb->endpoint, true))) {
+		put_err(err, errlen,
+		        "[lakebase] endpoint must look like "
+		        "projects/<p>/branches/<b>/endpoints/<e>");
+		return false;
+	}
+	if (lb->retry_base_ms > lb->retry_max_ms) {
+		put_err(err, errlen,
+		        "[lakebase] retry_base_ms %u is larger than retry_max_ms "
+		        "%u",
+		        lb->retry_base_ms, lb->retry_max_ms);
+		return false;
+	}
+	return check_lakebase_auth(lb, err, errlen);
+}
+
 /* Rules that concern more than one key, after file and environment. */
 static bool check_whole(const struct config *cfg, char *err, size_t errlen)
 {
 	const struct cfg_pool *pool = &cfg->pool;
 
-	if (cfg->upstream.host == NULL) {
+	if (cfg->upstream.host == NULL && cfg->lakebase.workspace_host == NULL) {
 		put_err(err, errlen,
 		        "[upstream] host is not set (in the file "
-		        "or LAKEBASE_PROXY_UPSTREAM_HOST)");
+		        "or LAKEBASE_PROXY_UPSTREAM_HOST), nor is [lakebase] "
+		        "workspace_host to look it up");
 		return false;
 	}
 	if (cfg->upstream.user == NULL) {
@@ -738,6 +857,7 @@ static bool check_whole(const struct config *cfg, char *err, size_t errlen)
 		return false;
 	}
 	return check_ingest(&cfg->ingest, err, errlen) &&
+	       check_lakebase(&cfg->lakebase, err, errlen) &&
 	       check_sslrootcert(&cfg->upstream, err, errlen);
 }
 

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "control.h"
+#include "control_parse.h"
 #include "log.h"
 #include "server.h"
 #include "tls.h"
@@ -24,7 +26,10 @@ static void usage(FILE *out)
 	      "                      without it, settings come from the\n"
 	      "                      environment only (LAKEBASE_PROXY_<SECTION>_<KEY>)\n"
 	      "      --check-config  load and check the configuration, print the\n"
-	      "                      effective settings (secrets masked), exit\n"
+	      "                      effective settings (secrets masked); with\n"
+	      "                      [lakebase], also look up the host and a\n"
+	      "                      credential once and print the host and\n"
+	      "                      the credential's expiry; exit\n"
 	      "  -V, --version       print the version and exit\n"
 	      "  -h, --help          print this help and exit\n",
 	      out);
@@ -42,6 +47,27 @@ static bool check_tls(const struct config *cfg, char *err, size_t errlen)
 	if (ctx == NULL)
 		return false;
 	SSL_CTX_free(ctx);
+	return true;
+}
+
+/* The control plane's lookups once, as the daemon would do them at start. */
+static bool check_lakebase(const struct config *cfg)
+{
+	char host[512], err[1024], when[40];
+	int64_t expires_ms;
+
+	if (cfg->lakebase.workspace_host == NULL)
+		return true;
+	if (!ctl_check(&cfg->lakebase, host, sizeof(host), &expires_ms, err,
+		       sizeof(err))) {
+		log_error("event=check_failed error=%s",
+			  log_quote((char[1100]){0}, 1100, err));
+		return false;
+	}
+	ctl_format_time(expires_ms, when, sizeof(when));
+	printf("\n; [lakebase] lookup: host = %s\n"
+	       "; [lakebase] lookup: credential expires = %s\n",
+	       host, when);
 	return true;
 }
 
@@ -65,7 +91,8 @@ static int run(const char *path, bool check_only)
 	log_set_level(cfg.log.level);
 	if (check_only) {
 		cfg_print(&cfg, stdout);
-		rc = 0;
+		fflush(stdout);
+		rc = check_lakebase(&cfg) ? 0 : 1;
 		goto out;
 	}
 	srv = server_new(&cfg, err, sizeof(err));

@@ -32,6 +32,9 @@ struct pool_conn {
 	uint64_t expires_ms;    /* recycle after this (0 = never) */
 	uint64_t idle_since_ms; /* last time it became idle or was checked */
 	bool dead;              /* closed while lent: freed on release */
+	/* Its own copies: the pool's may change while it logs in. */
+	char *host;
+	char *password;
 };
 TAILQ_HEAD(pool_conn_list, pool_conn);
 
@@ -45,8 +48,13 @@ TAILQ_HEAD(pool_waiter_list, pool_waiter);
 struct pool {
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct up_params params;
+	struct up_params params; /* host and password point at ours below */
 	struct cfg_pool cfg;
+	char *host;     /* NULL: waiting for pool_set_host */
+	char *password; /* the newest credential */
+	unsigned failing_every;
+	pool_failing_cb failing_cb;
+	void *failing_arg;
 
 	struct pool_conn_list opening;
 	struct pool_conn_list idle;
@@ -122,6 +130,20 @@ static void kick(struct pool *p)
 	event_active(p->maint_ev, 0, 0);
 }
 
+static void free_secret(char *s)
+{
+	if (s != NULL)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+static void free_conn(struct pool_conn *pc)
+{
+	free(pc->host);
+	free_secret(pc->password);
+	free(pc);
+}
+
 /* Unlinks and frees pc and its connection. */
 static void drop_conn(struct pool_conn *pc)
 {
@@ -131,7 +153,7 @@ static void drop_conn(struct pool_conn *pc)
 	p->n[pc->state]--;
 	p->closed++;
 	up_free(pc->up);
-	free(pc);
+	free_conn(pc);
 }
 
 static unsigned backoff_ms(struct pool *p)
@@ -182,6 +204,9 @@ static void conn_closed(struct up_conn *up, void *arg)
 			 "failures=%u retry_in_ms=%u",
 			 up_get_id(up), up_close_reason_name(up_close_reason(up)),
 			 p->failures, delay);
+		if (p->failing_cb && p->failing_every > 0 &&
+		    p->failures % p->failing_every == 0)
+			p->failing_cb(p->failures, p->failing_arg);
 	} else if (pc->state == PC_LENT) {
 		/* The borrower learns from its own result and releases it. */
 		pc->dead = true;
@@ -195,19 +220,35 @@ static void conn_closed(struct up_conn *up, void *arg)
 	kick(p);
 }
 
+static char *dup_or_null(const char *s, bool *ok)
+{
+	char *copy = s != NULL ? strdup(s) : NULL;
+
+	if (s != NULL && copy == NULL)
+		*ok = false;
+	return copy;
+}
+
 static void open_conn(struct pool *p)
 {
 	struct pool_conn *pc = calloc(1, sizeof(*pc));
 	struct up_events ev = {conn_ready, conn_closed, pc};
+	struct up_params params = p->params;
+	bool ok = true;
 
 	if (pc == NULL)
 		return;
 	pc->pool = p;
 	pc->state = PC_OPENING;
 	pc->opened_ms = now_ms();
-	pc->up = up_connect(p->base, p->dns, &p->params, ++p->next_id, &ev);
+	pc->host = dup_or_null(p->host, &ok);
+	pc->password = dup_or_null(p->password, &ok);
+	params.host = pc->host;
+	params.password = pc->password;
+	pc->up = ok ? up_connect(p->base, p->dns, &params, ++p->next_id, &ev)
+		    : NULL;
 	if (pc->up == NULL) {
-		free(pc);
+		free_conn(pc);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&p->opening, pc, link);
@@ -271,6 +312,8 @@ static unsigned wanted_conns(const struct pool *p)
 
 static void refill(struct pool *p, uint64_t now)
 {
+	if (p->host == NULL)
+		return; /* waiting for the control plane */
 	while (total_conns(p) < wanted_conns(p)) {
 		if (p->failures > 0) {
 			/* Failing: one probe at a time, after the backoff. */
@@ -317,6 +360,62 @@ static void maintain_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- public ---- */
 
+static void log_pool_start(const struct pool *p)
+{
+	char host[300];
+
+	log_info("event=pool_start host=%s port=%u min_size=%u max_size=%u",
+		 log_quote(host, sizeof(host), p->host),
+		 (unsigned)p->params.port, p->cfg.min_size, p->cfg.max_size);
+}
+
+bool pool_set_password(struct pool *p, const char *password)
+{
+	char *copy = strdup(password);
+
+	if (copy == NULL)
+		return false;
+	free_secret(p->password);
+	p->password = copy;
+	p->params.password = copy;
+	return true;
+}
+
+bool pool_set_host(struct pool *p, const char *host)
+{
+	bool first = p->host == NULL;
+	char *copy;
+
+	if (p->host != NULL && strcmp(p->host, host) == 0)
+		return true;
+	copy = strdup(host);
+	if (copy == NULL)
+		return false;
+	free(p->host);
+	p->host = copy;
+	p->params.host = copy;
+	/* A new address deserves a fresh try, not the old one's backoff. */
+	p->failures = 0;
+	p->next_attempt_ms = 0;
+	if (p->maint_ev != NULL) {
+		if (first)
+			log_pool_start(p);
+		else
+			log_info("event=pool_host host=%s",
+				 log_quote((char[300]){0}, 300, host));
+		kick(p);
+	}
+	return true;
+}
+
+void pool_on_failing(struct pool *p, unsigned every, pool_failing_cb cb,
+		     void *arg)
+{
+	p->failing_every = every;
+	p->failing_cb = cb;
+	p->failing_arg = arg;
+}
+
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 		      const struct up_params *params, const struct cfg_pool *pc)
 {
@@ -334,14 +433,20 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 	TAILQ_INIT(&p->checking);
 	TAILQ_INIT(&p->lent);
 	TAILQ_INIT(&p->waiters);
-	p->maint_ev = evtimer_new(base, maintain_cb, p);
-	if (p->maint_ev == NULL) {
-		free(p);
+	p->params.host = NULL;
+	p->params.password = NULL;
+	if ((params->host && !pool_set_host(p, params->host)) ||
+	    (params->password && !pool_set_password(p, params->password)) ||
+	    (p->maint_ev = evtimer_new(base, maintain_cb, p)) == NULL) {
+		pool_free(p);
 		return NULL;
 	}
-	log_info("event=pool_start host=%s port=%u min_size=%u max_size=%u",
-		 params->host, (unsigned)params->port, pc->min_size,
-		 pc->max_size);
+	if (p->host != NULL)
+		log_pool_start(p);
+	else
+		log_info("event=pool_waiting reason=\"no host or credential "
+			 "yet\" min_size=%u max_size=%u",
+			 pc->min_size, pc->max_size);
 	kick(p);
 	return p;
 }
@@ -362,7 +467,10 @@ void pool_free(struct pool *p)
 		while ((pc = TAILQ_FIRST(list_of(p, s))) != NULL)
 			drop_conn(pc);
 	}
-	event_free(p->maint_ev);
+	if (p->maint_ev)
+		event_free(p->maint_ev);
+	free(p->host);
+	free_secret(p->password);
 	free(p);
 }
 

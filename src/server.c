@@ -11,6 +11,7 @@
 
 #include "catalog.h"
 #include "coalesce.h"
+#include "control.h"
 #include "ingest.h"
 #include "log.h"
 #include "pool.h"
@@ -23,6 +24,7 @@ struct server {
 	struct evdns_base *dns;
 	SSL_CTX *ssl_ctx;
 	struct pool *pool;
+	struct ctl *ctl; /* NULL without [lakebase] */
 	struct catalog *cat;
 	struct coalescer *co;
 	struct ingest *ing;
@@ -111,6 +113,49 @@ static bool start_stats(struct server *s)
 	return s->stats_ev != NULL && event_add(s->stats_ev, &tv) == 0;
 }
 
+/*
+ * The control plane's newest credential: the password of every connection
+ * opened from now on. The password goes first, so that the first host
+ * (which starts the pool) never meets a pool without one.
+ */
+static void on_credential(const char *host, const char *token,
+			  int64_t expires_ms, void *arg)
+{
+	struct server *s = arg;
+
+	if (!pool_set_password(s->pool, token) ||
+	    !pool_set_host(s->pool, host))
+		log_error("event=lakebase_error step=apply error=\"out of "
+			  "memory\"");
+}
+
+/* Failover can move an instance: failing connects ask for the host again. */
+static void on_pool_failing(unsigned failures, void *arg)
+{
+	struct server *s = arg;
+
+	log_info("event=lakebase_reresolve failures=%u", failures);
+	ctl_reresolve(s->ctl);
+}
+
+static bool start_control(struct server *s, char *err, size_t errlen)
+{
+	const struct config *cfg = s->cfg;
+	struct ctl_events ev = {.on_credential = on_credential, .arg = s};
+
+	if (cfg->lakebase.workspace_host == NULL)
+		return true;
+	if (cfg->upstream.host != NULL || cfg->upstream.password != NULL)
+		log_warn("event=config_warning reason=\"[upstream] host and "
+			 "password are ignored: [lakebase] provides them\"");
+	s->ctl = ctl_new(s->base, &cfg->lakebase, false, &ev, err, errlen);
+	if (s->ctl == NULL)
+		return false;
+	pool_on_failing(s->pool, cfg->lakebase.reresolve_failures,
+			on_pool_failing, s);
+	return true;
+}
+
 static void co_config_from(const struct config *cfg, struct co_config *out)
 {
 	*out = (struct co_config){
@@ -172,12 +217,16 @@ struct server *server_new(const struct config *cfg, char *err, size_t errlen)
 	}
 	server_up_params(cfg, &params);
 	params.ssl_ctx = s->ssl_ctx;
+	/* With [lakebase], the pool waits for the control plane's first
+	 * credential (docs/control-plane.md). */
+	if (cfg->lakebase.workspace_host != NULL)
+		params.host = params.password = NULL;
 	s->pool = pool_new(s->base, s->dns, &params, &cfg->pool);
 	if (s->pool == NULL) {
 		snprintf(err, errlen, "cannot create the pool");
 		goto fail;
 	}
-	if (!start_ingest(s, err, errlen))
+	if (!start_control(s, err, errlen) || !start_ingest(s, err, errlen))
 		goto fail;
 	return s;
 fail:
@@ -202,6 +251,7 @@ void server_free(struct server *s)
 	ing_free(s->ing);
 	co_free(s->co);
 	cat_free(s->cat);
+	ctl_free(s->ctl);
 	pool_free(s->pool);
 	if (s->stats_ev)
 		event_free(s->stats_ev);

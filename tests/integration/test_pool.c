@@ -343,6 +343,45 @@ START_TEST(down_server_sees_a_trickle_not_a_storm)
 }
 END_TEST
 
+static void count_failing(unsigned failures, void *arg)
+{
+	(*(unsigned *)arg)++;
+}
+
+/* The control plane's use: no host at first, then host and new passwords. */
+START_TEST(waits_for_host_then_takes_new_password)
+{
+	struct cfg_pool pc = pool_cfg(2, 2);
+	struct up_params p = params();
+	struct pool *pool;
+	struct pool_stats s;
+	unsigned failing = 0;
+	char password[128];
+
+	snprintf(password, sizeof(password), "%s", p.password);
+	p.host = NULL;
+	p.password = "wrong-password";
+	pool = pool_new(base, dns, &p, &pc);
+	pool_on_failing(pool, 2, count_failing, &failing);
+	testloop_run_for(base, 0.3);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_eq(s.opening + s.idle + s.failed, 0);
+
+	ck_assert(pool_set_host(pool, env.host));
+	testloop_run_for(base, 1.0);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_ge(s.failed, 2);
+	ck_assert_uint_ge(failing, 1);
+	ck_assert_uint_eq(s.opened, 0);
+
+	/* the caller's buffer may change: the pool keeps its own copy */
+	ck_assert(pool_set_password(pool, password));
+	memset(password, 'x', sizeof(password) - 1);
+	wait_idle(pool, 2);
+	pool_free(pool);
+}
+END_TEST
+
 static Suite *pool_suite(void)
 {
 	Suite *s = suite_create("pool");
@@ -357,6 +396,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, idle_connections_are_checked);
 	tcase_add_test(tc, connections_recycled_after_max_lifetime);
 	tcase_add_test(tc, down_server_sees_a_trickle_not_a_storm);
+	tcase_add_test(tc, waits_for_host_then_takes_new_password);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -59,6 +59,19 @@ static const char full_ini[] = "[upstream]\n"
                                "[admin]\n"
                                "listen = 127.0.0.1:9999\n"
                                "\n"
+                               "[lakebase]\n"
+                               "workspace_host = https://adb-1.example.net\n"
+                               "instance_name = my-instance\n"
+                               "client_id = 0000-app-id\n"
+                               "client_secret = cs-" SECRET "\n"
+                               "ca_file = /nonexistent/api-ca.pem\n"
+                               "connect_timeout_ms = 1500\n"
+                               "request_timeout_ms = 7000\n"
+                               "retry_base_ms = 250\n"
+                               "retry_max_ms = 9000\n"
+                               "refresh_percent = 60\n"
+                               "reresolve_failures = 5\n"
+                               "\n"
                                "[log]\n"
                                "level = debug\n"
                                "stats_period_s = 0\n";
@@ -100,6 +113,20 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_BATCH_CATALOG_TTL_S=8",
     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off",
     "LAKEBASE_PROXY_ADMIN_LISTEN=127.0.0.1:1",
+    "LAKEBASE_PROXY_LAKEBASE_WORKSPACE_HOST=https://env.example.net/",
+    /* switches to the other kind of instance and of authentication */
+    "LAKEBASE_PROXY_LAKEBASE_INSTANCE_NAME=",
+    "LAKEBASE_PROXY_LAKEBASE_ENDPOINT=projects/p/branches/b/endpoints/e",
+    "LAKEBASE_PROXY_LAKEBASE_CLIENT_ID=",
+    "LAKEBASE_PROXY_LAKEBASE_CLIENT_SECRET=",
+    "LAKEBASE_PROXY_LAKEBASE_TOKEN=pat-" SECRET,
+    "LAKEBASE_PROXY_LAKEBASE_CA_FILE=/nonexistent/env-ca.pem",
+    "LAKEBASE_PROXY_LAKEBASE_CONNECT_TIMEOUT_MS=1600",
+    "LAKEBASE_PROXY_LAKEBASE_REQUEST_TIMEOUT_MS=8000",
+    "LAKEBASE_PROXY_LAKEBASE_RETRY_BASE_MS=300",
+    "LAKEBASE_PROXY_LAKEBASE_RETRY_MAX_MS=10000",
+    "LAKEBASE_PROXY_LAKEBASE_REFRESH_PERCENT=80",
+    "LAKEBASE_PROXY_LAKEBASE_RERESOLVE_FAILURES=0",
     "LAKEBASE_PROXY_LOG_LEVEL=warning",
     "LAKEBASE_PROXY_LOG_STATS_PERIOD_S=5",
     "PATH=/usr/bin:/bin",
@@ -260,6 +287,19 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.batch.catalog_ttl_s, 7);
 	ck_assert(cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9999");
+	ck_assert_str_eq(cfg.lakebase.workspace_host, "https://adb-1.example.net");
+	ck_assert_str_eq(cfg.lakebase.instance_name, "my-instance");
+	ck_assert_ptr_null(cfg.lakebase.endpoint);
+	ck_assert_str_eq(cfg.lakebase.client_id, "0000-app-id");
+	ck_assert_str_eq(cfg.lakebase.client_secret, "cs-" SECRET);
+	ck_assert_ptr_null(cfg.lakebase.token);
+	ck_assert_str_eq(cfg.lakebase.ca_file, "/nonexistent/api-ca.pem");
+	ck_assert_uint_eq(cfg.lakebase.connect_timeout_ms, 1500);
+	ck_assert_uint_eq(cfg.lakebase.request_timeout_ms, 7000);
+	ck_assert_uint_eq(cfg.lakebase.retry_base_ms, 250);
+	ck_assert_uint_eq(cfg.lakebase.retry_max_ms, 9000);
+	ck_assert_uint_eq(cfg.lakebase.refresh_percent, 60);
+	ck_assert_uint_eq(cfg.lakebase.reresolve_failures, 5);
 	ck_assert_int_eq(cfg.log.level, LOG_DEBUG);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 0);
 }
@@ -306,6 +346,20 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.batch.catalog_ttl_s, 8);
 	ck_assert(!cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
+	ck_assert_str_eq(cfg.lakebase.workspace_host, "https://env.example.net/");
+	ck_assert_ptr_null(cfg.lakebase.instance_name);
+	ck_assert_str_eq(cfg.lakebase.endpoint,
+	                 "projects/p/branches/b/endpoints/e");
+	ck_assert_ptr_null(cfg.lakebase.client_id);
+	ck_assert_ptr_null(cfg.lakebase.client_secret);
+	ck_assert_str_eq(cfg.lakebase.token, "pat-" SECRET);
+	ck_assert_str_eq(cfg.lakebase.ca_file, "/nonexistent/env-ca.pem");
+	ck_assert_uint_eq(cfg.lakebase.connect_timeout_ms, 1600);
+	ck_assert_uint_eq(cfg.lakebase.request_timeout_ms, 8000);
+	ck_assert_uint_eq(cfg.lakebase.retry_base_ms, 300);
+	ck_assert_uint_eq(cfg.lakebase.retry_max_ms, 10000);
+	ck_assert_uint_eq(cfg.lakebase.refresh_percent, 80);
+	ck_assert_uint_eq(cfg.lakebase.reresolve_failures, 0);
 	ck_assert_int_eq(cfg.log.level, LOG_WARN);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 5);
 
@@ -590,7 +644,8 @@ START_TEST(test_whole_config_checks)
 {
 	expect_error("[upstream]\nuser = u\n", NULL,
 	             "[upstream] host is not set (in the file or "
-	             "LAKEBASE_PROXY_UPSTREAM_HOST)");
+	             "LAKEBASE_PROXY_UPSTREAM_HOST), nor is [lakebase] "
+	             "workspace_host to look it up");
 	expect_error("[upstream]\nhost = h\n", NULL,
 	             "[upstream] user is not set (in the file or "
 	             "LAKEBASE_PROXY_UPSTREAM_USER)");
@@ -603,7 +658,69 @@ START_TEST(test_whole_config_checks)
 	             "reconnect_max_ms 1000");
 	ck_assert(!cfg_load(&cfg, NULL, NULL, err, sizeof(err)));
 	ck_assert_str_eq(err, "[upstream] host is not set (in the file or "
-	                      "LAKEBASE_PROXY_UPSTREAM_HOST)");
+	                      "LAKEBASE_PROXY_UPSTREAM_HOST), nor is [lakebase] "
+	                      "workspace_host to look it up");
+}
+END_TEST
+
+#define LB "[upstream]\nuser = u\n[lakebase]\nworkspace_host = https://w\n"
+
+START_TEST(test_lakebase_checks)
+{
+	/* no [upstream] host or password needed; user still is */
+	ck_assert_msg(load_text(LB "instance_name = i\ntoken = t\n", NULL),
+	              "%s", err);
+	ck_assert_ptr_null(cfg.upstream.host);
+	/* each load goes over the last: start again */
+	cfg_free(&cfg);
+	ck_assert(cfg_init(&cfg));
+	ck_assert_msg(load_text(LB "endpoint = projects/p/branches/b/endpoints/e"
+	                           "\nclient_id = c\nclient_secret = s\n",
+	                        NULL),
+	              "%s", err);
+	cfg_free(&cfg);
+	ck_assert(cfg_init(&cfg));
+	expect_error("[lakebase]\nworkspace_host = https://w\ninstance_name = "
+	             "i\ntoken = t\n",
+	             NULL,
+	             "[upstream] user is not set (in the file or "
+	             "LAKEBASE_PROXY_UPSTREAM_USER)");
+	expect_error(LB "token = t\n", NULL,
+	             "[lakebase] set exactly one of instance_name "
+	             "(provisioned) and endpoint (autoscaling)");
+	expect_error(LB "instance_name = i\nendpoint = projects/p\ntoken = t\n",
+	             NULL,
+	             "[lakebase] set exactly one of instance_name "
+	             "(provisioned) and endpoint (autoscaling)");
+	expect_error(LB "instance_name = i\n", NULL,
+	             "[lakebase] needs client_id + client_secret (OAuth) or "
+	             "token (LAKEBASE_PROXY_LAKEBASE_TOKEN)");
+	expect_error(LB "instance_name = i\nclient_id = c\n", NULL,
+	             "[lakebase] client_id and client_secret go together "
+	             "(LAKEBASE_PROXY_LAKEBASE_CLIENT_SECRET for the secret)");
+	expect_error(LB "instance_name = i\nclient_id = c\nclient_secret = "
+	             SECRET "\ntoken = t\n",
+	             NULL,
+	             "[lakebase] set either client_id + client_secret "
+	             "(OAuth) or token (personal access token), not both");
+	expect_error(LB "instance_name = ../x\ntoken = t\n", NULL,
+	             "[lakebase] instance_name may hold only letters, digits, "
+	             "'-', '_' and '.'");
+	expect_error(LB "endpoint = p/b?x\ntoken = t\n", NULL,
+	             "[lakebase] endpoint must look like "
+	             "projects/<p>/branches/<b>/endpoints/<e>");
+	expect_error("[upstream]\nuser = u\n[lakebase]\nworkspace_host = "
+	             "http://w\ninstance_name = i\ntoken = t\n",
+	             NULL, "[lakebase] workspace_host must be an https:// URL");
+	expect_error(MINIMAL "[lakebase]\ninstance_name = i\n", NULL,
+	             "[lakebase] instance_name is set but workspace_host is "
+	             "not (in the file or "
+	             "LAKEBASE_PROXY_LAKEBASE_WORKSPACE_HOST)");
+	expect_error(LB "instance_name = i\ntoken = t\nretry_base_ms = 9\n"
+	                "retry_max_ms = 8\n",
+	             NULL,
+	             "[lakebase] retry_base_ms 9 is larger than retry_max_ms 8");
+	ck_assert_ptr_null(strstr(err, SECRET));
 }
 END_TEST
 
@@ -766,6 +883,7 @@ static Suite *config_suite(void)
 	tcase_add_test(errors, test_secret_never_in_errors);
 	tcase_add_test(errors, test_whole_config_checks);
 	tcase_add_test(errors, test_sslrootcert);
+	tcase_add_test(errors, test_lakebase_checks);
 	suite_add_tcase(s, errors);
 
 	tcase_add_checked_fixture(output, setup, teardown);
