@@ -12,7 +12,7 @@ from pyspark import cloudpickle
 from pyspark.sql import Row
 from pyspark.sql import types as T
 
-from fake_databricks import FakeDatabricks, endpoint
+from sdk_fake_databricks import FakeDatabricks, endpoint
 from lakebase_foreachwriter import (DiscoveryError, LakebaseForeachWriter,
                                     oauth_credential_provider)
 from lakebase_foreachwriter import discovery
