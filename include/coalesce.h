@@ -112,4 +112,9 @@ bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
 
 void co_get_stats(const struct coalescer *co, struct co_stats *s);
 
+/* Shutting down: send every queued unit now, without waiting for limits. */
+void co_drain(struct coalescer *co);
+/* Nothing queued and nothing in flight. */
+bool co_is_idle(const struct coalescer *co);
+
 #endif

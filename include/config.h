@@ -101,7 +101,12 @@ struct cfg_log {
 	unsigned stats_period_s; /* 60; 0 = no periodic pool line */
 };
 
+struct cfg_server {
+	unsigned shutdown_timeout_s; /* 30: SIGTERM drain before exiting anyway */
+};
+
 struct config {
+	struct cfg_server server;
 	struct cfg_upstream upstream;
 	struct cfg_pool pool;
 	struct cfg_ingest ingest;

@@ -47,4 +47,13 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 void ing_free(struct ingest *ing);
 void ing_get_stats(const struct ingest *ing, struct ing_stats *s);
 
+/*
+ * Shutting down: stop accepting and reading; every session is answered
+ * for the units it flushed, then gets Error 57P01 and is closed. Rows it
+ * sent after its last Flush are discarded (never acknowledged).
+ */
+void ing_drain(struct ingest *ing);
+/* No session is left. */
+bool ing_is_idle(const struct ingest *ing);
+
 #endif

@@ -88,6 +88,7 @@ struct coalescer {
 	struct batch_list batches;
 	uint64_t next_batch_id;
 	struct co_stats stats;
+	bool draining; /* shutting down: no unit waits for batch limits */
 };
 
 static void try_dispatch(struct co_target *t);
@@ -680,7 +681,8 @@ static void try_dispatch(struct co_target *t)
 	if (oldest == NULL || t->waiting > 0 || t->inflight >= limit)
 		return;
 	age = now_ms() - oldest->queued_ms;
-	if (t->inflight < limit || t->queued_rows >= cfg->max_rows ||
+	if (t->co->draining || t->inflight < limit ||
+	    t->queued_rows >= cfg->max_rows ||
 	    t->queued_bytes >= cfg->max_bytes || age >= cfg->max_delay_ms) {
 		start_batch(t);
 		return;
@@ -1049,4 +1051,20 @@ void co_free(struct coalescer *co)
 void co_get_stats(const struct coalescer *co, struct co_stats *s)
 {
 	*s = co->stats;
+}
+
+void co_drain(struct coalescer *co)
+{
+	struct co_target *t, *next;
+
+	co->draining = true;
+	for (t = TAILQ_FIRST(&co->targets); t; t = next) {
+		next = TAILQ_NEXT(t, link);
+		try_dispatch(t);
+	}
+}
+
+bool co_is_idle(const struct coalescer *co)
+{
+	return co->stats.queued_units == 0 && co->stats.inflight == 0;
 }

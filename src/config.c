@@ -49,6 +49,8 @@ struct cfg_key {
  * are the ones documented in config.h and etc/lakebase-proxy.ini.
  */
 static const struct cfg_key keys[] = {
+    {KEY(server, shutdown_timeout_s, CFG_UINT), .min = 0, .max = 3600,
+     .def = "30"},
     {KEY(upstream, host, CFG_STRING)},
     {KEY(upstream, port, CFG_PORT), .min = 1, .max = 65535, .def = "5432"},
     {KEY(upstream, dbname, CFG_STRING), .def = "databricks_postgres"},

@@ -117,6 +117,7 @@ struct ingest {
 	struct session_list sessions;
 	struct event *resume_ev;
 	struct event *relisten_ev;
+	bool draining; /* shutting down: answer what is flushed, then close */
 	uint64_t next_id;
 	struct ing_stats stats;
 };
@@ -234,6 +235,12 @@ static void send_answers(struct session *s)
 					    p->detail ? p->detail : "", p->row);
 		free_pending(p);
 	}
+	if (s->ing->draining && s->state != S_CLOSING &&
+	    TAILQ_EMPTY(&s->pendings)) {
+		fatal(s, "57P01", "the proxy is shutting down; every flush "
+				  "before this was answered");
+		return;
+	}
 	if (s->state == S_CLOSING && TAILQ_EMPTY(&s->pendings)) {
 		struct timeval tv = {DRAIN_TIMEOUT_S, 0};
 
@@ -292,7 +299,7 @@ static bool wants_input(const struct session *s)
 	const struct ingest *ing = s->ing;
 
 	if (s->state == S_OPENING || s->state == S_DRAINING ||
-	    s->state == S_CLOSING)
+	    s->state == S_CLOSING || ing->draining)
 		return false;
 	return s->pending_bytes < ing->cfg.client_buffer_bytes &&
 	       ing->stats.buffered_bytes < ing->cfg.global_buffer_bytes &&
@@ -967,4 +974,29 @@ void ing_free(struct ingest *ing)
 void ing_get_stats(const struct ingest *ing, struct ing_stats *s)
 {
 	*s = ing->stats;
+}
+
+void ing_drain(struct ingest *ing)
+{
+	struct session *s, *next;
+
+	ing->draining = true;
+	evconnlistener_disable(ing->listener);
+	for (s = TAILQ_FIRST(&ing->sessions); s; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (s->state == S_DRAINING)
+			continue;
+		if (s->lookup) {
+			cat_cancel(ing->cat, s->lookup);
+			s->lookup = NULL;
+		}
+		update_reading(s);
+		/* Answers what is done; the rest as it commits, then 57P01. */
+		send_answers(s);
+	}
+}
+
+bool ing_is_idle(const struct ingest *ing)
+{
+	return TAILQ_EMPTY(&ing->sessions);
 }

@@ -32,6 +32,8 @@ struct server {
 	struct event *sigint_ev;
 	struct event *sighup_ev;
 	struct event *stats_ev;
+	struct event *drain_ev; /* set once a stop signal came */
+	unsigned drain_ticks;
 	int exit_code;
 };
 
@@ -56,13 +58,47 @@ void server_up_params(const struct config *cfg, struct up_params *out)
 	};
 }
 
+/* Draining: done once every session is answered and gone and no batch runs. */
+static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	uint64_t waited_ms = (uint64_t)(++s->drain_ticks) * 100u;
+
+	if (ing_is_idle(s->ing) && co_is_idle(s->co)) {
+		log_info("event=drained after_ms=%" PRIu64, waited_ms);
+		event_base_loopexit(s->base, NULL);
+		return;
+	}
+	if (waited_ms >= (uint64_t)s->cfg->server.shutdown_timeout_s * 1000u) {
+		log_warn("event=drain_timeout after_s=%u action=exit",
+			 s->cfg->server.shutdown_timeout_s);
+		event_base_loopexit(s->base, NULL);
+	}
+}
+
+/*
+ * First SIGTERM/SIGINT: stop accepting and reading, commit what clients
+ * flushed, answer them, then exit. A second signal: exit at once (clients
+ * not yet answered get 57P01 and retry).
+ */
 static void stop_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *s = arg;
+	const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+	struct timeval tick = {0, 100000};
 
-	log_info("event=signal signal=%s action=stop",
-		 sig == SIGINT ? "SIGINT" : "SIGTERM");
-	event_base_loopexit(s->base, NULL);
+	if (s->drain_ev != NULL) {
+		log_info("event=signal signal=%s action=exit_now", name);
+		event_base_loopexit(s->base, NULL);
+		return;
+	}
+	log_info("event=signal signal=%s action=drain timeout_s=%u", name,
+		 s->cfg->server.shutdown_timeout_s);
+	ing_drain(s->ing);
+	co_drain(s->co);
+	s->drain_ev = event_new(s->base, -1, EV_PERSIST, drain_check_cb, s);
+	if (s->drain_ev == NULL || event_add(s->drain_ev, &tick) != 0)
+		event_base_loopexit(s->base, NULL);
 }
 
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
@@ -255,6 +291,8 @@ void server_free(struct server *s)
 	pool_free(s->pool);
 	if (s->stats_ev)
 		event_free(s->stats_ev);
+	if (s->drain_ev)
+		event_free(s->drain_ev);
 	if (s->sigterm_ev)
 		event_free(s->sigterm_ev);
 	if (s->sigint_ev)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import pytest
 from lakebase_foreachwriter.ingest_protocol import (Ack, FlushError, IngestConnection,
-                                                    ProxyError, encode_flush, encode_hello,
-                                                    encode_rows, frame)
+                                                    ProtocolError, ProxyError, encode_flush,
+                                                    encode_hello, encode_rows, frame)
 from pgharness import PgServer
 from proxyproc import SMALL_ASAN_QUARANTINE, start_proxy
 
@@ -600,3 +601,65 @@ def test_dead_letter_keeps_the_good_rows_of_a_flush(pg: PgServer, tmp_path: Path
     c.close()
     other.close()
     assert proc.stop() == 0
+
+
+def stream_until_stopped(addr: str, table: str, cid: int, acked: list, outcome: dict) -> None:
+    """Keeps a window of 4 flushes in flight until the proxy says it stops."""
+    c = IngestConnection(addr, client_name=f"d{cid}", timeout=60)
+    c.open(table, "insert", ["client", "seq", "payload"])
+    sent: dict[int, list[int]] = {}
+    seq = 0
+
+    def take(answer) -> None:
+        if isinstance(answer, Ack):
+            acked.extend((cid, s) for s in sent[answer.flush_id])
+        else:
+            outcome.setdefault(f"flush_error_{cid}", answer)
+
+    try:
+        while True:
+            rows = [(str(cid), str(seq + i), "x") for i in range(20)]
+            seq += 20
+            c.send_rows(rows_text(rows))
+            sent[c.flush()] = [int(r[1]) for r in rows]
+            if c.next_flush_id % 5 == 0:  # every 4 flushes, read their 4 answers
+                for _ in range(4):
+                    take(c.read_answer())
+    except ProxyError as e:
+        outcome[cid] = e.sqlstate
+    except (OSError, ProtocolError) as e:
+        # The proxy stopped reading us; its last words may still be in our buffer.
+        try:
+            while True:
+                take(c.read_answer())
+        except ProxyError as e2:
+            outcome[cid] = e2.sqlstate
+        except (OSError, ProtocolError):
+            outcome[cid] = f"closed: {e!r}"
+
+
+def test_sigterm_answers_every_client_and_loses_no_acked_row(pg: PgServer,
+                                                            tmp_path: Path) -> None:
+    proc, addr = start_proxy(pg, tmp_path, server={"shutdown_timeout_s": 30})
+    make_table(pg, "evstop", "client int, seq int, payload text")
+    acked: list = []
+    outcome: dict = {}
+    threads = [threading.Thread(target=stream_until_stopped,
+                                args=(addr, "evstop", i, acked, outcome)) for i in range(50)]
+    for t in threads:
+        t.start()
+    proc.wait_log(r"rows_committed=[1-9]\d{3,} ")  # streaming for real
+    proc.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(90)
+    assert not any(t.is_alive() for t in threads)
+    assert proc.proc.wait(60) == 0  # exits by itself once drained
+    proc.stop()
+    assert "event=drained" in proc.log
+    # Every client was told: Error 57P01 after the answers to what it had flushed.
+    assert {k: v for k, v in outcome.items() if isinstance(k, int)} == {i: "57P01"
+                                                                        for i in range(50)}
+    assert not [k for k in outcome if isinstance(k, str)]
+    landed = {(int(a), int(b)) for a, b in sql(pg, "SELECT client, seq FROM evstop")}
+    assert set(acked) <= landed
+    assert len(landed) == count(pg, "evstop")  # nothing twice

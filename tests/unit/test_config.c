@@ -14,7 +14,9 @@
 /* Lines 1-3 of most test files: the least that passes the whole checks. */
 #define MINIMAL "[upstream]\nhost = db.example.com\nuser = writer\n"
 
-static const char full_ini[] = "[upstream]\n"
+static const char full_ini[] = "[server]\n"
+                               "shutdown_timeout_s = 9\n"
+                               "[upstream]\n"
                                "host = db.example.com\n"
                                "port = 6432\n"
                                "dbname = analytics\n"
@@ -78,6 +80,7 @@ static const char full_ini[] = "[upstream]\n"
 
 /* One variable per key, each different from full_ini. */
 static char *const env_all[] = {
+    "LAKEBASE_PROXY_SERVER_SHUTDOWN_TIMEOUT_S=7",
     "LAKEBASE_PROXY_UPSTREAM_HOST=env.example.com",
     "LAKEBASE_PROXY_UPSTREAM_PORT=7432",
     "LAKEBASE_PROXY_UPSTREAM_DBNAME=envdb",
@@ -285,6 +288,7 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.batch.max_retries, 1);
 	ck_assert_uint_eq(cfg.batch.acquire_timeout_ms, 500);
 	ck_assert_uint_eq(cfg.batch.catalog_ttl_s, 7);
+	ck_assert_uint_eq(cfg.server.shutdown_timeout_s, 9);
 	ck_assert(cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9999");
 	ck_assert_str_eq(cfg.lakebase.workspace_host, "https://adb-1.example.net");
@@ -344,6 +348,7 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.batch.max_retries, 2);
 	ck_assert_uint_eq(cfg.batch.acquire_timeout_ms, 600);
 	ck_assert_uint_eq(cfg.batch.catalog_ttl_s, 8);
+	ck_assert_uint_eq(cfg.server.shutdown_timeout_s, 7);
 	ck_assert(!cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
 	ck_assert_str_eq(cfg.lakebase.workspace_host, "https://env.example.net/");
