@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -33,6 +34,17 @@ def write_ini(path: Path, sections: Mapping[str, Mapping[str, object]]) -> Path:
     return path
 
 
+_RUNNING: list["ProxyProcess"] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A test that failed before stopping its proxy must not leave it running."""
+    for p in _RUNNING:
+        if p.proc.poll() is None:
+            p.proc.kill()
+
+
 class ProxyProcess:
     """One proxy process; its stderr (the log) is collected line by line in a thread."""
 
@@ -50,6 +62,7 @@ class ProxyProcess:
                                      stderr=subprocess.PIPE, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        _RUNNING.append(self)
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
