@@ -23,6 +23,7 @@ extern char **environ;
 
 struct job {
 	struct event_base *base;
+	int fd;
 	const char *sql;
 	struct evbuffer *data;
 	struct timespec t0;
@@ -55,10 +56,19 @@ static void copied(struct up_conn *c, const struct up_result *r, void *arg)
 	event_base_loopexit(j->base, NULL);
 }
 
+/* Streams the file while it is sent, as psql does: 1 MiB at a time. */
+static bool refill(struct evbuffer *buf, void *arg)
+{
+	int *fd = arg;
+
+	return evbuffer_read(buf, *fd, 1 << 20) > 0;
+}
+
 static void ready(struct up_conn *c, void *arg)
 {
 	struct job *j = arg;
 
+	up_set_copy_refill(c, refill, &j->fd);
 	if (!up_exec(c, j->sql, j->data, copied, j))
 		event_base_loopexit(j->base, NULL);
 }
@@ -71,20 +81,6 @@ static void closed(struct up_conn *c, void *arg)
 	event_base_loopexit(j->base, NULL);
 }
 
-static bool read_file(const char *path, struct evbuffer *out)
-{
-	int fd = open(path, O_RDONLY);
-	int n;
-
-	if (fd < 0) {
-		fprintf(stderr, "lbp-copy: %s: %s\n", path, strerror(errno));
-		return false;
-	}
-	while ((n = evbuffer_read(out, fd, 1 << 20)) > 0)
-		;
-	close(fd);
-	return n == 0;
-}
 
 int main(int argc, char **argv)
 {
@@ -133,14 +129,18 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	/* The clock starts before the file is read, as psql's does. */
+	/* The clock starts before the file is opened, as psql's does. */
 	clock_gettime(CLOCK_MONOTONIC, &j.t0);
-	if (!read_file(file, j.data))
+	j.fd = open(file, O_RDONLY);
+	if (j.fd < 0) {
+		fprintf(stderr, "lbp-copy: %s: %s\n", file, strerror(errno));
 		return 1;
+	}
 	struct up_events ev = {ready, closed, &j};
 	struct up_conn *c = up_connect(j.base, dns, &p, 1, &ev);
 	event_base_dispatch(j.base);
 	up_free(c);
+	close(j.fd);
 	evbuffer_free(j.data);
 	if (p.ssl_ctx)
 		SSL_CTX_free(p.ssl_ctx);

@@ -154,4 +154,14 @@ typedef void (*up_result_cb)(struct up_conn *c, const struct up_result *r,
 bool up_exec(struct up_conn *c, const char *sql, struct evbuffer *copy_data,
 	     up_result_cb cb, void *arg);
 
+/*
+ * For a COPY whose data is not all in memory (a file, say): set before
+ * up_exec; whenever copy_data runs low, refill(copy_data, arg) appends at
+ * least one byte and returns true, or returns false once there is no more,
+ * after which CopyDone goes out. Cleared when the statement ends. The daemon itself never uses it:
+ * refill runs on the event loop, so it must be quick.
+ */
+typedef bool (*up_refill_cb)(struct evbuffer *copy_data, void *arg);
+void up_set_copy_refill(struct up_conn *c, up_refill_cb refill, void *arg);
+
 #endif

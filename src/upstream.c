@@ -73,6 +73,8 @@ struct up_conn {
 	void *cb_arg;
 	struct evbuffer *copy_src;
 	bool copy_streaming;
+	up_refill_cb refill; /* more COPY data on demand, until it says no */
+	void *refill_arg;
 	struct up_result res;
 	size_t res_cap;   /* cells allocated */
 	size_t res_bytes; /* bytes held by cells */
@@ -308,6 +310,7 @@ static void finish_exec(struct up_conn *c)
 	c->cb = NULL;
 	c->copy_src = NULL;
 	c->copy_streaming = false;
+	c->refill = NULL;
 	if (cb == NULL)
 		return;
 	cb(c, &c->res, arg);
@@ -724,6 +727,12 @@ static void pump_copy(struct up_conn *c)
 
 	while (c->copy_streaming && evbuffer_get_length(out) < COPY_QUEUE_HIGH) {
 		size_t left = evbuffer_get_length(c->copy_src);
+
+		if (left < COPY_CHUNK && c->refill) {
+			if (!c->refill(c->copy_src, c->refill_arg))
+				c->refill = NULL;
+			left = evbuffer_get_length(c->copy_src);
+		}
 		size_t n = left < COPY_CHUNK ? left : COPY_CHUNK;
 
 		if (n == 0) {
@@ -837,6 +846,12 @@ static void handle_idle_frame(struct up_conn *c, const struct pgw_frame *f)
 		close_fmt(c, UP_CLOSE_PROTOCOL,
 			  "unexpected message '%c' while idle",
 			  f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
+}
+
+void up_set_copy_refill(struct up_conn *c, up_refill_cb refill, void *arg)
+{
+	c->refill = refill;
+	c->refill_arg = arg;
 }
 
 bool up_exec(struct up_conn *c, const char *sql, struct evbuffer *copy_data,
