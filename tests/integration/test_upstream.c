@@ -312,6 +312,48 @@ START_TEST(copy_error_names_the_line_and_keeps_conn)
 }
 END_TEST
 
+/* Hands out "k\n" lines in three pieces, then says there is no more. */
+static bool three_pieces(struct evbuffer *buf, void *arg)
+{
+	int *piece = arg;
+
+	if (*piece == 3)
+		return false;
+	for (int k = 0; k < 1000; k++)
+		evbuffer_add_printf(buf, "%d\n", *piece * 1000 + k);
+	(*piece)++;
+	return true;
+}
+
+START_TEST(copy_data_refilled_while_streaming)
+{
+	SSL_CTX *ctx = make_ctx(SSLMODE_VERIFY_FULL, env.ca_file);
+	struct watch w;
+	struct up_conn *c = connect_ok(ctx, &w);
+	struct evbuffer *data = evbuffer_new();
+	int piece = 0;
+
+	exec_wait(c,
+		  "DROP TABLE IF EXISTS copy_r; CREATE TABLE copy_r (n int)",
+		  NULL, &w);
+	up_set_copy_refill(c, three_pieces, &piece);
+	exec_wait(c, "COPY copy_r FROM STDIN", data, &w);
+	ck_assert_msg(w.res.ok, "%s", w.message);
+	ck_assert_uint_eq(w.res.rows, 3000);
+	ck_assert_int_eq(piece, 3);
+	exec_wait(c, "SELECT count(DISTINCT n) || ' ' || max(n) FROM copy_r",
+		  NULL, &w);
+	ck_assert_str_eq(w.cell0, "3000 2999");
+	/* The refill belonged to that statement only. */
+	evbuffer_add_printf(data, "7\n");
+	exec_wait(c, "COPY copy_r FROM STDIN", data, &w);
+	ck_assert_uint_eq(w.res.rows, 1);
+	evbuffer_free(data);
+	up_free(c);
+	SSL_CTX_free(ctx);
+}
+END_TEST
+
 START_TEST(wrong_password_is_28P01)
 {
 	SSL_CTX *ctx = make_ctx(SSLMODE_VERIFY_FULL, env.ca_file);
@@ -511,6 +553,7 @@ static Suite *upstream_suite(void)
 	tcase_add_test(tc, server_error_is_reported_and_conn_survives);
 	tcase_add_test(tc, copy_million_rows_lands_exactly);
 	tcase_add_test(tc, copy_error_names_the_line_and_keeps_conn);
+	tcase_add_test(tc, copy_data_refilled_while_streaming);
 	tcase_add_test(tc, wrong_password_is_28P01);
 	tcase_add_test(tc, untrusted_certificate_is_refused);
 	tcase_add_test(tc, host_name_mismatch_under_verify_full);
