@@ -8,11 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#define REQUIRE(cond)                                                          \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);  \
-	} while (0)
+#include "testutil.h"
 
 /* Runs the checker on an exact heap copy, so ASan sees any overread. */
 static enum ct_rc check_copy(const void *data, size_t len, unsigned ncols,

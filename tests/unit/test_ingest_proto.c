@@ -10,37 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ck_assert records a mark point per call; loops use this cheap form. */
-#define REQUIRE(cond)                                                          \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);  \
-	} while (0)
+#include "testutil.h"
 
 /* ---- helpers ---- */
-
-static void expect_buf(struct evbuffer *b, const uint8_t *want, size_t len)
-{
-	ck_assert_uint_eq(evbuffer_get_length(b), len);
-	ck_assert_mem_eq(evbuffer_pullup(b, -1), want, len);
-}
-
-/* A frame whose body is an exact heap block: ASan sees any overread. */
-static struct pgw_frame frame_of(uint8_t type, const uint8_t *body, size_t len)
-{
-	uint8_t *mem = malloc(len > 0 ? len : 1);
-
-	REQUIRE(mem != NULL);
-	if (len > 0)
-		memcpy(mem, body, len);
-	return (struct pgw_frame){.type = type, .body = mem, .len = len};
-}
-
-static void frame_free(struct pgw_frame *f)
-{
-	free((void *)f->body);
-	f->body = NULL;
-}
 
 /* The single frame in b, through the shared framing code, as a heap copy. */
 static struct pgw_frame only_frame(struct evbuffer *b)

@@ -7,21 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
+
 /* A string literal as bytes, without the literal's own trailing NUL. */
 #define LIT(s) (const uint8_t *)(s), (sizeof(s) - 1)
 
 /* ---- helpers ---- */
-
-/*
- * Check's ck_assert records a mark point (a write to the parent) on every
- * success; the million-fold loops below use this, which costs nothing
- * unless it fails.
- */
-#define REQUIRE(cond)                                                          \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			ck_abort_msg("%s:%d: %s", __FILE__, __LINE__, #cond);  \
-	} while (0)
 
 static uint32_t rd_be32(const uint8_t *p)
 {
@@ -35,33 +26,6 @@ static void wr_be32(uint8_t *p, uint32_t v)
 	p[1] = (uint8_t)(v >> 16);
 	p[2] = (uint8_t)(v >> 8);
 	p[3] = (uint8_t)v;
-}
-
-static void expect_buf(struct evbuffer *b, const uint8_t *want, size_t len)
-{
-	ck_assert_uint_eq(evbuffer_get_length(b), len);
-	if (len > 0)
-		ck_assert_mem_eq(evbuffer_pullup(b, -1), want, len);
-}
-
-/*
- * A frame whose body lives in a heap block of exactly its size, so that
- * AddressSanitizer reports any read past the end of the frame.
- */
-static struct pgw_frame frame_of(uint8_t type, const uint8_t *body, size_t len)
-{
-	uint8_t *mem = malloc(len > 0 ? len : 1);
-
-	REQUIRE(mem != NULL);
-	if (len > 0)
-		memcpy(mem, body, len);
-	return (struct pgw_frame){.type = type, .body = mem, .len = len};
-}
-
-static void frame_free(struct pgw_frame *f)
-{
-	free((void *)f->body);
-	f->body = NULL;
 }
 
 /* The wire form (type, length, body) of a body, in an exact heap block. */
