@@ -70,7 +70,6 @@ struct co_outcome {
 	const char *message;
 	const char *detail;
 	uint64_t row;
-	size_t bytes; /* the unit's size, for the caller's memory accounting */
 };
 typedef void (*co_done_cb)(const struct co_outcome *o, void *arg);
 
@@ -87,8 +86,6 @@ struct coalescer *co_new(struct event_base *base, struct pool *pool,
 			 struct catalog *cat, const struct co_config *cfg);
 /* Fails every queued unit with 57P01. Units in flight are abandoned. */
 void co_free(struct coalescer *co);
-/* New limits for batches formed from now on. */
-void co_set_config(struct coalescer *co, const struct co_config *cfg);
 
 /* Longest table name that leaves room for the "_dead_letter" suffix. */
 #define CO_DEAD_LETTER_SUFFIX "_dead_letter"

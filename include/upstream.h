@@ -95,8 +95,6 @@ void up_close(struct up_conn *c, enum up_close_reason why, const char *detail);
 enum up_state up_get_state(const struct up_conn *c);
 uint64_t up_get_id(const struct up_conn *c);
 uint32_t up_backend_pid(const struct up_conn *c);
-/* Monotonic milliseconds when the login completed (0 before). */
-uint64_t up_ready_at_ms(const struct up_conn *c);
 /* Transaction status of the last ReadyForQuery: 'I', 'T' or 'E'. */
 char up_txn_status(const struct up_conn *c);
 /* The reason the connection closed, and its text ("" while open). */

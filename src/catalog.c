@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "clock.h"
 #include "log.h"
 #include "pool.h"
 #include "sqlgen.h"
@@ -48,14 +49,6 @@ struct catalog {
 	struct lookup_list ready; /* answers to give from the loop */
 	struct event *deliver_ev;
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void free_table(struct cat_table *t)
 {
@@ -303,7 +296,7 @@ static void loaded(struct up_conn *c, const struct up_result *r, void *arg)
 		return;
 	}
 	e->state = ENTRY_READY;
-	e->loaded_ms = now_ms();
+	e->loaded_ms = clock_now_ms();
 	log_info("event=catalog_loaded table=%s columns=%zu unique_indexes=%zu",
 		 log_quote(q, sizeof(q), e->t.table), e->t.ncols,
 		 e->t.nindexes);
@@ -403,7 +396,7 @@ struct cat_lookup *cat_lookup(struct catalog *cat, const char *schema,
 	if (l == NULL)
 		return NULL;
 	if (e && e->state == ENTRY_READY && cat->ttl_ms &&
-	    now_ms() - e->loaded_ms > cat->ttl_ms) {
+	    clock_now_ms() - e->loaded_ms > cat->ttl_ms) {
 		cat_invalidate(cat, e->t.schema, e->t.table);
 		e = NULL;
 	}

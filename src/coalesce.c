@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "catalog.h"
+#include "clock.h"
 #include "log.h"
 #include "pool.h"
 #include "upstream.h"
@@ -96,14 +97,6 @@ static void run_batch(struct co_batch *b);
 static void free_target_if_unused(struct co_target *t);
 static bool t_has_dead(const struct co_target *t);
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void set_timer(struct event *ev, uint64_t ms)
 {
 	struct timeval tv = {.tv_sec = (time_t)(ms / 1000u),
@@ -119,7 +112,6 @@ static void unit_outcome(struct coalescer *co, struct co_unit *u,
 {
 	struct co_outcome full = *o;
 
-	full.bytes = u->bytes;
 	if (o->sqlstate == NULL) {
 		co->stats.units_committed++;
 		co->stats.rows_committed += u->nrows;
@@ -680,7 +672,7 @@ static void try_dispatch(struct co_target *t)
 	/* A batch still waiting for a connection will take everything. */
 	if (oldest == NULL || t->waiting > 0 || t->inflight >= limit)
 		return;
-	age = now_ms() - oldest->queued_ms;
+	age = clock_now_ms() - oldest->queued_ms;
 	if (t->co->draining || t->inflight < limit ||
 	    t->queued_rows >= cfg->max_rows ||
 	    t->queued_bytes >= cfg->max_bytes || age >= cfg->max_delay_ms) {
@@ -700,7 +692,7 @@ static void acquire_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct co_target *t = arg;
 	struct coalescer *co = t->co;
-	uint64_t now = now_ms(), limit = co->cfg.acquire_timeout_ms;
+	uint64_t now = clock_now_ms(), limit = co->cfg.acquire_timeout_ms;
 	struct co_unit *u;
 	struct pool_stats ps;
 	char msg[300];
@@ -982,7 +974,7 @@ bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
 	u->bytes = evbuffer_get_length(rows);
 	evbuffer_add_buffer(u->rows, rows);
 	u->nrows = nrows;
-	u->queued_ms = now_ms();
+	u->queued_ms = clock_now_ms();
 	u->done = done;
 	u->arg = arg;
 	TAILQ_INSERT_TAIL(&t->queue, u, link);
@@ -1010,11 +1002,6 @@ struct coalescer *co_new(struct event_base *base, struct pool *pool,
 	TAILQ_INIT(&co->targets);
 	TAILQ_INIT(&co->batches);
 	return co;
-}
-
-void co_set_config(struct coalescer *co, const struct co_config *cfg)
-{
-	co->cfg = *cfg;
 }
 
 void co_free(struct coalescer *co)

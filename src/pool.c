@@ -10,6 +10,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* Maintenance runs at least this often: checks, lifetimes, refills. */
@@ -72,14 +73,6 @@ struct pool {
 	uint64_t rng;
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* xorshift64*: jitter needs spread, not secrecy. */
 static uint64_t next_random(struct pool *p)
 {
@@ -122,7 +115,7 @@ static void move_conn(struct pool_conn *pc, enum pool_conn_state to)
 	TAILQ_INSERT_TAIL(list_of(p, to), pc, link);
 	p->n[to]++;
 	if (to == PC_IDLE)
-		pc->idle_since_ms = now_ms();
+		pc->idle_since_ms = clock_now_ms();
 }
 
 static void kick(struct pool *p)
@@ -182,7 +175,7 @@ static void conn_ready(struct up_conn *up, void *arg)
 	if (life > 0) {
 		uint64_t spread = life * LIFETIME_JITTER_PCT / 100u;
 
-		pc->expires_ms = now_ms() + life - next_random(p) % (spread + 1);
+		pc->expires_ms = clock_now_ms() + life - next_random(p) % (spread + 1);
 	}
 	move_conn(pc, PC_IDLE);
 	kick(p);
@@ -199,7 +192,7 @@ static void conn_closed(struct up_conn *up, void *arg)
 		p->failures++;
 		p->failed++;
 		delay = backoff_ms(p);
-		p->next_attempt_ms = now_ms() + delay;
+		p->next_attempt_ms = clock_now_ms() + delay;
 		log_warn("conn=%" PRIu64 " event=connect_failed reason=%s "
 			 "failures=%u retry_in_ms=%u",
 			 up_get_id(up), up_close_reason_name(up_close_reason(up)),
@@ -240,7 +233,7 @@ static void open_conn(struct pool *p)
 		return;
 	pc->pool = p;
 	pc->state = PC_OPENING;
-	pc->opened_ms = now_ms();
+	pc->opened_ms = clock_now_ms();
 	pc->host = dup_or_null(p->host, &ok);
 	pc->password = dup_or_null(p->password, &ok);
 	params.host = pc->host;
@@ -343,7 +336,7 @@ static void serve_waiters(struct pool *p)
 static void maintain_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pool *p = arg;
-	uint64_t now = now_ms();
+	uint64_t now = clock_now_ms();
 	uint64_t wait = MAINTAIN_EVERY_MS;
 	struct timeval tv;
 
@@ -427,7 +420,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 	p->dns = dns;
 	p->params = *params;
 	p->cfg = *pc;
-	p->rng = now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+	p->rng = clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
 	TAILQ_INIT(&p->opening);
 	TAILQ_INIT(&p->idle);
 	TAILQ_INIT(&p->checking);

@@ -22,6 +22,7 @@
 #include <event2/util.h>
 #include <openssl/err.h>
 
+#include "clock.h"
 #include "log.h"
 #include "scram.h"
 #include "tls.h"
@@ -60,7 +61,6 @@ struct up_conn {
 	struct scram_client *scram;
 	bool scram_verified;
 	uint32_t backend_pid;
-	uint64_t ready_at_ms;
 	char txn_status;
 	struct server_param params[MAX_SERVER_PARAMS];
 
@@ -112,14 +112,6 @@ const char *up_close_reason_name(enum up_close_reason r)
 	if ((unsigned)r > UP_CLOSE_INTERNAL)
 		return "unknown";
 	return reason_names[r];
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void set_state(struct up_conn *c, enum up_state s)
@@ -200,26 +192,47 @@ static void teardown_io(struct up_conn *c)
 }
 
 /*
+ * Encodes one small fixed message with its pgwire encoder into out, for
+ * the moments we write to the socket ourselves (before the bufferevent
+ * exists, or while tearing it down). Its length, or 0.
+ */
+static size_t encode_fixed(bool (*put)(struct evbuffer *), unsigned char *out,
+			   size_t cap)
+{
+	struct evbuffer *b = evbuffer_new();
+	size_t n = 0;
+
+	if (b != NULL && put(b) && evbuffer_get_length(b) <= cap)
+		n = (size_t)evbuffer_remove(b, out, cap);
+	if (b != NULL)
+		evbuffer_free(b);
+	return n;
+}
+
+/*
  * Best effort Terminate (and TLS close_notify) on an idle connection, so
  * the server logs a clean exit instead of "unexpected EOF". Never blocks:
  * the socket is non-blocking and a short write is simply abandoned.
  */
 static void say_goodbye(struct up_conn *c)
 {
-	static const unsigned char terminate[5] = {'X', 0, 0, 0, 4};
+	unsigned char terminate[8];
+	size_t n;
 	SSL *ssl;
 
 	if (c->bev == NULL || c->state != UP_IDLE ||
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
 		return;
+	if ((n = encode_fixed(pgw_put_terminate, terminate, sizeof(terminate))) == 0)
+		return;
 	ssl = bufferevent_openssl_get_ssl(c->bev);
 	if (ssl) {
-		if (SSL_write(ssl, terminate, sizeof(terminate)) > 0)
+		if (SSL_write(ssl, terminate, (int)n) > 0)
 			SSL_shutdown(ssl);
 		ERR_clear_error();
 		return;
 	}
-	(void)!send(bufferevent_getfd(c->bev), terminate, sizeof(terminate),
+	(void)!send(bufferevent_getfd(c->bev), terminate, n,
 		    MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
@@ -352,11 +365,6 @@ uint64_t up_get_id(const struct up_conn *c)
 uint32_t up_backend_pid(const struct up_conn *c)
 {
 	return c->backend_pid;
-}
-
-uint64_t up_ready_at_ms(const struct up_conn *c)
-{
-	return c->ready_at_ms;
 }
 
 char up_txn_status(const struct up_conn *c)
@@ -594,7 +602,6 @@ static void login_done(struct up_conn *c)
 	arm_timer(c, 0);
 	scram_client_free(c->scram);
 	c->scram = NULL;
-	c->ready_at_ms = now_ms();
 	c->txn_status = 'I';
 	set_state(c, UP_IDLE);
 	conn_log(LOG_INFO, c,
@@ -1102,9 +1109,11 @@ static void tcp_connected(struct up_conn *c)
 		send_startup(c);
 		return;
 	}
-	unsigned char req[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+	unsigned char req[8];
+	size_t n = encode_fixed(pgw_put_ssl_request, req, sizeof(req));
+
 	/* A fresh socket takes 8 bytes at once; anything else is a failure. */
-	if (send(c->fd, req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req)) {
+	if (n == 0 || send(c->fd, req, n, MSG_NOSIGNAL) != (ssize_t)n) {
 		close_fmt(c, UP_CLOSE_CONNECT, "sending SSLRequest: %s",
 			  strerror(errno));
 		return;
