@@ -107,6 +107,8 @@ void co_target_put(struct co_target *t);
 bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
 	       co_done_cb done, void *arg);
 
+/* The target's metrics (metrics.h), shared by every target of its table. */
+struct mt_series *co_target_series(const struct co_target *t);
 void co_get_stats(const struct coalescer *co, struct co_stats *s);
 
 /* Shutting down: send every queued unit now, without waiting for limits. */

@@ -73,7 +73,8 @@ struct cfg_batch {
 };
 
 struct cfg_admin {
-	char *listen; /* "127.0.0.1:9187" */
+	char *listen;     /* "127.0.0.1:9187"; empty = no admin endpoint */
+	char *auth_token; /* secret; for /metrics; required off loopback */
 };
 
 /*

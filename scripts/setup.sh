@@ -3,6 +3,7 @@
 # skipping whatever is already there, then builds. Usage: scripts/setup.sh [BUILD_TYPE]
 #   BUILD_TYPE: Release (default; for the demo and bench) or Sanitize (for the tests).
 #   LBP_WITH_BENCH=1 also installs what bench/run needs (pgbouncer).
+#   LBP_WITH_TESTS=1 also provides promtool (in .tools/bin) for the metrics tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +61,26 @@ install_python() {
     || python3 -m pip install -q --disable-pip-version-check "${missing[@]}"
 }
 
+# promtool checks /metrics in the tests. It comes in Debian's prometheus package, whose
+# install would also set up a Prometheus server; only the promtool binary is extracted.
+install_promtool() {
+  local dest=.tools/bin/promtool tmp
+  if command -v promtool >/dev/null 2>&1 || [ -x "$dest" ]; then
+    log "promtool: present"
+    return
+  fi
+  log "promtool: extracting from Debian's prometheus package"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) || {
+    sudo_if_needed apt-get update -qq
+    (cd "$tmp" && apt-get download prometheus >/dev/null)
+  }
+  dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp" ./usr/bin/promtool
+  mkdir -p .tools/bin
+  mv "$tmp/usr/bin/promtool" "$dest"
+  rm -rf "$tmp"
+}
+
 build() {
   local type="$1" dir
   case "$type" in
@@ -74,4 +95,5 @@ build() {
 
 install_apt
 install_python
+[ -n "${LBP_WITH_TESTS:-}" ] && install_promtool
 build "${1:-Release}"

@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export LBP_WITH_SPARK=${LBP_WITH_SPARK-1}
+export LBP_WITH_TESTS=1
 BUILD_DIR=$(scripts/setup.sh Sanitize)
 export LBP_BUILD_DIR="$PWD/$BUILD_DIR"
 # Leak checks on, and a failing sanitizer check fails the test.

@@ -14,6 +14,7 @@
 #include "catalog.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "upstream.h"
 
@@ -23,6 +24,7 @@ struct co_unit {
 	uint64_t nrows;
 	size_t bytes;
 	uint64_t queued_ms;
+	struct mt_series *series; /* its target's */
 	co_done_cb done;
 	void *arg;
 	/* Rows moved to the dead-letter table: "(...)" VALUES tuples. */
@@ -64,6 +66,7 @@ struct co_target {
 	unsigned refs;
 	char *key;
 	char *name; /* schema.table, for logs */
+	struct mt_series *series; /* its metrics, outliving the target */
 	struct sql_target def;
 	char **strings; /* owned copies behind def */
 	size_t nstrings;
@@ -112,14 +115,21 @@ static void unit_outcome(struct coalescer *co, struct co_unit *u,
 {
 	struct co_outcome full = *o;
 
+	struct mt_series *ms = u->series;
+
 	if (o->sqlstate == NULL) {
 		co->stats.units_committed++;
 		co->stats.rows_committed += u->nrows;
 		co->stats.bytes_committed += u->bytes;
+		ms->flushes_committed++;
+		ms->rows_committed += u->nrows;
+		ms->bytes_committed += u->bytes;
 		full.rows = u->nrows;
 	} else {
 		co->stats.units_failed++;
 		co->stats.rows_failed += u->nrows;
+		ms->flushes_failed++;
+		ms->rows_rejected += u->nrows;
 	}
 	u->done(&full, u->arg);
 	evbuffer_free(u->rows);
@@ -448,6 +458,7 @@ static void on_server_error(struct co_batch *b, const struct up_result *r)
 			b->attempts--;
 			b->rows--;
 			co->stats.rows_dead_lettered++;
+			b->t->series->rows_dead_lettered++;
 			continue_batch(b, r);
 			return;
 		}
@@ -629,6 +640,7 @@ static void got_conn(struct up_conn *c, void *arg)
 		t->waiting--;
 		take_units(b);
 		t->co->stats.batches++;
+		mt_batch(t->series, b->rows);
 		log_debug("batch=%" PRIu64 " event=batch_start target=%s "
 			  "rows=%" PRIu64 " bytes=%zu conn=%" PRIu64,
 			  b->id, t->name, b->rows, b->bytes, up_get_id(c));
@@ -922,6 +934,8 @@ static struct co_target *new_target(struct coalescer *co,
 	if (t->name)
 		snprintf(t->name, n, "%s%s%s", def->schema ? def->schema : "",
 			 def->schema && def->schema[0] ? "." : "", def->table);
+	if (t->name)
+		t->series = mt_series_get(t->name, def->mode);
 	if (!t->delay_ev || !t->acquire_ev || !t->name || !copy_def(t, def) ||
 	    !build_sql(t)) {
 		free_target(t);
@@ -975,6 +989,7 @@ bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
 	evbuffer_add_buffer(u->rows, rows);
 	u->nrows = nrows;
 	u->queued_ms = clock_now_ms();
+	u->series = t->series;
 	u->done = done;
 	u->arg = arg;
 	TAILQ_INSERT_TAIL(&t->queue, u, link);
@@ -1033,6 +1048,11 @@ void co_free(struct coalescer *co)
 		free_target(t);
 	}
 	free(co);
+}
+
+struct mt_series *co_target_series(const struct co_target *t)
+{
+	return t->series;
 }
 
 void co_get_stats(const struct coalescer *co, struct co_stats *s)

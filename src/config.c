@@ -102,7 +102,9 @@ static const struct cfg_key keys[] = {
     {KEY(batch, catalog_ttl_s, CFG_UINT), .min = 0, .max = 86400,
      .def = "300"},
     {KEY(batch, dead_letter, CFG_BOOL), .def = "off"},
-    {KEY(admin, listen, CFG_STRING), .def = "127.0.0.1:9187"},
+    {KEY(admin, listen, CFG_STRING), .def = "127.0.0.1:9187",
+     .optional = true},
+    {KEY(admin, auth_token, CFG_SECRET), .optional = true},
     {KEY(lakebase, workspace_host, CFG_STRING), .optional = true},
     {KEY(lakebase, instance_name, CFG_STRING), .optional = true},
     {KEY(lakebase, endpoint, CFG_STRING), .optional = true},
@@ -728,6 +730,33 @@ static bool check_ingest(const struct cfg_ingest *in, char *err, size_t errlen)
 	return true;
 }
 
+static bool check_admin(const struct cfg_admin *ad, char *err, size_t errlen)
+{
+	struct na_listen addr;
+	char why[300];
+
+	if (ad->listen == NULL)
+		return true; /* no admin endpoint */
+	if (!na_parse_listen(ad->listen, &addr, why, sizeof(why))) {
+		put_err(err, errlen, "[admin] listen: %s", why);
+		return false;
+	}
+	if (addr.is_unix) {
+		put_err(err, errlen, "[admin] listen %s: must be host:port",
+		        ad->listen);
+		return false;
+	}
+	/* Metrics name tables and hosts: not for everyone on the network. */
+	if (!na_is_loopback(&addr) && ad->auth_token == NULL) {
+		put_err(err, errlen,
+		        "[admin] listen %s is not a loopback address: set "
+		        "[admin] auth_token (LAKEBASE_PROXY_ADMIN_AUTH_TOKEN)",
+		        ad->listen);
+		return false;
+	}
+	return true;
+}
+
 /* Names go into API paths unescaped, so only path-safe characters. */
 static bool is_api_name(const char *s, bool slashes)
 {
@@ -859,6 +888,7 @@ static bool check_whole(const struct config *cfg, char *err, size_t errlen)
 		return false;
 	}
 	return check_ingest(&cfg->ingest, err, errlen) &&
+	       check_admin(&cfg->admin, err, errlen) &&
 	       check_lakebase(&cfg->lakebase, err, errlen) &&
 	       check_sslrootcert(&cfg->upstream, err, errlen);
 }

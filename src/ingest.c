@@ -22,10 +22,12 @@
 #include <openssl/evp.h>
 
 #include "catalog.h"
+#include "clock.h"
 #include "coalesce.h"
 #include "copytext.h"
 #include "ingest_proto.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "pgwire.h"
 
@@ -66,6 +68,7 @@ struct pending {
 	char *message;
 	char *detail;
 	size_t bytes; /* counted in the buffers until the outcome */
+	uint64_t flushed_us; /* when its Flush arrived (latency metric) */
 };
 TAILQ_HEAD(pending_list, pending);
 
@@ -227,6 +230,7 @@ static void send_answers(struct session *s)
 
 	while ((p = TAILQ_FIRST(&s->pendings)) != NULL && p->done) {
 		TAILQ_REMOVE(&s->pendings, p, link);
+		mt_flush_latency_us(clock_now_us() - p->flushed_us);
 		if (p->sqlstate[0] == '\0')
 			igp_put_ack(out, p->flush_id, p->rows);
 		else
@@ -523,6 +527,7 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 {
 	struct ingest *ing = s->ing;
 	struct ct_error err;
+	struct mt_series *ms;
 	uint64_t rows = 0;
 
 	ing->stats.bytes_received += f->len;
@@ -545,6 +550,9 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 	}
 	ing->stats.rows_received += rows;
 	s->unit_rows += rows;
+	ms = co_target_series(s->target);
+	ms->rows_received += rows;
+	ms->bytes_received += f->len;
 	if (evbuffer_add(s->unit, f->body, f->len) != 0)
 		fail_unit(s, "53200", 0, "out of memory");
 }
@@ -577,8 +585,13 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 	}
 	p->s = s;
 	p->flush_id = id;
+	p->flushed_us = clock_now_us();
 	TAILQ_INSERT_TAIL(&s->pendings, p, link);
 	if (s->unit_sqlstate[0]) {
+		struct mt_series *ms = co_target_series(s->target);
+
+		ms->flushes_failed++;
+		ms->rows_rejected += s->unit_rows;
 		ing->stats.flush_errors++;
 		set_outcome(p, s->unit_sqlstate, s->unit_message, "",
 			    s->unit_row);

@@ -5,15 +5,20 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "admin.h"
 #include "catalog.h"
 #include "coalesce.h"
 #include "control.h"
 #include "ingest.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "tls.h"
 #include "upstream.h"
@@ -28,6 +33,7 @@ struct server {
 	struct catalog *cat;
 	struct coalescer *co;
 	struct ingest *ing;
+	struct admin *admin; /* NULL with [admin] listen empty */
 	struct event *sigterm_ev;
 	struct event *sigint_ev;
 	struct event *sighup_ev;
@@ -35,6 +41,8 @@ struct server {
 	struct event *drain_ev; /* set once a stop signal came */
 	unsigned drain_ticks;
 	int exit_code;
+	int64_t cred_expires_ms; /* the control plane's; -1: none yet */
+	double start_time_s;     /* wall clock, for process_start_time_seconds */
 };
 
 void server_up_params(const struct config *cfg, struct up_params *out)
@@ -112,19 +120,22 @@ static void log_stats(struct server *s)
 {
 	struct ing_stats is;
 	struct co_stats cs;
+	char p99[32];
 
 	pool_log_stats(s->pool);
+	snprintf(p99, sizeof(p99), "%g", mt_flush_latency_quantile(0.99));
 	ing_get_stats(s->ing, &is);
 	co_get_stats(s->co, &cs);
 	log_info("event=ingest_stats clients=%u paused=%u rows_received=%" PRIu64
 		 " buffered_bytes=%" PRIu64 " rows_committed=%" PRIu64
 		 " units_committed=%" PRIu64 " units_failed=%" PRIu64
 		 " batches=%" PRIu64 " batch_retries=%" PRIu64
-		 " batches_split=%" PRIu64 " inflight=%u queued_units=%" PRIu64,
+		 " batches_split=%" PRIu64 " inflight=%u queued_units=%" PRIu64
+		 " flush_p99_le_s=%s",
 		 is.clients, is.paused, is.rows_received, is.buffered_bytes,
 		 cs.rows_committed, cs.units_committed, cs.units_failed,
 		 cs.batches, cs.batch_retries, cs.batches_split, cs.inflight,
-		 cs.queued_units);
+		 cs.queued_units, p99);
 }
 
 static void stats_cb(evutil_socket_t fd, short what, void *arg)
@@ -159,6 +170,7 @@ static void on_credential(const char *host, const char *token,
 {
 	struct server *s = arg;
 
+	s->cred_expires_ms = expires_ms;
 	if (!pool_set_password(s->pool, token) ||
 	    !pool_set_host(s->pool, host))
 		log_error("event=lakebase_error step=apply error=\"out of "
@@ -220,6 +232,119 @@ static bool start_ingest(struct server *s, char *err, size_t errlen)
 	return s->ing != NULL;
 }
 
+static double wall_now_s(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+/* /readyz: a logged-in server connection and a live credential. */
+static bool server_ready(char *why, size_t whylen, void *arg)
+{
+	struct server *s = arg;
+	struct pool_stats ps;
+	unsigned open;
+
+	if (s->drain_ev != NULL) {
+		snprintf(why, whylen, "draining (stop signal received)");
+		return false;
+	}
+	if (s->ctl != NULL) {
+		if (s->cred_expires_ms < 0) {
+			snprintf(why, whylen, "no database credential yet");
+			return false;
+		}
+		if (wall_now_s() * 1000.0 >= (double)s->cred_expires_ms) {
+			snprintf(why, whylen, "the database credential expired");
+			return false;
+		}
+	}
+	pool_get_stats(s->pool, &ps);
+	if (ps.failures > 0) {
+		snprintf(why, whylen,
+			 "upstream failing (%u connects failed in a row)",
+			 ps.failures);
+		return false;
+	}
+	/* min_size 0 keeps no connection: then not failing is all we know. */
+	open = ps.idle + ps.checking + ps.lent;
+	if (open == 0 && s->cfg->pool.min_size > 0) {
+		snprintf(why, whylen, "no upstream connection");
+		return false;
+	}
+	return true;
+}
+
+/* CPU seconds and resident bytes of this process, for /metrics. */
+static void process_usage(double *cpu_s, uint64_t *rss_bytes)
+{
+	struct rusage ru;
+	FILE *f;
+	unsigned long size, resident;
+
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		*cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+			 ((double)ru.ru_utime.tv_usec +
+			  (double)ru.ru_stime.tv_usec) / 1e6;
+	f = fopen("/proc/self/statm", "r");
+	if (f == NULL)
+		return;
+	if (fscanf(f, "%lu %lu", &size, &resident) == 2)
+		*rss_bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+	fclose(f);
+}
+
+static void server_gauges(struct mt_gauges *g, void *arg)
+{
+	struct server *s = arg;
+	struct pool_stats ps;
+	struct ing_stats is;
+	struct co_stats cs;
+	char why[8];
+
+	pool_get_stats(s->pool, &ps);
+	ing_get_stats(s->ing, &is);
+	co_get_stats(s->co, &cs);
+	g->clients = is.clients;
+	g->clients_paused = is.paused;
+	g->clients_accepted = is.accepted;
+	g->clients_refused = is.refused;
+	g->protocol_errors = is.protocol_errors;
+	g->buffered_bytes = is.buffered_bytes;
+	g->queued_units = cs.queued_units;
+	g->queued_bytes = cs.queued_bytes;
+	g->batches_inflight = cs.inflight;
+	g->batch_retries = cs.batch_retries;
+	g->batches_split = cs.batches_split;
+	g->conn_opening = ps.opening;
+	g->conn_idle = ps.idle;
+	g->conn_checking = ps.checking;
+	g->conn_lent = ps.lent;
+	g->pool_waiters = ps.waiters;
+	g->pool_failures = ps.failures;
+	g->pool_opened = ps.opened;
+	g->pool_closed = ps.closed;
+	g->pool_failed = ps.failed;
+	g->credential_expires_ms = s->ctl ? s->cred_expires_ms : -1;
+	g->ready = server_ready(why, sizeof(why), s);
+	g->draining = s->drain_ev != NULL;
+	g->start_time_s = s->start_time_s;
+	process_usage(&g->cpu_s, &g->rss_bytes);
+}
+
+static bool start_admin(struct server *s, char *err, size_t errlen)
+{
+	struct admin_probe probe = {
+	    .gauges = server_gauges, .ready = server_ready, .arg = s};
+
+	if (s->cfg->admin.listen == NULL)
+		return true;
+	s->admin = admin_new(s->base, &s->cfg->admin, &probe, err, errlen);
+	return s->admin != NULL;
+}
+
 struct server *server_new(const struct config *cfg, char *err, size_t errlen)
 {
 	struct server *s = calloc(1, sizeof(*s));
@@ -228,6 +353,8 @@ struct server *server_new(const struct config *cfg, char *err, size_t errlen)
 	if (s == NULL)
 		return NULL;
 	s->cfg = cfg;
+	s->cred_expires_ms = -1;
+	s->start_time_s = wall_now_s();
 	s->base = event_base_new();
 	if (s->base == NULL) {
 		snprintf(err, errlen, "cannot create the event loop");
@@ -262,7 +389,8 @@ struct server *server_new(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create the pool");
 		goto fail;
 	}
-	if (!start_control(s, err, errlen) || !start_ingest(s, err, errlen))
+	if (!start_control(s, err, errlen) || !start_ingest(s, err, errlen) ||
+	    !start_admin(s, err, errlen))
 		goto fail;
 	return s;
 fail:
@@ -284,6 +412,7 @@ void server_free(struct server *s)
 	if (s == NULL)
 		return;
 	/* Users before what they use: sessions, batches, lookups, the pool. */
+	admin_free(s->admin);
 	ing_free(s->ing);
 	co_free(s->co);
 	cat_free(s->cat);
@@ -306,4 +435,5 @@ void server_free(struct server *s)
 	if (s->base)
 		event_base_free(s->base);
 	free(s);
+	mt_reset();
 }

@@ -24,6 +24,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "scram.h"
 #include "tls.h"
 
@@ -471,6 +472,7 @@ static void handle_fatal(struct up_conn *c, const struct pgw_frame *f,
 		up_close(c, UP_CLOSE_PROTOCOL, "malformed ErrorResponse");
 		return;
 	}
+	mt_upstream_error(n.sqlstate);
 	if (why == UP_CLOSE_AUTH && n.sqlstate &&
 	    strncmp(n.sqlstate, "28", 2) != 0)
 		why = UP_CLOSE_SERVER; /* e.g. 53300 too many connections */
@@ -778,6 +780,7 @@ static bool store_error(struct up_conn *c, const struct pgw_frame *f)
 
 	if (pgw_parse_notice(f, &n) != PGW_OK)
 		return false;
+	mt_upstream_error(n.sqlstate);
 	if (c->copy_src) {
 		/* The server drops whatever COPY data still comes; stop sending. */
 		c->copy_streaming = false;

@@ -11,6 +11,7 @@ import re
 import subprocess
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -265,8 +266,21 @@ def test_oauth_failing_and_stopped_instance_at_start_then_recovering(
                        r'error="instance inst-1 is STOPPED" failures=1 ')
         proxy.wait_log(r"event=lakebase_error step=host .*failures=2 ")
         assert "event=pool_start" not in proxy.log  # nothing to connect to yet
+        assert proxy.admin_get("/readyz")[:2] == (503, "not ready: no database credential yet\n")
+        assert "lbp_credential_expiry" not in proxy.admin_get("/metrics")[1]
         fake.state = "AVAILABLE"
         proxy.wait_log(r"event=pool_start", timeout=15)
+        # The expiry the control plane was given is exported as it is.
+        m = proxy.wait_log(r"event=lakebase_credential expires=(\S+)Z ")
+        want = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(
+            tzinfo=timezone.utc).timestamp()
+        got = re.search(r"^lbp_credential_expiry_timestamp_seconds (\S+)$",
+                        proxy.admin_get("/metrics")[1], re.M)
+        assert got and abs(float(got.group(1)) - want) < 1.0, got
+        deadline = time.monotonic() + 30
+        while proxy.admin_get("/readyz")[0] != 200:
+            assert time.monotonic() < deadline, proxy.admin_get("/readyz")
+            time.sleep(0.1)
         c = IngestConnection(addr, client_name="late")
         c.open("ctl_start", "insert", ["writer", "seq"])
         c.send_rows(b"3\t1\n")

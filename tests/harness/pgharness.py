@@ -155,6 +155,16 @@ class PgServer:
             self._pg_ctl("restart", "-m", "fast", "-w", "-t", "30", "-l", str(self.logfile))
             self._wait_ready()
 
+    def halt(self) -> None:
+        """Fast shutdown, keeping the cluster, so that resume() brings it back on the same port."""
+        with _dir_lock(self.base_dir):
+            self._pg_ctl("stop", "-m", "fast", "-w", "-t", "30")
+
+    def resume(self) -> None:
+        with _dir_lock(self.base_dir):
+            self._pg_ctl("start", "-w", "-t", "30", "-l", str(self.logfile))
+            self._wait_ready()
+
     def is_running(self) -> bool:
         if not (self.pgdata / "PG_VERSION").exists():
             return False

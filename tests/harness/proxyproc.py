@@ -55,7 +55,11 @@ class ProxyProcess:
             cmd += ["--config", str(config)]
         cmd += args or []
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEBASE_PROXY_")}
+        # Each proxy gets its own admin port, so tests (and a proxy still draining) never
+        # collide on the default 9187. A test that sets the admin address passes it in env.
+        full_env["LAKEBASE_PROXY_ADMIN_LISTEN"] = f"127.0.0.1:{free_port()}"
         full_env.update(env or {})
+        self.admin_listen = full_env["LAKEBASE_PROXY_ADMIN_LISTEN"]
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
@@ -70,6 +74,27 @@ class ProxyProcess:
             with self._cond:
                 self.lines.append(line.rstrip("\n"))
                 self._cond.notify_all()
+
+    @property
+    def admin_url(self) -> str:
+        """http://host:port of the admin endpoint, as the proxy logged it once bound."""
+        m = self.wait_log(r"event=admin_listening .*addr=(\S+)")
+        return f"http://{m.group(1)}"
+
+    def admin_get(self, path: str, token: str | None = None,
+                  timeout: float = 10.0) -> tuple[int, str, dict[str, str]]:
+        """GET path from the admin endpoint: (status, body, headers); errors are answers too."""
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(self.admin_url + path)
+        if token is not None:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read().decode(), dict(r.headers)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(), dict(e.headers)
 
     @property
     def log(self) -> str:

@@ -116,6 +116,7 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_BATCH_CATALOG_TTL_S=8",
     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off",
     "LAKEBASE_PROXY_ADMIN_LISTEN=127.0.0.1:1",
+    "LAKEBASE_PROXY_ADMIN_AUTH_TOKEN=admintok-" SECRET,
     "LAKEBASE_PROXY_LAKEBASE_WORKSPACE_HOST=https://env.example.net/",
     /* switches to the other kind of instance and of authentication */
     "LAKEBASE_PROXY_LAKEBASE_INSTANCE_NAME=",
@@ -351,6 +352,7 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.server.shutdown_timeout_s, 7);
 	ck_assert(!cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
+	ck_assert_str_eq(cfg.admin.auth_token, "admintok-" SECRET);
 	ck_assert_str_eq(cfg.lakebase.workspace_host, "https://env.example.net/");
 	ck_assert_ptr_null(cfg.lakebase.instance_name);
 	ck_assert_str_eq(cfg.lakebase.endpoint,

@@ -1,0 +1,41 @@
+/* admin.h: the admin HTTP endpoint: /metrics, /healthz, /readyz. */
+#ifndef LBP_ADMIN_H
+#define LBP_ADMIN_H
+
+/*
+ * A small evhttp server on [admin] listen. GET and HEAD only.
+ *   /healthz  200 "ok": the event loop answers (the process is alive).
+ *   /readyz   200 "ready", or 503 "not ready: <why>" (probe->ready says).
+ *   /metrics  Prometheus text (metrics.h), gauges from probe->gauges.
+ * With [admin] auth_token set, /metrics needs "Authorization: Bearer
+ * <token>" (401 otherwise); the probes stay open, they tell nothing but
+ * up or down. Off loopback the token is required (config.c).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "metrics.h"
+
+struct event_base;
+struct admin;
+
+struct admin_probe {
+	/* Fills the gauges read at scrape time (g is zeroed first). */
+	void (*gauges)(struct mt_gauges *g, void *arg);
+	/* true when ready; else why holds a short reason. */
+	bool (*ready)(char *why, size_t whylen, void *arg);
+	void *arg;
+};
+
+/*
+ * Binds cfg->listen now, so a bad or busy address fails the start. NULL
+ * with err filled. cfg->listen NULL: no endpoint (returns NULL, err "").
+ */
+struct admin *admin_new(struct event_base *base, const struct cfg_admin *cfg,
+			const struct admin_probe *probe, char *err,
+			size_t errlen);
+void admin_free(struct admin *a);
+
+#endif
