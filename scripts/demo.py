@@ -3,15 +3,16 @@
 
 A throwaway PostgreSQL 15 (TLS + SCRAM-SHA-256 only, like Lakebase), lakebase-proxy in front of it
 with a warm pool, and a Spark Structured Streaming query (rate source, several partitions) whose
-rows go through `LakebaseForeachWriter(proxy=...)`. A progress line every few seconds; at the end
-a summary, and a check that the table holds exactly the rows the proxy acknowledged.
+rows go through `LakebaseForeachWriter(proxy=...)`. A progress line every few seconds (from the
+proxy's /metrics: rows/s, rows acknowledged, p99 flush-to-ack latency); at the end a summary, and a
+check that the table holds exactly the rows the proxy acknowledged.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -26,6 +27,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT / "python")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
+import promtext  # noqa: E402
 from pgharness import PgServer  # noqa: E402
 from proxyproc import start_proxy  # noqa: E402
 
@@ -36,11 +38,15 @@ def say(msg: str) -> None:
     print(f"[demo] {msg}", flush=True)
 
 
-def last_stats(log: str) -> dict[str, int]:
-    lines = re.findall(r"event=ingest_stats (.*)", log)
-    if not lines:
-        return {}
-    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[-1])}
+def scrape(proxy) -> promtext.Samples:
+    status, body, _ = proxy.admin_get("/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}: {body}")
+    return promtext.parse(body)
+
+
+def ms(seconds: float) -> str:
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.1f}"
 
 
 def server_connections(pg: PgServer) -> int:
@@ -66,23 +72,25 @@ def run_stream(spark, addr: str, rate: int, partitions: int, duration: float,
              .start())
     start = time.monotonic()
     peak_conns = 0
-    last_rows, last_t = 0, start
-    print(f"{'elapsed':>8} {'rows/s':>9} {'acked rows':>11} {'batches':>8} "
+    last, last_t = scrape(proxy), start
+    print(f"{'elapsed':>8} {'rows/s':>9} {'acked rows':>11} {'p99 ack ms':>10} "
           f"{'rows/batch':>10} {'server conns':>12}", flush=True)
     while time.monotonic() - start < duration:
         time.sleep(3)
         if query.exception():
             raise RuntimeError(f"the streaming query failed: {query.exception()}")
-        st = last_stats(proxy.log)
-        now = time.monotonic()
-        rows = st.get("rows_committed", 0)
+        cur, now = scrape(proxy), time.monotonic()
+        rows = promtext.total(cur, "lbp_rows_committed_total")
+        new_rows = rows - promtext.total(last, "lbp_rows_committed_total")
+        new_batches = (promtext.total(cur, "lbp_batches_total")
+                       - promtext.total(last, "lbp_batches_total"))
+        p99 = promtext.quantile(0.99, cur, last, "lbp_flush_ack_seconds")
         conns = server_connections(pg)
         peak_conns = max(peak_conns, conns)
-        batches = st.get("batches", 0)
-        print(f"{now - start:>7.0f}s {(rows - last_rows) / (now - last_t):>9,.0f} {rows:>11,} "
-              f"{batches:>8,} {rows / batches if batches else 0:>10,.1f} {conns:>12}",
-              flush=True)
-        last_rows, last_t = rows, now
+        print(f"{now - start:>7.0f}s {new_rows / (now - last_t):>9,.0f} {rows:>11,.0f} "
+              f"{ms(p99):>10} {new_rows / new_batches if new_batches else 0:>10,.1f} "
+              f"{conns:>12}", flush=True)
+        last, last_t = cur, now
     query.stop()
     return {"seconds": time.monotonic() - start, "peak_conns": peak_conns}
 
@@ -107,7 +115,7 @@ def main() -> int:
                          f"GRANT ALL ON {TABLE} TO {pg.user}")
             say("starting lakebase-proxy (pool of 2..4 TLS connections, verify-full) ...")
             proxy, addr = start_proxy(pg, tmpdir, pool={"min_size": 2, "max_size": 4},
-                                      log={"stats_period_s": 1})
+                                      log={"stats_period_s": 10})
             proxy.wait_log(r"event=pool_stats opening=0 idle=2 ")
             say(f"proxy listens on {addr}; starting Spark (local[{args.partitions}]) ...")
             from pyspark.sql import SparkSession
@@ -121,22 +129,29 @@ def main() -> int:
             result = run_stream(spark, addr, args.rate, args.partitions, args.duration, pg,
                                 proxy)
             spark.stop()
-            time.sleep(1.5)  # one more stats line
-            stats = last_stats(proxy.log)
+            m = scrape(proxy)
             rc = proxy.stop()
             in_table = int(pg.admin_sql(f"SELECT count(*) FROM {TABLE}")[0][0])
-            acked = stats.get("rows_committed", -1)
-            batches = stats.get("batches", 0)
+            acked = int(promtext.total(m, "lbp_rows_committed_total"))
+            batches = int(promtext.total(m, "lbp_batches_total"))
             print()
             print("summary")
             print(f"  streamed for              {result['seconds']:.0f} s")
             print(f"  rows acknowledged         {acked:,}")
             print(f"  rows in the table         {in_table:,}")
-            print(f"  flush units committed     {stats.get('units_committed', 0):,}")
+            print(f"  flush units committed     "
+                  f"{promtext.total(m, 'lbp_flushes_committed_total'):,.0f}")
             print(f"  batches (transactions)    {batches:,}"
                   f" ({acked / batches if batches else 0:,.0f} rows each)")
-            print(f"  failed flush units        {stats.get('units_failed', 0)}")
+            print(f"  flush-to-ack latency      p50 "
+                  f"{ms(promtext.quantile(0.5, m, None, 'lbp_flush_ack_seconds'))} ms, p99 "
+                  f"{ms(promtext.quantile(0.99, m, None, 'lbp_flush_ack_seconds'))} ms")
+            print(f"  failed flush units        "
+                  f"{promtext.total(m, 'lbp_flushes_failed_total'):,.0f}")
             print(f"  server connections, peak  {result['peak_conns']} (pool max_size 4)")
+            print(f"  proxy CPU, memory         "
+                  f"{promtext.value(m, 'process_cpu_seconds_total'):.1f} s, "
+                  f"{promtext.value(m, 'process_resident_memory_bytes') / 2**20:.0f} MiB RSS")
             print(f"  proxy exit code           {rc}")
             ok = rc == 0 and acked == in_table and acked > 0
             print(f"  check                     {'OK: table == acknowledged' if ok else 'MISMATCH'}")

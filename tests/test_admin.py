@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import promtext
 import pytest
 from lakebase_foreachwriter.ingest_protocol import Ack, FlushError, IngestConnection
 from pgharness import PgServer
@@ -36,34 +37,15 @@ def check_with_promtool(text: str) -> None:
     assert res.returncode == 0, f"promtool: {res.stdout}{res.stderr}\n---\n{text}"
 
 
-SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$')
-LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse(text: str) -> dict[tuple[str, frozenset], float]:
-    """{(name, labels): value} for every sample line."""
-    out: dict[tuple[str, frozenset], float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = SAMPLE.match(line)
-        assert m, f"not a sample line: {line!r}"
-        labels = frozenset((k, re.sub(r'\\(.)', lambda e: "\n" if e.group(1) == "n"
-                                      else e.group(1), v))
-                           for k, v in LABEL.findall(m.group(2) or ""))
-        out[(m.group(1), labels)] = float(m.group(3))
-    return out
-
-
 def metric(samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return promtext.value(samples, name, **labels)
 
 
 def scrape(proxy: ProxyProcess) -> tuple[str, dict]:
     status, body, headers = proxy.admin_get("/metrics")
     assert status == 200, body
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    return body, parse(body)
+    return body, promtext.parse(body)
 
 
 def make_table(pg: PgServer, name: str, ddl: str) -> None:
@@ -122,8 +104,7 @@ def test_metrics_are_valid_prometheus_text_and_count_the_traffic(pg: PgServer,
     assert metric(after, "lbp_clients") == 2
     assert metric(after, "lbp_flush_ack_seconds_count") == 7
     assert metric(after, "lbp_flush_ack_seconds_bucket", le="+Inf") == 7
-    assert metric(after, "lbp_batch_rows_count") == sum(
-        v for (n, l), v in after.items() if n == "lbp_batches_total")
+    assert metric(after, "lbp_batch_rows_count") == promtext.total(after, "lbp_batches_total")
     assert metric(after, "lbp_batch_rows_sum") >= 502  # 500 good + the retried good rows
     open_conns = sum(metric(after, "lbp_upstream_connections", state=s)
                      for s in ("idle", "lent", "checking"))

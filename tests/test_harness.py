@@ -110,3 +110,26 @@ def test_second_instance_without_tls(tmp_path, pg: PgServer) -> None:
         plain.stop()
     assert not plain.is_running()
     assert not (tmp_path / "plain" / "data").exists()
+
+
+def test_promtext_quantile_over_an_interval() -> None:
+    """The demo's p99 comes from histogram deltas, interpolated within the bucket like PromQL."""
+    import math
+
+    import promtext
+
+    def hist(counts: list[int]) -> promtext.Samples:
+        text = "".join(f'lat_bucket{{le="{le}"}} {c}\n'
+                       for le, c in zip(["0.01", "0.1", "1", "+Inf"], counts))
+        return promtext.parse(text)
+
+    before, now = hist([10, 10, 10, 10]), hist([10, 110, 110, 110])
+    # 100 new observations, all in (0.01, 0.1]: p50 is half way through that bucket.
+    assert promtext.quantile(0.5, now, before, "lat") == pytest.approx(0.055)
+    assert promtext.quantile(0.99, now, before, "lat") == pytest.approx(0.0991)
+    # Since the start, the 10 old ones in the first bucket count too.
+    assert promtext.quantile(0.05, now, None, "lat") == pytest.approx(0.0055)
+    assert math.isnan(promtext.quantile(0.99, now, now, "lat"))
+    assert promtext.quantile(0.99, hist([0, 0, 0, 5]), None, "lat") == 1.0
+    with pytest.raises(ValueError):
+        promtext.parse("lat_bucket{le=\"1\"}\n")
