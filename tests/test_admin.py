@@ -58,6 +58,17 @@ def rows_text(rows) -> bytes:
     return "".join("\t".join(r) + "\n" for r in rows).encode()
 
 
+def commits_one_row(pg: PgServer, addr: str, table: str) -> None:
+    make_table(pg, table, "id int")
+    c = IngestConnection(addr)
+    c.open(table, "insert", ["id"])
+    c.send_rows(b"7\n")
+    c.flush()
+    assert c.read_answer() == Ack(1, 1)
+    c.close()
+    assert pg.admin_sql(f"SELECT id FROM {table}") == [["7"]]
+
+
 def test_metrics_are_valid_prometheus_text_and_count_the_traffic(pg: PgServer,
                                                                  tmp_path: Path) -> None:
     proxy, addr = start_proxy(pg, tmp_path, pool={"min_size": 2, "max_size": 4})
@@ -142,14 +153,7 @@ def test_readyz_follows_the_server_and_healthz_the_process(tmp_path: Path) -> No
         assert metric(m, "lbp_upstream_connect_failures_total") >= 1 or "no upstream" in body
         own.resume()
         wait_ready(200)
-        # And it really is usable again.
-        make_table(own, "r_ev", "id int")
-        c = IngestConnection(addr)
-        c.open("r_ev", "insert", ["id"])
-        c.send_rows(b"1\n")
-        c.flush()
-        assert c.read_answer() == Ack(1, 1)
-        c.close()
+        commits_one_row(own, addr, "r_ev")  # and it really is usable again
         assert proxy.stop() == 0, proxy.log
     finally:
         own.stop()
@@ -209,13 +213,7 @@ def test_token_methods_paths_and_hostile_requests(pg: PgServer, tmp_path: Path) 
     raw(b"GET /metrics HTTP/1.1\r\n")  # truncated
     # The daemon is fine and ingest unaffected.
     assert proxy.admin_get("/healthz")[0] == 200
-    make_table(pg, "h_ev", "id int")
-    c = IngestConnection(addr)
-    c.open("h_ev", "insert", ["id"])
-    c.send_rows(b"7\n")
-    c.flush()
-    assert c.read_answer() == Ack(1, 1)
-    c.close()
+    commits_one_row(pg, addr, "h_ev")
     assert token not in proxy.log
     assert proxy.stop() == 0, proxy.log
 
