@@ -54,7 +54,7 @@ struct rl_plan {
  * stays the truth about what runs and the next reload reports them again.
  */
 void rl_plan(const struct config *cur, const struct config *next,
-	     struct rl_plan *plan);
+             struct rl_plan *plan);
 
 /* The applied keys as "section.key,section.key", or "none". Returns buf. */
 const char *rl_applied(const struct rl_plan *plan, char *buf, size_t size);

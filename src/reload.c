@@ -52,7 +52,7 @@ struct plan_ctx {
 
 /* Why this change cannot apply now, or NULL. */
 static const char *why_ignored(const struct plan_ctx *ctx, const char *section,
-			       const char *key)
+                               const char *key)
 {
 	if (find_rule(section, key) == NULL)
 		return RL_NEEDS_RESTART;
@@ -82,13 +82,13 @@ static void add_change(const char *section, const char *key, void *arg)
 }
 
 void rl_plan(const struct config *cur, const struct config *next,
-	     struct rl_plan *plan)
+             struct rl_plan *plan)
 {
 	struct plan_ctx ctx = {
 	    .plan = plan,
 	    .lakebase_on = cur->lakebase.workspace_host != NULL,
 	    .lakebase_switch = (cur->lakebase.workspace_host == NULL) !=
-			       (next->lakebase.workspace_host == NULL),
+	                       (next->lakebase.workspace_host == NULL),
 	};
 
 	plan->actions = 0;
@@ -110,7 +110,7 @@ const char *rl_applied(const struct rl_plan *plan, char *buf, size_t size)
 		if (c->ignored != NULL)
 			continue;
 		w = snprintf(buf + n, size - n, "%s%s.%s", n > 0 ? "," : "",
-			     c->section, c->key);
+		             c->section, c->key);
 		if (w < 0 || (size_t)w >= size - n) {
 			buf[n] = '\0'; /* whole names only */
 			break;

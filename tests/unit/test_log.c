@@ -52,7 +52,8 @@ START_TEST(test_lines_go_to_the_file)
 	ck_assert_msg(log_set_file(path, err, sizeof(err)), "%s", err);
 	log_info("event=first n=%d", 1);
 	log_info("event=second");
-	ck_assert_ptr_nonnull(strstr(slurp(path), "level=info event=first n=1\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(slurp(path), "level=info event=first n=1\n"));
 	ck_assert_ptr_nonnull(strstr(slurp(path), "event=second\n"));
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 0777, 0640);
@@ -99,7 +100,7 @@ START_TEST(test_bad_path_keeps_the_old_file)
 	/* the path is quoted (it has spaces), the reason given */
 	ck_assert_ptr_nonnull(strstr(err, "[log] file \""));
 	ck_assert_ptr_nonnull(strstr(err, "no such dir/x.log\": cannot open: "
-					  "No such file or directory"));
+	                                  "No such file or directory"));
 	ck_assert(!log_check_file(bad, err, sizeof(err)));
 	log_info("event=kept");
 	ck_assert_ptr_nonnull(strstr(slurp(path), "event=kept"));
