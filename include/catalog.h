@@ -49,6 +49,8 @@ struct catalog *cat_new(struct event_base *base, struct pool *pool,
 			unsigned ttl_s);
 /* Pending lookups are called back with 57P01 first. */
 void cat_free(struct catalog *cat);
+/* A new cache lifetime (a reload); it applies to entries already cached. */
+void cat_set_ttl(struct catalog *cat, unsigned ttl_s);
 
 struct cat_lookup;
 /* Calls cb from the event loop, never from inside cat_lookup. */

@@ -86,6 +86,11 @@ struct coalescer *co_new(struct event_base *base, struct pool *pool,
 			 struct catalog *cat, const struct co_config *cfg);
 /* Fails every queued unit with 57P01. Units in flight are abandoned. */
 void co_free(struct coalescer *co);
+/*
+ * New limits (a reload) for batches formed from now on; batches in flight
+ * keep theirs. Turning dead_letter on covers the targets already open.
+ */
+void co_set_config(struct coalescer *co, const struct co_config *cfg);
 
 /* Longest table name that leaves room for the "_dead_letter" suffix. */
 #define CO_DEAD_LETTER_SUFFIX "_dead_letter"

@@ -100,6 +100,7 @@ struct cfg_lakebase {
 struct cfg_log {
 	enum log_level level;    /* info */
 	unsigned stats_period_s; /* 60; 0 = no periodic pool line */
+	char *file;              /* append lines here; NULL = stderr */
 };
 
 struct cfg_server {
@@ -138,5 +139,23 @@ bool cfg_load(struct config *cfg, const char *path, char *const *envp,
 
 /* Writes the effective settings as INI, secrets shown as "********". */
 void cfg_print(const struct config *cfg, FILE *out);
+
+/*
+ * Calls cb(section, key) for every setting whose value differs between a
+ * and b, in the order of the settings table, and returns how many did.
+ * Secrets are compared too; only the key's name is passed, never a value.
+ */
+typedef void (*cfg_diff_cb)(const char *section, const char *key, void *arg);
+/* How many settings there are (the most cfg_diff can report). */
+size_t cfg_key_count(void);
+unsigned cfg_diff(const struct config *a, const struct config *b,
+		  cfg_diff_cb cb, void *arg);
+
+/*
+ * Sets [section] key in dst to its value in src (strings copied). false on
+ * OOM or when there is no such key; dst is unchanged then.
+ */
+bool cfg_copy_key(struct config *dst, const struct config *src,
+		  const char *section, const char *key);
 
 #endif

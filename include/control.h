@@ -44,8 +44,8 @@ struct ctl_events {
 };
 
 /*
- * Starts at once (the first call is made from the loop). cfg must outlive
- * the ctl. once: stop after the first credential or the first failure
+ * Starts at once (the first call is made from the loop). cfg is copied.
+ * once: stop after the first credential or the first failure
  * (--check-config), instead of refreshing forever. NULL + err on failure.
  */
 struct ctl *ctl_new(struct event_base *base, const struct cfg_lakebase *cfg,

@@ -13,6 +13,17 @@ bool log_level_parse(const char *name, enum log_level *out);
 const char *log_level_name(enum log_level level);
 
 /*
+ * Sends every line from now on to path, appended (created 0640 if
+ * missing), or back to stderr when path is NULL. Calling it again with the
+ * same path reopens the file: logrotate moves the file away, then sends
+ * SIGHUP, and the lines after it go to a new file at the path. On failure
+ * err says why (the path quoted) and lines keep going where they went.
+ */
+bool log_set_file(const char *path, char *err, size_t errlen);
+/* Can path be opened for appending? (--check-config; creates the file.) */
+bool log_check_file(const char *path, char *err, size_t errlen);
+
+/*
  * Writes one line: "ts=... level=... " followed by the formatted text, which
  * should itself be key=value pairs. Values that may hold spaces, quotes or
  * control characters (server messages, paths) must go through log_quote().

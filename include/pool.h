@@ -16,7 +16,9 @@
  * is failing only one connect is tried at a time, so a down server sees a
  * trickle, not a storm. Idle connections are checked after health_check_s
  * of quiet, and connections older than max_lifetime_s are replaced when
- * they next become idle.
+ * they next become idle. Connections opened before the settings changed
+ * (pool_retire) are closed as soon as they are not lent, so every open
+ * connection soon runs on the current ones.
  */
 
 #include <stdbool.h>
@@ -45,8 +47,8 @@ struct pool_stats {
 
 /*
  * params: host, credentials and timeouts for every connection (the pool
- * copies host and password; the other strings must outlive the pool); pc:
- * sizes and intervals. The pool starts opening min_size connections at
+ * copies every string and takes its own reference to ssl_ctx); pc: sizes
+ * and intervals. The pool starts opening min_size connections at
  * once, unless params->host is NULL: then it waits for pool_set_host
  * (the control plane's first credential) and acquirers wait with it.
  */
@@ -75,13 +77,36 @@ void pool_release(struct pool *p, struct up_conn *c);
 
 /*
  * Credentials that change while the pool runs (Lakebase OAuth tokens, a
- * host that failover moved). Both copy the string. Connections opened from
- * now on use it; open ones stay open with what they logged in with. Setting
- * the first host (or a different one) starts connecting at once, with the
- * failure backoff reset. false only on OOM (the old value stays).
+ * host that failover moved). Both copy the string (password NULL: none).
+ * Connections opened from now on use it; open ones stay open with what
+ * they logged in with. Setting the first host (or a different one) starts
+ * connecting at once, with the failure backoff reset. false only on OOM
+ * (the old value stays).
  */
 bool pool_set_password(struct pool *p, const char *password);
 bool pool_set_host(struct pool *p, const char *host);
+
+/*
+ * Every connection open now is replaced: logins under way and idle ones are
+ * closed at once, busy ones when they come back; new ones are opened at
+ * once with the backoff reset. For a server that is no longer the same one.
+ */
+void pool_retire(struct pool *p);
+
+/*
+ * New connection settings (a reload): everything in params but the
+ * password (pool_set_password), copied; host NULL keeps the current host.
+ * Then pool_retire. false only on OOM (nothing changed).
+ */
+bool pool_set_endpoint(struct pool *p, const struct up_params *params);
+
+/*
+ * New sizes, lifetimes, timeouts and intervals. Growing opens connections
+ * (and serves waiters) at once; shrinking closes idle connections beyond
+ * the new size now and busy ones when they come back. A new max_lifetime_s
+ * counts from each open connection's start.
+ */
+void pool_reconfigure(struct pool *p, const struct cfg_pool *pc);
 
 /*
  * cb runs (from the event loop) each time every-th consecutive connect

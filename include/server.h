@@ -9,8 +9,14 @@
 
 struct server;
 
-/* Builds everything from cfg (which must outlive the server). NULL + err. */
-struct server *server_new(const struct config *cfg, char *err, size_t errlen);
+/*
+ * Builds everything from cfg, which must outlive the server (what is built
+ * at start may keep pointers into it). SIGHUP loads path (NULL: none) and
+ * envp again, as cfg was loaded, and applies what it can (reload.h); both
+ * must outlive the server too. NULL + err.
+ */
+struct server *server_new(const struct config *cfg, const char *path,
+			  char *const *envp, char *err, size_t errlen);
 /* Runs until SIGTERM or SIGINT. Returns the process exit code. */
 int server_run(struct server *s);
 void server_free(struct server *s);

@@ -449,6 +449,11 @@ void cat_invalidate(struct catalog *cat, const char *schema, const char *table)
 		free_entry(e);
 }
 
+void cat_set_ttl(struct catalog *cat, unsigned ttl_s)
+{
+	cat->ttl_ms = (uint64_t)ttl_s * 1000u;
+}
+
 void cat_free(struct catalog *cat)
 {
 	struct cat_entry *e;

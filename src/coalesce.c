@@ -892,11 +892,12 @@ out:
 	return ok;
 }
 
-static bool build_sql(struct co_target *t)
+/* With dead_letter on, each target gets its table's statement once. */
+static void setup_dead_letter(struct co_target *t)
 {
-	char stage[40];
-
-	if (t->co->cfg.dead_letter && !build_dead_sql(t)) {
+	if (!t->co->cfg.dead_letter || t_has_dead(t))
+		return;
+	if (!build_dead_sql(t)) {
 		/* e.g. a 60-byte table name leaves no room for the suffix */
 		log_warn("event=dead_letter_off target=%s reason=\"no valid "
 			 "dead-letter table name\"", t->name);
@@ -904,6 +905,13 @@ static bool build_sql(struct co_target *t)
 		free(t->dead_sql);
 		t->dead_name = t->dead_sql = NULL;
 	}
+}
+
+static bool build_sql(struct co_target *t)
+{
+	char stage[40];
+
+	setup_dead_letter(t);
 
 	if (t->def.mode != 'u') {
 		t->sql = sql_insert_batch(&t->def);
@@ -1053,6 +1061,19 @@ void co_free(struct coalescer *co)
 struct mt_series *co_target_series(const struct co_target *t)
 {
 	return t->series;
+}
+
+void co_set_config(struct coalescer *co, const struct co_config *cfg)
+{
+	struct co_target *t, *next;
+
+	co->cfg = *cfg;
+	for (t = TAILQ_FIRST(&co->targets); t; t = next) {
+		next = TAILQ_NEXT(t, link);
+		setup_dead_letter(t);
+		/* a larger max_inflight may let queued units go now */
+		try_dispatch(t);
+	}
 }
 
 void co_get_stats(const struct coalescer *co, struct co_stats *s)

@@ -126,6 +126,7 @@ static const struct cfg_key keys[] = {
      .def = "3"},
     {KEY(log, level, CFG_LOG_LEVEL), .def = "info"},
     {KEY(log, stats_period_s, CFG_UINT), .min = 0, .max = 86400, .def = "60"},
+    {KEY(log, file, CFG_STRING), .optional = true},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -962,4 +963,60 @@ void cfg_print(const struct config *cfg, FILE *out)
 		fprintf(out, "%s = %s\n", k->key,
 		        format_value(cfg, k, buf, sizeof(buf)));
 	}
+}
+
+static bool same_value(const struct config *a, const struct config *b,
+                       const struct cfg_key *k)
+{
+	const char *sa, *sb;
+
+	if (!is_string(k))
+		return memcmp(cfield_of(a, k), cfield_of(b, k), k->size) == 0;
+	sa = *(char *const *)cfield_of(a, k);
+	sb = *(char *const *)cfield_of(b, k);
+	if (sa == NULL || sb == NULL)
+		return sa == sb;
+	return strcmp(sa, sb) == 0;
+}
+
+size_t cfg_key_count(void)
+{
+	return N_KEYS;
+}
+
+unsigned cfg_diff(const struct config *a, const struct config *b,
+                  cfg_diff_cb cb, void *arg)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (same_value(a, b, &keys[i]))
+			continue;
+		n++;
+		if (cb != NULL)
+			cb(keys[i].section, keys[i].key, arg);
+	}
+	return n;
+}
+
+bool cfg_copy_key(struct config *dst, const struct config *src,
+                  const char *section, const char *key)
+{
+	const struct cfg_key *k = find_key(section, key);
+	const char *s;
+	char *copy;
+
+	if (k == NULL)
+		return false;
+	if (!is_string(k)) {
+		memcpy(field_of(dst, k), cfield_of(src, k), k->size);
+		return true;
+	}
+	s = *(char *const *)cfield_of(src, k);
+	copy = s != NULL ? strdup(s) : NULL;
+	if (s != NULL && copy == NULL)
+		return false;
+	free(*(char **)field_of(dst, k));
+	*(char **)field_of(dst, k) = copy;
+	return true;
 }

@@ -40,7 +40,8 @@ struct ctl_req {
 
 struct ctl {
 	struct event_base *base;
-	const struct cfg_lakebase *cfg;
+	const struct cfg_lakebase *cfg; /* &own */
+	struct cfg_lakebase own;        /* strings copied: a reload frees its */
 	struct ctl_events ev;
 	bool once;
 	bool stopped; /* once mode: finished, no more calls */
@@ -697,6 +698,42 @@ static bool setup_multi(struct ctl *c)
 	       curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) == CURLM_OK;
 }
 
+static char *dup_or_null(const char *s, bool *ok)
+{
+	char *copy = s != NULL ? strdup(s) : NULL;
+
+	if (s != NULL && copy == NULL)
+		*ok = false;
+	return copy;
+}
+
+static bool copy_cfg(struct ctl *c, const struct cfg_lakebase *cfg)
+{
+	bool ok = true;
+
+	c->own = *cfg;
+	c->own.workspace_host = dup_or_null(cfg->workspace_host, &ok);
+	c->own.instance_name = dup_or_null(cfg->instance_name, &ok);
+	c->own.endpoint = dup_or_null(cfg->endpoint, &ok);
+	c->own.client_id = dup_or_null(cfg->client_id, &ok);
+	c->own.client_secret = dup_or_null(cfg->client_secret, &ok);
+	c->own.token = dup_or_null(cfg->token, &ok);
+	c->own.ca_file = dup_or_null(cfg->ca_file, &ok);
+	c->cfg = &c->own;
+	return ok;
+}
+
+static void free_cfg(struct cfg_lakebase *cfg)
+{
+	free(cfg->workspace_host);
+	free(cfg->instance_name);
+	free(cfg->endpoint);
+	free(cfg->client_id);
+	free_secret(cfg->client_secret);
+	free_secret(cfg->token);
+	free(cfg->ca_file);
+}
+
 struct ctl *ctl_new(struct event_base *base, const struct cfg_lakebase *cfg,
                     bool once, const struct ctl_events *events, char *err,
                     size_t errlen)
@@ -710,8 +747,9 @@ struct ctl *ctl_new(struct event_base *base, const struct cfg_lakebase *cfg,
 	if (c == NULL)
 		goto oom;
 	c->base = base;
-	c->cfg = cfg;
 	c->ev = *events;
+	if (!copy_cfg(c, cfg))
+		goto oom;
 	c->once = once;
 	c->rng = mono_ms() ^ ((uint64_t)getpid() << 32) ^ 0x51af3c7e9d2b4a61ull;
 	c->api = strdup(cfg->workspace_host);
@@ -749,6 +787,7 @@ void ctl_free(struct ctl *c)
 	free_secret(c->ws_token);
 	free(c->host);
 	free_secret(c->cred);
+	free_cfg(&c->own);
 	free(c);
 }
 

@@ -50,6 +50,20 @@ static bool check_tls(const struct config *cfg, char *err, size_t errlen)
 	return true;
 }
 
+/*
+ * [log] file: opened now, so a path that cannot be written stops the start
+ * (or fails --check-config, whose own lines stay on stderr).
+ */
+static bool open_log(const struct config *cfg, bool check_only, char *err,
+		     size_t errlen)
+{
+	if (cfg->log.file == NULL)
+		return true;
+	if (check_only)
+		return log_check_file(cfg->log.file, err, errlen);
+	return log_set_file(cfg->log.file, err, errlen);
+}
+
 /* The control plane's lookups once, as the daemon would do them at start. */
 static bool check_lakebase(const struct config *cfg)
 {
@@ -83,7 +97,8 @@ static int run(const char *path, bool check_only)
 		return 1;
 	}
 	if (!cfg_load(&cfg, path, environ, err, sizeof(err)) ||
-	    !check_tls(&cfg, err, sizeof(err))) {
+	    !check_tls(&cfg, err, sizeof(err)) ||
+	    !open_log(&cfg, check_only, err, sizeof(err))) {
 		log_error("event=config_error error=%s",
 			  log_quote((char[1100]){0}, 1100, err));
 		goto out;
@@ -95,7 +110,7 @@ static int run(const char *path, bool check_only)
 		rc = check_lakebase(&cfg) ? 0 : 1;
 		goto out;
 	}
-	srv = server_new(&cfg, err, sizeof(err));
+	srv = server_new(&cfg, path, environ, err, sizeof(err));
 	if (srv == NULL) {
 		log_error("event=start_failed error=%s",
 			  log_quote((char[1100]){0}, 1100, err));
@@ -105,6 +120,7 @@ static int run(const char *path, bool check_only)
 	server_free(srv);
 out:
 	cfg_free(&cfg);
+	log_set_file(NULL, err, sizeof(err));
 	return rc;
 }
 

@@ -32,10 +32,10 @@ struct pool_conn {
 	uint64_t opened_ms;     /* when the connect started */
 	uint64_t expires_ms;    /* recycle after this (0 = never) */
 	uint64_t idle_since_ms; /* last time it became idle or was checked */
+	uint64_t gen;           /* the pool's settings generation it began in */
 	bool dead;              /* closed while lent: freed on release */
-	/* Its own copies: the pool's may change while it logs in. */
-	char *host;
-	char *password;
+	/* Its own copies: the pool's may change while it is open. */
+	struct up_params params;
 };
 TAILQ_HEAD(pool_conn_list, pool_conn);
 
@@ -49,10 +49,13 @@ TAILQ_HEAD(pool_waiter_list, pool_waiter);
 struct pool {
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct up_params params; /* host and password point at ours below */
+	/*
+	 * For new connections, with our own copies of every string (host NULL:
+	 * waiting for pool_set_host; password: the newest credential).
+	 */
+	struct up_params params;
 	struct cfg_pool cfg;
-	char *host;     /* NULL: waiting for pool_set_host */
-	char *password; /* the newest credential */
+	uint64_t gen; /* bumped by pool_retire */
 	unsigned failing_every;
 	pool_failing_cb failing_cb;
 	void *failing_arg;
@@ -130,10 +133,56 @@ static void free_secret(char *s)
 	free(s);
 }
 
+static char *dup_or_null(const char *s, bool *ok)
+{
+	char *copy = s != NULL ? strdup(s) : NULL;
+
+	if (s != NULL && copy == NULL)
+		*ok = false;
+	return copy;
+}
+
+static void params_clear(struct up_params *up)
+{
+	free((char *)up->host);
+	free_secret((char *)up->password);
+	free((char *)up->dbname);
+	free((char *)up->user);
+	free((char *)up->application_name);
+	if (up->ssl_ctx != NULL)
+		SSL_CTX_free(up->ssl_ctx);
+	memset(up, 0, sizeof(*up));
+}
+
+/*
+ * dst = src with its own copies of the strings and its own reference to
+ * the TLS context, so that whoever gave src may free it. false on OOM.
+ */
+static bool params_copy(struct up_params *dst, const struct up_params *src)
+{
+	bool ok = true;
+
+	*dst = *src;
+	dst->ssl_ctx = NULL;
+	dst->host = dup_or_null(src->host, &ok);
+	dst->password = dup_or_null(src->password, &ok);
+	dst->dbname = dup_or_null(src->dbname, &ok);
+	dst->user = dup_or_null(src->user, &ok);
+	dst->application_name = dup_or_null(src->application_name, &ok);
+	if (ok && src->ssl_ctx != NULL) {
+		if (SSL_CTX_up_ref(src->ssl_ctx) == 1)
+			dst->ssl_ctx = src->ssl_ctx;
+		else
+			ok = false;
+	}
+	if (!ok)
+		params_clear(dst);
+	return ok;
+}
+
 static void free_conn(struct pool_conn *pc)
 {
-	free(pc->host);
-	free_secret(pc->password);
+	params_clear(&pc->params);
 	free(pc);
 }
 
@@ -149,6 +198,20 @@ static void drop_conn(struct pool_conn *pc)
 	free_conn(pc);
 }
 
+/* Opened under settings that have changed since (pool_retire). */
+static bool is_stale(const struct pool_conn *pc)
+{
+	return pc->gen != pc->pool->gen;
+}
+
+/* A healthy connection the pool no longer wants: closed with a line. */
+static void retire_conn(struct pool_conn *pc, const char *why)
+{
+	log_info("conn=%" PRIu64 " event=retire state=%s reason=%s",
+		 up_get_id(pc->up), pc_state_names[pc->state], why);
+	drop_conn(pc);
+}
+
 static unsigned backoff_ms(struct pool *p)
 {
 	unsigned shift = p->failures > 16 ? 16 : p->failures - 1;
@@ -162,21 +225,28 @@ static unsigned backoff_ms(struct pool *p)
 
 /* ---- connection events ---- */
 
+/* Recycle max_lifetime_s after from, less some jitter. */
+static void set_expiry(struct pool_conn *pc, uint64_t from)
+{
+	struct pool *p = pc->pool;
+	uint64_t life = (uint64_t)p->cfg.max_lifetime_s * 1000u;
+	uint64_t spread = life * LIFETIME_JITTER_PCT / 100u;
+
+	pc->expires_ms = 0;
+	if (life > 0)
+		pc->expires_ms = from + life - next_random(p) % (spread + 1);
+}
+
 static void conn_ready(struct up_conn *up, void *arg)
 {
 	struct pool_conn *pc = arg;
 	struct pool *p = pc->pool;
-	uint64_t life = (uint64_t)p->cfg.max_lifetime_s * 1000u;
 
 	if (p->failures > 0)
 		log_info("event=pool_recovered failures=%u", p->failures);
 	p->failures = 0;
 	p->opened++;
-	if (life > 0) {
-		uint64_t spread = life * LIFETIME_JITTER_PCT / 100u;
-
-		pc->expires_ms = clock_now_ms() + life - next_random(p) % (spread + 1);
-	}
+	set_expiry(pc, clock_now_ms());
 	move_conn(pc, PC_IDLE);
 	kick(p);
 }
@@ -213,33 +283,22 @@ static void conn_closed(struct up_conn *up, void *arg)
 	kick(p);
 }
 
-static char *dup_or_null(const char *s, bool *ok)
-{
-	char *copy = s != NULL ? strdup(s) : NULL;
-
-	if (s != NULL && copy == NULL)
-		*ok = false;
-	return copy;
-}
-
 static void open_conn(struct pool *p)
 {
 	struct pool_conn *pc = calloc(1, sizeof(*pc));
 	struct up_events ev = {conn_ready, conn_closed, pc};
-	struct up_params params = p->params;
-	bool ok = true;
 
 	if (pc == NULL)
 		return;
 	pc->pool = p;
 	pc->state = PC_OPENING;
 	pc->opened_ms = clock_now_ms();
-	pc->host = dup_or_null(p->host, &ok);
-	pc->password = dup_or_null(p->password, &ok);
-	params.host = pc->host;
-	params.password = pc->password;
-	pc->up = ok ? up_connect(p->base, p->dns, &params, ++p->next_id, &ev)
-		    : NULL;
+	pc->gen = p->gen;
+	if (!params_copy(&pc->params, &p->params)) {
+		free(pc);
+		return;
+	}
+	pc->up = up_connect(p->base, p->dns, &pc->params, ++p->next_id, &ev);
 	if (pc->up == NULL) {
 		free_conn(pc);
 		return;
@@ -274,6 +333,10 @@ static void check_idle(struct pool *p, uint64_t now)
 
 	for (pc = TAILQ_FIRST(&p->idle); pc; pc = next) {
 		next = TAILQ_NEXT(pc, link);
+		if (is_stale(pc)) {
+			retire_conn(pc, "settings_changed");
+			continue;
+		}
 		if (pc->expires_ms && now >= pc->expires_ms) {
 			log_info("conn=%" PRIu64 " event=recycle age_s=%" PRIu64,
 				 up_get_id(pc->up),
@@ -305,7 +368,7 @@ static unsigned wanted_conns(const struct pool *p)
 
 static void refill(struct pool *p, uint64_t now)
 {
-	if (p->host == NULL)
+	if (p->params.host == NULL)
 		return; /* waiting for the control plane */
 	while (total_conns(p) < wanted_conns(p)) {
 		if (p->failures > 0) {
@@ -358,34 +421,33 @@ static void log_pool_start(const struct pool *p)
 	char host[300];
 
 	log_info("event=pool_start host=%s port=%u min_size=%u max_size=%u",
-		 log_quote(host, sizeof(host), p->host),
+		 log_quote(host, sizeof(host), p->params.host),
 		 (unsigned)p->params.port, p->cfg.min_size, p->cfg.max_size);
 }
 
 bool pool_set_password(struct pool *p, const char *password)
 {
-	char *copy = strdup(password);
+	bool ok = true;
+	char *copy = dup_or_null(password, &ok);
 
-	if (copy == NULL)
+	if (!ok)
 		return false;
-	free_secret(p->password);
-	p->password = copy;
+	free_secret((char *)p->params.password);
 	p->params.password = copy;
 	return true;
 }
 
 bool pool_set_host(struct pool *p, const char *host)
 {
-	bool first = p->host == NULL;
+	bool first = p->params.host == NULL;
 	char *copy;
 
-	if (p->host != NULL && strcmp(p->host, host) == 0)
+	if (p->params.host != NULL && strcmp(p->params.host, host) == 0)
 		return true;
 	copy = strdup(host);
 	if (copy == NULL)
 		return false;
-	free(p->host);
-	p->host = copy;
+	free((char *)p->params.host);
 	p->params.host = copy;
 	/* A new address deserves a fresh try, not the old one's backoff. */
 	p->failures = 0;
@@ -409,16 +471,92 @@ void pool_on_failing(struct pool *p, unsigned every, pool_failing_cb cb,
 	p->failing_arg = arg;
 }
 
+void pool_retire(struct pool *p)
+{
+	unsigned closed = p->n[PC_OPENING] + p->n[PC_IDLE];
+	struct pool_conn *pc;
+
+	p->gen++;
+	/* A login under way would end on the old settings: start over. */
+	while ((pc = TAILQ_FIRST(&p->opening)) != NULL)
+		retire_conn(pc, "settings_changed");
+	while ((pc = TAILQ_FIRST(&p->idle)) != NULL)
+		retire_conn(pc, "settings_changed");
+	/* New settings deserve a fresh try, not the old ones' backoff. */
+	p->failures = 0;
+	p->next_attempt_ms = 0;
+	log_info("event=pool_retire closed=%u later=%u", closed,
+		 p->n[PC_CHECKING] + p->n[PC_LENT]);
+	kick(p);
+}
+
+bool pool_set_endpoint(struct pool *p, const struct up_params *params)
+{
+	struct up_params want = *params, next;
+	char host[300], db[300], user[300];
+
+	if (want.host == NULL)
+		want.host = p->params.host;
+	want.password = p->params.password;
+	if (!params_copy(&next, &want))
+		return false;
+	params_clear(&p->params);
+	p->params = next;
+	log_info("event=pool_endpoint host=%s port=%u dbname=%s user=%s "
+		 "sslmode=%s",
+		 log_quote(host, sizeof(host), next.host), (unsigned)next.port,
+		 log_quote(db, sizeof(db), next.dbname),
+		 log_quote(user, sizeof(user), next.user),
+		 sslmode_name(next.sslmode));
+	pool_retire(p);
+	return true;
+}
+
+/* Idle connections beyond what the pool now wants (a smaller size). */
+static void shrink(struct pool *p)
+{
+	struct pool_conn *pc;
+
+	while (total_conns(p) > wanted_conns(p) &&
+	       (pc = TAILQ_FIRST(&p->idle)) != NULL)
+		retire_conn(pc, "pool_shrunk");
+}
+
+void pool_reconfigure(struct pool *p, const struct cfg_pool *pc)
+{
+	static const enum pool_conn_state open_states[] = {PC_IDLE, PC_CHECKING,
+							   PC_LENT};
+	struct pool_conn *c;
+
+	p->cfg = *pc;
+	p->params.connect_timeout_ms = pc->connect_timeout_ms;
+	p->params.login_timeout_ms = pc->login_timeout_ms;
+	p->params.query_timeout_ms = pc->query_timeout_ms;
+	/* A shorter lifetime should not wait for the old, longer one. */
+	for (size_t i = 0; i < sizeof(open_states) / sizeof(open_states[0]);
+	     i++) {
+		TAILQ_FOREACH(c, list_of(p, open_states[i]), link)
+			set_expiry(c, c->opened_ms);
+	}
+	log_info("event=pool_config min_size=%u max_size=%u "
+		 "max_lifetime_s=%u health_check_s=%u",
+		 pc->min_size, pc->max_size, pc->max_lifetime_s,
+		 pc->health_check_s);
+	shrink(p);
+	/* Growing, or more room for waiters: maintenance opens them. */
+	kick(p);
+}
+
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 		      const struct up_params *params, const struct cfg_pool *pc)
 {
 	struct pool *p = calloc(1, sizeof(*p));
+	struct up_params rest = *params;
 
 	if (p == NULL)
 		return NULL;
 	p->base = base;
 	p->dns = dns;
-	p->params = *params;
 	p->cfg = *pc;
 	p->rng = clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
 	TAILQ_INIT(&p->opening);
@@ -426,15 +564,19 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 	TAILQ_INIT(&p->checking);
 	TAILQ_INIT(&p->lent);
 	TAILQ_INIT(&p->waiters);
-	p->params.host = NULL;
-	p->params.password = NULL;
+	/* host and password go through their setters below */
+	rest.host = rest.password = NULL;
+	if (!params_copy(&p->params, &rest)) {
+		free(p);
+		return NULL;
+	}
 	if ((params->host && !pool_set_host(p, params->host)) ||
 	    (params->password && !pool_set_password(p, params->password)) ||
 	    (p->maint_ev = evtimer_new(base, maintain_cb, p)) == NULL) {
 		pool_free(p);
 		return NULL;
 	}
-	if (p->host != NULL)
+	if (p->params.host != NULL)
 		log_pool_start(p);
 	else
 		log_info("event=pool_waiting reason=\"no host or credential "
@@ -462,8 +604,7 @@ void pool_free(struct pool *p)
 	}
 	if (p->maint_ev)
 		event_free(p->maint_ev);
-	free(p->host);
-	free_secret(p->password);
+	params_clear(&p->params);
 	free(p);
 }
 
@@ -508,6 +649,10 @@ void pool_release(struct pool *p, struct up_conn *c)
 			 up_get_id(c), up_state_name(up_get_state(c)),
 			 up_txn_status(c) ? up_txn_status(c) : '-');
 		drop_conn(pc);
+	} else if (is_stale(pc)) {
+		retire_conn(pc, "settings_changed");
+	} else if (total_conns(p) > p->cfg.max_size) {
+		retire_conn(pc, "pool_shrunk");
 	} else {
 		move_conn(pc, PC_IDLE);
 	}

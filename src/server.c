@@ -20,11 +20,21 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "reload.h"
 #include "tls.h"
 #include "upstream.h"
 
 struct server {
-	const struct config *cfg;
+	const struct config *cfg; /* the running settings */
+	/*
+	 * SIGHUP reads path and envp again. The newest reloaded config is
+	 * ours (NULL before the first reload, while cfg is the caller's);
+	 * every part copies what it keeps of a reloaded one.
+	 */
+	const char *cfg_path;
+	char *const *envp;
+	struct config *reloaded;
+	bool retire_on_credential; /* [lakebase] names another instance now */
 	struct event_base *base;
 	struct evdns_base *dns;
 	SSL_CTX *ssl_ctx;
@@ -109,11 +119,20 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopexit(s->base, NULL);
 }
 
+static void server_reload(struct server *s);
+
 static void hup_cb(evutil_socket_t sig, short what, void *arg)
 {
-	/* Reloading arrives with the operations work; say so, do not die. */
-	log_warn("event=signal signal=SIGHUP action=ignored "
-		 "reason=\"reload is not supported yet\"");
+	struct server *s = arg;
+
+	if (s->drain_ev != NULL) {
+		/* Shutting down: new settings would only disturb the drain. */
+		log_info("event=signal signal=SIGHUP action=ignored "
+			 "reason=draining");
+		return;
+	}
+	log_info("event=signal signal=SIGHUP action=reload");
+	server_reload(s);
 }
 
 static void log_stats(struct server *s)
@@ -150,14 +169,24 @@ static bool add_signal(struct server *s, struct event **ev, int sig,
 	return *ev != NULL && event_add(*ev, NULL) == 0;
 }
 
+/* At start and on reload: every period_s, or never when 0. */
+static bool set_stats_period(struct server *s, unsigned period_s)
+{
+	struct timeval tv = {.tv_sec = period_s};
+
+	if (period_s == 0) {
+		if (s->stats_ev != NULL)
+			event_del(s->stats_ev);
+		return true;
+	}
+	if (s->stats_ev == NULL)
+		s->stats_ev = event_new(s->base, -1, EV_PERSIST, stats_cb, s);
+	return s->stats_ev != NULL && event_add(s->stats_ev, &tv) == 0;
+}
+
 static bool start_stats(struct server *s)
 {
-	struct timeval tv = {.tv_sec = s->cfg->log.stats_period_s};
-
-	if (s->cfg->log.stats_period_s == 0)
-		return true;
-	s->stats_ev = event_new(s->base, -1, EV_PERSIST, stats_cb, s);
-	return s->stats_ev != NULL && event_add(s->stats_ev, &tv) == 0;
+	return set_stats_period(s, s->cfg->log.stats_period_s);
 }
 
 /*
@@ -172,9 +201,16 @@ static void on_credential(const char *host, const char *token,
 
 	s->cred_expires_ms = expires_ms;
 	if (!pool_set_password(s->pool, token) ||
-	    !pool_set_host(s->pool, host))
+	    !pool_set_host(s->pool, host)) {
 		log_error("event=lakebase_error step=apply error=\"out of "
 			  "memory\"");
+		return;
+	}
+	/* A reload named another instance: its first credential is here. */
+	if (s->retire_on_credential) {
+		s->retire_on_credential = false;
+		pool_retire(s->pool);
+	}
 }
 
 /* Failover can move an instance: failing connects ask for the host again. */
@@ -345,7 +381,8 @@ static bool start_admin(struct server *s, char *err, size_t errlen)
 	return s->admin != NULL;
 }
 
-struct server *server_new(const struct config *cfg, char *err, size_t errlen)
+struct server *server_new(const struct config *cfg, const char *path,
+			  char *const *envp, char *err, size_t errlen)
 {
 	struct server *s = calloc(1, sizeof(*s));
 	struct up_params params;
@@ -355,6 +392,8 @@ struct server *server_new(const struct config *cfg, char *err, size_t errlen)
 	s->cfg = cfg;
 	s->cred_expires_ms = -1;
 	s->start_time_s = wall_now_s();
+	s->cfg_path = path;
+	s->envp = envp;
 	s->base = event_base_new();
 	if (s->base == NULL) {
 		snprintf(err, errlen, "cannot create the event loop");
@@ -434,6 +473,235 @@ void server_free(struct server *s)
 		SSL_CTX_free(s->ssl_ctx);
 	if (s->base)
 		event_base_free(s->base);
+	if (s->reloaded != NULL) {
+		cfg_free(s->reloaded);
+		free(s->reloaded);
+	}
 	free(s);
 	mt_reset();
+}
+
+/* ---- reload (SIGHUP) ---- */
+
+/*
+ * Everything a reload builds before it changes anything, so that it can
+ * still refuse with the running settings untouched.
+ */
+struct reload {
+	struct config *cfg; /* the new settings, ignored ones undone */
+	struct rl_plan plan;
+	SSL_CTX *ssl_ctx; /* RL_TLS: for the new sslmode (NULL: disable) */
+	struct ctl *ctl;  /* RL_CONTROL: for the new [lakebase] */
+	bool log_file_failed;
+};
+
+static void reload_discard(struct reload *r)
+{
+	if (r->ssl_ctx != NULL)
+		SSL_CTX_free(r->ssl_ctx);
+	ctl_free(r->ctl);
+	if (r->cfg != NULL) {
+		cfg_free(r->cfg);
+		free(r->cfg);
+	}
+}
+
+/* The file and the environment again, as at start, over the defaults. */
+static struct config *reload_load(const struct server *s, char *err,
+				  size_t errlen)
+{
+	struct config *cfg = malloc(sizeof(*cfg));
+
+	if (cfg == NULL || !cfg_init(cfg)) {
+		free(cfg);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (!cfg_load(cfg, s->cfg_path, s->envp, err, errlen)) {
+		cfg_free(cfg);
+		free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+/* What cannot change now keeps its running value in the new config. */
+static bool reload_undo_ignored(const struct server *s, struct reload *r,
+				char *err, size_t errlen)
+{
+	for (size_t i = 0; i < r->plan.nchanges; i++) {
+		const struct rl_change *c = &r->plan.changes[i];
+
+		if (c->ignored != NULL &&
+		    !cfg_copy_key(r->cfg, s->cfg, c->section, c->key)) {
+			snprintf(err, errlen, "out of memory");
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool reload_prepare(struct server *s, struct reload *r, char *err,
+			   size_t errlen)
+{
+	struct ctl_events ev = {.on_credential = on_credential, .arg = s};
+	const struct config *cfg;
+
+	r->cfg = reload_load(s, err, errlen);
+	if (r->cfg == NULL)
+		return false;
+	cfg = r->cfg;
+	rl_plan(s->cfg, r->cfg, &r->plan);
+	if (!reload_undo_ignored(s, r, err, errlen))
+		return false;
+	/* A CA file that does not load refuses the reload, as at start. */
+	if ((r->plan.actions & RL_TLS) &&
+	    cfg->upstream.sslmode != SSLMODE_DISABLE) {
+		r->ssl_ctx = tls_client_ctx_new(cfg->upstream.sslmode,
+						cfg->upstream.sslrootcert, err,
+						errlen);
+		if (r->ssl_ctx == NULL)
+			return false;
+	}
+	if (r->plan.actions & RL_CONTROL) {
+		r->ctl = ctl_new(s->base, &cfg->lakebase, false, &ev, err,
+				 errlen);
+		if (r->ctl == NULL)
+			return false;
+	}
+	/*
+	 * Last, since it cannot be undone: every reload opens the file anew,
+	 * which is logrotate's contract (move the file, then SIGHUP).
+	 */
+	if (!log_set_file(cfg->log.file, err, errlen)) {
+		r->log_file_failed = true;
+		return false;
+	}
+	if (cfg->log.file != NULL)
+		log_info("event=log_reopened file=%s",
+			 log_quote((char[300]){0}, 300, cfg->log.file));
+	return true;
+}
+
+/* New connection settings: the pool replaces its connections. */
+static void reload_endpoint(struct server *s, struct reload *r)
+{
+	struct up_params params;
+
+	if (r->plan.actions & RL_TLS) {
+		if (s->ssl_ctx != NULL)
+			SSL_CTX_free(s->ssl_ctx); /* the pool has its own */
+		s->ssl_ctx = r->ssl_ctx;
+		r->ssl_ctx = NULL;
+	}
+	server_up_params(r->cfg, &params);
+	params.ssl_ctx = s->ssl_ctx;
+	if (r->cfg->lakebase.workspace_host != NULL)
+		params.host = NULL; /* the control plane's stays */
+	if (!pool_set_endpoint(s->pool, &params))
+		log_error("event=reload_error step=upstream "
+			  "error=\"out of memory\"");
+}
+
+/* A new control-plane client; the old one's credential stays meanwhile. */
+static void reload_control(struct server *s, struct reload *r)
+{
+	ctl_free(s->ctl);
+	s->ctl = r->ctl;
+	r->ctl = NULL;
+	pool_on_failing(s->pool, r->cfg->lakebase.reresolve_failures,
+			on_pool_failing, s);
+	if (r->plan.actions & RL_CONTROL_MOVED)
+		s->retire_on_credential = true;
+}
+
+static void reload_apply(struct server *s, struct reload *r)
+{
+	const struct config *cfg = r->cfg;
+	unsigned todo = r->plan.actions;
+	struct co_config cc;
+
+	if (todo & RL_LOG_LEVEL)
+		log_set_level(cfg->log.level);
+	if ((todo & RL_STATS) &&
+	    !set_stats_period(s, cfg->log.stats_period_s))
+		log_error("event=reload_error step=stats_period_s");
+	if (todo & RL_POOL)
+		pool_reconfigure(s->pool, &cfg->pool);
+	if (todo & RL_BATCH) {
+		co_config_from(cfg, &cc);
+		co_set_config(s->co, &cc);
+		cat_set_ttl(s->cat, cfg->batch.catalog_ttl_s);
+	}
+	/* before the endpoint, so the connections it opens use it */
+	if ((todo & RL_PASSWORD) &&
+	    !pool_set_password(s->pool, cfg->upstream.password))
+		log_error("event=reload_error step=password "
+			  "error=\"out of memory\"");
+	if (todo & RL_ENDPOINT)
+		reload_endpoint(s, r);
+	if (todo & RL_CONTROL)
+		reload_control(s, r);
+}
+
+static void log_reload(const struct rl_plan *plan)
+{
+	char list[2048], quoted[2100];
+
+	for (size_t i = 0; i < plan->nchanges; i++) {
+		const struct rl_change *c = &plan->changes[i];
+
+		if (c->ignored != NULL)
+			log_warn("event=reload_ignored key=%s.%s reason=%s",
+				 c->section, c->key,
+				 log_quote(quoted, sizeof(quoted), c->ignored));
+	}
+	log_info("event=reload changed=%s",
+		 log_quote(quoted, sizeof(quoted),
+			   rl_applied(plan, list, sizeof(list))));
+}
+
+static void reopen_log(const char *path)
+{
+	char err[400];
+
+	if (path == NULL)
+		return;
+	if (log_set_file(path, err, sizeof(err)))
+		log_info("event=log_reopened file=%s",
+			 log_quote((char[300]){0}, 300, path));
+	else
+		log_error("event=log_reopen_failed error=%s",
+			  log_quote((char[450]){0}, 450, err));
+}
+
+/*
+ * Loads the file and environment again. Refused as a whole (one error line,
+ * the running settings untouched) if anything fails before the first
+ * change; after that nothing can fail but memory.
+ */
+static void server_reload(struct server *s)
+{
+	struct reload r = {0};
+	char err[1024], quoted[1100];
+
+	if (!reload_prepare(s, &r, err, sizeof(err))) {
+		reload_discard(&r);
+		/* logrotate moved the file whatever the new config says */
+		if (!r.log_file_failed)
+			reopen_log(s->cfg->log.file);
+		log_error("event=reload_failed error=%s",
+			  log_quote(quoted, sizeof(quoted), err));
+		return;
+	}
+	reload_apply(s, &r);
+	log_reload(&r.plan);
+	if (s->reloaded != NULL) {
+		cfg_free(s->reloaded);
+		free(s->reloaded);
+	}
+	s->reloaded = r.cfg;
+	s->cfg = r.cfg;
+	r.cfg = NULL;
+	reload_discard(&r);
 }

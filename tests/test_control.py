@@ -8,6 +8,7 @@ seconds, so refreshes happen while the tests watch rows flow through the ingest 
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -343,3 +344,38 @@ def test_check_config_reports_the_exact_error(pg: PgServer, fake: FakeDatabricks
     assert "HTTP 500 error_code=" in res.stderr
     for s in fake.secrets():
         assert s not in res.stdout + res.stderr
+
+
+def test_sighup_to_another_instance_replaces_client_and_connections(
+        pg: PgServer, fake: FakeDatabricks, tmp_path: Path) -> None:
+    make_table(pg, "ctl_reload")
+    proxy, addr = start(pg, fake, tmp_path, m2m=False)
+    port = int(addr.rsplit(":", 1)[1])
+    try:
+        proxy.wait_log(r'event=lakebase_host instance="inst-1"')
+        proxy.wait_log(r"event=pool_stats opening=0 idle=2 ")
+        before = proxy_backends(pg)
+        credentials = fake.count("credential")
+        # the same server, now named as an autoscaling endpoint
+        config(pg, fake, tmp_path, port, m2m=False, autoscaling=True)
+        mark = proxy.mark()
+        proxy.proc.send_signal(signal.SIGHUP)
+        line = proxy.wait_log(r"event=reload ", since=mark).string
+        assert 'changed="lakebase.instance_name,lakebase.endpoint"' in line
+        proxy.wait_log(r'event=lakebase_host endpoint="projects/p1/branches/main/'
+                       r'endpoints/ep1"', since=mark)
+        # its first credential retires the connections made for the old instance
+        proxy.wait_log(r"event=pool_retire ", since=mark)
+        assert fake.count("credential") > credentials
+        wait_until(lambda: len(proxy_backends(pg)) == 2
+                   and not set(before) & set(proxy_backends(pg)), timeout=30)
+        c = IngestConnection(addr, client_name="reload")
+        c.open("ctl_reload", "insert", ["writer", "seq"])
+        c.send_rows(b"1\t1\n1\t2\n")
+        c.flush()
+        assert c.read_answer() == Ack(1, 2)
+        c.close()
+        assert "lakebase_error" not in proxy.log
+    finally:
+        proxy.stop()
+    assert_no_secrets(proxy, fake)

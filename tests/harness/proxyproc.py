@@ -51,6 +51,7 @@ class ProxyProcess:
     def __init__(self, config: Path | None, env: Mapping[str, str] | None = None,
                  args: list[str] | None = None) -> None:
         cmd = [str(proxy_binary())]
+        self.config = config
         if config is not None:
             cmd += ["--config", str(config)]
         cmd += args or []
@@ -101,11 +102,20 @@ class ProxyProcess:
         with self._cond:
             return "\n".join(self.lines)
 
-    def wait_log(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
-        """The first log line matching pattern (regex), waiting for it to appear."""
+    def mark(self) -> int:
+        """How many log lines there are now: a `since` for wait_log and lines_since."""
+        with self._cond:
+            return len(self.lines)
+
+    def lines_since(self, mark: int) -> list[str]:
+        with self._cond:
+            return self.lines[mark:]
+
+    def wait_log(self, pattern: str, timeout: float = 30.0, since: int = 0) -> re.Match[str]:
+        """The first log line matching pattern (regex) from line `since` on, waiting for it."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since
         with self._cond:
             while True:
                 for line in self.lines[seen:]:

@@ -382,6 +382,141 @@ START_TEST(waits_for_host_then_takes_new_password)
 }
 END_TEST
 
+static void borrow(struct pool *pool, struct borrower *b)
+{
+	b->pool = pool;
+	b->called = false;
+	ck_assert_ptr_nonnull(pool_acquire(pool, got_conn, b));
+}
+
+/* A reload's new sizes: more room serves waiters, less closes idle ones. */
+START_TEST(reconfigure_grows_and_shrinks)
+{
+	struct cfg_pool pc = pool_cfg(1, 1);
+	struct up_params p = params();
+	struct pool *pool = pool_new(base, dns, &p, &pc);
+	struct borrower b[3] = {{0}};
+	struct pool_stats s;
+
+	wait_idle(pool, 1);
+	borrow(pool, &b[0]);
+	borrow(pool, &b[1]);
+	ck_assert(testloop_until(base, testloop_flag, &b[0].called, 5));
+	testloop_run_for(base, 0.3);
+	ck_assert(!b[1].called);
+
+	pc = pool_cfg(1, 2);
+	pool_reconfigure(pool, &pc);
+	ck_assert(testloop_until(base, testloop_flag, &b[1].called, 10));
+	pool_release(pool, b[0].conn);
+	pool_release(pool, b[1].conn);
+	wait_idle(pool, 2);
+
+	/* smaller: the idle surplus goes now */
+	pc = pool_cfg(1, 1);
+	pool_reconfigure(pool, &pc);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_eq(s.idle, 1);
+	ck_assert_uint_eq(s.closed, 1);
+	wait_server_pids(1, NULL);
+
+	pc = pool_cfg(3, 4);
+	pool_reconfigure(pool, &pc);
+	wait_idle(pool, 3);
+	for (int i = 0; i < 3; i++)
+		borrow(pool, &b[i]);
+	for (int i = 0; i < 3; i++)
+		ck_assert(testloop_until(base, testloop_flag, &b[i].called, 5));
+
+	/* smaller while all are lent: closed as they come back */
+	pc = pool_cfg(0, 1);
+	pool_reconfigure(pool, &pc);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_eq(s.lent, 3);
+	for (int i = 0; i < 3; i++)
+		pool_release(pool, b[i].conn);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_eq(s.idle, 1);
+	ck_assert_uint_eq(s.lent, 0);
+	ck_assert_uint_eq(s.closed, 3);
+	wait_server_pids(1, NULL);
+	pool_free(pool);
+}
+END_TEST
+
+static unsigned sessions_of(const char *app)
+{
+	char sql[256], out[32];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM pg_stat_activity WHERE "
+		 "application_name = '%s'",
+		 app);
+	ck_assert(harness_sql(&env, sql, out, sizeof(out)));
+	return (unsigned)strtoul(out, NULL, 10);
+}
+
+struct app_goal {
+	const char *app;
+	unsigned want;
+};
+
+static bool app_reached(void *arg)
+{
+	struct app_goal *g = arg;
+
+	return sessions_of(g->app) == g->want;
+}
+
+static void wait_app(const char *app, unsigned want)
+{
+	struct app_goal g = {app, want};
+
+	if (!testloop_until(base, app_reached, &g, 30))
+		ck_abort_msg("%u sessions of %s, want %u", sessions_of(app),
+			     app, want);
+}
+
+/* New connection settings: idle connections now, lent ones on release. */
+START_TEST(set_endpoint_replaces_connections)
+{
+	struct cfg_pool pc = pool_cfg(2, 4);
+	struct up_params p = params();
+	struct pool *pool = pool_new(base, dns, &p, &pc);
+	struct borrower lent = {0};
+	char app[32], user[64];
+	struct pool_stats s;
+
+	wait_idle(pool, 2);
+	wait_app("lakebase-proxy", 2);
+	borrow(pool, &lent);
+	ck_assert(testloop_until(base, testloop_flag, &lent.called, 5));
+
+	/* the pool keeps its own copies: these buffers change right after */
+	snprintf(app, sizeof(app), "lbp-endpoint-b");
+	snprintf(user, sizeof(user), "%s", p.user);
+	p.application_name = app;
+	p.user = user;
+	p.host = NULL; /* keeps the host it has */
+	ck_assert(pool_set_endpoint(pool, &p));
+	memset(app, 'x', sizeof(app) - 1);
+	memset(user, 'x', sizeof(user) - 1);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_eq(s.closed, 1); /* the idle one */
+	ck_assert_uint_eq(s.lent, 1);
+
+	/* the lent one stays open until it comes back */
+	wait_app("lakebase-proxy", 1);
+	pool_release(pool, lent.conn);
+	pool_get_stats(pool, &s);
+	ck_assert_uint_eq(s.closed, 2);
+	wait_app("lakebase-proxy", 0);
+	wait_idle(pool, 2);
+	wait_app("lbp-endpoint-b", 2);
+	pool_free(pool);
+}
+END_TEST
+
 static Suite *pool_suite(void)
 {
 	Suite *s = suite_create("pool");
@@ -397,6 +532,8 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, connections_recycled_after_max_lifetime);
 	tcase_add_test(tc, down_server_sees_a_trickle_not_a_storm);
 	tcase_add_test(tc, waits_for_host_then_takes_new_password);
+	tcase_add_test(tc, reconfigure_grows_and_shrinks);
+	tcase_add_test(tc, set_endpoint_replaces_connections);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -76,7 +76,8 @@ static const char full_ini[] = "[server]\n"
                                "\n"
                                "[log]\n"
                                "level = debug\n"
-                               "stats_period_s = 0\n";
+                               "stats_period_s = 0\n"
+                               "file = /var/log/lakebase-proxy.log\n";
 
 /* One variable per key, each different from full_ini. */
 static char *const env_all[] = {
@@ -133,6 +134,7 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_LAKEBASE_RERESOLVE_FAILURES=0",
     "LAKEBASE_PROXY_LOG_LEVEL=warning",
     "LAKEBASE_PROXY_LOG_STATS_PERIOD_S=5",
+    "LAKEBASE_PROXY_LOG_FILE=/tmp/env.log",
     "PATH=/usr/bin:/bin",
     "LAKEBASE_PROXYISH=not ours",
     NULL};
@@ -229,6 +231,7 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9187");
 	ck_assert_int_eq(cfg.log.level, LOG_INFO);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 60);
+	ck_assert_ptr_null(cfg.log.file);
 }
 END_TEST
 
@@ -307,6 +310,7 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.lakebase.reresolve_failures, 5);
 	ck_assert_int_eq(cfg.log.level, LOG_DEBUG);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 0);
+	ck_assert_str_eq(cfg.log.file, "/var/log/lakebase-proxy.log");
 }
 END_TEST
 
@@ -369,6 +373,7 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.lakebase.reresolve_failures, 0);
 	ck_assert_int_eq(cfg.log.level, LOG_WARN);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 5);
+	ck_assert_str_eq(cfg.log.file, "/tmp/env.log");
 
 	/* a key added to the table without an env case here fails this */
 	for (size_t i = 0; env_all[i] != NULL; i++)
@@ -855,6 +860,75 @@ START_TEST(test_sample_file_parses)
 }
 END_TEST
 
+/* cfg_diff's callback: appends "section.key " to a string. */
+static void collect(const char *section, const char *key, void *arg)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 1024 - n, "%s.%s ", section, key);
+}
+
+START_TEST(test_diff_names_changed_keys)
+{
+	struct config other;
+	char names[1024] = "";
+
+	ck_assert_msg(load_text(full_ini, NULL), "%s", err);
+	ck_assert(cfg_init(&other));
+	ck_assert_msg(cfg_load(&other, ini_path, NULL, err, sizeof(err)), "%s",
+	              err);
+	ck_assert_uint_eq(cfg_diff(&cfg, &other, collect, names), 0);
+	ck_assert_str_eq(names, "");
+
+	/* a number, a secret, a string set to unset, an enum and a bool */
+	{
+		char *const env[] = {"LAKEBASE_PROXY_BATCH_MAX_ROWS=1",
+		                     "LAKEBASE_PROXY_UPSTREAM_PASSWORD=x",
+		                     "LAKEBASE_PROXY_LOG_FILE=",
+		                     "LAKEBASE_PROXY_LOG_LEVEL=info",
+		                     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off", NULL};
+
+		ck_assert_msg(cfg_load(&other, NULL, env, err, sizeof(err)),
+		              "%s", err);
+	}
+	ck_assert_uint_eq(cfg_diff(&cfg, &other, collect, names), 5);
+	/* table order, names only: the secret's value is not there */
+	ck_assert_str_eq(names, "upstream.password batch.max_rows "
+	                        "batch.dead_letter log.level log.file ");
+	ck_assert_uint_eq(cfg_diff(&cfg, &other, NULL, NULL), 5);
+	cfg_free(&other);
+}
+END_TEST
+
+START_TEST(test_copy_key)
+{
+	struct config other;
+	unsigned before;
+
+	ck_assert_msg(load_text(full_ini, NULL), "%s", err);
+	ck_assert(cfg_init(&other)); /* the defaults */
+	before = cfg_diff(&cfg, &other, NULL, NULL);
+	ck_assert(cfg_copy_key(&other, &cfg, "ingest", "listen"));
+	ck_assert_str_eq(other.ingest.listen, "0.0.0.0:6000");
+	ck_assert_ptr_ne(other.ingest.listen, cfg.ingest.listen);
+	ck_assert(cfg_copy_key(&other, &cfg, "upstream", "password"));
+	ck_assert_str_eq(other.upstream.password, SECRET);
+	ck_assert(cfg_copy_key(&other, &cfg, "pool", "max_size"));
+	ck_assert_uint_eq(other.pool.max_size, 16);
+	ck_assert(cfg_copy_key(&other, &cfg, "upstream", "sslmode"));
+	ck_assert_int_eq(other.upstream.sslmode, SSLMODE_REQUIRE);
+	ck_assert_uint_eq(cfg_diff(&cfg, &other, NULL, NULL), before - 4);
+	/* set to unset */
+	ck_assert(cfg_copy_key(&cfg, &other, "log", "file"));
+	ck_assert_ptr_null(cfg.log.file);
+	ck_assert_uint_eq(cfg_diff(&cfg, &other, NULL, NULL), before - 5);
+	ck_assert(!cfg_copy_key(&other, &cfg, "pool", "no_such_key"));
+	ck_assert(!cfg_copy_key(&other, &cfg, "nope", "listen"));
+	cfg_free(&other);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -897,6 +971,8 @@ static Suite *config_suite(void)
 	tcase_add_test(output, test_print_masks_secret);
 	tcase_add_test(output, test_print_unset_values);
 	tcase_add_test(output, test_sslmode_names);
+	tcase_add_test(output, test_diff_names_changed_keys);
+	tcase_add_test(output, test_copy_key);
 	suite_add_tcase(s, output);
 	return s;
 }
