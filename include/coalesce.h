@@ -8,14 +8,16 @@
  * flush unit (a client's rows up to its Flush) is the atom: it is never
  * split between batches, so it commits whole or not at all.
  *
- * When a batch goes out: as soon as the target has fewer than max_inflight
+ * When a batch goes out: only while the target has fewer than max_inflight
  * batches in flight (one for upsert targets, to keep arrival order) and
- * none waiting for a connection; otherwise when the queue holds max_rows or
- * max_bytes, or its oldest unit has waited max_delay_ms. At low load that
- * gives the lowest latency; at high load the batches in flight are busy, so
- * units pile up and the next batches are big. The units are taken from the
- * queue only when the connection is in hand, so everything that arrived
- * meanwhile rides along.
+ * none waiting for a connection; then at once if the queue holds max_rows
+ * or max_bytes or its oldest unit has waited max_delay_ms (the linger; 0,
+ * the default, sends at once). At low load that gives the lowest latency;
+ * at high load the batches in flight are busy, so units pile up and the
+ * next batches are big (group commit). A linger trades latency for fewer,
+ * larger transactions at moderate load. The units are taken from the queue
+ * only when the connection is in hand, so everything that arrived meanwhile
+ * rides along.
  *
  * How a failure is mapped back to clients (all in coalesce.c):
  *  - a server error naming a COPY line fails the unit holding that line

@@ -64,7 +64,7 @@ struct cfg_ingest {
 struct cfg_batch {
 	uint64_t max_rows;     /* 50000 */
 	uint64_t max_bytes;    /* 8 MiB */
-	unsigned max_delay_ms; /* 50 */
+	unsigned max_delay_ms; /* 0: linger before a batch that is not full */
 	unsigned max_inflight;       /* 4 batches in flight per insert target */
 	unsigned max_retries;        /* 3, then unit by unit */
 	unsigned acquire_timeout_ms; /* 30000: wait for a server connection */

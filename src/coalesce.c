@@ -685,8 +685,7 @@ static void try_dispatch(struct co_target *t)
 	if (oldest == NULL || t->waiting > 0 || t->inflight >= limit)
 		return;
 	age = clock_now_ms() - oldest->queued_ms;
-	if (t->co->draining || t->inflight < limit ||
-	    t->queued_rows >= cfg->max_rows ||
+	if (t->co->draining || t->queued_rows >= cfg->max_rows ||
 	    t->queued_bytes >= cfg->max_bytes || age >= cfg->max_delay_ms) {
 		start_batch(t);
 		return;

@@ -94,7 +94,7 @@ static const struct cfg_key keys[] = {
      .def = "50000"},
     {KEY(batch, max_bytes, CFG_UINT64), .min = 1024, .max = 1073741824,
      .def = "8388608"},
-    {KEY(batch, max_delay_ms, CFG_UINT), .min = 0, .max = 60000, .def = "50"},
+    {KEY(batch, max_delay_ms, CFG_UINT), .min = 0, .max = 60000, .def = "0"},
     {KEY(batch, max_inflight, CFG_UINT), .min = 1, .max = 1000, .def = "4"},
     {KEY(batch, max_retries, CFG_UINT), .min = 0, .max = 100, .def = "3"},
     {KEY(batch, acquire_timeout_ms, CFG_UINT), .min = 1, .max = 3600000,

@@ -663,3 +663,40 @@ def test_sigterm_answers_every_client_and_loses_no_acked_row(pg: PgServer,
     landed = {(int(a), int(b)) for a, b in sql(pg, "SELECT client, seq FROM evstop")}
     assert set(acked) <= landed
     assert len(landed) == count(pg, "evstop")  # nothing twice
+
+
+def test_linger_gathers_units_until_max_rows(pg: PgServer, tmp_path: Path) -> None:
+    """[batch] max_delay_ms holds a batch that is not full: 9 units of 10 rows wait, the 10th
+    reaches max_rows = 100 and all go in one transaction; a lone unit goes when its linger ends."""
+    import promtext
+
+    proc, addr = start_proxy(pg, tmp_path, batch={"max_delay_ms": 2000, "max_rows": 100})
+    make_table(pg, "evlinger", "id int PRIMARY KEY")
+    c = IngestConnection(addr, client_name="linger")
+    c.open("evlinger", "insert", ["id"])
+
+    def metrics():
+        return promtext.parse(proc.admin_get("/metrics")[1])
+
+    for u in range(9):
+        c.send_rows(rows_text([(str(u * 10 + i),) for i in range(10)]))
+        c.flush()
+    deadline = time.monotonic() + 30
+    while promtext.value(m := metrics(), "lbp_queued_units") < 9:
+        assert time.monotonic() < deadline, "the units did not queue"
+        time.sleep(0.02)
+    assert promtext.total(m, "lbp_batches_total") == 0 and count(pg, "evlinger") == 0
+    c.send_rows(rows_text([(str(90 + i),) for i in range(10)]))
+    c.flush()
+    assert [c.read_answer() for _ in range(10)] == [Ack(i + 1, 10) for i in range(10)]
+    m = metrics()
+    assert promtext.total(m, "lbp_batches_total") == 1
+    assert promtext.value(m, "lbp_batch_rows_sum") == 100
+    # Alone and below max_rows: it goes when its linger ends.
+    c.send_rows(b"1000\n")
+    c.flush()
+    assert c.read_answer() == Ack(11, 1)
+    assert promtext.total(metrics(), "lbp_batches_total") == 2
+    assert count(pg, "evlinger") == 101
+    c.close()
+    assert proc.stop() == 0

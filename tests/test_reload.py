@@ -111,7 +111,7 @@ def batch_sizes_of_round(r: Reloadable, pg: PgServer, c: IngestConnection, table
 def batching_proxy(pg: PgServer, tmp_path: Path, table: str) -> tuple[Reloadable,
                                                                       IngestConnection]:
     make_table(pg, table, "client int, seq int, payload text")
-    r = start(pg, tmp_path, batch={"max_rows": 100000, "max_delay_ms": 60000,
+    r = start(pg, tmp_path, batch={"max_rows": 100000, "max_delay_ms": 0,
                                    "max_inflight": 1},
               log={"level": "debug", "stats_period_s": 1})
     c = IngestConnection(r.addr, client_name="reload")

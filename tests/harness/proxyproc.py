@@ -162,7 +162,6 @@ def proxy_sections(pg, ingest_port: int, **overrides: Mapping[str, object]
                      "sslmode": "verify-full", "sslrootcert": pg.ca_file},
         "pool": {"min_size": 2, "max_size": 4},
         "ingest": {"listen": f"127.0.0.1:{ingest_port}"},
-        "batch": {"max_delay_ms": 20},
         "log": {"level": "info", "stats_period_s": 1},
     }
     for section, keys in overrides.items():

@@ -227,7 +227,7 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(cfg.ingest.listen, "127.0.0.1:5480");
 	ck_assert_uint_eq(cfg.batch.max_rows, 50000);
 	ck_assert_uint_eq(cfg.batch.max_bytes, 8 * 1024 * 1024);
-	ck_assert_uint_eq(cfg.batch.max_delay_ms, 50);
+	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9187");
 	ck_assert_int_eq(cfg.log.level, LOG_INFO);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 60);
