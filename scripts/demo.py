@@ -5,6 +5,10 @@ A throwaway PostgreSQL 15 (TLS + SCRAM-SHA-256 only, like Lakebase), lakebase-pr
 with a warm pool, and a Spark Structured Streaming query (rate source, several partitions) whose
 rows go through `LakebaseForeachWriter(proxy=...)`. A progress line every few seconds; at the end
 a summary, and a check that the table holds exactly the rows the proxy acknowledged.
+
+With --proxy HOST:PORT nothing is started here: the stream goes through that running proxy
+(token from $LBP_INGEST_TOKEN) into the database behind it, which the job reaches itself through
+--dsn or libpq's PG* variables to create the table and check it (docker/docker-compose.yml).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "harness"))
@@ -26,10 +31,11 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT / "python")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
-from pgharness import PgServer  # noqa: E402
-from proxyproc import start_proxy  # noqa: E402
-
 TABLE = "demo_events"
+TABLE_DDL = ("event_id bigint PRIMARY KEY, ts timestamptz, device text, "
+             "reading double precision, ok boolean")
+# The token of an external proxy (--proxy): from the environment, so it is not in `ps` output.
+TOKEN_ENV = "LBP_INGEST_TOKEN"
 
 
 def say(msg: str) -> None:
@@ -43,13 +49,19 @@ def last_stats(log: str) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", lines[-1])}
 
 
-def server_connections(pg: PgServer) -> int:
-    return int(pg.admin_sql("SELECT count(*) FROM pg_stat_activity "
-                            "WHERE application_name = 'lakebase-proxy'")[0][0])
+PROXY_CONNS_SQL = ("SELECT count(*) FROM pg_stat_activity "
+                   "WHERE application_name = 'lakebase-proxy'")
+
+
+def server_connections(pg) -> int:
+    return int(pg.admin_sql(PROXY_CONNS_SQL)[0][0])
 
 
 def run_stream(spark, addr: str, rate: int, partitions: int, duration: float,
-               pg: PgServer, proxy) -> dict[str, float]:
+               sample: Callable[[], tuple[int, Optional[int]]], conns: Callable[[], int],
+               token: Optional[str] = None) -> dict[str, Any]:
+    """Streams for `duration` seconds; every 3 s prints sample() (rows so far, batches or None)
+    and conns() (server connections of the proxy)."""
     from lakebase_foreachwriter import LakebaseForeachWriter
     from pyspark.sql import functions as F
 
@@ -60,7 +72,8 @@ def run_stream(spark, addr: str, rate: int, partitions: int, duration: float,
                   (F.col("value") % 1000 / 10.0).alias("reading"),
                   (F.col("value") % 2 == 0).alias("ok")))
     writer = LakebaseForeachWriter(table=f"public.{TABLE}", df=df, mode="insert",
-                                   proxy=addr, batch_size=500, batch_interval_ms=100)
+                                   proxy=addr, proxy_token=token, batch_size=500,
+                                   batch_interval_ms=100)
     query = (df.writeStream.foreach(writer).trigger(processingTime="1 second")
              .option("checkpointLocation", tempfile.mkdtemp(prefix="lbp-demo-ckpt-"))
              .start())
@@ -73,53 +86,63 @@ def run_stream(spark, addr: str, rate: int, partitions: int, duration: float,
         time.sleep(3)
         if query.exception():
             raise RuntimeError(f"the streaming query failed: {query.exception()}")
-        st = last_stats(proxy.log)
+        rows, batches = sample()
         now = time.monotonic()
-        rows = st.get("rows_committed", 0)
-        conns = server_connections(pg)
-        peak_conns = max(peak_conns, conns)
-        batches = st.get("batches", 0)
+        n_conns = conns()
+        peak_conns = max(peak_conns, n_conns)
+        if batches is None:  # an external proxy: its batch count is not visible from here
+            batch_cols = f"{'-':>8} {'-':>10}"
+        else:
+            batch_cols = f"{batches:>8,} {rows / batches if batches else 0:>10,.1f}"
         print(f"{now - start:>7.0f}s {(rows - last_rows) / (now - last_t):>9,.0f} {rows:>11,} "
-              f"{batches:>8,} {rows / batches if batches else 0:>10,.1f} {conns:>12}",
-              flush=True)
+              f"{batch_cols} {n_conns:>12}", flush=True)
         last_rows, last_t = rows, now
     query.stop()
-    return {"seconds": time.monotonic() - start, "peak_conns": peak_conns}
+    return {"seconds": time.monotonic() - start, "peak_conns": peak_conns,
+            "progress": query.recentProgress}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=60, help="seconds of streaming (60)")
-    ap.add_argument("--rate", type=int, default=5000, help="rows per second generated (5000)")
-    ap.add_argument("--partitions", type=int, default=4, help="Spark partitions (4)")
-    ap.add_argument("--build-dir", default=str(ROOT / "build"))
-    args = ap.parse_args()
+def start_spark(partitions: int, extra_conf: Optional[dict[str, str]] = None):
+    from pyspark.sql import SparkSession
+    builder = (SparkSession.builder.master(f"local[{partitions}]")
+               .appName("lakebase-proxy-demo").config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.shuffle.partitions", str(partitions)))
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def run_local(args: argparse.Namespace) -> int:
+    """PostgreSQL and the proxy started here, removed at the end (./scripts/demo.sh)."""
+    from pgharness import PgServer
+    from proxyproc import start_proxy
+
     os.environ["LBP_BUILD_DIR"] = args.build_dir
-
     with tempfile.TemporaryDirectory(prefix="lbp-demo-") as tmp:
         tmpdir = Path(tmp)
         os.chmod(tmpdir, 0o755)
         say("starting a throwaway PostgreSQL 15 with TLS and SCRAM-SHA-256 only ...")
         pg = PgServer(tmpdir / "pg").start()
         try:
-            pg.admin_sql(f"CREATE TABLE {TABLE} (event_id bigint PRIMARY KEY, ts timestamptz, "
-                         f"device text, reading double precision, ok boolean); "
+            pg.admin_sql(f"CREATE TABLE {TABLE} ({TABLE_DDL}); "
                          f"GRANT ALL ON {TABLE} TO {pg.user}")
             say("starting lakebase-proxy (pool of 2..4 TLS connections, verify-full) ...")
             proxy, addr = start_proxy(pg, tmpdir, pool={"min_size": 2, "max_size": 4},
                                       log={"stats_period_s": 1})
             proxy.wait_log(r"event=pool_stats opening=0 idle=2 ")
             say(f"proxy listens on {addr}; starting Spark (local[{args.partitions}]) ...")
-            from pyspark.sql import SparkSession
-            spark = (SparkSession.builder.master(f"local[{args.partitions}]")
-                     .appName("lakebase-proxy-demo").config("spark.ui.enabled", "false")
-                     .config("spark.ui.showConsoleProgress", "false")
-                     .config("spark.sql.shuffle.partitions", str(args.partitions))
-                     .getOrCreate())
-            spark.sparkContext.setLogLevel("ERROR")
+            spark = start_spark(args.partitions)
             say(f"streaming {args.rate:,} rows/s for {args.duration:.0f} s through the proxy:")
-            result = run_stream(spark, addr, args.rate, args.partitions, args.duration, pg,
-                                proxy)
+
+            def sample() -> tuple[int, Optional[int]]:
+                st = last_stats(proxy.log)
+                return st.get("rows_committed", 0), st.get("batches", 0)
+
+            result = run_stream(spark, addr, args.rate, args.partitions, args.duration,
+                                sample, lambda: server_connections(pg))
             spark.stop()
             time.sleep(1.5)  # one more stats line
             stats = last_stats(proxy.log)
@@ -143,6 +166,74 @@ def main() -> int:
             return 0 if ok else 1
         finally:
             pg.stop()
+
+
+def completed_rows(progress: list) -> int:
+    """Rows of the micro-batches Spark completed: each of their tasks saw every flush acked."""
+    per_batch = {p["batchId"]: p["numInputRows"] for p in progress}
+    return sum(per_batch.values())
+
+
+def run_external(args: argparse.Namespace) -> int:
+    """Through a proxy that runs elsewhere (the compose file's spark-job). Its log is not ours
+    to read, so the check is what Spark completed against what the table holds."""
+    import psycopg
+
+    token = os.environ.get(TOKEN_ENV) or None
+    say(f"writing through the proxy at {args.proxy} (token from ${TOKEN_ENV}: "
+        f"{'set' if token else 'not set'}); database: {args.dsn or 'from PG* variables'}")
+    with psycopg.connect(args.dsn, autocommit=True) as db:
+        # A rerun starts from event_id 0 again: an empty table, not duplicate keys.
+        db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({TABLE_DDL})")
+        db.execute(f"TRUNCATE {TABLE}")
+
+        def count(sql: str) -> int:
+            row = db.execute(sql).fetchone()
+            return int(row[0]) if row else 0
+
+        # Every completed batch's progress is needed for the check, not only the last 100.
+        spark = start_spark(args.partitions,
+                            {"spark.sql.streaming.numRecentProgressUpdates": "1000000"})
+        say(f"streaming {args.rate:,} rows/s for {args.duration:.0f} s through the proxy:")
+        result = run_stream(spark, args.proxy, args.rate, args.partitions, args.duration,
+                            lambda: (count(f"SELECT count(*) FROM {TABLE}"), None),
+                            lambda: count(PROXY_CONNS_SQL), token)
+        spark.stop()
+        done = completed_rows(result["progress"])
+        in_table = count(f"SELECT count(*) FROM {TABLE}")
+        # The rate source numbers rows 0, 1, 2... in order, batch after batch.
+        done_in_table = count(f"SELECT count(*) FROM {TABLE} WHERE event_id < {done}")
+    print()
+    print("summary")
+    print(f"  streamed for              {result['seconds']:.0f} s")
+    print(f"  rows of completed batches {done:,}")
+    print(f"  ... of them in the table  {done_in_table:,}")
+    print(f"  rows in the table         {in_table:,} (the batch stopped mid-way may add some)")
+    print(f"  server connections, peak  {result['peak_conns']}")
+    ok = done > 0 and done_in_table == done
+    print(f"  check                     "
+          f"{'OK: every completed row is in the table' if ok else 'MISSING ROWS'}")
+    return 0 if ok else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=60, help="seconds of streaming (60)")
+    ap.add_argument("--rate", type=int, default=5000, help="rows per second generated (5000)")
+    ap.add_argument("--partitions", type=int, default=4, help="Spark partitions (4)")
+    ap.add_argument("--build-dir", default=str(ROOT / "build"))
+    ap.add_argument("--proxy", metavar="HOST:PORT",
+                    help="write through this running proxy; start nothing here "
+                         f"(token: ${TOKEN_ENV})")
+    ap.add_argument("--dsn", default="",
+                    help="with --proxy: libpq conninfo of the database behind it, to create "
+                         "and check the table (default: the PG* environment variables)")
+    args = ap.parse_args()
+    if args.proxy:
+        return run_external(args)
+    if args.dsn:
+        ap.error("--dsn goes with --proxy")
+    return run_local(args)
 
 
 if __name__ == "__main__":
