@@ -13,16 +13,10 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   exec "$@"
 fi
 
-# A --config given by the caller wins over the default file.
-for arg in "$@"; do
-  case "$arg" in
-    -c | -c?* | --config | --config=*) exec lakebase-proxy "$@" ;;
-  esac
-done
-
 # exec, not a child: the daemon must be PID 1 to receive docker stop's SIGTERM and drain.
 # -e, not -r: a file that is there but unreadable should stop the start with the daemon's
-# error, not be skipped silently.
+# error, not be skipped silently. A --config among the arguments comes after this one, and
+# the daemon takes the last.
 if [ -e "$config" ]; then
   exec lakebase-proxy --config "$config" "$@"
 fi

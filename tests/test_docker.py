@@ -414,6 +414,8 @@ def test_compose_postgres_takes_tls_with_scram_only(compose: dict, tmp_path: Pat
                                 ).fetchone() == (True,)
         with pytest.raises(psycopg.OperationalError, match="no encryption"):
             psycopg.connect(pg.dsn(sslmode="disable"))
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(pg.dsn(password="not-" + pg.password))
         san = subprocess.run(["openssl", "x509", "-in", str(pg.server_cert), "-noout", "-ext",
                               "subjectAltName"], capture_output=True, text=True, check=True)
         assert "DNS:postgres" in san.stdout  # the name the proxy service connects to
