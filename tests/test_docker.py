@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -298,16 +299,24 @@ def run_entrypoint(env: dict[str, str], *args: str) -> subprocess.CompletedProce
                           timeout=60)
 
 
-def test_entrypoint_runs_the_proxy_from_the_containers_env(compose: dict, pg: PgServer,
-                                                           tmp_path: Path) -> None:
+def start_as_in_container(compose: dict, pg: PgServer, tmp_path: Path
+                          ) -> tuple[ProxyProcess, int, str]:
+    """The proxy through the entrypoint with the container's environment; (it, port, token)."""
     token = "t-" + os.urandom(12).hex()
     port = free_port()
     env = container_env(compose, pg, tmp_path, token, port, free_port())
     assert env["LAKEBASE_PROXY_INGEST_LISTEN"].startswith("0.0.0.0:")  # as in the container
+    proxy = ProxyProcess(None, env, command=[str(ENTRYPOINT)])
+    proxy.wait_log(rf"event=listening addr=0\.0\.0\.0:{port} auth=token")
+    return proxy, port, token
+
+
+def test_entrypoint_runs_the_proxy_from_the_containers_env(compose: dict, pg: PgServer,
+                                                           tmp_path: Path) -> None:
     pg.admin_sql("DROP TABLE IF EXISTS docker_rows; CREATE TABLE docker_rows "
                  f"(id bigint PRIMARY KEY, note text); GRANT ALL ON docker_rows TO {pg.user}")
-    with ProxyProcess(None, env, command=[str(ENTRYPOINT)]) as proxy:
-        proxy.wait_log(rf"event=listening addr=0\.0\.0\.0:{port} auth=token")
+    proxy, port, token = start_as_in_container(compose, pg, tmp_path)
+    with proxy:
         # The entrypoint exec'd the daemon: it is the process docker stop signals (PID 1).
         assert Path(f"/proc/{proxy.proc.pid}/exe").resolve() == proxy_binary().resolve()
         proxy.wait_log(r"conn=\d+ event=ready .* tls=on")
@@ -355,6 +364,32 @@ def test_the_image_refuses_to_listen_without_a_token(compose: dict, pg: PgServer
     res = run_entrypoint(env)
     assert res.returncode != 0
     assert "auth_token" in res.stderr, res.stderr
+
+
+def test_spark_job_as_composed_writes_through_the_proxy(compose: dict, pg: PgServer,
+                                                       tmp_path: Path) -> None:
+    """The spark-job service's program (its image's ENTRYPOINT and the compose command) with its
+    environment, pointed at a proxy started as the proxy container is: the whole compose run,
+    natively and shortened."""
+    (entry,) = instructions(dockerfile_stages(DOCKER / "Dockerfile.spark")[-1], "ENTRYPOINT")
+    job = compose["services"]["spark-job"]
+    proxy, port, token = start_as_in_container(compose, pg, tmp_path)
+    with proxy:
+        args = [{"proxy:5480": f"127.0.0.1:{port}"}.get(a, a) for a in job["command"]]
+        args[args.index("--duration") + 1] = "6"
+        program = yaml.safe_load(entry)
+        assert program[:2] == ["python3", "scripts/demo.py"]
+        native = {"PGHOST": pg.host, "PGPORT": str(pg.port), "PGDATABASE": pg.dbname,
+                  "PGUSER": pg.user, "PGPASSWORD": pg.password,
+                  "PGSSLROOTCERT": str(pg.ca_file), "LBP_INGEST_TOKEN": token}
+        assert set(native) <= set(job["environment"])
+        env = {**os.environ, **job["environment"], **native}
+        res = subprocess.run([sys.executable, str(ROOT / program[1]), *args], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+        assert "OK: every completed row is in the table" in res.stdout
+        assert proxy.stop() == 0, proxy.log
+    assert int(pg.admin_sql("SELECT count(*) FROM demo_events")[0][0]) > 0
 
 
 # ---- the certs and postgres services, natively --------------------------------------------------
