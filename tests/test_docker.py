@@ -287,8 +287,9 @@ def container_env(compose: dict, pg: PgServer, tmp_path: Path, token: str,
     assert set(native) <= set(env), f"the proxy container no longer sets {set(native) - set(env)}"
     env.update(native)
     env["PATH"] = f"{proxy_binary().parent}{os.pathsep}{os.environ['PATH']}"
-    # No mounted INI file: configuration from the environment only.
+    # No mounted INI file and no secret files: configuration from the environment only.
     env["LBP_CONFIG_FILE"] = str(tmp_path / "not-mounted.ini")
+    env["LBP_SECRETS_DIR"] = str(tmp_path / "no-secrets")
     return env
 
 
@@ -357,13 +358,26 @@ def test_entrypoint_uses_the_mounted_file_when_there_is_one(compose: dict, pg: P
     assert run_entrypoint(env, "echo", "a shell").stdout == "a shell\n"
 
 
-def test_the_image_refuses_to_listen_without_a_token(compose: dict, pg: PgServer,
-                                                     tmp_path: Path) -> None:
-    env = container_env(compose, pg, tmp_path, "t", free_port(), free_port())
+def test_the_token_is_required_and_may_come_from_a_secret_file(compose: dict, pg: PgServer,
+                                                               tmp_path: Path) -> None:
+    port = free_port()
+    env = container_env(compose, pg, tmp_path, "t", port, free_port())
     del env["LAKEBASE_PROXY_INGEST_AUTH_TOKEN"]
     res = run_entrypoint(env)
     assert res.returncode != 0
     assert "auth_token" in res.stderr, res.stderr
+    # As Docker and Kubernetes mount secrets: a file named after the variable, ending in \n.
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "LAKEBASE_PROXY_INGEST_AUTH_TOKEN").write_text("from-a-file\n")
+    env["LBP_SECRETS_DIR"] = str(secrets)
+    with ProxyProcess(None, env, command=[str(ENTRYPOINT)]) as proxy:
+        proxy.wait_log(rf"event=listening addr=0\.0\.0\.0:{port} auth=token")
+        IngestConnection(f"127.0.0.1:{port}", token="from-a-file").abort()  # hello was ok
+        assert proxy.stop() == 0, proxy.log
+    # Set both ways: refused, rather than one silently winning.
+    res = run_entrypoint({**env, "LAKEBASE_PROXY_INGEST_AUTH_TOKEN": "other"}, "--check-config")
+    assert res.returncode == 2 and "set both" in res.stderr, res.stderr
 
 
 def test_spark_job_as_composed_writes_through_the_proxy(compose: dict, pg: PgServer,
