@@ -63,9 +63,14 @@ install_python() {
     return
   fi
   log "python packages: installing ${missing[*]}"
-  # Debian marks its Python as externally managed; this machine's pip is ours to use.
-  python3 -m pip install -q --disable-pip-version-check --break-system-packages "${missing[@]}" 2>/dev/null \
-    || python3 -m pip install -q --disable-pip-version-check "${missing[@]}"
+  # Debian marks its Python as externally managed; this machine's pip is ours to use. Older
+  # pips lack the flag (and need none). Asked first rather than tried, so a real failure (the
+  # network, a package) shows its own error instead of a retry's.
+  local flags=(-q --disable-pip-version-check)
+  if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
+    flags+=(--break-system-packages)
+  fi
+  python3 -m pip install "${flags[@]}" "${missing[@]}"
 }
 
 build() {
