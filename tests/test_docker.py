@@ -116,7 +116,8 @@ def test_compose_config_accepts_the_file_with_every_service(compose: dict) -> No
     tests = services["tests"]
     assert tests["command"] == ["./scripts/test.sh"]
     assert tests["profiles"] == ["test"]  # `up` alone does not run the suite
-    for name, dockerfile in [("proxy", "docker/Dockerfile"), ("spark-job", "docker/Dockerfile.spark"),
+    for name, dockerfile in [("proxy", "docker/Dockerfile"),
+                             ("spark-job", "docker/Dockerfile.spark"),
                              ("tests", "docker/Dockerfile.test")]:
         build = services[name]["build"]
         assert (Path(build["context"]).resolve(), build["dockerfile"]) == (ROOT, dockerfile)
@@ -158,7 +159,8 @@ def test_proxy_service_verifies_the_server_and_drains_before_kill(compose: dict)
     assert any(env["LAKEBASE_PROXY_UPSTREAM_SSLROOTCERT"].startswith(m + "/") for m in mounts)
     assert env["LAKEBASE_PROXY_UPSTREAM_HOST"] == "postgres"
     # docker stop sends SIGTERM, then SIGKILL after the grace period: the drain must fit.
-    assert seconds(proxy["stop_grace_period"]) > int(env["LAKEBASE_PROXY_SERVER_SHUTDOWN_TIMEOUT_S"])
+    drain = int(env["LAKEBASE_PROXY_SERVER_SHUTDOWN_TIMEOUT_S"])
+    assert seconds(proxy["stop_grace_period"]) > drain
 
 
 def test_postgres_service_is_tls_and_scram_only(compose: dict) -> None:
