@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what lakebase-proxy needs to build, test and run its demo on Debian 12,
 # skipping whatever is already there, then builds. Usage: scripts/setup.sh [BUILD_TYPE]
-#   BUILD_TYPE: Release (default; for the demo and bench) or Sanitize (for the tests).
+#   BUILD_TYPE: Release (default; for the demo and bench), Sanitize (for the tests), or none
+#   (packages only: docker/Dockerfile.test installs them before it copies the code).
 #   LBP_WITH_BENCH=1 also installs what bench/run needs (pgbouncer).
 #   LBP_WITH_TESTS=1 also provides promtool (in .tools/bin) for the metrics tests.
 set -euo pipefail
@@ -11,7 +12,8 @@ APT_PACKAGES=(build-essential cmake pkg-config libevent-dev libssl-dev libinih-d
               libcurl4-openssl-dev libjansson-dev
               check libsubunit-dev postgresql-15 postgresql-client-15 openssl
               python3 python3-pip procps)
-PY_PACKAGES=("pytest>=7" "psycopg[binary]>=3.1")
+# PyYAML: tests/test_docker.py reads what `docker-compose config` prints.
+PY_PACKAGES=("pytest>=7" "psycopg[binary]>=3.1" "pyyaml")
 # bench/run also needs PgBouncer (pgbench comes with postgresql-15); off for the tests.
 if [ -n "${LBP_WITH_BENCH:-}" ]; then
   APT_PACKAGES+=(pgbouncer)
@@ -29,6 +31,11 @@ install_apt() {
   if [ -n "${LBP_WITH_SPARK:-}" ] && ! command -v java >/dev/null 2>&1; then
     APT_PACKAGES+=(openjdk-17-jre-headless)
   fi
+  # tests/test_docker.py checks docker/docker-compose.yml with `docker-compose config`, which
+  # needs no Docker engine. Any docker-compose already on the PATH will do.
+  if ! command -v docker-compose >/dev/null 2>&1; then
+    APT_PACKAGES+=(docker-compose)
+  fi
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
@@ -45,6 +52,7 @@ install_python() {
   local missing=()
   python3 -c 'import pytest' 2>/dev/null || missing+=("${PY_PACKAGES[0]}")
   python3 -c 'import psycopg' 2>/dev/null || missing+=("${PY_PACKAGES[1]}")
+  python3 -c 'import yaml' 2>/dev/null || missing+=("${PY_PACKAGES[2]}")
   if [ -n "${LBP_WITH_SPARK:-}" ]; then
     # The writer's own dependencies (python/pyproject.toml); the package itself is used
     # from this checkout through PYTHONPATH, so a stale install elsewhere cannot shadow it.
@@ -56,9 +64,14 @@ install_python() {
     return
   fi
   log "python packages: installing ${missing[*]}"
-  # Debian marks its Python as externally managed; this machine's pip is ours to use.
-  python3 -m pip install -q --disable-pip-version-check --break-system-packages "${missing[@]}" 2>/dev/null \
-    || python3 -m pip install -q --disable-pip-version-check "${missing[@]}"
+  # Debian marks its Python as externally managed; this machine's pip is ours to use. Older
+  # pips lack the flag (and need none). Asked first rather than tried, so a real failure (the
+  # network, a package) shows its own error instead of a retry's.
+  local flags=(-q --disable-pip-version-check)
+  if python3 -m pip install --help 2>/dev/null | grep -q -- --break-system-packages; then
+    flags+=(--break-system-packages)
+  fi
+  python3 -m pip install "${flags[@]}" "${missing[@]}"
 }
 
 # promtool checks /metrics in the tests. It comes in Debian's prometheus package, whose
@@ -96,4 +109,6 @@ build() {
 install_apt
 install_python
 [ -n "${LBP_WITH_TESTS:-}" ] && install_promtool
-build "${1:-Release}"
+if [ "${1:-Release}" != none ]; then
+  build "${1:-Release}"
+fi

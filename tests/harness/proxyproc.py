@@ -49,8 +49,9 @@ class ProxyProcess:
     """One proxy process; its stderr (the log) is collected line by line in a thread."""
 
     def __init__(self, config: Path | None, env: Mapping[str, str] | None = None,
-                 args: list[str] | None = None) -> None:
-        cmd = [str(proxy_binary())]
+                 args: list[str] | None = None, command: list[str] | None = None) -> None:
+        """command replaces the binary: a wrapper such as docker/entrypoint.sh."""
+        cmd = list(command) if command is not None else [str(proxy_binary())]
         self.config = config
         if config is not None:
             cmd += ["--config", str(config)]
