@@ -78,10 +78,11 @@ void pool_release(struct pool *p, struct up_conn *c);
 /*
  * Credentials that change while the pool runs (Lakebase OAuth tokens, a
  * host that failover moved). Both copy the string (password NULL: none).
- * Connections opened from now on use it; open ones stay open with what
- * they logged in with. Setting the first host (or a different one) starts
- * connecting at once, with the failure backoff reset. false only on OOM
- * (the old value stays).
+ * Connections opened from now on use it. A new password leaves open
+ * connections as they are; a different host replaces them (pool_retire),
+ * since the old host may now be a demoted server. Setting the first host
+ * starts connecting at once, with the failure backoff reset. false only on
+ * OOM (the old value stays).
  */
 bool pool_set_password(struct pool *p, const char *password);
 bool pool_set_host(struct pool *p, const char *host);

@@ -4,7 +4,8 @@
 #   BUILD_TYPE: Release (default; for the demo and bench), Sanitize (for the tests), or none
 #   (packages only: docker/Dockerfile.test installs them before it copies the code).
 #   LBP_WITH_BENCH=1 also installs what bench/run needs (pgbouncer).
-#   LBP_WITH_TESTS=1 also provides promtool (in .tools/bin) for the metrics tests.
+#   LBP_WITH_TESTS=1 also provides what only the tests use: promtool (in .tools/bin) for the
+#   metrics tests, docker-compose for checking docker/docker-compose.yml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +34,7 @@ install_apt() {
   fi
   # tests/test_docker.py checks docker/docker-compose.yml with `docker-compose config`, which
   # needs no Docker engine. Any docker-compose already on the PATH will do.
-  if ! command -v docker-compose >/dev/null 2>&1; then
+  if [ -n "${LBP_WITH_TESTS:-}" ] && ! command -v docker-compose >/dev/null 2>&1; then
     APT_PACKAGES+=(docker-compose)
   fi
   for p in "${APT_PACKAGES[@]}"; do

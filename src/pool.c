@@ -452,14 +452,20 @@ bool pool_set_host(struct pool *p, const char *host)
 	/* A new address deserves a fresh try, not the old one's backoff. */
 	p->failures = 0;
 	p->next_attempt_ms = 0;
-	if (p->maint_ev != NULL) {
-		if (first)
-			log_pool_start(p);
-		else
-			log_info("event=pool_host host=%s",
-				 log_quote((char[300]){0}, 300, host));
+	if (p->maint_ev == NULL)
+		return true;
+	if (first) {
+		log_pool_start(p);
 		kick(p);
+		return true;
 	}
+	log_info("event=pool_host host=%s",
+		 log_quote((char[300]){0}, 300, host));
+	/*
+	 * The instance moved (failover): connections to the old host may
+	 * reach a demoted server that refuses writes. Replace them all.
+	 */
+	pool_retire(p);
 	return true;
 }
 

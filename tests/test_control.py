@@ -311,6 +311,39 @@ def test_host_looked_up_again_after_failed_connects(pg: PgServer, fake: FakeData
     assert_no_secrets(proxy, fake)
 
 
+def test_a_new_host_replaces_connections_to_the_old_one(pg: PgServer, fake: FakeDatabricks,
+                                                         tmp_path: Path) -> None:
+    """Failover: once the control plane names another host, idle connections to the old one
+    (perhaps a demoted primary that would refuse writes) are closed, not kept."""
+    proxy, addr = start(pg, fake, tmp_path, reresolve_failures=1,
+                        pool={"min_size": 2, "max_size": 2})
+    try:
+        proxy.wait_log(r"event=pool_stats opening=0 idle=2 ")
+        old = proxy_backends(pg)
+        assert len(old) == 2
+        # The next login fails (one connection left for the role), which asks for the host
+        # again, and the instance is now "elsewhere": localhost, the same server by name.
+        pg.admin_sql(f"ALTER ROLE {pg.user} CONNECTION LIMIT 1")
+        fake.host_answer = "localhost"
+        pg.admin_sql(f"SELECT pg_terminate_backend({old[0]})")
+        proxy.wait_log(r'event=pool_host host="localhost"', timeout=30)
+        pg.admin_sql(f"ALTER ROLE {pg.user} CONNECTION LIMIT -1")
+        proxy.wait_log(r"event=pool_retire ")
+        wait_until(lambda: len(proxy_backends(pg)) == 2 and old[1] not in proxy_backends(pg),
+                   timeout=30)
+        c = IngestConnection(addr, client_name="failover")
+        make_table(pg, "ctl_failover")
+        c.open("ctl_failover", "insert", ["writer", "seq"])
+        c.send_rows(b"1\t1\n")
+        c.flush()
+        assert c.read_answer() == Ack(1, 1)
+        c.close()
+    finally:
+        pg.admin_sql(f"ALTER ROLE {pg.user} CONNECTION LIMIT -1")
+        proxy.stop()
+    assert_no_secrets(proxy, fake)
+
+
 def check_config(pg: PgServer, fake: FakeDatabricks, tmp_path: Path
                  ) -> subprocess.CompletedProcess[str]:
     ini = config(pg, fake, tmp_path, free_port())
