@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import promtext
+from ingestutil import flush_once
 import pytest
 from lakebase_foreachwriter.ingest_protocol import Ack, FlushError, IngestConnection
 from pgharness import PgServer
@@ -60,12 +61,7 @@ def rows_text(rows) -> bytes:
 
 def commits_one_row(pg: PgServer, addr: str, table: str) -> None:
     make_table(pg, table, "id int")
-    c = IngestConnection(addr)
-    c.open(table, "insert", ["id"])
-    c.send_rows(b"7\n")
-    c.flush()
-    assert c.read_answer() == Ack(1, 1)
-    c.close()
+    assert flush_once(addr, table, ["id"], b"7\n") == Ack(1, 1)
     assert pg.admin_sql(f"SELECT id FROM {table}") == [["7"]]
 
 

@@ -18,6 +18,7 @@ from typing import Iterator
 
 import pytest
 from fake_databricks import FakeDatabricks
+from ingestutil import flush_once
 from lakebase_foreachwriter.ingest_protocol import Ack, IngestConnection
 from pgharness import PgServer
 from proxyproc import ProxyProcess, free_port, proxy_binary, proxy_sections, write_ini
@@ -198,12 +199,7 @@ def test_autoscaling_endpoint_with_personal_access_token(pg: PgServer, fake: Fak
         proxy.wait_log(r'event=lakebase_host endpoint="projects/p1/branches/main/'
                        r'endpoints/ep1" host="127.0.0.1"')
         proxy.wait_log(r"event=pool_start")
-        c = IngestConnection(addr, client_name="pat")
-        c.open("ctl_pat", "insert", ["writer", "seq"])
-        c.send_rows(b"7\t1\n7\t2\n")
-        c.flush()
-        assert c.read_answer() == Ack(1, 2)
-        c.close()
+        assert flush_once(addr, "ctl_pat", ["writer", "seq"], b"7\t1\n7\t2\n") == Ack(1, 2)
         assert fake.count("token") == 0
         creds = [b for k, _, b in fake.requests if k == "credential"]
         assert creds[0] == {"endpoint": fake.endpoint}
@@ -282,12 +278,7 @@ def test_oauth_failing_and_stopped_instance_at_start_then_recovering(
         while proxy.admin_get("/readyz")[0] != 200:
             assert time.monotonic() < deadline, proxy.admin_get("/readyz")
             time.sleep(0.1)
-        c = IngestConnection(addr, client_name="late")
-        c.open("ctl_start", "insert", ["writer", "seq"])
-        c.send_rows(b"3\t1\n")
-        c.flush()
-        assert c.read_answer() == Ack(1, 1)
-        c.close()
+        assert flush_once(addr, "ctl_start", ["writer", "seq"], b"3\t1\n") == Ack(1, 1)
     finally:
         proxy.stop()
     assert_no_secrets(proxy, fake)
@@ -331,13 +322,8 @@ def test_a_new_host_replaces_connections_to_the_old_one(pg: PgServer, fake: Fake
         proxy.wait_log(r"event=pool_retire ")
         wait_until(lambda: len(proxy_backends(pg)) == 2 and old[1] not in proxy_backends(pg),
                    timeout=30)
-        c = IngestConnection(addr, client_name="failover")
         make_table(pg, "ctl_failover")
-        c.open("ctl_failover", "insert", ["writer", "seq"])
-        c.send_rows(b"1\t1\n")
-        c.flush()
-        assert c.read_answer() == Ack(1, 1)
-        c.close()
+        assert flush_once(addr, "ctl_failover", ["writer", "seq"], b"1\t1\n") == Ack(1, 1)
     finally:
         pg.admin_sql(f"ALTER ROLE {pg.user} CONNECTION LIMIT -1")
         proxy.stop()
@@ -402,12 +388,7 @@ def test_sighup_to_another_instance_replaces_client_and_connections(
         assert fake.count("credential") > credentials
         wait_until(lambda: len(proxy_backends(pg)) == 2
                    and not set(before) & set(proxy_backends(pg)), timeout=30)
-        c = IngestConnection(addr, client_name="reload")
-        c.open("ctl_reload", "insert", ["writer", "seq"])
-        c.send_rows(b"1\t1\n1\t2\n")
-        c.flush()
-        assert c.read_answer() == Ack(1, 2)
-        c.close()
+        assert flush_once(addr, "ctl_reload", ["writer", "seq"], b"1\t1\n1\t2\n") == Ack(1, 2)
         assert "lakebase_error" not in proxy.log
     finally:
         proxy.stop()

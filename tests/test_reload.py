@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from lakebase_foreachwriter.ingest_protocol import Ack, IngestConnection
+from ingestutil import flush_once
 from pgharness import PgServer
 from proxyproc import ProxyProcess, free_port, proxy_binary, proxy_sections, write_ini
 from test_ingest import TableLocked, count, make_table, rows_text
@@ -213,12 +214,7 @@ def test_sighup_new_upstream_settings_replace_connections(pg: PgServer,
     assert 'changed="upstream.application_name"' in line
     wait_until("old connections gone", lambda: app_sessions(pg, "lbp-rl-a") == [])
     wait_until("2 new connections", lambda: len(app_sessions(pg, "lbp-rl-b")) == 2)
-    c = IngestConnection(r.addr)
-    c.open("rl_endpoint", "insert", COLS)
-    c.send_rows(unit(1, 0, 7))
-    c.flush()
-    assert c.read_answer() == Ack(1, 7)
-    assert c.close() == []
+    assert flush_once(r.addr, "rl_endpoint", COLS, unit(1, 0, 7)) == Ack(1, 7)
     assert r.stop() == 0
 
 
@@ -240,12 +236,7 @@ def test_sighup_new_password_for_new_connections(pg: PgServer, pg_admin, tmp_pat
                  f"WHERE application_name = '{app}'")
     wait_until("2 new connections", lambda: len(app_sessions(pg, app)) == 2
                and not set(before) & set(app_sessions(pg, app)))
-    c = IngestConnection(r.addr)
-    c.open("rl_password", "insert", COLS)
-    c.send_rows(unit(1, 0, 3))
-    c.flush()
-    assert c.read_answer() == Ack(1, 3)
-    assert c.close() == []
+    assert flush_once(r.addr, "rl_password", COLS, unit(1, 0, 3)) == Ack(1, 3)
     assert "reason=auth" not in r.proxy.log
     assert r.stop() == 0
     assert new_password not in r.proxy.log and old_password not in r.proxy.log
