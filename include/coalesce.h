@@ -30,7 +30,8 @@
  *  - 40P01 / 40001 retry the batch as it is;
  *  - a connection lost before CopyDone: retried on another connection;
  *    lost after it (COMMIT may have run): upsert retried (idempotent),
- *    insert failed with 08007 "outcome unknown".
+ *    insert failed with 08007 "outcome unknown". A retry that gets no
+ *    connection within acquire_timeout_ms fails its units with 08001.
  */
 
 #include <stdbool.h>

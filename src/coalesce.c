@@ -51,6 +51,7 @@ struct co_batch {
 	uint64_t rows;
 	size_t bytes;
 	struct pool_waiter *wait;
+	struct event *reacquire_ev; /* a retry's wait for a connection */
 	struct up_conn *conn;
 	struct evbuffer *data; /* what the statement streams (copied rows) */
 	char *sql;             /* the statement when it carries dead letters */
@@ -181,6 +182,8 @@ static void finish_batch(struct co_batch *b)
 		pool_release(co->pool, b->conn);
 	if (b->data)
 		evbuffer_free(b->data);
+	if (b->reacquire_ev)
+		event_free(b->reacquire_ev);
 	free(b->sql);
 	TAILQ_REMOVE(&co->batches, b, link);
 	t->inflight--;
@@ -555,6 +558,35 @@ static void batch_done(struct up_conn *c, const struct up_result *r,
 
 static void got_conn(struct up_conn *c, void *arg);
 
+/*
+ * A retry found no connection within acquire_timeout_ms. Its units never
+ * committed (a batch whose COMMIT may have run is not retried), so failing
+ * them is safe: their clients retry, rather than wait for the server
+ * indefinitely.
+ */
+static void reacquire_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct co_batch *b = arg;
+	struct coalescer *co = b->t->co;
+	struct pool_stats ps;
+	char msg[300];
+
+	if (b->wait == NULL)
+		return;
+	pool_cancel(co->pool, b->wait);
+	b->wait = NULL;
+	pool_get_stats(co->pool, &ps);
+	snprintf(msg, sizeof(msg),
+		 "the batch lost its server connection and no other came "
+		 "within %u ms (%u consecutive connection failures)",
+		 co->cfg.acquire_timeout_ms, ps.failures);
+	log_warn("batch=%" PRIu64 " event=batch_failed target=%s "
+		 "reason=reacquire_timeout rows=%" PRIu64,
+		 b->id, b->t->name, b->rows);
+	fail_batch_units(b, "08001", msg, "");
+	finish_batch(b);
+}
+
 static void run_batch(struct co_batch *b)
 {
 	struct coalescer *co = b->t->co;
@@ -566,11 +598,19 @@ static void run_batch(struct co_batch *b)
 	}
 	if (b->conn == NULL) {
 		b->state = BATCH_WAITING;
+		if (b->reacquire_ev == NULL)
+			b->reacquire_ev = evtimer_new(co->base,
+						      reacquire_timeout_cb, b);
 		b->wait = pool_acquire(co->pool, got_conn, b);
-		if (b->wait == NULL) {
+		if (b->wait == NULL || b->reacquire_ev == NULL) {
+			if (b->wait)
+				pool_cancel(co->pool, b->wait);
+			b->wait = NULL;
 			fail_batch_units(b, "53200", "out of memory", "");
 			finish_batch(b);
+			return;
 		}
+		set_timer(b->reacquire_ev, co->cfg.acquire_timeout_ms);
 		return;
 	}
 	data = evbuffer_new();
@@ -630,6 +670,8 @@ static void got_conn(struct up_conn *c, void *arg)
 	struct co_target *t = b->t;
 
 	b->wait = NULL;
+	if (b->reacquire_ev)
+		evtimer_del(b->reacquire_ev);
 	if (c == NULL) {
 		fail_batch_units(b, "57P01", "the proxy is shutting down", "");
 		finish_batch(b);
@@ -1042,6 +1084,8 @@ void co_free(struct coalescer *co)
 		fail_batch_units(b, "57P01", "the proxy is shutting down", "");
 		if (b->data)
 			evbuffer_free(b->data);
+		if (b->reacquire_ev)
+			event_free(b->reacquire_ev);
 		free(b->sql);
 		free(b);
 	}

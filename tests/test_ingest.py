@@ -700,3 +700,41 @@ def test_linger_gathers_units_until_max_rows(pg: PgServer, tmp_path: Path) -> No
     assert count(pg, "evlinger") == 101
     c.close()
     assert proc.stop() == 0
+
+
+def test_retry_without_a_server_fails_after_acquire_timeout(pg: PgServer, pg_admin,
+                                                            tmp_path: Path) -> None:
+    """An upsert batch loses its connection while it waits on a lock and is retried; with no
+    login possible (the role's connection limit is 0), its client gets 08001 after
+    acquire_timeout_ms instead of waiting indefinitely. Once logins work, the rows commit."""
+    proc, addr = start_proxy(pg, tmp_path, batch={"acquire_timeout_ms": 2000},
+                             pool={"min_size": 1, "max_size": 1, "reconnect_base_ms": 50,
+                                   "reconnect_max_ms": 200})
+    make_table(pg, "evretry", "id int PRIMARY KEY, v text")
+    c = IngestConnection(addr, client_name="retry")
+    c.open("evretry", "upsert", ["id", "v"], keys=["id"])
+    try:
+        with TableLocked(pg, "evretry"):
+            c.send_rows(b"1\ta\n2\tb\n")
+            c.flush()
+            deadline = time.monotonic() + 30
+            while not (waiting := sql(pg, "SELECT pid FROM pg_stat_activity WHERE "
+                                          "application_name = 'lakebase-proxy' AND "
+                                          "wait_event_type = 'Lock'")):
+                assert time.monotonic() < deadline, "the batch never waited on the lock"
+                time.sleep(0.05)
+            sql(pg, f"ALTER ROLE {pg.user} CONNECTION LIMIT 0")
+            sql(pg, f"SELECT pg_terminate_backend({waiting[0][0]})")
+            answer = c.read_answer()
+            assert isinstance(answer, FlushError) and answer.sqlstate == "08001", answer
+            assert "no other came within 2000 ms" in answer.message
+        sql(pg, f"ALTER ROLE {pg.user} CONNECTION LIMIT -1")
+        c.send_rows(b"1\ta\n2\tb\n")
+        c.flush()
+        assert c.read_answer() == Ack(2, 2)
+        assert sql(pg, "SELECT id, v FROM evretry ORDER BY id") == [["1", "a"], ["2", "b"]]
+        c.close()
+        assert "reason=reacquire_timeout" in proc.log
+        assert proc.stop() == 0, proc.log
+    finally:
+        sql(pg, f"ALTER ROLE {pg.user} CONNECTION LIMIT -1")
