@@ -266,12 +266,24 @@ static void set_outcome(struct pending *p, const char *sqlstate,
 	p->row = row;
 }
 
+/* Every failed flush gets a line, whether the server or our checks refused it. */
+static void log_flush_failed(struct session *s, const struct pending *p)
+{
+	char q[300];
+
+	s->ing->stats.flush_errors++;
+	sess_log(LOG_INFO, s,
+		 "event=flush_failed flush_id=%" PRIu64 " sqlstate=%s "
+		 "row=%" PRIu64 " error=%s",
+		 p->flush_id, p->sqlstate, p->row,
+		 log_quote(q, sizeof(q), p->message ? p->message : ""));
+}
+
 static void unit_done(const struct co_outcome *o, void *arg)
 {
 	struct pending *p = arg;
 	struct session *s = p->s;
 	struct ingest *ing;
-	char q[300];
 
 	if (s == NULL) {
 		/* The client left; the unit still had to commit or fail. */
@@ -283,14 +295,8 @@ static void unit_done(const struct co_outcome *o, void *arg)
 	s->pending_bytes -= p->bytes;
 	p->rows = o->rows;
 	set_outcome(p, o->sqlstate, o->message, o->detail, o->row);
-	if (o->sqlstate) {
-		ing->stats.flush_errors++;
-		sess_log(LOG_INFO, s,
-			 "event=flush_failed flush_id=%" PRIu64 " sqlstate=%s "
-			 "row=%" PRIu64 " error=%s",
-			 p->flush_id, o->sqlstate, o->row,
-			 log_quote(q, sizeof(q), o->message));
-	}
+	if (o->sqlstate)
+		log_flush_failed(s, p);
 	send_answers(s);
 	/* Reading resumes from the loop, not inside the coalescer's call. */
 	event_active(ing->resume_ev, 0, 0);
@@ -592,9 +598,9 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 
 		ms->flushes_failed++;
 		ms->rows_rejected += s->unit_rows;
-		ing->stats.flush_errors++;
 		set_outcome(p, s->unit_sqlstate, s->unit_message, "",
 			    s->unit_row);
+		log_flush_failed(s, p);
 	} else if (s->unit_rows == 0) {
 		set_outcome(p, NULL, NULL, NULL, 0);
 	} else {
@@ -605,6 +611,7 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 			s->pending_bytes -= bytes;
 			ing->stats.buffered_bytes -= bytes;
 			set_outcome(p, "53200", "out of memory", "", 0);
+			log_flush_failed(s, p);
 		}
 	}
 	reset_unit(s);

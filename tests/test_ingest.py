@@ -225,6 +225,9 @@ def test_malformed_rows_are_caught_before_the_server(pg: PgServer, proxy) -> Non
     assert c.read_answer() == Ack(len(cases) + 1, 1)
     assert sql(pg, "SELECT a, b FROM evfmt") == [["7", "fine"]]
     c.close()
+    # One log line for each failed flush, with what its client was told.
+    for i, (_, state, row) in enumerate(cases, 1):
+        proc.wait_log(rf"event=flush_failed flush_id={i} sqlstate={state} row={row} ")
 
 
 def test_oversized_flush_unit_fails_and_stream_continues(pg: PgServer, tmp_path: Path) -> None:
