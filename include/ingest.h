@@ -46,6 +46,9 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 /* Sends Error 57P01 to every session and closes everything. */
 void ing_free(struct ingest *ing);
 void ing_get_stats(const struct ingest *ing, struct ing_stats *s);
+/* A new token (NULL: none) for sessions from now on; false on OOM (the old
+ * one stays). Sessions already past their hello are not asked again. */
+bool ing_set_token(struct ingest *ing, const char *token);
 
 /*
  * Shutting down: stop accepting and reading; every session is answered

@@ -28,6 +28,8 @@ enum rl_action {
 	RL_CONTROL = 1u << 8,   /* [lakebase]: a new control-plane client */
 	/* ... for another instance: its first credential retires the pool */
 	RL_CONTROL_MOVED = 1u << 9,
+	RL_INGEST_TOKEN = 1u << 10, /* ing_set_token: new sessions only */
+	RL_ADMIN_TOKEN = 1u << 11,  /* admin_set_token: the next request */
 };
 
 /* More than the settings table holds (checked by a unit test). */

@@ -217,15 +217,31 @@ oom:
 	return NULL;
 }
 
+static void free_token(char *token)
+{
+	if (token != NULL) {
+		OPENSSL_cleanse(token, strlen(token));
+		free(token);
+	}
+}
+
+bool admin_set_token(struct admin *a, const char *token)
+{
+	char *copy = NULL;
+
+	if (token != NULL && (copy = strdup(token)) == NULL)
+		return false;
+	free_token(a->token);
+	a->token = copy;
+	return true;
+}
+
 void admin_free(struct admin *a)
 {
 	if (a == NULL)
 		return;
 	if (a->http)
 		evhttp_free(a->http);
-	if (a->token) {
-		OPENSSL_cleanse(a->token, strlen(a->token));
-		free(a->token);
-	}
+	free_token(a->token);
 	free(a);
 }

@@ -350,6 +350,14 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- handshake and open ---- */
 
+static void free_token(char *token)
+{
+	if (token != NULL) {
+		OPENSSL_cleanse(token, strlen(token));
+		free(token);
+	}
+}
+
 /* Compares digests so the time taken says nothing of the token. */
 static bool token_ok(const struct ingest *ing, const char *given)
 {
@@ -983,12 +991,20 @@ void ing_free(struct ingest *ing)
 		event_free(ing->resume_ev);
 	if (ing->relisten_ev)
 		event_free(ing->relisten_ev);
-	if (ing->token) {
-		OPENSSL_cleanse(ing->token, strlen(ing->token));
-		free(ing->token);
-	}
+	free_token(ing->token);
 	free((char *)ing->cfg.listen);
 	free(ing);
+}
+
+bool ing_set_token(struct ingest *ing, const char *token)
+{
+	char *copy = NULL;
+
+	if (token != NULL && (copy = strdup(token)) == NULL)
+		return false;
+	free_token(ing->token);
+	ing->token = copy;
+	return true;
 }
 
 void ing_get_stats(const struct ingest *ing, struct ing_stats *s)

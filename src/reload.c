@@ -12,8 +12,8 @@ struct rl_rule {
 
 /*
  * The settings that apply while the proxy runs; first match wins. What is
- * not here ([ingest], [admin]: listening sockets, per-session limits
- * handed out in each session's hello) needs a restart.
+ * not here (the rest of [ingest] and [admin]: listening sockets,
+ * per-session limits handed out in each session's hello) needs a restart.
  */
 static const struct rl_rule rules[] = {
     /* read when a drain starts */
@@ -32,6 +32,9 @@ static const struct rl_rule rules[] = {
     {"log", "level", RL_LOG_LEVEL},
     {"log", "stats_period_s", RL_STATS},
     {"log", "file", RL_LOG_FILE},
+    /* secrets rotate without a restart; sessions already in keep going */
+    {"ingest", "auth_token", RL_INGEST_TOKEN},
+    {"admin", "auth_token", RL_ADMIN_TOKEN},
 };
 
 static const struct rl_rule *find_rule(const char *section, const char *key)

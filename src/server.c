@@ -642,6 +642,15 @@ static void reload_apply(struct server *s, struct reload *r)
 		reload_endpoint(s, r);
 	if (todo & RL_CONTROL)
 		reload_control(s, r);
+	if ((todo & RL_INGEST_TOKEN) &&
+	    !ing_set_token(s->ing, cfg->ingest.auth_token))
+		log_error("event=reload_error step=ingest_token "
+			  "error=\"out of memory\"");
+	/* No admin endpoint: a token for it changes nothing. */
+	if ((todo & RL_ADMIN_TOKEN) && s->admin != NULL &&
+	    !admin_set_token(s->admin, cfg->admin.auth_token))
+		log_error("event=reload_error step=admin_token "
+			  "error=\"out of memory\"");
 }
 
 static void log_reload(const struct rl_plan *plan)

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping
 
-from lakebase_foreachwriter.ingest_protocol import Ack, IngestConnection
+import pytest
 from ingestutil import flush_once
+from lakebase_foreachwriter.ingest_protocol import Ack, IngestConnection, ProxyError
 from pgharness import PgServer
 from proxyproc import ProxyProcess, free_port, proxy_binary, proxy_sections, write_ini
 from test_ingest import TableLocked, count, make_table, rows_text
@@ -331,3 +332,29 @@ def test_log_file_that_cannot_be_opened_stops_the_start(pg: PgServer, tmp_path: 
                          text=True, timeout=30)
     assert res.returncode == 1
     assert "event=config_error" in res.stderr and "missing/p.log" in res.stderr
+
+
+def test_sighup_rotates_the_ingest_and_admin_tokens(pg: PgServer, tmp_path: Path) -> None:
+    make_table(pg, "rl_token", "client int, seq int, payload text")
+    r = start(pg, tmp_path, ingest={"auth_token": "ingest-old-1"},
+              admin={"auth_token": "admin-old-1"})
+    inside = IngestConnection(r.addr, token="ingest-old-1", client_name="inside")
+    inside.open("rl_token", "insert", COLS)
+    assert r.proxy.admin_get("/metrics", token="admin-old-1")[0] == 200
+    line = r.reload(ingest={"auth_token": "ingest-new-2"}, admin={"auth_token": "admin-new-2"})
+    assert 'changed="ingest.auth_token,admin.auth_token"' in line
+    # New sessions need the new token; the session already in keeps going.
+    with pytest.raises(ProxyError) as e:
+        IngestConnection(r.addr, token="ingest-old-1")
+    assert e.value.sqlstate == "28000"
+    assert flush_once(r.addr, "rl_token", COLS, unit(2, 0, 2), token="ingest-new-2") == Ack(1, 2)
+    inside.send_rows(unit(1, 0, 3))
+    inside.flush()
+    assert inside.read_answer() == Ack(1, 3)
+    assert inside.close() == []
+    assert r.proxy.admin_get("/metrics", token="admin-old-1")[0] == 401
+    assert r.proxy.admin_get("/metrics", token="admin-new-2")[0] == 200
+    assert count(pg, "rl_token") == 5
+    assert r.stop() == 0
+    for secret in ("ingest-old-1", "ingest-new-2", "admin-old-1", "admin-new-2"):
+        assert secret not in r.proxy.log

@@ -103,21 +103,24 @@ START_TEST(test_restart_only)
 	                   "LAKEBASE_PROXY_INGEST_MAX_CLIENTS=3",
 	                   "LAKEBASE_PROXY_INGEST_AUTH_TOKEN=tok",
 	                   "LAKEBASE_PROXY_ADMIN_LISTEN=127.0.0.1:2",
+	                   "LAKEBASE_PROXY_ADMIN_AUTH_TOKEN=atok",
 	                   "LAKEBASE_PROXY_BATCH_MAX_ROWS=10",
 	                   NULL};
 
 	plan_of(a, b);
-	ck_assert_uint_eq(plan.nchanges, 5);
+	ck_assert_uint_eq(plan.nchanges, 6);
 	ck_assert_str_eq(change("ingest", "listen")->ignored, RL_NEEDS_RESTART);
 	ck_assert_str_eq(change("ingest", "max_clients")->ignored,
 	                 RL_NEEDS_RESTART);
-	ck_assert_str_eq(change("ingest", "auth_token")->ignored,
-	                 RL_NEEDS_RESTART);
 	ck_assert_str_eq(change("admin", "listen")->ignored, RL_NEEDS_RESTART);
-	/* the others still apply */
+	/* the others still apply: the secrets rotate live */
+	ck_assert_ptr_null(change("ingest", "auth_token")->ignored);
+	ck_assert_ptr_null(change("admin", "auth_token")->ignored);
 	ck_assert_ptr_null(change("batch", "max_rows")->ignored);
-	ck_assert_uint_eq(plan.actions, RL_BATCH);
-	ck_assert_str_eq(applied(), "batch.max_rows");
+	ck_assert_uint_eq(plan.actions,
+	                  RL_BATCH | RL_INGEST_TOKEN | RL_ADMIN_TOKEN);
+	ck_assert_str_eq(applied(),
+	                 "ingest.auth_token,batch.max_rows,admin.auth_token");
 }
 END_TEST
 
