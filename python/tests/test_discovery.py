@@ -87,8 +87,9 @@ def test_oauth_provider_refreshes_before_expiry(fake):
     assert body["instance_names"] == ["inst-1"]
 
 
-def test_project_oauth_credentials_write_end_to_end(fake, pg, db, table_name):
+def test_project_oauth_credentials_write_end_to_end(fake, pg, db, table_name, monkeypatch):
     """lakebase_name -> endpoint host, OAuth token as the password, rows written (TLS + SCRAM)."""
+    monkeypatch.setenv("PGSSLROOTCERT", str(pg.ca_file))  # for sslmode=verify-full
     db.execute(f'CREATE TABLE "{table_name}" (id bigint, v text)')
     url, pat = fake.url, fake.pat  # the factory is pickled: it must not hold the server
     provider = oauth_credential_provider(
