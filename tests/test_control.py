@@ -201,7 +201,7 @@ def test_autoscaling_endpoint_with_personal_access_token(pg: PgServer, fake: Fak
         proxy.wait_log(r"event=pool_start")
         assert flush_once(addr, "ctl_pat", ["writer", "seq"], b"7\t1\n7\t2\n") == Ack(1, 2)
         assert fake.count("token") == 0
-        creds = [b for k, _, b in fake.requests if k == "credential"]
+        creds = [r.body for r in fake.requests if r.kind == "credential"]
         assert creds[0] == {"endpoint": fake.endpoint}
     finally:
         proxy.stop()

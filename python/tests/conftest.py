@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator
 import psycopg
 import pytest
 
+# Also puts tests/harness on sys.path, for fake_databricks.
 _REPO_TESTS = Path(__file__).resolve().parents[2] / "tests"
 _spec = importlib.util.spec_from_file_location("repo_tests_conftest", _REPO_TESTS / "conftest.py")
 _repo_conftest = importlib.util.module_from_spec(_spec)

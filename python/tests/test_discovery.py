@@ -1,10 +1,12 @@
-"""Discovery and OAuth credentials through databricks-sdk, against a local fake of the REST API."""
+"""Discovery and OAuth credentials through databricks-sdk, against a local fake of the REST API
+(tests/harness/fake_databricks.py, on the path through the repository's conftest): HTTPS with
+the harness CA, and every database credential it issues becomes the test role's password."""
 
 from __future__ import annotations
 
-import os
 import time
-from typing import Iterator
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 from databricks.sdk import WorkspaceClient
@@ -12,7 +14,7 @@ from pyspark import cloudpickle
 from pyspark.sql import Row
 from pyspark.sql import types as T
 
-from sdk_fake_databricks import FakeDatabricks, endpoint
+from fake_databricks import FakeDatabricks, endpoint_answer
 from lakebase_foreachwriter import (DiscoveryError, LakebaseForeachWriter,
                                     oauth_credential_provider)
 from lakebase_foreachwriter import discovery
@@ -21,37 +23,35 @@ KV = T.StructType([T.StructField("id", T.LongType()), T.StructField("v", T.Strin
 
 
 @pytest.fixture
-def fake(pg) -> Iterator[FakeDatabricks]:
-    server = FakeDatabricks(pg.host, pg.user).start()
-    server.instances["inst-1"] = {"name": "inst-1", "state": "AVAILABLE",
-                                  "read_write_dns": "instance-1.database.example"}
+def fake(pg: Any, pg_admin: Any, tmp_path: Path,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDatabricks]:
+    """A fake workspace; pg_admin puts the role's password back afterwards."""
+    server = FakeDatabricks(tmp_path, pg)
+    server.host_answer = "instance-1.database.example"  # of inst-1
     server.instances["starting"] = {"name": "starting", "state": "STARTING"}
     server.projects["proj"] = {
         "default_branch": "projects/proj/branches/production",
-        "endpoints": [endpoint("proj", "production", "ro", "READ_ONLY", "ro.example"),
-                      endpoint("proj", "production", "primary", "READ_WRITE", pg.host)]}
-    saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
-    os.environ["DATABRICKS_HOST"], os.environ["DATABRICKS_TOKEN"] = server.url, "test-pat"
+        "endpoints": [endpoint_answer("proj", "production", "ro", "READ_ONLY", "ro.example"),
+                      endpoint_answer("proj", "production", "primary", "READ_WRITE",
+                                      pg.host)]}
+    monkeypatch.setenv("DATABRICKS_HOST", server.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", server.pat)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pg.ca_file))  # trusted by the SDK's requests
     discovery.clear_cache()
     yield server
     discovery.clear_cache()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     server.stop()
 
 
 def client(fake: FakeDatabricks) -> WorkspaceClient:
-    return WorkspaceClient(host=fake.url, token="test-pat")
+    return WorkspaceClient(host=fake.url, token=fake.pat)
 
 
 def test_provisioned_instance_resolves_to_read_write_dns_and_is_cached(fake):
     first = discovery.resolve("inst-1", client(fake))
     assert (first.kind, first.host) == ("instance", "instance-1.database.example")
     assert discovery.resolve("inst-1", client(fake)) == first
-    assert fake.count("GET", "/api/2.0/database/instances/inst-1") == 1
+    assert fake.count("host", "/api/2.0/database/instances/inst-1") == 1
 
 
 def test_project_resolves_to_production_read_write_endpoint(fake, pg):
@@ -75,26 +75,25 @@ def test_writer_resolves_lakebase_name_at_construction(fake):
 
 
 def test_oauth_provider_refreshes_before_expiry(fake):
-    fake.token_lifetime_s = 2
+    fake.cred_lifetime_s = 2
     provider = oauth_credential_provider("inst-1", refresh_margin_s=1,
                                          workspace_client_factory=lambda: client(fake))
-    assert provider() == (fake.user, "token-0")
-    fake.token = "token-1"
-    assert provider() == (fake.user, "token-0")  # still fresh: cached
+    assert provider() == (fake.user, fake.db_tokens[0])
+    assert provider() == (fake.user, fake.db_tokens[0])  # still fresh: cached
     time.sleep(1.2)
-    assert provider() == (fake.user, "token-1")  # within the margin: refreshed
-    assert fake.count("POST", "/api/2.0/database/credentials") == 2
-    body = [b for m, p, b in fake.requests if p == "/api/2.0/database/credentials"][0]
+    assert provider() == (fake.user, fake.db_tokens[1])  # within the margin: refreshed
+    assert fake.count("credential", "/api/2.0/database/credentials") == 2
+    body = [r.body for r in fake.requests if r.path == "/api/2.0/database/credentials"][0]
     assert body["instance_names"] == ["inst-1"]
 
 
-def test_project_oauth_credentials_write_end_to_end(fake, pg, db, table_name):
+def test_project_oauth_credentials_write_end_to_end(fake, pg, db, table_name, monkeypatch):
     """lakebase_name -> endpoint host, OAuth token as the password, rows written (TLS + SCRAM)."""
+    monkeypatch.setenv("PGSSLROOTCERT", str(pg.ca_file))  # for sslmode=verify-full
     db.execute(f'CREATE TABLE "{table_name}" (id bigint, v text)')
-    fake.token = pg.password
-    url = fake.url
+    url, pat = fake.url, fake.pat  # the factory is pickled: it must not hold the server
     provider = oauth_credential_provider(
-        "projects/proj", workspace_client_factory=lambda: WorkspaceClient(host=url, token="test-pat"))
+        "projects/proj", workspace_client_factory=lambda: WorkspaceClient(host=url, token=pat))
     writer = LakebaseForeachWriter(table=table_name, df=KV, lakebase_name="projects/proj",
                                    credential_provider=provider, port=pg.port, dbname=pg.dbname,
                                    sslmode="verify-full")
@@ -103,5 +102,5 @@ def test_project_oauth_credentials_write_end_to_end(fake, pg, db, table_name):
     copy.process(Row(id=1, v="via oauth"))
     copy.close(None)
     assert db.execute(f'SELECT id, v FROM "{table_name}"').fetchall() == [(1, "via oauth")]
-    body = [b for m, p, b in fake.requests if p == "/api/2.0/postgres/credentials"][0]
+    body = [r.body for r in fake.requests if r.path == "/api/2.0/postgres/credentials"][0]
     assert body == {"endpoint": "projects/proj/branches/production/endpoints/primary"}

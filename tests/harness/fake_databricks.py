@@ -1,12 +1,26 @@
-"""A local HTTPS server speaking the Databricks endpoints the proxy's control plane calls.
+"""A local HTTPS server speaking the Databricks REST endpoints our tests call.
 
-Endpoints, as documented: POST /oidc/v1/token (OAuth M2M, HTTP Basic), GET
-/api/2.0/database/instances/{name}, POST /api/2.0/database/credentials, GET
-/api/2.0/postgres/{endpoint}, POST /api/2.0/postgres/credentials. Every database credential
-it issues becomes the harness role's password (pg.set_password), so a login works only with
-the newest one. The certificate is signed by the harness CA (openssl CLI) for localhost and
-127.0.0.1. Knobs: fail_next() queues failures per endpoint; state and host_answer change
-what the lookups say.
+Two clients use it: the proxy's control plane (tests/test_control.py) and databricks-sdk in
+the Python package's discovery and OAuth credential provider (python/tests/test_discovery.py).
+Endpoints, as documented:
+
+- POST /oidc/v1/token: a workspace token (OAuth M2M, HTTP Basic client_id:client_secret);
+- GET /api/2.0/database/instances/{name}: a provisioned instance;
+- POST /api/2.0/database/credentials: its database credential (`expiration_time`);
+- GET /api/2.0/postgres/projects/{id}, .../branches, .../branches/{b}/endpoints and
+  .../branches/{b}/endpoints/{e}: an autoscaling project, its branches and endpoints;
+- POST /api/2.0/postgres/credentials: an endpoint's database credential (`expire_time`);
+- GET /api/2.0/preview/scim/v2/Me: the caller (`userName` is the harness role).
+
+API calls need `Authorization: Bearer` with the personal access token `pat` or an unexpired
+workspace token. Every database credential it issues becomes the harness role's password
+(pg.set_password), so a login works only with the newest one. The certificate is signed by
+the harness CA (openssl CLI) for localhost and 127.0.0.1: clients trust pg.ca_file
+(databricks-sdk through REQUESTS_CA_BUNDLE).
+
+Knobs: fail_next() queues failures per kind of call; state and host_answer change what the
+lookups of the first instance (and its host, of the first endpoint) say; tests add resources
+to instances and projects; cred_lifetime_s, ws_token_lifetime_s and slow_s.
 """
 
 from __future__ import annotations
@@ -19,13 +33,28 @@ import subprocess
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 # Failure modes for fail_next(); each answers one request.
 FAILURES = ("500", "429", "malformed", "wrong_types", "slow", "401")
+
+TOKEN_PATH = "/oidc/v1/token"
+ME_PATH = "/api/2.0/preview/scim/v2/Me"
+INSTANCES_PATH = "/api/2.0/database/instances/"
+POSTGRES_PATH = "/api/2.0/postgres/"
+
+Answer = tuple[int, Any]  # HTTP status, JSON body
+
+
+class Request(NamedTuple):
+    """One request as the fake saw it; kind is token, host, credential or user."""
+
+    kind: str
+    method: str
+    path: str  # without the query string
+    body: Any  # parsed JSON; for token, the form as text
 
 
 def make_server_cert(workdir: Path, ca_file: Path, ca_key: Path) -> tuple[Path, Path]:
@@ -42,8 +71,32 @@ def make_server_cert(workdir: Path, ca_file: Path, ca_key: Path) -> tuple[Path, 
     return crt, key
 
 
-def rfc3339(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+def rfc3339(unix_ns: int) -> str:
+    """UTC with nanoseconds, "2026-11-24T12:00:00.123456789Z": more digits than Python's
+    datetime before 3.11 takes, which the package's parser must cope with."""
+    secs, ns = divmod(unix_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
+
+
+def endpoint_answer(project: str, branch: str, endpoint_id: str, kind: str,
+                    host: str) -> dict[str, Any]:
+    """An autoscaling endpoint as GET .../endpoints/{id} answers; kind READ_WRITE or
+    READ_ONLY."""
+    return {"name": f"projects/{project}/branches/{branch}/endpoints/{endpoint_id}",
+            "status": {"endpoint_type": f"ENDPOINT_TYPE_{kind}", "current_state": "ACTIVE",
+                       "hosts": {"host": host}}}
+
+
+def _not_found(message: str) -> Answer:
+    return 404, {"error_code": "NOT_FOUND", "message": message}
+
+
+def _kind_of(method: str, path: str) -> str:
+    if path == TOKEN_PATH:
+        return "token"
+    if method == "POST":
+        return "credential"
+    return "user" if path == ME_PATH else "host"
 
 
 class FakeDatabricks:
@@ -52,6 +105,7 @@ class FakeDatabricks:
                  cred_lifetime_s: float = 3600, ws_token_lifetime_s: float = 3600,
                  slow_s: float = 3.0) -> None:
         self.pg = pg
+        self.user = pg.user
         self.instance = instance
         self.endpoint = endpoint
         self.client_id = "app-" + uuid.uuid4().hex[:8]
@@ -60,21 +114,33 @@ class FakeDatabricks:
         self.cred_lifetime_s = cred_lifetime_s
         self.ws_token_lifetime_s = ws_token_lifetime_s
         self.slow_s = slow_s
-        self.state = "AVAILABLE"
-        self.host_answer = "127.0.0.1"
+        # name -> GET answer
+        self.instances: dict[str, dict[str, Any]] = {instance: {
+            "name": instance, "state": "AVAILABLE", "read_write_dns": "127.0.0.1",
+            "capacity": "CU_1"}}
+        # project id -> {"default_branch": branch name, "endpoints": [endpoint_answer()]},
+        # the endpoints being the default branch's
+        _, project, _, branch, _, endpoint_id = endpoint.split("/")
+        self.projects: dict[str, dict[str, Any]] = {project: {
+            "default_branch": f"projects/{project}/branches/{branch}",
+            "endpoints": [endpoint_answer(project, branch, endpoint_id, "READ_WRITE",
+                                          "127.0.0.1")]}}
         self.db_tokens: list[str] = []           # every credential issued, in order
         self.ws_tokens: dict[str, float] = {}    # workspace token -> expiry (monotonic)
-        self.requests: list[tuple[str, str, Any]] = []
+        self.requests: list[Request] = []
         self._failures: dict[str, list[str]] = {}
         self._lock = threading.Lock()
-        crt, key = make_server_cert(workdir, pg.ca_file, pg.ca_key)
+        self._server = self._serve(workdir)
+
+    def _serve(self, workdir: Path) -> ThreadingHTTPServer:
+        crt, key = make_server_cert(workdir, self.pg.ca_file, self.pg.ca_key)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(crt, key)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        server.daemon_threads = True
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
 
     # ---- for tests --------------------------------------------------------------------------
 
@@ -82,20 +148,41 @@ class FakeDatabricks:
     def url(self) -> str:
         return f"https://127.0.0.1:{self._server.server_address[1]}"
 
+    @property
+    def state(self) -> str:
+        """The first instance's state."""
+        return self.instances[self.instance]["state"]
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self.instances[self.instance]["state"] = state
+
+    @property
+    def host_answer(self) -> str:
+        """The host of the first instance and of the first endpoint."""
+        return self.instances[self.instance]["read_write_dns"]
+
+    @host_answer.setter
+    def host_answer(self, host: str) -> None:
+        self.instances[self.instance]["read_write_dns"] = host
+        self._find_endpoint(self.endpoint)["status"]["hosts"]["host"] = host
+
     def secrets(self) -> list[str]:
         """Everything that must never appear in a log."""
         with self._lock:
             return [*self.db_tokens, *self.ws_tokens, self.client_secret, self.pat]
 
     def fail_next(self, kind: str, *modes: str) -> None:
-        """Queue failures for kind: token, host or credential; modes from FAILURES."""
+        """Queue failures for kind: token, host, credential or user; modes from FAILURES."""
         assert all(m in FAILURES for m in modes), modes
         with self._lock:
             self._failures.setdefault(kind, []).extend(modes)
 
-    def count(self, kind: str) -> int:
+    def count(self, kind: str, path: str | None = None) -> int:
+        """Requests of kind seen so far; only those for path if given."""
         with self._lock:
-            return sum(1 for k, _, _ in self.requests if k == kind)
+            return sum(1 for r in self.requests
+                       if r.kind == kind and (path is None or r.path == path))
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -107,6 +194,10 @@ class FakeDatabricks:
         with self._lock:
             queue = self._failures.get(kind) or []
             return queue.pop(0) if queue else None
+
+    def _record(self, request: Request) -> None:
+        with self._lock:
+            self.requests.append(request)
 
     def _issue_ws_token(self) -> dict[str, Any]:
         token = "wst-" + secrets.token_urlsafe(24)
@@ -121,7 +212,7 @@ class FakeDatabricks:
         self.pg.set_password(token)
         with self._lock:
             self.db_tokens.append(token)
-        expires = datetime.now(timezone.utc) + timedelta(seconds=self.cred_lifetime_s)
+        expires = time.time_ns() + int(self.cred_lifetime_s * 1e9)
         return {"token": token, expiry_key: rfc3339(expires)}
 
     def workspace_auth_ok(self, header: str) -> bool:
@@ -134,6 +225,61 @@ class FakeDatabricks:
     def basic_auth_ok(self, header: str) -> bool:
         want = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
         return header == f"Basic {want}"
+
+    def _find_endpoint(self, name: Any) -> dict[str, Any] | None:
+        for project in self.projects.values():
+            for endpoint in project["endpoints"]:
+                if endpoint["name"] == name:
+                    return endpoint
+        return None
+
+    def answer_token(self, form: bytes, authorization: str) -> Answer:
+        if not self.basic_auth_ok(authorization):
+            return 401, {"error": "invalid_client"}
+        if form != b"grant_type=client_credentials&scope=all-apis":
+            return 400, {"error": "invalid_request"}
+        return 200, self._issue_ws_token()
+
+    def answer_post(self, path: str, body: dict[str, Any]) -> Answer:
+        if path == "/api/2.0/database/credentials":
+            uuid.UUID(body["request_id"], version=4)
+            names = body.get("instance_names")
+            if not names or any(n not in self.instances for n in names):
+                return _not_found(f"no instances {names}")
+            return 200, self._issue_db_token("expiration_time")
+        if path == "/api/2.0/postgres/credentials":
+            if self._find_endpoint(body.get("endpoint")) is None:
+                return _not_found(f"no endpoint {body.get('endpoint')}")
+            return 200, self._issue_db_token("expire_time")
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": path}
+
+    def answer_get(self, path: str) -> Answer:
+        if path == ME_PATH:
+            return 200, {"userName": self.user, "id": "1"}
+        if path.startswith(INSTANCES_PATH):
+            name = path[len(INSTANCES_PATH):]
+            instance = self.instances.get(name)
+            return (200, instance) if instance else _not_found(
+                f"Database instance {name} not found")
+        if path.startswith(POSTGRES_PATH + "projects/"):
+            return self._answer_postgres(path[len(POSTGRES_PATH):])
+        return _not_found(f"no such resource {path}")
+
+    def _answer_postgres(self, name: str) -> Answer:
+        """GET of an autoscaling resource, name "projects/{id}[/...]"."""
+        project_id = name.split("/")[1]
+        project = self.projects.get(project_id)
+        if project is None:
+            return _not_found(f"project {project_id} not found")
+        if name == f"projects/{project_id}":
+            return 200, {"name": name, "status": {"default_branch": project["default_branch"]}}
+        if name == f"projects/{project_id}/branches":
+            return 200, {"branches": [{"name": project["default_branch"],
+                                       "status": {"default": True}}]}
+        if name == f"{project['default_branch']}/endpoints":
+            return 200, {"endpoints": project["endpoints"]}
+        endpoint = self._find_endpoint(name)
+        return (200, endpoint) if endpoint else _not_found(f"no such resource {name}")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -187,54 +333,30 @@ class FakeDatabricks:
                                      "access_token": ["x"], "expires_in": "soon"})
                 return True
 
-            def _record(self, kind: str, body: Any) -> None:
-                with fake._lock:
-                    fake.requests.append((kind, self.path, body))
+            def _call(self, method: str, path: str, body: Any,
+                      answer: Callable[[], Answer]) -> None:
+                """Records the request, then answers with a queued failure or answer()."""
+                kind = _kind_of(method, path)
+                fake._record(Request(kind, method, path, body))
+                if kind != "token" and not fake.workspace_auth_ok(
+                        self.headers.get("Authorization", "")):
+                    return self._send(401, {"error_code": "UNAUTHENTICATED",
+                                            "message": "bad workspace token"})
+                if not self._failed(kind):
+                    self._send(*answer())
 
             def do_POST(self) -> None:
                 raw = self._body()
-                if self.path == "/oidc/v1/token":
-                    self._record("token", raw.decode(errors="replace"))
-                    if self._failed("token"):
-                        return
-                    if not fake.basic_auth_ok(self.headers.get("Authorization", "")):
-                        return self._send(401, {"error": "invalid_client"})
-                    if raw != b"grant_type=client_credentials&scope=all-apis":
-                        return self._send(400, {"error": "invalid_request"})
-                    return self._send(200, fake._issue_ws_token())
+                path = self.path.split("?")[0]
+                if path == TOKEN_PATH:
+                    auth = self.headers.get("Authorization", "")
+                    return self._call("POST", path, raw.decode(errors="replace"),
+                                      lambda: fake.answer_token(raw, auth))
                 body = json.loads(raw or b"{}")
-                self._record("credential", body)
-                if not fake.workspace_auth_ok(self.headers.get("Authorization", "")):
-                    return self._send(401, {"error_code": "UNAUTHENTICATED",
-                                            "message": "bad workspace token"})
-                if self._failed("credential"):
-                    return
-                if self.path == "/api/2.0/database/credentials":
-                    uuid.UUID(body["request_id"], version=4)
-                    if body.get("instance_names") != [fake.instance]:
-                        return self._send(404, {"error_code": "NOT_FOUND", "message": "no"})
-                    return self._send(200, fake._issue_db_token("expiration_time"))
-                if self.path == "/api/2.0/postgres/credentials":
-                    if body.get("endpoint") != fake.endpoint:
-                        return self._send(404, {"error_code": "NOT_FOUND", "message": "no"})
-                    return self._send(200, fake._issue_db_token("expire_time"))
-                self._send(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": self.path})
+                self._call("POST", path, body, lambda: fake.answer_post(path, body))
 
             def do_GET(self) -> None:
-                self._record("host", None)
-                if not fake.workspace_auth_ok(self.headers.get("Authorization", "")):
-                    return self._send(401, {"error_code": "UNAUTHENTICATED",
-                                            "message": "bad workspace token"})
-                if self._failed("host"):
-                    return
-                if self.path == f"/api/2.0/database/instances/{fake.instance}":
-                    return self._send(200, {"name": fake.instance, "state": fake.state,
-                                            "read_write_dns": fake.host_answer,
-                                            "capacity": "CU_1"})
-                if self.path == f"/api/2.0/postgres/{fake.endpoint}":
-                    return self._send(200, {"name": fake.endpoint, "status": {
-                        "current_state": "ACTIVE", "hosts": {"host": fake.host_answer}}})
-                self._send(404, {"error_code": "NOT_FOUND",
-                                 "message": f"no such resource {self.path}"})
+                path = self.path.split("?")[0]
+                self._call("GET", path, None, lambda: fake.answer_get(path))
 
         return Handler
