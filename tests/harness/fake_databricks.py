@@ -48,6 +48,17 @@ POSTGRES_PATH = "/api/2.0/postgres/"
 Answer = tuple[int, Any]  # HTTP status, JSON body
 
 
+def _is_uuid4(value: object) -> bool:
+    """What the clients must send as request_id: a random (version 4) UUID, canonical form."""
+    if not isinstance(value, str):
+        return False
+    try:
+        u = uuid.UUID(value)
+    except ValueError:
+        return False
+    return u.version == 4 and str(u) == value.lower()
+
+
 class Request(NamedTuple):
     """One request as the fake saw it; kind is token, host, credential or user."""
 
@@ -242,7 +253,9 @@ class FakeDatabricks:
 
     def answer_post(self, path: str, body: dict[str, Any]) -> Answer:
         if path == "/api/2.0/database/credentials":
-            uuid.UUID(body["request_id"], version=4)
+            if not _is_uuid4(body.get("request_id")):
+                return 400, {"error_code": "INVALID_PARAMETER_VALUE",
+                             "message": f"request_id {body.get('request_id')!r} is not a UUID"}
             names = body.get("instance_names")
             if not names or any(n not in self.instances for n in names):
                 return _not_found(f"no instances {names}")
