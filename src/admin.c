@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "netaddr.h"
+#include "secret.h"
 
 /* A scrape or probe is small; anything bigger or slower is not ours. */
 #define ADMIN_TIMEOUT_S        10
@@ -186,7 +187,7 @@ struct admin *admin_new(struct event_base *base, const struct cfg_admin *cfg,
 		return NULL;
 	}
 	a->probe = *probe;
-	if (cfg->auth_token && (a->token = strdup(cfg->auth_token)) == NULL)
+	if (!secret_replace(&a->token, cfg->auth_token))
 		goto oom;
 	a->http = evhttp_new(base);
 	if (a->http == NULL)
@@ -217,23 +218,9 @@ oom:
 	return NULL;
 }
 
-static void free_token(char *token)
-{
-	if (token != NULL) {
-		OPENSSL_cleanse(token, strlen(token));
-		free(token);
-	}
-}
-
 bool admin_set_token(struct admin *a, const char *token)
 {
-	char *copy = NULL;
-
-	if (token != NULL && (copy = strdup(token)) == NULL)
-		return false;
-	free_token(a->token);
-	a->token = copy;
-	return true;
+	return secret_replace(&a->token, token);
 }
 
 void admin_free(struct admin *a)
@@ -242,6 +229,6 @@ void admin_free(struct admin *a)
 		return;
 	if (a->http)
 		evhttp_free(a->http);
-	free_token(a->token);
+	secret_free(a->token);
 	free(a);
 }

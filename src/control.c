@@ -17,6 +17,7 @@
 
 #include "control_parse.h"
 #include "log.h"
+#include "secret.h"
 
 /* Answers are small JSON objects; anything bigger is not one of them. */
 #define MAX_BODY_BYTES (1024u * 1024u)
@@ -87,13 +88,6 @@ static uint64_t next_random(struct ctl *c)
 	c->rng ^= c->rng << 25;
 	c->rng ^= c->rng >> 27;
 	return c->rng * 2685821657736338717ull;
-}
-
-static void free_secret(char *s)
-{
-	if (s != NULL)
-		explicit_bzero(s, strlen(s));
-	free(s);
 }
 
 static void set_timer(struct event *ev, uint64_t ms)
@@ -261,7 +255,7 @@ static bool add_bearer(struct ctl_req *r, const char *token)
 		return false;
 	snprintf(h, n, "Authorization: Bearer %s", token);
 	ok = add_header(r, h);
-	free_secret(h);
+	secret_free(h);
 	return ok;
 }
 
@@ -464,7 +458,7 @@ static bool apply_ws_token(struct ctl *c, const char *body, size_t len,
 
 	if (!ctl_parse_oauth(body, len, now, &token, &expires, err, errlen))
 		return false;
-	free_secret(c->ws_token);
+	secret_free(c->ws_token);
 	c->ws_token = token;
 	c->ws_refresh_ms = mono_ms() + refresh_delay_ms(c, expires - now);
 	log_info("event=workspace_token_ok expires_in_s=%" PRId64,
@@ -509,10 +503,10 @@ static bool apply_credential(struct ctl *c, const char *body, size_t len,
 		return false;
 	if (expires <= now) {
 		snprintf(err, errlen, "the credential expired on arrival");
-		free_secret(token);
+		secret_free(token);
 		return false;
 	}
-	free_secret(c->cred);
+	secret_free(c->cred);
 	c->cred = token;
 	c->cred_expires_ms = expires;
 	delay = refresh_delay_ms(c, expires - now);
@@ -558,7 +552,7 @@ static void call_failed(struct ctl *c, const struct ctl_req *r, long status,
 	/* a revoked workspace token answers 401/403: fetch a new one */
 	if ((status == 401 || status == 403) && r->step != STEP_WS_TOKEN &&
 	    is_m2m(c)) {
-		free_secret(c->ws_token);
+		secret_free(c->ws_token);
 		c->ws_token = NULL;
 	}
 	delay = ctl_backoff_ms(c->failures, c->cfg->retry_base_ms,
@@ -729,8 +723,8 @@ static void free_cfg(struct cfg_lakebase *cfg)
 	free(cfg->instance_name);
 	free(cfg->endpoint);
 	free(cfg->client_id);
-	free_secret(cfg->client_secret);
-	free_secret(cfg->token);
+	secret_free(cfg->client_secret);
+	secret_free(cfg->token);
 	free(cfg->ca_file);
 }
 
@@ -784,9 +778,9 @@ void ctl_free(struct ctl *c)
 	if (c->step_timer)
 		event_free(c->step_timer);
 	free(c->api);
-	free_secret(c->ws_token);
+	secret_free(c->ws_token);
 	free(c->host);
-	free_secret(c->cred);
+	secret_free(c->cred);
 	free_cfg(&c->own);
 	free(c);
 }

@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "netaddr.h"
 #include "pgwire.h"
+#include "secret.h"
 
 /* Stop reading a client whose unread answers pile up past this. */
 #define OUTPUT_HIGH (1024u * 1024)
@@ -349,14 +350,6 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- handshake and open ---- */
-
-static void free_token(char *token)
-{
-	if (token != NULL) {
-		OPENSSL_cleanse(token, strlen(token));
-		free(token);
-	}
-}
 
 /* Compares digests so the time taken says nothing of the token. */
 static bool token_ok(const struct ingest *ing, const char *given)
@@ -991,20 +984,14 @@ void ing_free(struct ingest *ing)
 		event_free(ing->resume_ev);
 	if (ing->relisten_ev)
 		event_free(ing->relisten_ev);
-	free_token(ing->token);
+	secret_free(ing->token);
 	free((char *)ing->cfg.listen);
 	free(ing);
 }
 
 bool ing_set_token(struct ingest *ing, const char *token)
 {
-	char *copy = NULL;
-
-	if (token != NULL && (copy = strdup(token)) == NULL)
-		return false;
-	free_token(ing->token);
-	ing->token = copy;
-	return true;
+	return secret_replace(&ing->token, token);
 }
 
 void ing_get_stats(const struct ingest *ing, struct ing_stats *s)

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "secret.h"
 
 /* Maintenance runs at least this often: checks, lifetimes, refills. */
 #define MAINTAIN_EVERY_MS 1000u
@@ -126,13 +127,6 @@ static void kick(struct pool *p)
 	event_active(p->maint_ev, 0, 0);
 }
 
-static void free_secret(char *s)
-{
-	if (s != NULL)
-		explicit_bzero(s, strlen(s));
-	free(s);
-}
-
 static char *dup_or_null(const char *s, bool *ok)
 {
 	char *copy = s != NULL ? strdup(s) : NULL;
@@ -145,7 +139,7 @@ static char *dup_or_null(const char *s, bool *ok)
 static void params_clear(struct up_params *up)
 {
 	free((char *)up->host);
-	free_secret((char *)up->password);
+	secret_free((char *)up->password);
 	free((char *)up->dbname);
 	free((char *)up->user);
 	free((char *)up->application_name);
@@ -432,7 +426,7 @@ bool pool_set_password(struct pool *p, const char *password)
 
 	if (!ok)
 		return false;
-	free_secret((char *)p->params.password);
+	secret_free((char *)p->params.password);
 	p->params.password = copy;
 	return true;
 }

@@ -1,0 +1,34 @@
+/* secret.h: heap strings that hold secrets (passwords, tokens): wiped before free. */
+#ifndef LBP_SECRET_H
+#define LBP_SECRET_H
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+/* Wipes and frees s (NULL: nothing). */
+static inline void secret_free(char *s)
+{
+	if (s != NULL)
+		OPENSSL_cleanse(s, strlen(s));
+	free(s);
+}
+
+/*
+ * *slot becomes a copy of value (NULL: none); the old one is wiped. false
+ * on OOM, and then *slot is left as it was.
+ */
+static inline bool secret_replace(char **slot, const char *value)
+{
+	char *copy = NULL;
+
+	if (value != NULL && (copy = strdup(value)) == NULL)
+		return false;
+	secret_free(*slot);
+	*slot = copy;
+	return true;
+}
+
+#endif
