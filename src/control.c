@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "control_parse.h"
 #include "log.h"
 #include "secret.h"
@@ -64,22 +65,6 @@ struct ctl {
 	unsigned failures; /* consecutive failed calls */
 	uint64_t rng;
 };
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* xorshift64*: jitter needs spread, not secrecy. */
 static uint64_t next_random(struct ctl *c)
@@ -216,8 +201,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 		return len;
 	memcpy(value, v, vlen);
 	value[vlen] = '\0';
-	r->has_retry_after =
-	    ctl_parse_retry_after(value, wall_ms() / 1000, &r->retry_after_s);
+	r->has_retry_after = ctl_parse_retry_after(
+	    value, clock_wall_ms() / 1000, &r->retry_after_s);
 	return len;
 }
 
@@ -453,14 +438,14 @@ static void log_target(const struct ctl *c, char *buf, size_t size)
 static bool apply_ws_token(struct ctl *c, const char *body, size_t len,
                            char *err, size_t errlen)
 {
-	int64_t now = wall_ms(), expires;
+	int64_t now = clock_wall_ms(), expires;
 	char *token;
 
 	if (!ctl_parse_oauth(body, len, now, &token, &expires, err, errlen))
 		return false;
 	secret_free(c->ws_token);
 	c->ws_token = token;
-	c->ws_refresh_ms = mono_ms() + refresh_delay_ms(c, expires - now);
+	c->ws_refresh_ms = clock_now_ms() + refresh_delay_ms(c, expires - now);
 	log_info("event=workspace_token_ok expires_in_s=%" PRId64,
 	         (expires - now) / 1000);
 	return true;
@@ -493,7 +478,7 @@ static bool apply_credential(struct ctl *c, const char *body, size_t len,
 {
 	const char *key =
 	    c->cfg->instance_name ? "expiration_time" : "expire_time";
-	int64_t now = wall_ms(), expires;
+	int64_t now = clock_wall_ms(), expires;
 	uint64_t delay;
 	char when[40];
 	char *token;
@@ -510,7 +495,7 @@ static bool apply_credential(struct ctl *c, const char *body, size_t len,
 	c->cred = token;
 	c->cred_expires_ms = expires;
 	delay = refresh_delay_ms(c, expires - now);
-	c->cred_refresh_ms = mono_ms() + delay;
+	c->cred_refresh_ms = clock_now_ms() + delay;
 	c->want_cred = false;
 	c->expired_logged = false;
 	ctl_format_time(expires, when, sizeof(when));
@@ -573,7 +558,7 @@ static void call_failed(struct ctl *c, const struct ctl_req *r, long status,
 	         "retry_in_ms=%" PRIu64,
 	         step_names[r->step], target, quoted, c->failures, delay);
 	if (c->cred != NULL && !c->expired_logged &&
-	    wall_ms() >= c->cred_expires_ms) {
+	    clock_wall_ms() >= c->cred_expires_ms) {
 		c->expired_logged = true;
 		log_error("event=lakebase_credential_expired reason=\"no new "
 		          "credential yet; new connections will fail\"");
@@ -638,7 +623,7 @@ static enum ctl_step next_step(const struct ctl *c, uint64_t now)
 
 static void run_next(struct ctl *c)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = clock_now_ms();
 	enum ctl_step step;
 
 	if (c->stopped || c->req != NULL)
@@ -745,7 +730,8 @@ struct ctl *ctl_new(struct event_base *base, const struct cfg_lakebase *cfg,
 	if (!copy_cfg(c, cfg))
 		goto oom;
 	c->once = once;
-	c->rng = mono_ms() ^ ((uint64_t)getpid() << 32) ^ 0x51af3c7e9d2b4a61ull;
+	c->rng = clock_now_ms() ^ ((uint64_t)getpid() << 32) ^
+		 0x51af3c7e9d2b4a61ull;
 	c->api = strdup(cfg->workspace_host);
 	if (c->api == NULL)
 		goto oom;

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -14,6 +13,7 @@
 
 #include "admin.h"
 #include "catalog.h"
+#include "clock.h"
 #include "coalesce.h"
 #include "control.h"
 #include "ingest.h"
@@ -268,14 +268,6 @@ static bool start_ingest(struct server *s, char *err, size_t errlen)
 	return s->ing != NULL;
 }
 
-static double wall_now_s(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
 /* /readyz: a logged-in server connection and a live credential. */
 static bool server_ready(char *why, size_t whylen, void *arg)
 {
@@ -292,7 +284,7 @@ static bool server_ready(char *why, size_t whylen, void *arg)
 			snprintf(why, whylen, "no database credential yet");
 			return false;
 		}
-		if (wall_now_s() * 1000.0 >= (double)s->cred_expires_ms) {
+		if (clock_wall_ms() >= s->cred_expires_ms) {
 			snprintf(why, whylen, "the database credential expired");
 			return false;
 		}
@@ -391,7 +383,7 @@ struct server *server_new(const struct config *cfg, const char *path,
 		return NULL;
 	s->cfg = cfg;
 	s->cred_expires_ms = -1;
-	s->start_time_s = wall_now_s();
+	s->start_time_s = (double)clock_wall_ms() / 1000.0;
 	s->cfg_path = path;
 	s->envp = envp;
 	s->base = event_base_new();
