@@ -77,12 +77,10 @@ struct co_outcome {
 typedef void (*co_done_cb)(const struct co_outcome *o, void *arg);
 
 struct co_stats {
-	uint64_t units_committed, rows_committed, bytes_committed;
-	uint64_t units_failed, rows_failed;
-	uint64_t rows_dead_lettered;
+	uint64_t units_committed, rows_committed, units_failed;
 	uint64_t batches, batch_retries, batches_split;
 	uint64_t queued_units, queued_bytes;
-	unsigned targets, inflight;
+	unsigned inflight;
 };
 
 struct coalescer *co_new(struct event_base *base, struct pool *pool,

@@ -33,9 +33,7 @@ struct ing_stats {
 	uint64_t accepted;
 	uint64_t refused; /* over max_clients or bad token */
 	uint64_t rows_received;
-	uint64_t bytes_received;
 	uint64_t buffered_bytes; /* flushed, not yet answered */
-	uint64_t flush_errors;
 	uint64_t protocol_errors;
 };
 

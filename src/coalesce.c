@@ -121,14 +121,12 @@ static void unit_outcome(struct coalescer *co, struct co_unit *u,
 	if (o->sqlstate == NULL) {
 		co->stats.units_committed++;
 		co->stats.rows_committed += u->nrows;
-		co->stats.bytes_committed += u->bytes;
 		ms->flushes_committed++;
 		ms->rows_committed += u->nrows;
 		ms->bytes_committed += u->bytes;
 		full.rows = u->nrows;
 	} else {
 		co->stats.units_failed++;
-		co->stats.rows_failed += u->nrows;
 		ms->flushes_failed++;
 		ms->rows_rejected += u->nrows;
 	}
@@ -460,7 +458,6 @@ static void on_server_error(struct co_batch *b, const struct up_result *r)
 			/* Progress every time: not a retry that counts. */
 			b->attempts--;
 			b->rows--;
-			co->stats.rows_dead_lettered++;
 			b->t->series->rows_dead_lettered++;
 			continue_batch(b, r);
 			return;
@@ -879,7 +876,6 @@ static void free_target_if_unused(struct co_target *t)
 	if (t->refs > 0 || t->inflight > 0 || !TAILQ_EMPTY(&t->queue))
 		return;
 	TAILQ_REMOVE(&t->co->targets, t, link);
-	t->co->stats.targets--;
 	free_target(t);
 }
 
@@ -991,7 +987,6 @@ static struct co_target *new_target(struct coalescer *co,
 		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&co->targets, t, link);
-	co->stats.targets++;
 	return t;
 }
 

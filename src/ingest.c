@@ -272,7 +272,6 @@ static void log_flush_failed(struct session *s, const struct pending *p)
 {
 	char q[300];
 
-	s->ing->stats.flush_errors++;
 	sess_log(LOG_INFO, s,
 		 "event=flush_failed flush_id=%" PRIu64 " sqlstate=%s "
 		 "row=%" PRIu64 " error=%s",
@@ -537,7 +536,6 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 	struct mt_series *ms;
 	uint64_t rows = 0;
 
-	ing->stats.bytes_received += f->len;
 	s->unit_bytes += f->len;
 	if (s->unit_sqlstate[0])
 		return; /* the unit failed already: discard until its Flush */
