@@ -34,8 +34,8 @@ struct admin_probe {
  * with err filled. cfg->listen NULL: no endpoint (returns NULL, err "").
  */
 struct admin *admin_new(struct event_base *base, const struct cfg_admin *cfg,
-			const struct admin_probe *probe, char *err,
-			size_t errlen);
+                        const struct admin_probe *probe, char *err,
+                        size_t errlen);
 void admin_free(struct admin *a);
 /* A new /metrics token (NULL: none) from the next request on; false on OOM
  * (the old one stays). */

@@ -1,4 +1,5 @@
-/* metrics.h: the process's counters and histograms, and their Prometheus text. */
+/* metrics.h: the process's counters and histograms, and their Prometheus text.
+ */
 #ifndef LBP_METRICS_H
 #define LBP_METRICS_H
 
@@ -15,13 +16,17 @@
  * they count under table="_other" / sqlstate="other".
  *
  * Gauges (clients, connections by state, buffered bytes, ...) are not kept
- * here: the admin server reads them from the owning module when scraped
- * and passes them to mt_render in struct mt_gauges.
+ * here: the admin server reads the owning modules' stats when scraped and
+ * passes them to mt_render in struct mt_gauges.
  */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "coalesce.h"
+#include "ingest.h"
+#include "pool.h"
 
 struct evbuffer;
 
@@ -34,7 +39,7 @@ struct mt_series {
 	char mode;   /* 'i' insert, 'u' upsert */
 	uint64_t rows_received, bytes_received;
 	uint64_t rows_committed, bytes_committed;
-	uint64_t rows_rejected;     /* rows of flush units answered with an error */
+	uint64_t rows_rejected; /* rows of flush units answered with an error */
 	uint64_t rows_dead_lettered;
 	uint64_t flushes_committed, flushes_failed;
 	uint64_t batches;
@@ -60,15 +65,9 @@ void mt_upstream_error(const char *sqlstate);
  * password): the expiry gauge is then left out.
  */
 struct mt_gauges {
-	unsigned clients, clients_paused;
-	uint64_t clients_accepted, clients_refused, protocol_errors;
-	uint64_t buffered_bytes;
-	uint64_t queued_units, queued_bytes;
-	unsigned batches_inflight;
-	uint64_t batch_retries, batches_split;
-	unsigned conn_opening, conn_idle, conn_checking, conn_lent;
-	unsigned pool_waiters, pool_failures;
-	uint64_t pool_opened, pool_closed, pool_failed;
+	struct ing_stats ing;
+	struct co_stats co;
+	struct pool_stats pool;
 	int64_t credential_expires_ms;
 	bool ready;
 	bool draining;

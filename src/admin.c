@@ -20,9 +20,9 @@
 #include "secret.h"
 
 /* A scrape or probe is small; anything bigger or slower is not ours. */
-#define ADMIN_TIMEOUT_S        10
-#define ADMIN_MAX_HEADERS      8192
-#define ADMIN_MAX_BODY         0
+#define ADMIN_TIMEOUT_S   10
+#define ADMIN_MAX_HEADERS 8192
+#define ADMIN_MAX_BODY    0
 
 struct admin {
 	struct evhttp *http;
@@ -30,8 +30,8 @@ struct admin {
 	struct admin_probe probe;
 };
 
-static void reply_text(struct evhttp_request *req, int code,
-		       const char *reason, const char *text)
+static void reply_text(struct evhttp_request *req, int code, const char *reason,
+                       const char *text)
 {
 	struct evbuffer *body = evbuffer_new();
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -56,7 +56,7 @@ static bool token_ok(const struct admin *a, struct evhttp_request *req)
 	if (a->token == NULL)
 		return true;
 	auth = evhttp_find_header(evhttp_request_get_input_headers(req),
-				  "Authorization");
+	                          "Authorization");
 	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0)
 		return false;
 	auth += 7;
@@ -71,9 +71,9 @@ static void serve_metrics(struct admin *a, struct evhttp_request *req)
 
 	if (!token_ok(a, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "WWW-Authenticate", "Bearer");
+		                  "WWW-Authenticate", "Bearer");
 		reply_text(req, 401, "Unauthorized",
-			   "missing or wrong bearer token\n");
+		           "missing or wrong bearer token\n");
 		return;
 	}
 	a->probe.gauges(&g, a->probe.arg);
@@ -85,8 +85,9 @@ static void serve_metrics(struct admin *a, struct evhttp_request *req)
 		return;
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req),
-			  "Content-Type", "text/plain; version=0.0.4; "
-					  "charset=utf-8");
+	                  "Content-Type",
+	                  "text/plain; version=0.0.4; "
+	                  "charset=utf-8");
 	evhttp_send_reply(req, HTTP_OK, "OK", body);
 	evbuffer_free(body);
 }
@@ -113,8 +114,9 @@ static void handle(struct evhttp_request *req, void *arg)
 
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
-				  "Allow", "GET, HEAD");
-		reply_text(req, 405, "Method Not Allowed", "GET or HEAD only\n");
+		                  "Allow", "GET, HEAD");
+		reply_text(req, 405, "Method Not Allowed",
+		           "GET or HEAD only\n");
 		return;
 	}
 	if (path == NULL) {
@@ -129,12 +131,12 @@ static void handle(struct evhttp_request *req, void *arg)
 		serve_metrics(a, req);
 	else
 		reply_text(req, HTTP_NOTFOUND, "Not Found",
-			   "not found: try /metrics, /healthz or /readyz\n");
+		           "not found: try /metrics, /healthz or /readyz\n");
 }
 
 /* The address really bound (the port may have been 0), for the log. */
 static void log_bound(struct evhttp_bound_socket *bs, const char *listen,
-		      bool token)
+                      bool token)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -152,19 +154,19 @@ static void log_bound(struct evhttp_bound_socket *bs, const char *listen,
 			struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 
 			inet_ntop(AF_INET6, &in6->sin6_addr, host,
-				  sizeof(host));
+			          sizeof(host));
 			port = ntohs(in6->sin6_port);
 		}
 	}
 	log_info("event=admin_listening listen=%s addr=%s%s%s:%u auth=%s",
-		 listen, ss.ss_family == AF_INET6 ? "[" : "", host,
-		 ss.ss_family == AF_INET6 ? "]" : "", port,
-		 token ? "token" : "none");
+	         listen, ss.ss_family == AF_INET6 ? "[" : "", host,
+	         ss.ss_family == AF_INET6 ? "]" : "", port,
+	         token ? "token" : "none");
 }
 
 struct admin *admin_new(struct event_base *base, const struct cfg_admin *cfg,
-			const struct admin_probe *probe, char *err,
-			size_t errlen)
+                        const struct admin_probe *probe, char *err,
+                        size_t errlen)
 {
 	struct admin *a;
 	struct na_listen addr;
@@ -178,7 +180,7 @@ struct admin *admin_new(struct event_base *base, const struct cfg_admin *cfg,
 	if (!na_parse_listen(cfg->listen, &addr, why, sizeof(why)) ||
 	    addr.is_unix) {
 		snprintf(err, errlen, "[admin] listen %s: %s", cfg->listen,
-			 addr.is_unix ? "must be host:port" : why);
+		         addr.is_unix ? "must be host:port" : why);
 		return NULL;
 	}
 	a = calloc(1, sizeof(*a));
@@ -194,11 +196,10 @@ struct admin *admin_new(struct event_base *base, const struct cfg_admin *cfg,
 		goto oom;
 	/* Methods evhttp knows reach handle(), which answers 405 for all
 	 * but GET and HEAD; evhttp itself would say 501. */
-	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD |
-						EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						EVHTTP_REQ_DELETE |
-						EVHTTP_REQ_OPTIONS |
-						EVHTTP_REQ_PATCH);
+	evhttp_set_allowed_methods(
+	    a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+	                 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	                 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_timeout(a->http, ADMIN_TIMEOUT_S);
 	evhttp_set_max_headers_size(a->http, ADMIN_MAX_HEADERS);
 	evhttp_set_max_body_size(a->http, ADMIN_MAX_BODY);
@@ -206,7 +207,7 @@ struct admin *admin_new(struct event_base *base, const struct cfg_admin *cfg,
 	bs = evhttp_bind_socket_with_handle(a->http, addr.host, addr.port);
 	if (bs == NULL) {
 		snprintf(err, errlen, "cannot listen on [admin] listen %s: %s",
-			 cfg->listen, strerror(errno));
+		         cfg->listen, strerror(errno));
 		admin_free(a);
 		return NULL;
 	}

@@ -10,11 +10,11 @@
 #include <event2/buffer.h>
 
 /* Upper bounds; an implicit +Inf bucket follows. */
-static const double batch_rows_le[] = {1,    10,    100,    1000,
-				       10000, 100000, 1000000};
+static const double batch_rows_le[] = {1,     10,     100,    1000,
+                                       10000, 100000, 1000000};
 static const double flush_s_le[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
-				    0.02,   0.05,  0.1,   0.2,   0.5,
-				    1,      2,     5,     10,    30};
+                                    0.02,   0.05,  0.1,   0.2,   0.5,
+                                    1,      2,     5,     10,    30};
 
 #define N_BATCH_LE (sizeof(batch_rows_le) / sizeof(batch_rows_le[0]))
 #define N_FLUSH_LE (sizeof(flush_s_le) / sizeof(flush_s_le[0]))
@@ -44,8 +44,9 @@ static struct {
 	struct hist batch_rows, flush_s;
 } M = {
     .other = {.table = "_other", .mode = '?'},
-    .batch_rows = {.le = batch_rows_le, .nle = N_BATCH_LE,
-		   .counts = M.batch_counts},
+    .batch_rows = {.le = batch_rows_le,
+                   .nle = N_BATCH_LE,
+                   .counts = M.batch_counts},
     .flush_s = {.le = flush_s_le, .nle = N_FLUSH_LE, .counts = M.flush_counts},
 };
 
@@ -198,7 +199,7 @@ struct out {
 };
 
 static __attribute__((format(printf, 2, 3))) void put(struct out *o,
-						      const char *fmt, ...)
+                                                      const char *fmt, ...)
 {
 	va_list ap;
 
@@ -209,27 +210,26 @@ static __attribute__((format(printf, 2, 3))) void put(struct out *o,
 }
 
 static void family(struct out *o, const char *name, const char *type,
-		   const char *help)
+                   const char *help)
 {
 	put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void gauge(struct out *o, const char *name, const char *help,
-		  double v)
+static void gauge(struct out *o, const char *name, const char *help, double v)
 {
 	family(o, name, "gauge", help);
 	put(o, "%s %.17g\n", name, v);
 }
 
 static void counter(struct out *o, const char *name, const char *help,
-		    uint64_t v)
+                    uint64_t v)
 {
 	family(o, name, "counter", help);
 	put(o, "%s %" PRIu64 "\n", name, v);
 }
 
 static void put_hist(struct out *o, const char *name, const char *help,
-		     const struct hist *h)
+                     const struct hist *h)
 {
 	uint64_t cum = 0;
 
@@ -246,13 +246,14 @@ static void put_hist(struct out *o, const char *name, const char *help,
 
 /* The per-table counter family at offset off in struct mt_series. */
 static void series_family(struct out *o, const char *name, const char *help,
-			  size_t off)
+                          size_t off)
 {
 	char label[512];
 
 	family(o, name, "counter", help);
 	for (size_t i = 0; i <= M.nseries; i++) {
-		const struct mt_series *s = i < M.nseries ? M.series[i] : &M.other;
+		const struct mt_series *s =
+		    i < M.nseries ? M.series[i] : &M.other;
 		uint64_t v = *(const uint64_t *)((const char *)s + off);
 
 		if (s == &M.other && s->batches == 0 && s->rows_received == 0 &&
@@ -294,12 +295,13 @@ static void render_states(struct out *o)
 	family(o, "lbp_upstream_errors_total", "counter",
 	       "ErrorResponses from the server, by SQLSTATE.");
 	for (size_t i = 0; i < M.nstates; i++)
-		put(o, "lbp_upstream_errors_total{sqlstate=\"%s\"} %" PRIu64
-		       "\n",
+		put(o,
+		    "lbp_upstream_errors_total{sqlstate=\"%s\"} %" PRIu64 "\n",
 		    M.states[i].code, M.states[i].n);
 	if (M.states_other > 0)
-		put(o, "lbp_upstream_errors_total{sqlstate=\"other\"} %" PRIu64
-		       "\n",
+		put(o,
+		    "lbp_upstream_errors_total{sqlstate=\"other\"} %" PRIu64
+		    "\n",
 		    M.states_other);
 }
 
@@ -312,18 +314,18 @@ static void render_pool(struct out *o, const struct mt_gauges *g)
 	    "lbp_upstream_connections{state=\"idle\"} %u\n"
 	    "lbp_upstream_connections{state=\"checking\"} %u\n"
 	    "lbp_upstream_connections{state=\"lent\"} %u\n",
-	    g->conn_opening, g->conn_idle, g->conn_checking, g->conn_lent);
+	    g->pool.opening, g->pool.idle, g->pool.checking, g->pool.lent);
 	gauge(o, "lbp_upstream_waiters", "Batches waiting for a connection.",
-	      g->pool_waiters);
+	      g->pool.waiters);
 	gauge(o, "lbp_upstream_consecutive_failures",
 	      "Connect or login failures since the last success (0: healthy).",
-	      g->pool_failures);
+	      g->pool.failures);
 	counter(o, "lbp_upstream_logins_total",
-		"Server connections that logged in.", g->pool_opened);
+	        "Server connections that logged in.", g->pool.opened);
 	counter(o, "lbp_upstream_closed_total", "Server connections closed.",
-		g->pool_closed);
+	        g->pool.closed);
 	counter(o, "lbp_upstream_connect_failures_total",
-		"Connects or logins that failed.", g->pool_failed);
+	        "Connects or logins that failed.", g->pool.failed);
 }
 
 bool mt_render(struct evbuffer *out, const struct mt_gauges *g)
@@ -335,36 +337,36 @@ bool mt_render(struct evbuffer *out, const struct mt_gauges *g)
 	gauge(&o, "lbp_ready", "1 when /readyz answers 200.", g->ready);
 	gauge(&o, "lbp_draining", "1 after SIGTERM, while draining.",
 	      g->draining);
-	gauge(&o, "lbp_clients", "Client sessions connected.", g->clients);
+	gauge(&o, "lbp_clients", "Client sessions connected.", g->ing.clients);
 	gauge(&o, "lbp_clients_paused",
-	      "Sessions not being read (backpressure).", g->clients_paused);
-	counter(&o, "lbp_clients_accepted_total", "Client connections accepted.",
-		g->clients_accepted);
+	      "Sessions not being read (backpressure).", g->ing.paused);
+	counter(&o, "lbp_clients_accepted_total",
+	        "Client connections accepted.", g->ing.accepted);
 	counter(&o, "lbp_clients_refused_total",
-		"Client connections refused (max_clients, bad token).",
-		g->clients_refused);
+	        "Client connections refused (max_clients, bad token).",
+	        g->ing.refused);
 	counter(&o, "lbp_client_protocol_errors_total",
-		"Sessions ended by a protocol error.", g->protocol_errors);
+	        "Sessions ended by a protocol error.", g->ing.protocol_errors);
 	gauge(&o, "lbp_buffered_bytes",
 	      "Bytes flushed by clients and not yet answered.",
-	      (double)g->buffered_bytes);
+	      (double)g->ing.buffered_bytes);
 	gauge(&o, "lbp_queued_units", "Flush units waiting for a batch.",
-	      (double)g->queued_units);
-	gauge(&o, "lbp_queued_bytes", "Bytes of flush units waiting for a batch.",
-	      (double)g->queued_bytes);
+	      (double)g->co.queued_units);
+	gauge(&o, "lbp_queued_bytes",
+	      "Bytes of flush units waiting for a batch.",
+	      (double)g->co.queued_bytes);
 	gauge(&o, "lbp_batches_inflight",
-	      "Batches waiting for a connection or running.",
-	      g->batches_inflight);
+	      "Batches waiting for a connection or running.", g->co.inflight);
 	render_series(&o);
 	counter(&o, "lbp_batch_retries_total",
-		"Batches run again (deadlock, lost connection, rejected row).",
-		g->batch_retries);
+	        "Batches run again (deadlock, lost connection, rejected row).",
+	        g->co.batch_retries);
 	counter(&o, "lbp_batches_split_total",
-		"Batches that went unit by unit to isolate an error.",
-		g->batches_split);
+	        "Batches that went unit by unit to isolate an error.",
+	        g->co.batches_split);
 	put_hist(&o, "lbp_batch_rows", "Rows per batch.", &M.batch_rows);
 	put_hist(&o, "lbp_flush_ack_seconds",
-		 "From a client's Flush to its answer.", &M.flush_s);
+	         "From a client's Flush to its answer.", &M.flush_s);
 	render_pool(&o, g);
 	render_states(&o);
 	if (g->credential_expires_ms >= 0) {
@@ -373,7 +375,8 @@ bool mt_render(struct evbuffer *out, const struct mt_gauges *g)
 		       "When the newest database credential expires (Unix "
 		       "time).");
 		put(&o,
-		    "lbp_credential_expiry_timestamp_seconds %" PRId64 ".%03d\n",
+		    "lbp_credential_expiry_timestamp_seconds %" PRId64
+		    ".%03d\n",
 		    g->credential_expires_ms / 1000,
 		    (int)(g->credential_expires_ms % 1000));
 	}

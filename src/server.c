@@ -327,34 +327,11 @@ static void process_usage(double *cpu_s, uint64_t *rss_bytes)
 static void server_gauges(struct mt_gauges *g, void *arg)
 {
 	struct server *s = arg;
-	struct pool_stats ps;
-	struct ing_stats is;
-	struct co_stats cs;
 	char why[8];
 
-	pool_get_stats(s->pool, &ps);
-	ing_get_stats(s->ing, &is);
-	co_get_stats(s->co, &cs);
-	g->clients = is.clients;
-	g->clients_paused = is.paused;
-	g->clients_accepted = is.accepted;
-	g->clients_refused = is.refused;
-	g->protocol_errors = is.protocol_errors;
-	g->buffered_bytes = is.buffered_bytes;
-	g->queued_units = cs.queued_units;
-	g->queued_bytes = cs.queued_bytes;
-	g->batches_inflight = cs.inflight;
-	g->batch_retries = cs.batch_retries;
-	g->batches_split = cs.batches_split;
-	g->conn_opening = ps.opening;
-	g->conn_idle = ps.idle;
-	g->conn_checking = ps.checking;
-	g->conn_lent = ps.lent;
-	g->pool_waiters = ps.waiters;
-	g->pool_failures = ps.failures;
-	g->pool_opened = ps.opened;
-	g->pool_closed = ps.closed;
-	g->pool_failed = ps.failed;
+	pool_get_stats(s->pool, &g->pool);
+	ing_get_stats(s->ing, &g->ing);
+	co_get_stats(s->co, &g->co);
 	g->credential_expires_ms = s->ctl ? s->cred_expires_ms : -1;
 	g->ready = server_ready(why, sizeof(why), s);
 	g->draining = s->drain_ev != NULL;

@@ -46,9 +46,9 @@ START_TEST(test_label_escape)
 	char buf[32];
 
 	ck_assert_str_eq(mt_label_escape(buf, sizeof(buf), "public.t"),
-			 "public.t");
+	                 "public.t");
 	ck_assert_str_eq(mt_label_escape(buf, sizeof(buf), "a\"b\\c\nd"),
-			 "a\\\"b\\\\c\\nd");
+	                 "a\\\"b\\\\c\\nd");
 	/* Truncation never leaves half an escape. */
 	ck_assert_str_eq(mt_label_escape(buf, 4, "ab\"c"), "ab");
 	ck_assert_str_eq(mt_label_escape(buf, 1, "abc"), "");
@@ -68,16 +68,16 @@ START_TEST(test_series_counted_and_rendered)
 	mt_series_get("we\"ird", 'u')->rows_committed = 7;
 	text = render(&g);
 	expect_line(text, "lbp_rows_committed_total{table=\"public.ev\","
-			  "mode=\"insert\"} 500");
+	                  "mode=\"insert\"} 500");
 	expect_line(text, "lbp_rows_committed_total{table=\"public.ev\","
-			  "mode=\"upsert\"} 0");
+	                  "mode=\"upsert\"} 0");
 	expect_line(text, "lbp_rows_rejected_total{table=\"public.ev\","
-			  "mode=\"insert\"} 3");
+	                  "mode=\"insert\"} 3");
 	expect_line(text, "lbp_rows_committed_total{table=\"we\\\"ird\","
-			  "mode=\"upsert\"} 7");
+	                  "mode=\"upsert\"} 7");
 	/* One HELP and one TYPE per family, whatever the number of series. */
 	ck_assert_uint_eq(occurrences(text, "# TYPE lbp_rows_committed_total "),
-			  1);
+	                  1);
 	/* No credential: no expiry gauge, rather than a made-up 0. */
 	ck_assert_ptr_null(strstr(text, "lbp_credential_expiry"));
 	ck_assert_ptr_null(strstr(text, "_other"));
@@ -103,7 +103,7 @@ START_TEST(test_series_cap)
 	s->rows_received = 9;
 	text = render(&g);
 	expect_line(text, "lbp_rows_received_total{table=\"_other\","
-			  "mode=\"other\"} 9");
+	                  "mode=\"other\"} 9");
 	free(text);
 	mt_reset();
 }
@@ -119,9 +119,9 @@ START_TEST(test_histograms_cumulative)
 	mt_batch(s, 100);
 	mt_batch(s, 5000);
 	mt_batch(s, 5000000);
-	mt_flush_latency_us(300);    /* 0.0003 s: first bucket */
-	mt_flush_latency_us(1000);   /* exactly 0.001: le is inclusive */
-	mt_flush_latency_us(40000);  /* 0.04 */
+	mt_flush_latency_us(300);      /* 0.0003 s: first bucket */
+	mt_flush_latency_us(1000);     /* exactly 0.001: le is inclusive */
+	mt_flush_latency_us(40000);    /* 0.04 */
 	mt_flush_latency_us(60000000); /* 60 s: only +Inf */
 	text = render(&g);
 	expect_line(text, "lbp_batch_rows_bucket{le=\"1\"} 1");
@@ -155,7 +155,7 @@ START_TEST(test_sqlstates)
 
 	mt_upstream_error("23505");
 	mt_upstream_error("23505");
-	mt_upstream_error(NULL);     /* a server that sent no code */
+	mt_upstream_error(NULL);        /* a server that sent no code */
 	mt_upstream_error("bad\"code"); /* not 5 characters: not a label */
 	for (unsigned i = 0; i < MT_MAX_SQLSTATES + 5; i++) {
 		snprintf(code, sizeof(code), "X%04u", i);
@@ -167,7 +167,7 @@ START_TEST(test_sqlstates)
 	/* 2 codes above plus MT_MAX_SQLSTATES - 2 of the loop's; the rest: */
 	expect_line(text, "lbp_upstream_errors_total{sqlstate=\"other\"} 7");
 	expect_line(text, "lbp_credential_expiry_timestamp_seconds "
-			  "1700000000.123");
+	                  "1700000000.123");
 	ck_assert_ptr_null(strstr(text, "bad\""));
 	free(text);
 	mt_reset();
@@ -176,12 +176,10 @@ END_TEST
 
 START_TEST(test_gauges)
 {
-	struct mt_gauges g = {.clients = 3,
-			      .conn_idle = 2,
-			      .conn_lent = 1,
-			      .buffered_bytes = 4096,
-			      .ready = true,
-			      .credential_expires_ms = -1};
+	struct mt_gauges g = {.ing = {.clients = 3, .buffered_bytes = 4096},
+	                      .pool = {.idle = 2, .lent = 1},
+	                      .ready = true,
+	                      .credential_expires_ms = -1};
 	char *text = render(&g);
 
 	expect_line(text, "lbp_clients 3");
