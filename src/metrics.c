@@ -18,11 +18,13 @@ static const double flush_s_le[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
 
 #define N_BATCH_LE (sizeof(batch_rows_le) / sizeof(batch_rows_le[0]))
 #define N_FLUSH_LE (sizeof(flush_s_le) / sizeof(flush_s_le[0]))
+#define MAX_LE     N_FLUSH_LE /* the longer of the two */
+_Static_assert(N_BATCH_LE <= MAX_LE, "MAX_LE must fit every histogram");
 
 struct hist {
 	const double *le;
 	size_t nle;
-	uint64_t *counts; /* nle + 1, not cumulative */
+	uint64_t counts[MAX_LE + 1]; /* nle + 1 used, not cumulative */
 	uint64_t count;
 	double sum;
 };
@@ -39,16 +41,19 @@ static struct {
 	struct sqlstate_count states[MT_MAX_SQLSTATES];
 	size_t nstates;
 	uint64_t states_other;
-	uint64_t batch_counts[N_BATCH_LE + 1];
-	uint64_t flush_counts[N_FLUSH_LE + 1];
 	struct hist batch_rows, flush_s;
 } M = {
     .other = {.table = "_other", .mode = '?'},
-    .batch_rows = {.le = batch_rows_le,
-                   .nle = N_BATCH_LE,
-                   .counts = M.batch_counts},
-    .flush_s = {.le = flush_s_le, .nle = N_FLUSH_LE, .counts = M.flush_counts},
+    .batch_rows = {.le = batch_rows_le, .nle = N_BATCH_LE},
+    .flush_s = {.le = flush_s_le, .nle = N_FLUSH_LE},
 };
+
+static void hist_reset(struct hist *h)
+{
+	memset(h->counts, 0, sizeof(h->counts));
+	h->count = 0;
+	h->sum = 0;
+}
 
 static void hist_observe(struct hist *h, double v)
 {
@@ -143,10 +148,8 @@ void mt_reset(void)
 	M.other.mode = '?';
 	M.nstates = 0;
 	M.states_other = 0;
-	memset(M.batch_counts, 0, sizeof(M.batch_counts));
-	memset(M.flush_counts, 0, sizeof(M.flush_counts));
-	M.batch_rows.count = M.flush_s.count = 0;
-	M.batch_rows.sum = M.flush_s.sum = 0;
+	hist_reset(&M.batch_rows);
+	hist_reset(&M.flush_s);
 }
 
 /* ---- the text format ---- */
