@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 /* Wipes and frees s (NULL: nothing). */
 static inline void secret_free(char *s)
@@ -29,6 +30,21 @@ static inline bool secret_replace(char **slot, const char *value)
 	secret_free(*slot);
 	*slot = copy;
 	return true;
+}
+
+/*
+ * given equals want, in time that depends on neither (digests are
+ * compared, so not even the length shows).
+ */
+static inline bool secret_equal(const char *want, const char *given)
+{
+	unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
+	unsigned int la = 0, lb = 0;
+
+	if (!EVP_Digest(want, strlen(want), a, &la, EVP_sha256(), NULL) ||
+	    !EVP_Digest(given, strlen(given), b, &lb, EVP_sha256(), NULL))
+		return false;
+	return la == lb && CRYPTO_memcmp(a, b, la) == 0;
 }
 
 #endif
