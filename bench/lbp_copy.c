@@ -1,4 +1,5 @@
-/* lbp_copy.c: copies a COPY-text file into a table through the proxy's upstream client. */
+/* lbp_copy.c: copies a COPY-text file into a table through the proxy's upstream
+ * client. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -50,8 +51,8 @@ static void copied(struct up_conn *c, const struct up_result *r, void *arg)
 		j->rc = 0;
 	} else {
 		fprintf(stderr, "lbp-copy: %s %s\n",
-			r->error.sqlstate ? r->error.sqlstate : "",
-			r->conn_lost ? r->conn_error : r->error.message);
+		        r->error.sqlstate ? r->error.sqlstate : "",
+		        r->conn_lost ? r->conn_error : r->error.message);
 	}
 	event_base_loopexit(j->base, NULL);
 }
@@ -81,7 +82,6 @@ static void closed(struct up_conn *c, void *arg)
 	event_base_loopexit(j->base, NULL);
 }
 
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -107,12 +107,14 @@ int main(int argc, char **argv)
 			return 2;
 	}
 	if (j.sql == NULL || file == NULL) {
-		fputs("usage: lbp-copy --config FILE --copy 'COPY t FROM STDIN' "
-		      "--file DATA\n",
-		      stderr);
+		fputs(
+		    "usage: lbp-copy --config FILE --copy 'COPY t FROM STDIN' "
+		    "--file DATA\n",
+		    stderr);
 		return 2;
 	}
-	if (!cfg_init(&cfg) || !cfg_load(&cfg, path, environ, err, sizeof(err))) {
+	if (!cfg_init(&cfg) ||
+	    !cfg_load(&cfg, path, environ, err, sizeof(err))) {
 		fprintf(stderr, "lbp-copy: %s\n", err);
 		return 1;
 	}
@@ -122,8 +124,8 @@ int main(int argc, char **argv)
 	struct evdns_base *dns = evdns_base_new(j.base, 1);
 	server_up_params(&cfg, &p);
 	if (p.sslmode != SSLMODE_DISABLE) {
-		p.ssl_ctx = tls_client_ctx_new(p.sslmode, cfg.upstream.sslrootcert,
-					       err, sizeof(err));
+		p.ssl_ctx = tls_client_ctx_new(
+		    p.sslmode, cfg.upstream.sslrootcert, err, sizeof(err));
 		if (p.ssl_ctx == NULL) {
 			fprintf(stderr, "lbp-copy: %s\n", err);
 			return 1;

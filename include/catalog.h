@@ -1,4 +1,5 @@
-/* catalog.h: what the proxy knows of target tables: columns, types, unique keys. */
+/* catalog.h: what the proxy knows of target tables: columns, types, unique
+ * keys. */
 #ifndef LBP_CATALOG_H
 #define LBP_CATALOG_H
 
@@ -43,10 +44,10 @@ struct cat_table {
  * until the callback returns; copy what you keep.
  */
 typedef void (*cat_cb)(const struct cat_table *t, const char *sqlstate,
-		       const char *message, void *arg);
+                       const char *message, void *arg);
 
 struct catalog *cat_new(struct event_base *base, struct pool *pool,
-			unsigned ttl_s);
+                        unsigned ttl_s);
 /* Pending lookups are called back with 57P01 first. */
 void cat_free(struct catalog *cat);
 /* A new cache lifetime (a reload); it applies to entries already cached. */
@@ -55,16 +56,16 @@ void cat_set_ttl(struct catalog *cat, unsigned ttl_s);
 struct cat_lookup;
 /* Calls cb from the event loop, never from inside cat_lookup. */
 struct cat_lookup *cat_lookup(struct catalog *cat, const char *schema,
-			      const char *table, cat_cb cb, void *arg);
+                              const char *table, cat_cb cb, void *arg);
 /* Withdraws a lookup whose callback has not run (its requester is gone). */
 void cat_cancel(struct catalog *cat, struct cat_lookup *l);
 void cat_invalidate(struct catalog *cat, const char *schema, const char *table);
 
 /* The column named name, or NULL. */
 const struct cat_column *cat_find_column(const struct cat_table *t,
-					 const char *name);
+                                         const char *name);
 /* Is there a unique index on exactly these columns (in any order)? */
 bool cat_has_unique(const struct cat_table *t, const char *const *cols,
-		    size_t ncols);
+                    size_t ncols);
 
 #endif

@@ -1,4 +1,5 @@
-/* clock.h: monotonic time (timeouts, backoff, latencies); wall time (expiries). */
+/* clock.h: monotonic time (timeouts, backoff, latencies); wall time (expiries).
+ */
 #ifndef LBP_CLOCK_H
 #define LBP_CLOCK_H
 

@@ -84,7 +84,7 @@ struct co_stats {
 };
 
 struct coalescer *co_new(struct event_base *base, struct pool *pool,
-			 struct catalog *cat, const struct co_config *cfg);
+                         struct catalog *cat, const struct co_config *cfg);
 /* Fails every queued unit with 57P01. Units in flight are abandoned. */
 void co_free(struct coalescer *co);
 /*
@@ -101,7 +101,7 @@ void co_set_config(struct coalescer *co, const struct co_config *cfg);
  * counted: every co_target_get needs a co_target_put.
  */
 struct co_target *co_target_get(struct coalescer *co,
-				const struct sql_target *def);
+                                const struct sql_target *def);
 void co_target_put(struct co_target *t);
 
 /*
@@ -111,7 +111,7 @@ void co_target_put(struct co_target *t);
  * (done will not be called).
  */
 bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
-	       co_done_cb done, void *arg);
+               co_done_cb done, void *arg);
 
 /* The target's metrics (metrics.h), shared by every target of its table. */
 struct mt_series *co_target_series(const struct co_target *t);

@@ -1,4 +1,5 @@
-/* config.h: the proxy's settings: INI file (inih), then environment overrides. */
+/* config.h: the proxy's settings: INI file (inih), then environment overrides.
+ */
 #ifndef LBP_CONFIG_H
 #define LBP_CONFIG_H
 
@@ -28,13 +29,13 @@ bool sslmode_parse(const char *s, enum sslmode *out);
 
 struct cfg_upstream {
 	char *host;
-	uint16_t port;          /* 5432 */
-	char *dbname;           /* "databricks_postgres" */
+	uint16_t port; /* 5432 */
+	char *dbname;  /* "databricks_postgres" */
 	char *user;
-	char *password;         /* secret: never logged */
-	enum sslmode sslmode;   /* verify-full */
-	char *sslrootcert;      /* file path, or "system"; NULL = system */
-	char *application_name; /* "lakebase-proxy" */
+	char *password;            /* secret: never logged */
+	enum sslmode sslmode;      /* verify-full */
+	char *sslrootcert;         /* file path, or "system"; NULL = system */
+	char *application_name;    /* "lakebase-proxy" */
 	unsigned keepalive_idle_s; /* 30 */
 };
 
@@ -45,9 +46,9 @@ struct cfg_pool {
 	unsigned connect_timeout_ms; /* 5000: TCP connect */
 	unsigned login_timeout_ms;   /* 10000: TLS + startup + auth */
 	unsigned query_timeout_ms;   /* 30000: one query or COPY */
-	unsigned health_check_s;     /* 30: idle connections older get a check */
-	unsigned reconnect_base_ms;  /* 100: first backoff after a failure */
-	unsigned reconnect_max_ms;   /* 30000: backoff ceiling */
+	unsigned health_check_s;    /* 30: idle connections older get a check */
+	unsigned reconnect_base_ms; /* 100: first backoff after a failure */
+	unsigned reconnect_max_ms;  /* 30000: backoff ceiling */
 };
 
 struct cfg_ingest {
@@ -65,8 +66,8 @@ struct cfg_batch {
 	uint64_t max_rows;     /* 50000 */
 	uint64_t max_bytes;    /* 8 MiB */
 	unsigned max_delay_ms; /* 0: linger before a batch that is not full */
-	unsigned max_inflight;       /* 4 batches in flight per insert target */
-	unsigned max_retries;        /* 3, then unit by unit */
+	unsigned max_inflight; /* 4 batches in flight per insert target */
+	unsigned max_retries;  /* 3, then unit by unit */
 	unsigned acquire_timeout_ms; /* 30000: wait for a server connection */
 	unsigned catalog_ttl_s;      /* 300: table metadata cache */
 	bool dead_letter;            /* off: rejected rows fail their flush */
@@ -82,19 +83,21 @@ struct cfg_admin {
  * workspace_host is NULL; then [upstream] host and password give the server.
  */
 struct cfg_lakebase {
-	char *workspace_host;  /* "https://adb-1.azuredatabricks.net"; NULL = off */
-	char *instance_name;   /* a provisioned instance, or ... */
-	char *endpoint;        /* projects/<p>/branches/<b>/endpoints/<e> */
-	char *client_id;       /* OAuth M2M (with client_secret), or ... */
-	char *client_secret;   /* secret */
-	char *token;           /* secret: a personal access token */
-	char *ca_file;         /* PEM CAs for the API; NULL = system store */
+	char *workspace_host; /* "https://adb-1.azuredatabricks.net"; NULL = off
+	                       */
+	char *instance_name;  /* a provisioned instance, or ... */
+	char *endpoint;       /* projects/<p>/branches/<b>/endpoints/<e> */
+	char *client_id;      /* OAuth M2M (with client_secret), or ... */
+	char *client_secret;  /* secret */
+	char *token;          /* secret: a personal access token */
+	char *ca_file;        /* PEM CAs for the API; NULL = system store */
 	unsigned connect_timeout_ms; /* 5000 */
 	unsigned request_timeout_ms; /* 30000: one whole API call */
 	unsigned retry_base_ms;      /* 1000: first backoff after a failure */
 	unsigned retry_max_ms;       /* 60000: backoff ceiling */
 	unsigned refresh_percent;    /* 75: refresh at this share of a life */
-	unsigned reresolve_failures; /* 3 failed connects ask for the host; 0 off */
+	unsigned
+	    reresolve_failures; /* 3 failed connects ask for the host; 0 off */
 };
 
 struct cfg_log {
@@ -104,7 +107,8 @@ struct cfg_log {
 };
 
 struct cfg_server {
-	unsigned shutdown_timeout_s; /* 30: SIGTERM drain before exiting anyway */
+	unsigned
+	    shutdown_timeout_s; /* 30: SIGTERM drain before exiting anyway */
 };
 
 struct config {
@@ -135,7 +139,7 @@ void cfg_free(struct config *cfg);
  * variable LAKEBASE_PROXY_* that names no key is an error too.
  */
 bool cfg_load(struct config *cfg, const char *path, char *const *envp,
-	      char *err, size_t errlen);
+              char *err, size_t errlen);
 
 /* Writes the effective settings as INI, secrets shown as "********". */
 void cfg_print(const struct config *cfg, FILE *out);
@@ -149,13 +153,13 @@ typedef void (*cfg_diff_cb)(const char *section, const char *key, void *arg);
 /* How many settings there are (the most cfg_diff can report). */
 size_t cfg_key_count(void);
 unsigned cfg_diff(const struct config *a, const struct config *b,
-		  cfg_diff_cb cb, void *arg);
+                  cfg_diff_cb cb, void *arg);
 
 /*
  * Sets [section] key in dst to its value in src (strings copied). false on
  * OOM or when there is no such key; dst is unchanged then.
  */
 bool cfg_copy_key(struct config *dst, const struct config *src,
-		  const char *section, const char *key);
+                  const char *section, const char *key);
 
 #endif

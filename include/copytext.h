@@ -1,4 +1,5 @@
-/* copytext.h: checks rows in PostgreSQL COPY text format before they are coalesced. */
+/* copytext.h: checks rows in PostgreSQL COPY text format before they are
+ * coalesced. */
 #ifndef LBP_COPYTEXT_H
 #define LBP_COPYTEXT_H
 
@@ -21,12 +22,12 @@
 
 enum ct_rc {
 	CT_OK = 0,
-	CT_FIELD_COUNT, /* a row with too few or too many fields */
-	CT_BAD_ESCAPE,  /* backslash followed by something not allowed */
-	CT_NUL,         /* a zero byte */
-	CT_CR,          /* a raw carriage return */
-	CT_BAD_UTF8,    /* bytes that are not valid UTF-8 */
-	CT_NO_NEWLINE,  /* the data does not end with '\n' (or is empty) */
+	CT_FIELD_COUNT,   /* a row with too few or too many fields */
+	CT_BAD_ESCAPE,    /* backslash followed by something not allowed */
+	CT_NUL,           /* a zero byte */
+	CT_CR,            /* a raw carriage return */
+	CT_BAD_UTF8,      /* bytes that are not valid UTF-8 */
+	CT_NO_NEWLINE,    /* the data does not end with '\n' (or is empty) */
 	CT_MISPLACED_NULL /* \N inside a field with other bytes */
 };
 
@@ -47,7 +48,7 @@ struct ct_error {
  * where (and *rows is the number of good rows before it).
  */
 enum ct_rc ct_check_rows(const uint8_t *data, size_t len, unsigned ncols,
-			 uint64_t *rows, struct ct_error *err);
+                         uint64_t *rows, struct ct_error *err);
 
 /*
  * Length of the valid UTF-8 sequence at s[0..left), or 0 if it is invalid

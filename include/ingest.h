@@ -39,8 +39,8 @@ struct ing_stats {
 
 /* Binds and listens now (so a bad address fails the start). NULL + err. */
 struct ingest *ing_new(struct event_base *base, struct catalog *cat,
-		       struct coalescer *co, const struct cfg_ingest *cfg,
-		       char *err, size_t errlen);
+                       struct coalescer *co, const struct cfg_ingest *cfg,
+                       char *err, size_t errlen);
 /* Sends Error 57P01 to every session and closes everything. */
 void ing_free(struct ingest *ing);
 void ing_get_stats(const struct ingest *ing, struct ing_stats *s);

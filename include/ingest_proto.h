@@ -1,4 +1,5 @@
-/* ingest_proto.h: pure codec of the ingest protocol (docs/ingest-protocol.md). */
+/* ingest_proto.h: pure codec of the ingest protocol (docs/ingest-protocol.md).
+ */
 #ifndef LBP_INGEST_PROTO_H
 #define LBP_INGEST_PROTO_H
 
@@ -20,26 +21,26 @@
 #define IGP_VERSION_MINOR 0
 /* Largest frame before the handshake is done (Hello, HelloOk). */
 #define IGP_PREAUTH_MAX_FRAME (64u * 1024)
-#define IGP_MAX_COLUMNS 1600
-#define IGP_MAX_CLIENT_NAME 200
+#define IGP_MAX_COLUMNS       1600
+#define IGP_MAX_CLIENT_NAME   200
 
 /* Client messages. */
 #define IGP_MSG_HELLO 'H'
-#define IGP_MSG_OPEN 'O'
-#define IGP_MSG_ROWS 'D'
+#define IGP_MSG_OPEN  'O'
+#define IGP_MSG_ROWS  'D'
 #define IGP_MSG_FLUSH 'F'
 #define IGP_MSG_CLOSE 'X'
 /* Proxy messages. */
-#define IGP_MSG_HELLO_OK 'h'
-#define IGP_MSG_OPEN_OK 'o'
-#define IGP_MSG_ACK 'a'
+#define IGP_MSG_HELLO_OK    'h'
+#define IGP_MSG_OPEN_OK     'o'
+#define IGP_MSG_ACK         'a'
 #define IGP_MSG_FLUSH_ERROR 'e'
-#define IGP_MSG_ERROR 'E'
-#define IGP_MSG_CLOSE_OK 'c'
+#define IGP_MSG_ERROR       'E'
+#define IGP_MSG_CLOSE_OK    'c'
 
 #define IGP_MODE_INSERT 'i'
 #define IGP_MODE_UPSERT 'u'
-#define IGP_MODE_BULK 'b'
+#define IGP_MODE_BULK   'b'
 
 struct igp_hello {
 	uint16_t major;
@@ -76,27 +77,27 @@ void igp_open_free(struct igp_open *o);
  * offending name.
  */
 bool igp_open_check(const struct igp_open *o, char sqlstate[6], char *msg,
-		    size_t msglen);
+                    size_t msglen);
 enum pgw_rc igp_parse_flush(const struct pgw_frame *f, uint64_t *flush_id);
 
 /* ---- encoding answers (the proxy); false on OOM ---- */
 
 bool igp_put_hello_ok(struct evbuffer *out, uint32_t max_frame,
-		      uint64_t max_flush, const char *server_name);
-bool igp_put_open_ok(struct evbuffer *out, uint16_t n,
-		     const char *const *cols, const char *const *types);
+                      uint64_t max_flush, const char *server_name);
+bool igp_put_open_ok(struct evbuffer *out, uint16_t n, const char *const *cols,
+                     const char *const *types);
 bool igp_put_ack(struct evbuffer *out, uint64_t flush_id, uint64_t rows);
 bool igp_put_flush_error(struct evbuffer *out, uint64_t flush_id,
-			 const char *sqlstate, const char *message,
-			 const char *detail, uint64_t row);
+                         const char *sqlstate, const char *message,
+                         const char *detail, uint64_t row);
 bool igp_put_error(struct evbuffer *out, const char *sqlstate,
-		   const char *message);
+                   const char *message);
 bool igp_put_close_ok(struct evbuffer *out);
 
 /* ---- the client side (load generator, tests) ---- */
 
 bool igp_put_hello(struct evbuffer *out, const char *client_name,
-		   const char *token);
+                   const char *token);
 bool igp_put_open(struct evbuffer *out, const struct igp_open *o);
 bool igp_put_rows(struct evbuffer *out, const void *rows, size_t len);
 bool igp_put_flush(struct evbuffer *out, uint64_t flush_id);
@@ -105,17 +106,17 @@ bool igp_put_close(struct evbuffer *out);
 /* Any proxy message; fields not in that message type are zero / NULL. */
 struct igp_answer {
 	uint8_t type;
-	uint16_t major, minor;     /* h */
-	uint32_t max_frame;        /* h */
-	uint64_t max_flush;        /* h */
-	const char *server_name;   /* h */
-	uint16_t ncols;            /* o: count only; columns not decoded */
-	uint64_t flush_id;         /* a, e */
-	uint64_t rows;             /* a */
-	uint64_t row;              /* e */
-	const char *sqlstate;      /* e, E */
-	const char *message;       /* e, E */
-	const char *detail;        /* e */
+	uint16_t major, minor;   /* h */
+	uint32_t max_frame;      /* h */
+	uint64_t max_flush;      /* h */
+	const char *server_name; /* h */
+	uint16_t ncols;          /* o: count only; columns not decoded */
+	uint64_t flush_id;       /* a, e */
+	uint64_t rows;           /* a */
+	uint64_t row;            /* e */
+	const char *sqlstate;    /* e, E */
+	const char *message;     /* e, E */
+	const char *detail;      /* e */
 };
 enum pgw_rc igp_parse_answer(const struct pgw_frame *f, struct igp_answer *a);
 

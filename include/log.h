@@ -43,8 +43,8 @@ const char *log_quote(char *buf, size_t size, const char *s);
 		if (log_get_level() <= LOG_DEBUG)                              \
 			log_msg(LOG_DEBUG, __VA_ARGS__);                       \
 	} while (0)
-#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_WARN, __VA_ARGS__)
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 
 #endif

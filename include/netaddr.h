@@ -15,7 +15,7 @@ struct na_listen {
 
 /* false with err filled when s is not one of the three forms. */
 bool na_parse_listen(const char *s, struct na_listen *out, char *err,
-		     size_t errlen);
+                     size_t errlen);
 /* Unix sockets, localhost, 127.0.0.0/8 and ::1 are loopback. */
 bool na_is_loopback(const struct na_listen *l);
 

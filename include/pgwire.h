@@ -32,24 +32,24 @@ enum pgw_rc {
 #define PGW_MAX_BACKEND_MESSAGE (16u * 1024 * 1024)
 
 /* Protocol 3.0 and the two special request codes. */
-#define PGW_PROTOCOL_V3 196608u
+#define PGW_PROTOCOL_V3      196608u
 #define PGW_SSL_REQUEST_CODE 80877103u
 
 /* Backend message types. */
-#define PGW_MSG_AUTH 'R'
-#define PGW_MSG_PARAMETER_STATUS 'S'
-#define PGW_MSG_BACKEND_KEY 'K'
-#define PGW_MSG_READY 'Z'
-#define PGW_MSG_ROW_DESCRIPTION 'T'
-#define PGW_MSG_DATA_ROW 'D'
-#define PGW_MSG_COMMAND_COMPLETE 'C'
-#define PGW_MSG_EMPTY_QUERY 'I'
-#define PGW_MSG_COPY_IN 'G'
-#define PGW_MSG_COPY_OUT 'H'
-#define PGW_MSG_COPY_BOTH 'W'
-#define PGW_MSG_ERROR 'E'
-#define PGW_MSG_NOTICE 'N'
-#define PGW_MSG_NOTIFICATION 'A'
+#define PGW_MSG_AUTH              'R'
+#define PGW_MSG_PARAMETER_STATUS  'S'
+#define PGW_MSG_BACKEND_KEY       'K'
+#define PGW_MSG_READY             'Z'
+#define PGW_MSG_ROW_DESCRIPTION   'T'
+#define PGW_MSG_DATA_ROW          'D'
+#define PGW_MSG_COMMAND_COMPLETE  'C'
+#define PGW_MSG_EMPTY_QUERY       'I'
+#define PGW_MSG_COPY_IN           'G'
+#define PGW_MSG_COPY_OUT          'H'
+#define PGW_MSG_COPY_BOTH         'W'
+#define PGW_MSG_ERROR             'E'
+#define PGW_MSG_NOTICE            'N'
+#define PGW_MSG_NOTIFICATION      'A'
 #define PGW_MSG_NEGOTIATE_VERSION 'v'
 
 /* Authentication request codes (the int32 after 'R'). */
@@ -70,13 +70,13 @@ bool pgw_put_startup(struct evbuffer *out, const char *const *params);
 bool pgw_put_password(struct evbuffer *out, const char *password);
 /* data NULL (len 0): no initial response, sent as length -1. */
 bool pgw_put_sasl_initial(struct evbuffer *out, const char *mechanism,
-			  const void *data, size_t len);
+                          const void *data, size_t len);
 bool pgw_put_sasl_response(struct evbuffer *out, const void *data, size_t len);
 bool pgw_put_query(struct evbuffer *out, const char *sql);
 bool pgw_put_copy_data(struct evbuffer *out, const void *data, size_t len);
 /* Moves len bytes from the front of src into one CopyData, without copying. */
 bool pgw_put_copy_data_from(struct evbuffer *out, struct evbuffer *src,
-			    size_t len);
+                            size_t len);
 bool pgw_put_copy_done(struct evbuffer *out);
 bool pgw_put_copy_fail(struct evbuffer *out, const char *reason);
 bool pgw_put_sync(struct evbuffer *out);
@@ -96,14 +96,14 @@ struct pgw_frame {
  * needed. PGW_ERROR: the length field is below 4 or the body above max_body.
  */
 enum pgw_rc pgw_frame_parse(const uint8_t *buf, size_t avail, size_t max_body,
-			    struct pgw_frame *f, size_t *frame_len);
+                            struct pgw_frame *f, size_t *frame_len);
 
 /*
  * The same on an evbuffer: on PGW_OK the frame is made contiguous and f
  * points into the buffer; call pgw_frame_consume() when done with it.
  */
 enum pgw_rc pgw_frame_next(struct evbuffer *in, size_t max_body,
-			   struct pgw_frame *f);
+                           struct pgw_frame *f);
 void pgw_frame_consume(struct evbuffer *in, const struct pgw_frame *f);
 
 /*
@@ -117,7 +117,7 @@ struct pgw_cursor {
 };
 /* false if f is not of type `type` */
 bool pgw_cur_init(struct pgw_cursor *c, const struct pgw_frame *f,
-		  uint8_t type);
+                  uint8_t type);
 bool pgw_cur_bytes(struct pgw_cursor *c, size_t n, const uint8_t **out);
 bool pgw_cur_u8(struct pgw_cursor *c, uint8_t *v);
 bool pgw_cur_u16(struct pgw_cursor *c, uint16_t *v);
@@ -146,14 +146,14 @@ struct pgw_param_status {
 	const char *value;
 };
 enum pgw_rc pgw_parse_param_status(const struct pgw_frame *f,
-				   struct pgw_param_status *p);
+                                   struct pgw_param_status *p);
 
 struct pgw_backend_key {
 	uint32_t pid;
 	uint32_t secret;
 };
 enum pgw_rc pgw_parse_backend_key(const struct pgw_frame *f,
-				  struct pgw_backend_key *k);
+                                  struct pgw_backend_key *k);
 
 /* ReadyForQuery: status is 'I' (idle), 'T' (in transaction), 'E' (failed). */
 enum pgw_rc pgw_parse_ready(const struct pgw_frame *f, char *status);
@@ -173,8 +173,8 @@ struct pgw_field {
  * is validated either way.
  */
 enum pgw_rc pgw_parse_row_description(const struct pgw_frame *f,
-				      struct pgw_field *fields, size_t max,
-				      uint16_t *nfields);
+                                      struct pgw_field *fields, size_t max,
+                                      uint16_t *nfields);
 
 struct pgw_value {
 	const uint8_t *data; /* NULL when len < 0 */
@@ -182,12 +182,12 @@ struct pgw_value {
 };
 /* DataRow, with the same max/count contract as RowDescription. */
 enum pgw_rc pgw_parse_data_row(const struct pgw_frame *f,
-			       struct pgw_value *values, size_t max,
-			       uint16_t *ncols);
+                               struct pgw_value *values, size_t max,
+                               uint16_t *ncols);
 
 /* CommandComplete: the tag, e.g. "COPY 1000" or "INSERT 0 5". */
 enum pgw_rc pgw_parse_command_complete(const struct pgw_frame *f,
-				       const char **tag);
+                                       const char **tag);
 /* The row count at the end of a tag; false when the tag carries none. */
 bool pgw_tag_rows(const char *tag, uint64_t *rows);
 
@@ -197,7 +197,7 @@ struct pgw_copy_response {
 };
 /* CopyInResponse, CopyOutResponse and CopyBothResponse share a layout. */
 enum pgw_rc pgw_parse_copy_response(const struct pgw_frame *f,
-				    struct pgw_copy_response *r);
+                                    struct pgw_copy_response *r);
 
 /* ErrorResponse and NoticeResponse: every field PostgreSQL documents. */
 struct pgw_notice {
@@ -233,6 +233,6 @@ void pgw_notice_free(struct pgw_notice *n);
 
 /* NegotiateProtocolVersion: the newest minor version the server supports. */
 enum pgw_rc pgw_parse_negotiate_version(const struct pgw_frame *f,
-					uint32_t *minor, uint32_t *nunknown);
+                                        uint32_t *minor, uint32_t *nunknown);
 
 #endif

@@ -39,10 +39,10 @@ struct pool_stats {
 	unsigned checking;
 	unsigned lent;
 	unsigned waiters;
-	uint64_t opened;       /* logins completed, ever */
-	uint64_t closed;       /* connections closed, ever */
-	uint64_t failed;       /* connects or logins that failed, ever */
-	unsigned failures;     /* consecutive failures now (0 = healthy) */
+	uint64_t opened;   /* logins completed, ever */
+	uint64_t closed;   /* connections closed, ever */
+	uint64_t failed;   /* connects or logins that failed, ever */
+	unsigned failures; /* consecutive failures now (0 = healthy) */
 };
 
 /*
@@ -53,7 +53,8 @@ struct pool_stats {
  * (the control plane's first credential) and acquirers wait with it.
  */
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
-		      const struct up_params *params, const struct cfg_pool *pc);
+                      const struct up_params *params,
+                      const struct cfg_pool *pc);
 /* Closes every connection; waiters are called back with NULL first. */
 void pool_free(struct pool *p);
 
@@ -64,8 +65,7 @@ void pool_free(struct pool *p);
  */
 typedef void (*pool_acquire_cb)(struct up_conn *c, void *arg);
 /* NULL only on OOM. The waiter handle is valid until its callback runs. */
-struct pool_waiter *pool_acquire(struct pool *p, pool_acquire_cb cb,
-				 void *arg);
+struct pool_waiter *pool_acquire(struct pool *p, pool_acquire_cb cb, void *arg);
 /* Withdraws a waiter whose callback has not run. */
 void pool_cancel(struct pool *p, struct pool_waiter *w);
 
@@ -115,7 +115,7 @@ void pool_reconfigure(struct pool *p, const struct cfg_pool *pc);
  */
 typedef void (*pool_failing_cb)(unsigned failures, void *arg);
 void pool_on_failing(struct pool *p, unsigned every, pool_failing_cb cb,
-		     void *arg);
+                     void *arg);
 
 void pool_get_stats(const struct pool *p, struct pool_stats *s);
 /* Writes one key=value log line with the counts. */

@@ -26,7 +26,7 @@ struct scram_client;
 struct scram_client *scram_client_new(const char *password);
 /* For tests: fixed client nonce (printable ASCII, no ','). */
 struct scram_client *scram_client_new_with_nonce(const char *password,
-						 const char *nonce);
+                                                 const char *nonce);
 /*
  * For tests only: also a user name for client-first-message ("n=<user>"),
  * so the RFC 7677 example can be reproduced byte for byte. PostgreSQL
@@ -34,32 +34,31 @@ struct scram_client *scram_client_new_with_nonce(const char *password,
  * (no RFC 5802 escaping here); NULL means "". NULL on bad input or OOM.
  */
 struct scram_client *scram_client_new_for_test(const char *user,
-					       const char *password,
-					       const char *nonce);
+                                               const char *password,
+                                               const char *nonce);
 void scram_client_free(struct scram_client *sc);
 
 /*
  * client-first-message ("n,,n=,r=<nonce>"; PostgreSQL takes the user name
  * from the startup packet). *msg stays owned by sc.
  */
-bool scram_client_first(struct scram_client *sc, const char **msg,
-			size_t *len);
+bool scram_client_first(struct scram_client *sc, const char **msg, size_t *len);
 
 /*
  * Takes server-first-message, computes the proof and gives the
  * client-final-message (owned by sc). On false, err holds the reason.
  */
 bool scram_client_final(struct scram_client *sc, const uint8_t *server_first,
-			size_t server_len, const char **msg, size_t *len,
-			char *err, size_t errlen);
+                        size_t server_len, const char **msg, size_t *len,
+                        char *err, size_t errlen);
 
 /* Checks server-final-message ("v=<signature>" or "e=<error>"). */
 bool scram_verify_server(struct scram_client *sc, const uint8_t *server_final,
-			 size_t server_len, char *err, size_t errlen);
+                         size_t server_len, char *err, size_t errlen);
 
 /* "md5" + md5hex(md5hex(password + user) + salt): 35 chars and a NUL. */
 #define SCRAM_MD5_LEN 36
 bool scram_md5_response(const char *user, const char *password,
-			const uint8_t salt[4], char out[SCRAM_MD5_LEN]);
+                        const uint8_t salt[4], char out[SCRAM_MD5_LEN]);
 
 #endif

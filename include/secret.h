@@ -1,4 +1,5 @@
-/* secret.h: heap strings that hold secrets (passwords, tokens): wiped before free. */
+/* secret.h: heap strings that hold secrets (passwords, tokens): wiped before
+ * free. */
 #ifndef LBP_SECRET_H
 #define LBP_SECRET_H
 

@@ -16,7 +16,7 @@ struct server;
  * must outlive the server too. NULL + err.
  */
 struct server *server_new(const struct config *cfg, const char *path,
-			  char *const *envp, char *err, size_t errlen);
+                          char *const *envp, char *err, size_t errlen);
 /* Runs until SIGTERM or SIGINT. Returns the process exit code. */
 int server_run(struct server *s);
 void server_free(struct server *s);

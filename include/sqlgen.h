@@ -1,4 +1,5 @@
-/* sqlgen.h: SQL text the proxy sends: quoted names, literals and batch statements. */
+/* sqlgen.h: SQL text the proxy sends: quoted names, literals and batch
+ * statements. */
 #ifndef LBP_SQLGEN_H
 #define LBP_SQLGEN_H
 
@@ -24,7 +25,7 @@ bool sql_ident_valid(const char *name);
 bool sql_append_ident(struct evbuffer *out, const char *name);
 /* "schema"."table", or "table" when schema is NULL or empty. */
 bool sql_append_qualified(struct evbuffer *out, const char *schema,
-			  const char *table);
+                          const char *table);
 /*
  * A string literal that means s whatever standard_conforming_strings says:
  * '...' with quotes doubled, or E'...' with backslashes doubled too.

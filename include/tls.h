@@ -16,7 +16,7 @@
  * libpq. TLS 1.2 is the floor. NULL with err filled on failure.
  */
 SSL_CTX *tls_client_ctx_new(enum sslmode mode, const char *rootcert, char *err,
-			    size_t errlen);
+                            size_t errlen);
 
 /*
  * A new SSL object for a connection to host: sets SNI (always, unless host
@@ -24,7 +24,7 @@ SSL_CTX *tls_client_ctx_new(enum sslmode mode, const char *rootcert, char *err,
  * or address the certificate must match. NULL on failure.
  */
 SSL *tls_client_ssl_new(SSL_CTX *ctx, enum sslmode mode, const char *host,
-			char *err, size_t errlen);
+                        char *err, size_t errlen);
 
 /* Most recent OpenSSL error (or verify result of ssl) as one line. */
 void tls_error_text(SSL *ssl, char *buf, size_t size);

@@ -1,4 +1,5 @@
-/* upstream.h: one PostgreSQL server connection: connect, TLS, login, queries, COPY. */
+/* upstream.h: one PostgreSQL server connection: connect, TLS, login, queries,
+ * COPY. */
 #ifndef LBP_UPSTREAM_H
 #define LBP_UPSTREAM_H
 
@@ -64,15 +65,15 @@ struct up_params {
 /* Why a connection ended, for the owner's backoff and its log line. */
 enum up_close_reason {
 	UP_CLOSE_NONE = 0,
-	UP_CLOSE_BY_OWNER,   /* up_close() */
-	UP_CLOSE_RESOLVE,    /* host name did not resolve */
-	UP_CLOSE_CONNECT,    /* no address accepted the TCP connection */
-	UP_CLOSE_TLS,        /* TLS refused, handshake or verification failed */
-	UP_CLOSE_AUTH,       /* the server refused the login (see sqlstate) */
-	UP_CLOSE_SERVER,     /* the server closed or sent a FATAL error */
-	UP_CLOSE_PROTOCOL,   /* malformed or unexpected bytes from the server */
-	UP_CLOSE_TIMEOUT,    /* connect, login or query timeout */
-	UP_CLOSE_INTERNAL    /* out of memory and the like */
+	UP_CLOSE_BY_OWNER, /* up_close() */
+	UP_CLOSE_RESOLVE,  /* host name did not resolve */
+	UP_CLOSE_CONNECT,  /* no address accepted the TCP connection */
+	UP_CLOSE_TLS,      /* TLS refused, handshake or verification failed */
+	UP_CLOSE_AUTH,     /* the server refused the login (see sqlstate) */
+	UP_CLOSE_SERVER,   /* the server closed or sent a FATAL error */
+	UP_CLOSE_PROTOCOL, /* malformed or unexpected bytes from the server */
+	UP_CLOSE_TIMEOUT,  /* connect, login or query timeout */
+	UP_CLOSE_INTERNAL  /* out of memory and the like */
 };
 const char *up_close_reason_name(enum up_close_reason r);
 
@@ -85,8 +86,8 @@ struct up_events {
 
 /* Starts connecting at once. NULL only on OOM. */
 struct up_conn *up_connect(struct event_base *base, struct evdns_base *dns,
-			   const struct up_params *params, uint64_t id,
-			   const struct up_events *events);
+                           const struct up_params *params, uint64_t id,
+                           const struct up_events *events);
 /* Closes (Terminate when possible); on_closed is not called. */
 void up_free(struct up_conn *c);
 /* Closes now and calls on_closed (and a pending exec's callback) later. */
@@ -111,9 +112,9 @@ const char *up_server_param(const struct up_conn *c, const char *name);
 #define UP_MAX_RESULT_BYTES (8u * 1024 * 1024)
 
 struct up_result {
-	bool ok;          /* ReadyForQuery came and no ErrorResponse */
-	bool conn_lost;   /* the connection ended before ReadyForQuery */
-	bool timed_out;   /* query_timeout_ms passed (the connection is closed) */
+	bool ok;        /* ReadyForQuery came and no ErrorResponse */
+	bool conn_lost; /* the connection ended before ReadyForQuery */
+	bool timed_out; /* query_timeout_ms passed (the connection is closed) */
 	/*
 	 * CopyDone was queued: from then on the server may have run what
 	 * follows the COPY (e.g. COMMIT) even if the connection died before
@@ -123,12 +124,13 @@ struct up_result {
 	struct pgw_notice error; /* the first ErrorResponse, when one came */
 	const char *conn_error;  /* text when conn_lost */
 	char tag[64];            /* the last CommandComplete tag */
-	uint64_t rows;           /* the row count of the last tag that had one */
-	char txn_status;         /* from ReadyForQuery: 'I', 'T' or 'E' */
+	uint64_t rows;   /* the row count of the last tag that had one */
+	char txn_status; /* from ReadyForQuery: 'I', 'T' or 'E' */
 	/* Result set of the last statement that returned rows. */
 	uint16_t ncols;
 	size_t nrows;
-	char **cells; /* nrows * ncols NUL-terminated strings, NULL = SQL NULL */
+	char *
+	    *cells; /* nrows * ncols NUL-terminated strings, NULL = SQL NULL */
 	bool truncated; /* more than UP_MAX_RESULT_BYTES: rows were dropped */
 };
 /* A cell of the result, or NULL. */
@@ -139,7 +141,7 @@ const char *up_result_cell(const struct up_result *r, size_t row, size_t col);
  * returns. The callback may start the next up_exec on c, or up_close it.
  */
 typedef void (*up_result_cb)(struct up_conn *c, const struct up_result *r,
-			     void *arg);
+                             void *arg);
 
 /*
  * Sends sql as one simple Query (it may hold several statements, e.g.
@@ -150,14 +152,14 @@ typedef void (*up_result_cb)(struct up_conn *c, const struct up_result *r,
  * callback) otherwise.
  */
 bool up_exec(struct up_conn *c, const char *sql, struct evbuffer *copy_data,
-	     up_result_cb cb, void *arg);
+             up_result_cb cb, void *arg);
 
 /*
  * For a COPY whose data is not all in memory (a file, say): set before
  * up_exec; whenever copy_data runs low, refill(copy_data, arg) appends at
  * least one byte and returns true, or returns false once there is no more,
- * after which CopyDone goes out. Cleared when the statement ends. The daemon itself never uses it:
- * refill runs on the event loop, so it must be quick.
+ * after which CopyDone goes out. Cleared when the statement ends. The daemon
+ * itself never uses it: refill runs on the event loop, so it must be quick.
  */
 typedef bool (*up_refill_cb)(struct evbuffer *copy_data, void *arg);
 void up_set_copy_refill(struct up_conn *c, up_refill_cb refill, void *arg);

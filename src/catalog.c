@@ -23,7 +23,7 @@ struct cat_lookup {
 	struct cat_entry *entry;
 	cat_cb cb;
 	void *arg;
-	char sqlstate[6];    /* set when the lookup failed */
+	char sqlstate[6]; /* set when the lookup failed */
 	char message[256];
 };
 TAILQ_HEAD(lookup_list, cat_lookup);
@@ -32,7 +32,8 @@ struct cat_entry {
 	TAILQ_ENTRY(cat_entry) link;
 	struct catalog *cat;
 	enum entry_state state;
-	bool cached; /* false once invalidated: freed when its lookups are done */
+	bool cached; /* false once invalidated: freed when its lookups are done
+	              */
 	uint64_t loaded_ms;
 	struct cat_table t;
 	struct lookup_list waiters;
@@ -102,7 +103,8 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
 		if (!e->cached && e->state == ENTRY_READY &&
 		    TAILQ_EMPTY(&e->waiters)) {
 			bool used = false;
-			TAILQ_FOREACH(l, &cat->ready, link) used |= l->entry == e;
+			TAILQ_FOREACH(l, &cat->ready, link)
+			used |= l->entry == e;
 			if (!used)
 				free_entry(e);
 		}
@@ -111,7 +113,7 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Moves every waiter of e to the ready list, failed when sqlstate is set. */
 static void release_waiters(struct cat_entry *e, const char *sqlstate,
-			    const char *message)
+                            const char *message)
 {
 	struct cat_lookup *l;
 
@@ -119,9 +121,8 @@ static void release_waiters(struct cat_entry *e, const char *sqlstate,
 		TAILQ_REMOVE(&e->waiters, l, link);
 		if (sqlstate) {
 			snprintf(l->sqlstate, sizeof(l->sqlstate), "%s",
-				 sqlstate);
-			snprintf(l->message, sizeof(l->message), "%s",
-				 message);
+			         sqlstate);
+			snprintf(l->message, sizeof(l->message), "%s", message);
 		}
 		TAILQ_INSERT_TAIL(&e->cat->ready, l, link);
 	}
@@ -188,7 +189,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 static bool add_index_col(struct cat_table *t, const char *index_id,
-			  const char *col, char *last_id, size_t last_size)
+                          const char *col, char *last_id, size_t last_size)
 {
 	struct cat_index *ix;
 	char **cols;
@@ -210,8 +211,8 @@ static bool add_index_col(struct cat_table *t, const char *index_id,
 	return (ix->cols[ix->ncols++] = strdup(col)) != NULL;
 }
 
-static bool add_column(struct cat_table *t, const char *name,
-		       const char *type, const char *not_null)
+static bool add_column(struct cat_table *t, const char *name, const char *type,
+                       const char *not_null)
 {
 	struct cat_column *cols =
 	    realloc(t->cols, (t->ncols + 1) * sizeof(*cols));
@@ -228,7 +229,7 @@ static bool add_column(struct cat_table *t, const char *name,
 
 /* Fills e->t from the rows; false with sqlstate and message otherwise. */
 static bool read_rows(struct cat_entry *e, const struct up_result *r,
-		      const char **sqlstate, const char **message)
+                      const char **sqlstate, const char **message)
 {
 	struct cat_table *t = &e->t;
 	char last_id[32] = "";
@@ -253,7 +254,8 @@ static bool read_rows(struct cat_entry *e, const struct up_result *r,
 
 		if (kind == NULL || a == NULL || b == NULL)
 			continue;
-		if (kind[0] == 'c' && !add_column(t, a, b, up_result_cell(r, i, 3)))
+		if (kind[0] == 'c' &&
+		    !add_column(t, a, b, up_result_cell(r, i, 3)))
 			return false;
 		if (kind[0] == 'u' &&
 		    !add_index_col(t, a, b, last_id, sizeof(last_id)))
@@ -285,8 +287,8 @@ static void loaded(struct up_conn *c, const struct up_result *r, void *arg)
 	}
 	if (sqlstate) {
 		log_info("event=catalog_error table=%s sqlstate=%s error=%s",
-			 log_quote(q, sizeof(q), e->t.table), sqlstate,
-			 log_quote((char[300]){0}, 300, message));
+		         log_quote(q, sizeof(q), e->t.table), sqlstate,
+		         log_quote((char[300]){0}, 300, message));
 		release_waiters(e, sqlstate, message ? message : "");
 		if (e->cached) {
 			TAILQ_REMOVE(&e->cat->entries, e, link);
@@ -298,8 +300,8 @@ static void loaded(struct up_conn *c, const struct up_result *r, void *arg)
 	e->state = ENTRY_READY;
 	e->loaded_ms = clock_now_ms();
 	log_info("event=catalog_loaded table=%s columns=%zu unique_indexes=%zu",
-		 log_quote(q, sizeof(q), e->t.table), e->t.ncols,
-		 e->t.nindexes);
+	         log_quote(q, sizeof(q), e->t.table), e->t.ncols,
+	         e->t.nindexes);
 	release_waiters(e, NULL, NULL);
 }
 
@@ -329,7 +331,7 @@ static void got_conn(struct up_conn *c, void *arg)
 /* ---- public ---- */
 
 struct catalog *cat_new(struct event_base *base, struct pool *pool,
-			unsigned ttl_s)
+                        unsigned ttl_s)
 {
 	struct catalog *cat = calloc(1, sizeof(*cat));
 
@@ -349,11 +351,12 @@ struct catalog *cat_new(struct event_base *base, struct pool *pool,
 }
 
 static struct cat_entry *find_entry(struct catalog *cat, const char *schema,
-				    const char *table)
+                                    const char *table)
 {
 	struct cat_entry *e;
 
-	TAILQ_FOREACH(e, &cat->entries, link) {
+	TAILQ_FOREACH(e, &cat->entries, link)
+	{
 		if (strcmp(e->t.schema, schema) == 0 &&
 		    strcmp(e->t.table, table) == 0)
 			return e;
@@ -362,7 +365,7 @@ static struct cat_entry *find_entry(struct catalog *cat, const char *schema,
 }
 
 static struct cat_entry *new_entry(struct catalog *cat, const char *schema,
-				   const char *table)
+                                   const char *table)
 {
 	struct cat_entry *e = calloc(1, sizeof(*e));
 
@@ -388,7 +391,7 @@ static struct cat_entry *new_entry(struct catalog *cat, const char *schema,
 }
 
 struct cat_lookup *cat_lookup(struct catalog *cat, const char *schema,
-			      const char *table, cat_cb cb, void *arg)
+                              const char *table, cat_cb cb, void *arg)
 {
 	struct cat_entry *e = find_entry(cat, schema ? schema : "", table);
 	struct cat_lookup *l = calloc(1, sizeof(*l));
@@ -400,7 +403,8 @@ struct cat_lookup *cat_lookup(struct catalog *cat, const char *schema,
 		cat_invalidate(cat, e->t.schema, e->t.table);
 		e = NULL;
 	}
-	if (e == NULL && (e = new_entry(cat, schema ? schema : "", table)) == NULL) {
+	if (e == NULL &&
+	    (e = new_entry(cat, schema ? schema : "", table)) == NULL) {
 		free(l);
 		return NULL;
 	}
@@ -421,7 +425,8 @@ void cat_cancel(struct catalog *cat, struct cat_lookup *l)
 	struct cat_entry *e = l->entry;
 	struct cat_lookup *x;
 
-	TAILQ_FOREACH(x, &e->waiters, link) {
+	TAILQ_FOREACH(x, &e->waiters, link)
+	{
 		if (x == l) {
 			TAILQ_REMOVE(&e->waiters, l, link);
 			free(l);
@@ -471,7 +476,8 @@ void cat_free(struct catalog *cat)
 		while ((l = TAILQ_FIRST(&e->waiters)) != NULL) {
 			TAILQ_REMOVE(&e->waiters, l, link);
 			snprintf(l->sqlstate, sizeof(l->sqlstate), "57P01");
-			snprintf(l->message, sizeof(l->message), "shutting down");
+			snprintf(l->message, sizeof(l->message),
+			         "shutting down");
 			answer(l);
 		}
 		if (e->pool_wait)
@@ -483,7 +489,7 @@ void cat_free(struct catalog *cat)
 }
 
 const struct cat_column *cat_find_column(const struct cat_table *t,
-					 const char *name)
+                                         const char *name)
 {
 	for (size_t i = 0; i < t->ncols; i++) {
 		if (strcmp(t->cols[i].name, name) == 0)
@@ -493,7 +499,7 @@ const struct cat_column *cat_find_column(const struct cat_table *t,
 }
 
 bool cat_has_unique(const struct cat_table *t, const char *const *cols,
-		    size_t ncols)
+                    size_t ncols)
 {
 	for (size_t i = 0; i < t->nindexes; i++) {
 		const struct cat_index *ix = &t->indexes[i];
@@ -503,7 +509,7 @@ bool cat_has_unique(const struct cat_table *t, const char *const *cols,
 			continue;
 		for (size_t j = 0; j < ncols; j++) {
 			if (bsearch(&cols[j], ix->cols, ix->ncols,
-				    sizeof(char *), cmp_str))
+			            sizeof(char *), cmp_str))
 				found++;
 		}
 		if (found == ncols)

@@ -1,4 +1,5 @@
-/* coalesce.c: batches flush units per target, commits them, maps errors to clients. */
+/* coalesce.c: batches flush units per target, commits them, maps errors to
+ * clients. */
 #include "coalesce.h"
 
 #include <inttypes.h>
@@ -66,13 +67,13 @@ struct co_target {
 	struct coalescer *co;
 	unsigned refs;
 	char *key;
-	char *name; /* schema.table, for logs */
+	char *name;               /* schema.table, for logs */
 	struct mt_series *series; /* its metrics, outliving the target */
 	struct sql_target def;
 	char **strings; /* owned copies behind def */
 	size_t nstrings;
-	char *sql; /* the batch statement */
-	char *dead_sql; /* CREATE TABLE IF NOT EXISTS the dead-letter table */
+	char *sql;       /* the batch statement */
+	char *dead_sql;  /* CREATE TABLE IF NOT EXISTS the dead-letter table */
 	char *dead_name; /* its quoted, qualified name */
 	struct unit_list queue;
 	uint64_t queued_rows;
@@ -104,7 +105,7 @@ static bool t_has_dead(const struct co_target *t);
 static void set_timer(struct event *ev, uint64_t ms)
 {
 	struct timeval tv = {.tv_sec = (time_t)(ms / 1000u),
-			     .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
+	                     .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
 
 	evtimer_add(ev, &tv);
 }
@@ -112,7 +113,7 @@ static void set_timer(struct event *ev, uint64_t ms)
 /* ---- outcomes ---- */
 
 static void unit_outcome(struct coalescer *co, struct co_unit *u,
-			 const struct co_outcome *o)
+                         const struct co_outcome *o)
 {
 	struct co_outcome full = *o;
 
@@ -139,13 +140,13 @@ static void unit_outcome(struct coalescer *co, struct co_unit *u,
 }
 
 static void fail_unit(struct coalescer *co, struct co_unit *u,
-		      const char *sqlstate, const char *message,
-		      const char *detail, uint64_t row)
+                      const char *sqlstate, const char *message,
+                      const char *detail, uint64_t row)
 {
 	struct co_outcome o = {.sqlstate = sqlstate,
-			       .message = message ? message : "",
-			       .detail = detail ? detail : "",
-			       .row = row};
+	                       .message = message ? message : "",
+	                       .detail = detail ? detail : "",
+	                       .row = row};
 
 	unit_outcome(co, u, &o);
 }
@@ -159,7 +160,7 @@ static void ack_unit(struct coalescer *co, struct co_unit *u)
 
 /* Fails and removes every unit the batch holds. */
 static void fail_batch_units(struct co_batch *b, const char *sqlstate,
-			     const char *message, const char *detail)
+                             const char *message, const char *detail)
 {
 	struct co_unit *u;
 
@@ -197,7 +198,8 @@ static bool batch_data(struct co_batch *b, struct evbuffer *data)
 {
 	struct co_unit *u;
 
-	TAILQ_FOREACH(u, &b->units, link) {
+	TAILQ_FOREACH(u, &b->units, link)
+	{
 		struct evbuffer_iovec vec[64];
 		struct evbuffer_ptr pos;
 		int n;
@@ -214,7 +216,7 @@ static bool batch_data(struct co_batch *b, struct evbuffer *data)
 
 			for (int i = 0; i < n && i < 64; i++) {
 				if (evbuffer_add(data, vec[i].iov_base,
-						 vec[i].iov_len) != 0)
+				                 vec[i].iov_len) != 0)
 					return false;
 				got += vec[i].iov_len;
 			}
@@ -230,11 +232,12 @@ static bool batch_data(struct co_batch *b, struct evbuffer *data)
 
 /* The unit holding batch line `line` (1-based) and the line within it. */
 static struct co_unit *unit_at_line(struct co_batch *b, uint64_t line,
-				    uint64_t *row)
+                                    uint64_t *row)
 {
 	struct co_unit *u;
 
-	TAILQ_FOREACH(u, &b->units, link) {
+	TAILQ_FOREACH(u, &b->units, link)
+	{
 		if (line <= u->nrows) {
 			*row = line;
 			return u;
@@ -261,7 +264,7 @@ static bool means_table_changed(const char *sqlstate)
 }
 
 static void after_rollback(struct up_conn *c, const struct up_result *r,
-			   void *arg)
+                           void *arg)
 {
 	struct co_batch *b = arg;
 
@@ -355,7 +358,7 @@ out:
 
 /* Moves the rejected row to the unit's dead letters; false if it cannot. */
 static bool dead_letter_row(struct co_unit *u, uint64_t row,
-			    const struct pgw_notice *e)
+                            const struct pgw_notice *e)
 {
 	uint64_t orig = original_row(u, row);
 	char *text;
@@ -376,8 +379,8 @@ static bool dead_letter_row(struct co_unit *u, uint64_t row,
 	     evbuffer_add(u->dead, ", ", 2) == 0 &&
 	     sql_append_literal(u->dead, e->detail ? e->detail : "") &&
 	     evbuffer_add_printf(u->dead, ", %" PRIu64 ", ", orig) > 0 &&
-	     sql_append_literal(u->dead, text) && evbuffer_add(u->dead, ")", 1) == 0 &&
-	     remember_removed(u, orig);
+	     sql_append_literal(u->dead, text) &&
+	     evbuffer_add(u->dead, ")", 1) == 0 && remember_removed(u, orig);
 	free(text);
 	return ok;
 }
@@ -397,17 +400,19 @@ static char *statement_with_dead(struct co_batch *b)
 		return NULL;
 	evbuffer_add_printf(q, "%s; ", t->dead_sql);
 	evbuffer_add(q, t->sql, base);
-	evbuffer_add_printf(q, "INSERT INTO %s (sqlstate, message, detail, "
-			       "flush_row, row_text) VALUES ",
-			    t->dead_name);
-	TAILQ_FOREACH(u, &b->units, link) {
+	evbuffer_add_printf(q,
+	                    "INSERT INTO %s (sqlstate, message, detail, "
+	                    "flush_row, row_text) VALUES ",
+	                    t->dead_name);
+	TAILQ_FOREACH(u, &b->units, link)
+	{
 		if (u->ndead > 0) {
 			if (!first)
 				evbuffer_add(q, ", ", 2);
 			first = false;
 			/* copy: the unit keeps its letters for a retry */
 			evbuffer_add(q, evbuffer_pullup(u->dead, -1),
-				     evbuffer_get_length(u->dead));
+			             evbuffer_get_length(u->dead));
 		}
 		if (b->one_by_one)
 			break;
@@ -426,7 +431,8 @@ static bool batch_has_dead(const struct co_batch *b)
 {
 	const struct co_unit *u;
 
-	TAILQ_FOREACH(u, &b->units, link) {
+	TAILQ_FOREACH(u, &b->units, link)
+	{
 		if (u->ndead > 0)
 			return true;
 		if (b->one_by_one)
@@ -474,7 +480,8 @@ static void on_server_error(struct co_batch *b, const struct up_result *r)
 		continue_batch(b, r);
 		return;
 	}
-	if (b->one_by_one || TAILQ_FIRST(&b->units) == TAILQ_LAST(&b->units, unit_list)) {
+	if (b->one_by_one ||
+	    TAILQ_FIRST(&b->units) == TAILQ_LAST(&b->units, unit_list)) {
 		/* Only one unit ran: the error is its own. */
 		u = TAILQ_FIRST(&b->units);
 		TAILQ_REMOVE(&b->units, u, link);
@@ -499,9 +506,9 @@ static void on_conn_lost(struct co_batch *b, const struct up_result *r)
 	if (r->copy_done && b->t->def.mode != 'u') {
 		/* COMMIT may have run: retrying could insert the rows twice. */
 		snprintf(msg, sizeof(msg),
-			 "the server connection was lost after the batch was "
-			 "sent; its rows may or may not be committed (%s)",
-			 r->conn_error ? r->conn_error : "");
+		         "the server connection was lost after the batch was "
+		         "sent; its rows may or may not be committed (%s)",
+		         r->conn_error ? r->conn_error : "");
 		if (b->one_by_one) {
 			struct co_unit *u = TAILQ_FIRST(&b->units);
 			TAILQ_REMOVE(&b->units, u, link);
@@ -514,7 +521,7 @@ static void on_conn_lost(struct co_batch *b, const struct up_result *r)
 	}
 	if (b->attempts > co->cfg.max_retries + 1) {
 		snprintf(msg, sizeof(msg), "gave up after %u attempts: %s",
-			 b->attempts, r->conn_error ? r->conn_error : "");
+		         b->attempts, r->conn_error ? r->conn_error : "");
 		fail_batch_units(b, "08000", msg, "");
 		finish_batch(b);
 		return;
@@ -522,8 +529,7 @@ static void on_conn_lost(struct co_batch *b, const struct up_result *r)
 	run_batch(b); /* on another connection */
 }
 
-static void batch_done(struct up_conn *c, const struct up_result *r,
-		       void *arg)
+static void batch_done(struct up_conn *c, const struct up_result *r, void *arg)
 {
 	struct co_batch *b = arg;
 	struct coalescer *co = b->t->co;
@@ -545,8 +551,8 @@ static void batch_done(struct up_conn *c, const struct up_result *r,
 	}
 	if (r->conn_lost) {
 		log_warn("batch=%" PRIu64 " event=batch_conn_lost target=%s "
-			 "copy_done=%d",
-			 b->id, b->t->name, (int)r->copy_done);
+		         "copy_done=%d",
+		         b->id, b->t->name, (int)r->copy_done);
 		on_conn_lost(b, r);
 		return;
 	}
@@ -574,12 +580,12 @@ static void reacquire_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	b->wait = NULL;
 	pool_get_stats(co->pool, &ps);
 	snprintf(msg, sizeof(msg),
-		 "the batch lost its server connection and no other came "
-		 "within %u ms (%u consecutive connection failures)",
-		 co->cfg.acquire_timeout_ms, ps.failures);
+	         "the batch lost its server connection and no other came "
+	         "within %u ms (%u consecutive connection failures)",
+	         co->cfg.acquire_timeout_ms, ps.failures);
 	log_warn("batch=%" PRIu64 " event=batch_failed target=%s "
-		 "reason=reacquire_timeout rows=%" PRIu64,
-		 b->id, b->t->name, b->rows);
+	         "reason=reacquire_timeout rows=%" PRIu64,
+	         b->id, b->t->name, b->rows);
 	fail_batch_units(b, "08001", msg, "");
 	finish_batch(b);
 }
@@ -596,8 +602,8 @@ static void run_batch(struct co_batch *b)
 	if (b->conn == NULL) {
 		b->state = BATCH_WAITING;
 		if (b->reacquire_ev == NULL)
-			b->reacquire_ev = evtimer_new(co->base,
-						      reacquire_timeout_cb, b);
+			b->reacquire_ev =
+			    evtimer_new(co->base, reacquire_timeout_cb, b);
 		b->wait = pool_acquire(co->pool, got_conn, b);
 		if (b->wait == NULL || b->reacquire_ev == NULL) {
 			if (b->wait)
@@ -616,7 +622,7 @@ static void run_batch(struct co_batch *b)
 	b->sql = batch_has_dead(b) ? statement_with_dead(b) : NULL;
 	if (data == NULL || !batch_data(b, data) ||
 	    !up_exec(b->conn, b->sql ? b->sql : b->t->sql, data, batch_done,
-		     b)) {
+	             b)) {
 		/* An idle connection that refuses work is broken: another. */
 		if (data)
 			evbuffer_free(data);
@@ -625,7 +631,8 @@ static void run_batch(struct co_batch *b)
 		b->conn = NULL;
 		b->attempts++;
 		if (b->attempts > co->cfg.max_retries + 1) {
-			fail_batch_units(b, "08000", "cannot run the batch", "");
+			fail_batch_units(b, "08000", "cannot run the batch",
+			                 "");
 			finish_batch(b);
 			return;
 		}
@@ -647,7 +654,7 @@ static void take_units(struct co_batch *b)
 
 	while ((u = TAILQ_FIRST(&t->queue)) != NULL) {
 		if (b->rows > 0 && (b->rows + u->nrows > cfg->max_rows ||
-				    b->bytes + u->bytes > cfg->max_bytes))
+		                    b->bytes + u->bytes > cfg->max_bytes))
 			break;
 		TAILQ_REMOVE(&t->queue, u, link);
 		t->queued_rows -= u->nrows;
@@ -681,8 +688,8 @@ static void got_conn(struct up_conn *c, void *arg)
 		t->co->stats.batches++;
 		mt_batch(t->series, b->rows);
 		log_debug("batch=%" PRIu64 " event=batch_start target=%s "
-			  "rows=%" PRIu64 " bytes=%zu conn=%" PRIu64,
-			  b->id, t->name, b->rows, b->bytes, up_get_id(c));
+		          "rows=%" PRIu64 " bytes=%zu conn=%" PRIu64,
+		          b->id, t->name, b->rows, b->bytes, up_get_id(c));
 		/* More may be queued than one batch takes. */
 		try_dispatch(t);
 	}
@@ -751,9 +758,9 @@ static void acquire_timeout_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	pool_get_stats(co->pool, &ps);
 	snprintf(msg, sizeof(msg),
-		 "no server connection within %" PRIu64 " ms (%u consecutive "
-		 "connection failures)",
-		 limit, ps.failures);
+	         "no server connection within %" PRIu64 " ms (%u consecutive "
+	         "connection failures)",
+	         limit, ps.failures);
 	while ((u = TAILQ_FIRST(&t->queue)) != NULL &&
 	       now - u->queued_ms >= limit) {
 		TAILQ_REMOVE(&t->queue, u, link);
@@ -778,17 +785,18 @@ static char *target_key(const struct sql_target *d)
 
 	if (b == NULL)
 		return NULL;
-	/* Names never hold control bytes (checked at Open): \x1e, \x1f split. */
+	/* Names never hold control bytes (checked at Open): \x1e, \x1f split.
+	 */
 	evbuffer_add_printf(b, "%c\x1e%s\x1e%s\x1e", d->mode,
-			    d->schema ? d->schema : "", d->table);
+	                    d->schema ? d->schema : "", d->table);
 	for (size_t i = 0; i < d->ncols; i++)
 		evbuffer_add_printf(b, "%s\x1f%s\x1f", d->cols[i],
-				    d->types ? d->types[i] : "");
+		                    d->types ? d->types[i] : "");
 	evbuffer_add_printf(b, "\x1e");
 	for (size_t i = 0; i < d->nkeys; i++)
 		evbuffer_add_printf(b, "%s\x1f", d->keys[i]);
 	evbuffer_add_printf(b, "\x1e%s\x1e",
-			    d->version_col ? d->version_col : "");
+	                    d->version_col ? d->version_col : "");
 	for (size_t i = 0; i < d->ncoalesce; i++)
 		evbuffer_add_printf(b, "%s\x1f", d->coalesce[i]);
 	n = evbuffer_get_length(b);
@@ -812,7 +820,7 @@ static const char *keep(struct co_target *t, const char *s)
 }
 
 static const char **keep_list(struct co_target *t, const char *const *v,
-			      size_t n, bool *ok)
+                              size_t n, bool *ok)
 {
 	const char **out = calloc(n ? n : 1, sizeof(*out));
 
@@ -913,12 +921,13 @@ static bool build_dead_sql(struct co_target *t)
 		goto out;
 	t->dead_name = strdup((const char *)evbuffer_pullup(q, -1));
 	evbuffer_drain(q, evbuffer_get_length(q));
-	evbuffer_add_printf(q,
-			    "CREATE TABLE IF NOT EXISTS %s (received_at "
-			    "timestamptz NOT NULL DEFAULT now(), sqlstate text, "
-			    "message text, detail text, flush_row bigint, "
-			    "row_text text)",
-			    t->dead_name);
+	evbuffer_add_printf(
+	    q,
+	    "CREATE TABLE IF NOT EXISTS %s (received_at "
+	    "timestamptz NOT NULL DEFAULT now(), sqlstate text, "
+	    "message text, detail text, flush_row bigint, "
+	    "row_text text)",
+	    t->dead_name);
 	evbuffer_add(q, "", 1);
 	t->dead_sql = strdup((const char *)evbuffer_pullup(q, -1));
 	ok = t->dead_name && t->dead_sql;
@@ -937,7 +946,8 @@ static void setup_dead_letter(struct co_target *t)
 	if (!build_dead_sql(t)) {
 		/* e.g. a 60-byte table name leaves no room for the suffix */
 		log_warn("event=dead_letter_off target=%s reason=\"no valid "
-			 "dead-letter table name\"", t->name);
+		         "dead-letter table name\"",
+		         t->name);
 		free(t->dead_name);
 		free(t->dead_sql);
 		t->dead_name = t->dead_sql = NULL;
@@ -960,7 +970,7 @@ static bool build_sql(struct co_target *t)
 }
 
 static struct co_target *new_target(struct coalescer *co,
-				    const struct sql_target *def, char *key)
+                                    const struct sql_target *def, char *key)
 {
 	struct co_target *t = calloc(1, sizeof(*t));
 	size_t n;
@@ -978,7 +988,7 @@ static struct co_target *new_target(struct coalescer *co,
 	t->name = malloc(n);
 	if (t->name)
 		snprintf(t->name, n, "%s%s%s", def->schema ? def->schema : "",
-			 def->schema && def->schema[0] ? "." : "", def->table);
+		         def->schema && def->schema[0] ? "." : "", def->table);
 	if (t->name)
 		t->series = mt_series_get(t->name, def->mode);
 	if (!t->delay_ev || !t->acquire_ev || !t->name || !copy_def(t, def) ||
@@ -991,14 +1001,15 @@ static struct co_target *new_target(struct coalescer *co,
 }
 
 struct co_target *co_target_get(struct coalescer *co,
-				const struct sql_target *def)
+                                const struct sql_target *def)
 {
 	char *key = target_key(def);
 	struct co_target *t;
 
 	if (key == NULL)
 		return NULL;
-	TAILQ_FOREACH(t, &co->targets, link) {
+	TAILQ_FOREACH(t, &co->targets, link)
+	{
 		if (strcmp(t->key, key) == 0) {
 			free(key);
 			t->refs++;
@@ -1020,7 +1031,7 @@ void co_target_put(struct co_target *t)
 }
 
 bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
-	       co_done_cb done, void *arg)
+               co_done_cb done, void *arg)
 {
 	struct coalescer *co = t->co;
 	struct co_unit *u = calloc(1, sizeof(*u));
@@ -1048,7 +1059,7 @@ bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
 /* ---- the coalescer ---- */
 
 struct coalescer *co_new(struct event_base *base, struct pool *pool,
-			 struct catalog *cat, const struct co_config *cfg)
+                         struct catalog *cat, const struct co_config *cfg)
 {
 	struct coalescer *co = calloc(1, sizeof(*co));
 
@@ -1088,7 +1099,7 @@ void co_free(struct coalescer *co)
 		while ((u = TAILQ_FIRST(&t->queue)) != NULL) {
 			TAILQ_REMOVE(&t->queue, u, link);
 			fail_unit(co, u, "57P01", "the proxy is shutting down",
-				  "", 0);
+			          "", 0);
 		}
 		TAILQ_REMOVE(&co->targets, t, link);
 		free_target(t);

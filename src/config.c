@@ -80,10 +80,10 @@ static const struct cfg_key keys[] = {
     {KEY(ingest, auth_token, CFG_SECRET), .optional = true},
     {KEY(ingest, max_clients, CFG_UINT), .min = 1, .max = 100000,
      .def = "1024"},
-    {KEY(ingest, max_frame_bytes, CFG_UINT64), .min = 65536,
-     .max = 67108864, .def = "1048576"},
-    {KEY(ingest, max_flush_bytes, CFG_UINT64), .min = 1024,
-     .max = 1073741824, .def = "8388608"},
+    {KEY(ingest, max_frame_bytes, CFG_UINT64), .min = 65536, .max = 67108864,
+     .def = "1048576"},
+    {KEY(ingest, max_flush_bytes, CFG_UINT64), .min = 1024, .max = 1073741824,
+     .def = "8388608"},
     {KEY(ingest, client_buffer_bytes, CFG_UINT64), .min = 1024,
      .max = 4294967296, .def = "16777216"},
     {KEY(ingest, global_buffer_bytes, CFG_UINT64), .min = 1024,
@@ -99,11 +99,9 @@ static const struct cfg_key keys[] = {
     {KEY(batch, max_retries, CFG_UINT), .min = 0, .max = 100, .def = "3"},
     {KEY(batch, acquire_timeout_ms, CFG_UINT), .min = 1, .max = 3600000,
      .def = "30000"},
-    {KEY(batch, catalog_ttl_s, CFG_UINT), .min = 0, .max = 86400,
-     .def = "300"},
+    {KEY(batch, catalog_ttl_s, CFG_UINT), .min = 0, .max = 86400, .def = "300"},
     {KEY(batch, dead_letter, CFG_BOOL), .def = "off"},
-    {KEY(admin, listen, CFG_STRING), .def = "127.0.0.1:9187",
-     .optional = true},
+    {KEY(admin, listen, CFG_STRING), .def = "127.0.0.1:9187", .optional = true},
     {KEY(admin, auth_token, CFG_SECRET), .optional = true},
     {KEY(lakebase, workspace_host, CFG_STRING), .optional = true},
     {KEY(lakebase, instance_name, CFG_STRING), .optional = true},
@@ -715,10 +713,11 @@ static bool check_ingest(const struct cfg_ingest *in, char *err, size_t errlen)
 	}
 	/* Anyone who can reach the port can write to the database. */
 	if (!na_is_loopback(&addr) && in->auth_token == NULL) {
-		put_err(err, errlen,
-		        "[ingest] listen %s is not a loopback address: set "
-		        "[ingest] auth_token (LAKEBASE_PROXY_INGEST_AUTH_TOKEN)",
-		        in->listen);
+		put_err(
+		    err, errlen,
+		    "[ingest] listen %s is not a loopback address: set "
+		    "[ingest] auth_token (LAKEBASE_PROXY_INGEST_AUTH_TOKEN)",
+		    in->listen);
 		return false;
 	}
 	if (in->max_flush_bytes > in->client_buffer_bytes ||
@@ -775,12 +774,12 @@ static bool is_api_name(const char *s, bool slashes)
 static bool check_lakebase_off(const struct cfg_lakebase *lb, char *err,
                                size_t errlen)
 {
-	const char *set = lb->instance_name ? "instance_name"
-	                  : lb->endpoint    ? "endpoint"
-	                  : lb->client_id   ? "client_id"
+	const char *set = lb->instance_name   ? "instance_name"
+	                  : lb->endpoint      ? "endpoint"
+	                  : lb->client_id     ? "client_id"
 	                  : lb->client_secret ? "client_secret"
-	                  : lb->token       ? "token"
-	                                    : NULL;
+	                  : lb->token         ? "token"
+	                                      : NULL;
 
 	if (set == NULL)
 		return true;
@@ -803,9 +802,10 @@ static bool check_lakebase_auth(const struct cfg_lakebase *lb, char *err,
 		return false;
 	}
 	if (m2m && (lb->client_id == NULL || lb->client_secret == NULL)) {
-		put_err(err, errlen,
-		        "[lakebase] client_id and client_secret go together "
-		        "(LAKEBASE_PROXY_LAKEBASE_CLIENT_SECRET for the secret)");
+		put_err(
+		    err, errlen,
+		    "[lakebase] client_id and client_secret go together "
+		    "(LAKEBASE_PROXY_LAKEBASE_CLIENT_SECRET for the secret)");
 		return false;
 	}
 	if (!m2m && lb->token == NULL) {
@@ -835,9 +835,10 @@ static bool check_lakebase(const struct cfg_lakebase *lb, char *err,
 		return false;
 	}
 	if (lb->instance_name && !is_api_name(lb->instance_name, false)) {
-		put_err(err, errlen,
-		        "[lakebase] instance_name may hold only letters, digits, "
-		        "'-', '_' and '.'");
+		put_err(
+		    err, errlen,
+		    "[lakebase] instance_name may hold only letters, digits, "
+		    "'-', '_' and '.'");
 		return false;
 	}
 	if (lb->endpoint && (strncmp(lb->endpoint, "projects/", 9) != 0 ||
@@ -848,10 +849,11 @@ static bool check_lakebase(const struct cfg_lakebase *lb, char *err,
 		return false;
 	}
 	if (lb->retry_base_ms > lb->retry_max_ms) {
-		put_err(err, errlen,
-		        "[lakebase] retry_base_ms %u is larger than retry_max_ms "
-		        "%u",
-		        lb->retry_base_ms, lb->retry_max_ms);
+		put_err(
+		    err, errlen,
+		    "[lakebase] retry_base_ms %u is larger than retry_max_ms "
+		    "%u",
+		    lb->retry_base_ms, lb->retry_max_ms);
 		return false;
 	}
 	return check_lakebase_auth(lb, err, errlen);
@@ -862,7 +864,8 @@ static bool check_whole(const struct config *cfg, char *err, size_t errlen)
 {
 	const struct cfg_pool *pool = &cfg->pool;
 
-	if (cfg->upstream.host == NULL && cfg->lakebase.workspace_host == NULL) {
+	if (cfg->upstream.host == NULL &&
+	    cfg->lakebase.workspace_host == NULL) {
 		put_err(err, errlen,
 		        "[upstream] host is not set (in the file "
 		        "or LAKEBASE_PROXY_UPSTREAM_HOST), nor is [lakebase] "

@@ -730,8 +730,8 @@ struct ctl *ctl_new(struct event_base *base, const struct cfg_lakebase *cfg,
 	if (!copy_cfg(c, cfg))
 		goto oom;
 	c->once = once;
-	c->rng = clock_now_ms() ^ ((uint64_t)getpid() << 32) ^
-		 0x51af3c7e9d2b4a61ull;
+	c->rng =
+	    clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x51af3c7e9d2b4a61ull;
 	c->api = strdup(cfg->workspace_host);
 	if (c->api == NULL)
 		goto oom;

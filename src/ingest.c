@@ -1,4 +1,5 @@
-/* ingest.c: accepts Spark tasks' connections and runs each session's protocol. */
+/* ingest.c: accepts Spark tasks' connections and runs each session's protocol.
+ */
 #include "ingest.h"
 
 #include <errno.h>
@@ -32,7 +33,7 @@
 
 /* Stop reading a client whose unread answers pile up past this. */
 #define OUTPUT_HIGH (1024u * 1024)
-#define OUTPUT_LOW (256u * 1024)
+#define OUTPUT_LOW  (256u * 1024)
 /*
  * What a flush unit costs beyond its rows (the unit, its answer record,
  * their buffers), counted against the memory limits so that a client
@@ -43,16 +44,16 @@
 #define DRAIN_TIMEOUT_S 5
 
 enum sess_state {
-	S_HELLO,    /* waiting for Hello */
-	S_OPEN,     /* waiting for Open */
-	S_OPENING,  /* catalog lookup in flight; input waits in the buffer */
-	S_STREAM,   /* rows and flushes */
-	S_CLOSING,  /* Close received; answering what is outstanding */
-	S_DRAINING  /* last message queued; gone once it is written */
+	S_HELLO,   /* waiting for Hello */
+	S_OPEN,    /* waiting for Open */
+	S_OPENING, /* catalog lookup in flight; input waits in the buffer */
+	S_STREAM,  /* rows and flushes */
+	S_CLOSING, /* Close received; answering what is outstanding */
+	S_DRAINING /* last message queued; gone once it is written */
 };
 
 static const char *const state_names[] = {"hello",  "open",    "opening",
-					  "stream", "closing", "draining"};
+                                          "stream", "closing", "draining"};
 
 /* One flushed unit, answered in Flush order. Outlives its session if the
  * client goes while the unit is in flight (session NULL then). */
@@ -66,7 +67,7 @@ struct pending {
 	char sqlstate[6];
 	char *message;
 	char *detail;
-	size_t bytes; /* counted in the buffers until the outcome */
+	size_t bytes;        /* counted in the buffers until the outcome */
 	uint64_t flushed_us; /* when its Flush arrived (latency metric) */
 };
 TAILQ_HEAD(pending_list, pending);
@@ -136,7 +137,7 @@ static void destroy_session(struct session *s);
 static void set_state(struct session *s, enum sess_state to)
 {
 	log_debug("client=%" PRIu64 " event=state from=%s to=%s", s->id,
-		  state_names[s->state], state_names[to]);
+	          state_names[s->state], state_names[to]);
 	s->state = to;
 }
 
@@ -189,10 +190,9 @@ static bool copy_req(struct open_req *r, const struct igp_open *o)
 }
 
 /* Sends Error and lets the session go once it is written. */
-static void fatal(struct session *s, const char *sqlstate, const char *fmt,
-		  ...) __attribute__((format(printf, 3, 4)));
-static void fatal(struct session *s, const char *sqlstate, const char *fmt,
-		  ...)
+static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[400], q[500];
 	va_list ap;
@@ -204,7 +204,7 @@ static void fatal(struct session *s, const char *sqlstate, const char *fmt,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	sess_log(LOG_WARN, s, "event=session_error sqlstate=%s error=%s",
-		 sqlstate, log_quote(q, sizeof(q), msg));
+	         sqlstate, log_quote(q, sizeof(q), msg));
 	if (strcmp(sqlstate, "08P01") == 0)
 		s->ing->stats.protocol_errors++;
 	igp_put_error(bufferevent_get_output(s->bev), sqlstate, msg);
@@ -234,14 +234,15 @@ static void send_answers(struct session *s)
 			igp_put_ack(out, p->flush_id, p->rows);
 		else
 			igp_put_flush_error(out, p->flush_id, p->sqlstate,
-					    p->message ? p->message : "",
-					    p->detail ? p->detail : "", p->row);
+			                    p->message ? p->message : "",
+			                    p->detail ? p->detail : "", p->row);
 		free_pending(p);
 	}
 	if (s->ing->draining && s->state != S_CLOSING &&
 	    TAILQ_EMPTY(&s->pendings)) {
-		fatal(s, "57P01", "the proxy is shutting down; every flush "
-				  "before this was answered");
+		fatal(s, "57P01",
+		      "the proxy is shutting down; every flush "
+		      "before this was answered");
 		return;
 	}
 	if (s->state == S_CLOSING && TAILQ_EMPTY(&s->pendings)) {
@@ -254,7 +255,7 @@ static void send_answers(struct session *s)
 }
 
 static void set_outcome(struct pending *p, const char *sqlstate,
-			const char *message, const char *detail, uint64_t row)
+                        const char *message, const char *detail, uint64_t row)
 {
 	p->done = true;
 	if (sqlstate == NULL)
@@ -265,16 +266,17 @@ static void set_outcome(struct pending *p, const char *sqlstate,
 	p->row = row;
 }
 
-/* Every failed flush gets a line, whether the server or our checks refused it. */
+/* Every failed flush gets a line, whether the server or our checks refused it.
+ */
 static void log_flush_failed(struct session *s, const struct pending *p)
 {
 	char q[300];
 
 	sess_log(LOG_INFO, s,
-		 "event=flush_failed flush_id=%" PRIu64 " sqlstate=%s "
-		 "row=%" PRIu64 " error=%s",
-		 p->flush_id, p->sqlstate, p->row,
-		 log_quote(q, sizeof(q), p->message ? p->message : ""));
+	         "event=flush_failed flush_id=%" PRIu64 " sqlstate=%s "
+	         "row=%" PRIu64 " error=%s",
+	         p->flush_id, p->sqlstate, p->row,
+	         log_quote(q, sizeof(q), p->message ? p->message : ""));
 }
 
 static void unit_done(const struct co_outcome *o, void *arg)
@@ -311,7 +313,8 @@ static bool wants_input(const struct session *s)
 		return false;
 	return s->pending_bytes < ing->cfg.client_buffer_bytes &&
 	       ing->stats.buffered_bytes < ing->cfg.global_buffer_bytes &&
-	       evbuffer_get_length(bufferevent_get_output(s->bev)) < OUTPUT_HIGH;
+	       evbuffer_get_length(bufferevent_get_output(s->bev)) <
+	           OUTPUT_HIGH;
 }
 
 static void update_reading(struct session *s)
@@ -341,7 +344,8 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 		if (s->reading || !wants_input(s))
 			continue;
 		update_reading(s);
-		/* Frames may already wait in the buffer: no read event for them. */
+		/* Frames may already wait in the buffer: no read event for
+		 * them. */
 		process_input(s);
 	}
 }
@@ -377,16 +381,16 @@ static void handle_hello(struct session *s, const struct pgw_frame *f)
 		return;
 	}
 	snprintf(server_name, sizeof(server_name), "lakebase-proxy %s",
-		 LBP_VERSION);
+	         LBP_VERSION);
 	igp_put_hello_ok(bufferevent_get_output(s->bev),
-			 (uint32_t)ing->cfg.max_frame_bytes,
-			 ing->cfg.max_flush_bytes, server_name);
+	                 (uint32_t)ing->cfg.max_frame_bytes,
+	                 ing->cfg.max_flush_bytes, server_name);
 	set_state(s, S_OPEN);
 }
 
 /* The table as it is: every asked column exists, upsert keys are unique. */
 static bool check_against_table(struct session *s, const struct cat_table *t,
-				const char **types)
+                                const char **types)
 {
 	const struct open_req *r = &s->req;
 
@@ -394,17 +398,20 @@ static bool check_against_table(struct session *s, const struct cat_table *t,
 		const struct cat_column *c = cat_find_column(t, r->cols[i]);
 
 		if (c == NULL) {
-			fatal(s, "42703", "column \"%s\" of table \"%s\" does not "
-				 "exist", r->cols[i], r->table);
+			fatal(s, "42703",
+			      "column \"%s\" of table \"%s\" does not "
+			      "exist",
+			      r->cols[i], r->table);
 			return false;
 		}
 		types[i] = c->type;
 	}
 	if (r->mode == IGP_MODE_UPSERT &&
 	    !cat_has_unique(t, (const char *const *)r->keys, r->nkeys)) {
-		fatal(s, "42P10", "upsert keys of table \"%s\" are not exactly "
-			 "the columns of a unique index or primary key",
-			 r->table);
+		fatal(s, "42P10",
+		      "upsert keys of table \"%s\" are not exactly "
+		      "the columns of a unique index or primary key",
+		      r->table);
 		return false;
 	}
 	return true;
@@ -413,11 +420,11 @@ static bool check_against_table(struct session *s, const struct cat_table *t,
 static void send_open_ok(struct session *s, const char *const *types)
 {
 	igp_put_open_ok(bufferevent_get_output(s->bev), (uint16_t)s->req.ncols,
-			(const char *const *)s->req.cols, types);
+	                (const char *const *)s->req.cols, types);
 }
 
 static void opened(const struct cat_table *t, const char *sqlstate,
-		   const char *message, void *arg)
+                   const char *message, void *arg)
 {
 	struct session *s = arg;
 	struct open_req *r = &s->req;
@@ -455,11 +462,11 @@ static void opened(const struct cat_table *t, const char *sqlstate,
 			s->ncols = (unsigned)r->ncols;
 			send_open_ok(s, types);
 			sess_log(LOG_INFO, s,
-				 "event=open peer=%s name=%s table=%s mode=%c "
-				 "columns=%zu",
-				 s->peer, log_quote(q, sizeof(q), s->name),
-				 log_quote((char[200]){0}, 200, r->table),
-				 r->mode, r->ncols);
+			         "event=open peer=%s name=%s table=%s mode=%c "
+			         "columns=%zu",
+			         s->peer, log_quote(q, sizeof(q), s->name),
+			         log_quote((char[200]){0}, 200, r->table),
+			         r->mode, r->ncols);
 			set_state(s, S_STREAM);
 			update_reading(s);
 			process_input(s); /* rows pipelined after Open */
@@ -495,8 +502,8 @@ static void handle_open(struct session *s, const struct pgw_frame *f)
 	}
 	set_state(s, S_OPENING);
 	update_reading(s);
-	s->lookup = cat_lookup(s->ing->cat, s->req.schema, s->req.table,
-			       opened, s);
+	s->lookup =
+	    cat_lookup(s->ing->cat, s->req.schema, s->req.table, opened, s);
 	if (s->lookup == NULL)
 		fatal(s, "53200", "out of memory");
 }
@@ -504,9 +511,10 @@ static void handle_open(struct session *s, const struct pgw_frame *f)
 /* ---- rows and flushes ---- */
 
 static void fail_unit(struct session *s, const char *sqlstate, uint64_t row,
-		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+                      const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 static void fail_unit(struct session *s, const char *sqlstate, uint64_t row,
-		      const char *fmt, ...)
+                      const char *fmt, ...)
 {
 	va_list ap;
 
@@ -531,16 +539,17 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 		return; /* the unit failed already: discard until its Flush */
 	if (s->unit_bytes > ing->cfg.max_flush_bytes) {
 		fail_unit(s, "54000", 0,
-			  "flush unit larger than max_flush_bytes (%" PRIu64
-			  " bytes): flush more often",
-			  ing->cfg.max_flush_bytes);
+		          "flush unit larger than max_flush_bytes (%" PRIu64
+		          " bytes): flush more often",
+		          ing->cfg.max_flush_bytes);
 		return;
 	}
 	if (ct_check_rows(f->body, f->len, s->ncols, &rows, &err) != CT_OK) {
 		fail_unit(s, ct_rc_sqlstate(err.rc), s->unit_rows + err.row,
-			  "row %" PRIu64 " of the flush: %s (byte %zu of its "
-			  "message)",
-			  s->unit_rows + err.row, ct_rc_text(err.rc), err.offset);
+		          "row %" PRIu64 " of the flush: %s (byte %zu of its "
+		          "message)",
+		          s->unit_rows + err.row, ct_rc_text(err.rc),
+		          err.offset);
 		return;
 	}
 	ing->stats.rows_received += rows;
@@ -588,7 +597,7 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 		ms->flushes_failed++;
 		ms->rows_rejected += s->unit_rows;
 		set_outcome(p, s->unit_sqlstate, s->unit_message, "",
-			    s->unit_row);
+		            s->unit_row);
 		log_flush_failed(s, p);
 	} else if (s->unit_rows == 0) {
 		set_outcome(p, NULL, NULL, NULL, 0);
@@ -596,7 +605,8 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 		p->bytes = bytes;
 		s->pending_bytes += bytes;
 		ing->stats.buffered_bytes += bytes;
-		if (!co_submit(s->target, s->unit, s->unit_rows, unit_done, p)) {
+		if (!co_submit(s->target, s->unit, s->unit_rows, unit_done,
+		               p)) {
 			s->pending_bytes -= bytes;
 			ing->stats.buffered_bytes -= bytes;
 			set_outcome(p, "53200", "out of memory", "", 0);
@@ -638,11 +648,12 @@ static void process_input(struct session *s)
 
 	for (;;) {
 		if (!s->reading || (s->state != S_HELLO && s->state != S_OPEN &&
-				    s->state != S_STREAM))
+		                    s->state != S_STREAM))
 			return;
-		/* Before the handshake, frames are small: no memory for strangers. */
+		/* Before the handshake, frames are small: no memory for
+		 * strangers. */
 		max = s->state == S_HELLO ? IGP_PREAUTH_MAX_FRAME
-					  : s->ing->cfg.max_frame_bytes;
+		                          : s->ing->cfg.max_frame_bytes;
 		switch (pgw_frame_next(in, max, &f)) {
 		case PGW_AGAIN:
 			return;
@@ -689,7 +700,7 @@ static void destroy_session(struct session *s)
 	TAILQ_REMOVE(&ing->sessions, s, link);
 	ing->stats.clients--;
 	sess_log(LOG_DEBUG, s, "event=session_end state=%s",
-		 state_names[s->state]);
+	         state_names[s->state]);
 	free_req(&s->req);
 	evbuffer_free(s->unit);
 	event_free(s->drain_ev);
@@ -739,9 +750,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		if (!TAILQ_EMPTY(&s->pendings) || s->state == S_STREAM)
-			sess_log(LOG_INFO, s,
-				 "event=client_gone state=%s unit_rows=%" PRIu64,
-				 state_names[s->state], s->unit_rows);
+			sess_log(
+			    LOG_INFO, s,
+			    "event=client_gone state=%s unit_rows=%" PRIu64,
+			    state_names[s->state], s->unit_rows);
 		destroy_session(s);
 	}
 }
@@ -764,7 +776,7 @@ static void peer_text(const struct sockaddr *sa, char *buf, size_t size)
 }
 
 static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
-				   const struct sockaddr *sa)
+                                   const struct sockaddr *sa)
 {
 	struct session *s = calloc(1, sizeof(*s));
 	struct timeval idle = {(time_t)ing->cfg.idle_timeout_s, 0};
@@ -794,7 +806,7 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 	}
 	/* Read at most one frame ahead of what we are willing to process. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0,
-				 ing->cfg.max_frame_bytes + 64 * 1024);
+	                         ing->cfg.max_frame_bytes + 64 * 1024);
 	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_LOW, 0);
 	bufferevent_set_timeouts(s->bev, &idle, NULL);
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
@@ -806,7 +818,7 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
-		      struct sockaddr *sa, int socklen, void *arg)
+                      struct sockaddr *sa, int socklen, void *arg)
 {
 	struct ingest *ing = arg;
 	struct session *s;
@@ -841,7 +853,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	 * pause a second rather than spin on it.
 	 */
 	log_warn("event=accept_failed error=\"%s\" retry_in_s=1",
-		 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	evconnlistener_disable(l);
 	event_add(ing->relisten_ev, &tv);
 }
@@ -849,7 +861,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 /* ---- listening ---- */
 
 static evutil_socket_t unix_socket(struct ingest *ing, const char *path,
-				   char *err, size_t errlen)
+                                   char *err, size_t errlen)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct stat st;
@@ -862,7 +874,7 @@ static evutil_socket_t unix_socket(struct ingest *ing, const char *path,
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
 		snprintf(err, errlen, "cannot listen on unix:%s: %s", path,
-			 strerror(errno));
+		         strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -888,7 +900,7 @@ static bool start_listening(struct ingest *ing, char *err, size_t errlen)
 		if (fd < 0)
 			return false;
 		ing->listener = evconnlistener_new(ing->base, accept_cb, ing,
-						   flags, 512, fd);
+		                                   flags, 512, fd);
 	} else {
 		hints.ai_family = AF_UNSPEC;
 		hints.ai_socktype = SOCK_STREAM;
@@ -897,7 +909,7 @@ static bool start_listening(struct ingest *ing, char *err, size_t errlen)
 		/* At start, before the loop runs: blocking here is fine. */
 		if (evutil_getaddrinfo(addr.host, port, &hints, &ai) != 0) {
 			snprintf(err, errlen, "cannot resolve listen host %s",
-				 addr.host);
+			         addr.host);
 			return false;
 		}
 		ing->listener = evconnlistener_new_bind(
@@ -907,18 +919,18 @@ static bool start_listening(struct ingest *ing, char *err, size_t errlen)
 	}
 	if (ing->listener == NULL) {
 		snprintf(err, errlen, "cannot listen on %s: %s",
-			 ing->cfg.listen, strerror(errno));
+		         ing->cfg.listen, strerror(errno));
 		return false;
 	}
 	evconnlistener_set_error_cb(ing->listener, accept_error_cb);
 	log_info("event=listening addr=%s auth=%s", ing->cfg.listen,
-		 ing->token ? "token" : "none");
+	         ing->token ? "token" : "none");
 	return true;
 }
 
 struct ingest *ing_new(struct event_base *base, struct catalog *cat,
-		       struct coalescer *co, const struct cfg_ingest *cfg,
-		       char *err, size_t errlen)
+                       struct coalescer *co, const struct cfg_ingest *cfg,
+                       char *err, size_t errlen)
 {
 	struct ingest *ing = calloc(1, sizeof(*ing));
 
@@ -962,10 +974,10 @@ void ing_free(struct ingest *ing)
 	while ((s = TAILQ_FIRST(&ing->sessions)) != NULL) {
 		if (s->state != S_DRAINING)
 			igp_put_error(bufferevent_get_output(s->bev), "57P01",
-				      "the proxy is shutting down");
+			              "the proxy is shutting down");
 		/* Best effort: the loop no longer runs to write it later. */
 		evbuffer_write(bufferevent_get_output(s->bev),
-			       bufferevent_getfd(s->bev));
+		               bufferevent_getfd(s->bev));
 		destroy_session(s);
 	}
 	if (ing->resume_ev)

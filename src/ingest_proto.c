@@ -260,8 +260,9 @@ bool igp_put_close(struct evbuffer *out)
 enum pgw_rc igp_parse_hello(const struct pgw_frame *f, struct igp_hello *h)
 {
 	struct pgw_cursor c;
-	bool ok = pgw_cur_init(&c, f, IGP_MSG_HELLO) && pgw_cur_u16(&c, &h->major) &&
-	          pgw_cur_u16(&c, &h->minor) && pgw_cur_str(&c, &h->client_name) &&
+	bool ok = pgw_cur_init(&c, f, IGP_MSG_HELLO) &&
+	          pgw_cur_u16(&c, &h->major) && pgw_cur_u16(&c, &h->minor) &&
+	          pgw_cur_str(&c, &h->client_name) &&
 	          pgw_cur_str(&c, &h->token);
 
 	if (ok && strlen(h->client_name) > IGP_MAX_CLIENT_NAME)
@@ -336,7 +337,8 @@ void igp_open_free(struct igp_open *o)
 enum pgw_rc igp_parse_flush(const struct pgw_frame *f, uint64_t *flush_id)
 {
 	struct pgw_cursor c;
-	bool ok = pgw_cur_init(&c, f, IGP_MSG_FLUSH) && pgw_cur_u64(&c, flush_id);
+	bool ok =
+	    pgw_cur_init(&c, f, IGP_MSG_FLUSH) && pgw_cur_u64(&c, flush_id);
 
 	return pgw_cur_done(&c, ok);
 }
@@ -581,7 +583,8 @@ static bool parse_answer_body(struct pgw_cursor *c, struct igp_answer *a)
 	case IGP_MSG_FLUSH_ERROR:
 		return parse_flush_error(c, a);
 	case IGP_MSG_ERROR:
-		return pgw_cur_str(c, &a->sqlstate) && pgw_cur_str(c, &a->message);
+		return pgw_cur_str(c, &a->sqlstate) &&
+		       pgw_cur_str(c, &a->message);
 	case IGP_MSG_CLOSE_OK:
 		return true;
 	default:

@@ -54,8 +54,8 @@ static int open_log_file(const char *path, char *err, size_t errlen)
 
 	if (fd < 0)
 		snprintf(err, errlen, "[log] file %s: cannot open: %s",
-			 log_quote(quoted, sizeof(quoted), path),
-			 strerror(errno));
+		         log_quote(quoted, sizeof(quoted), path),
+		         strerror(errno));
 	return fd;
 }
 
@@ -110,11 +110,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	gmtime_r(&tv.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
 	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s ",
-			      (long)(tv.tv_usec / 1000), log_level_name(level));
+	                      (long)(tv.tv_usec / 1000), log_level_name(level));
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	va_end(ap);
-	/* One fputs per line keeps lines whole when several processes share stderr. */
+	/* One fputs per line keeps lines whole when several processes share
+	 * stderr. */
 	n = strlen(line);
 	if (n >= sizeof(line) - 2)
 		n = sizeof(line) - 2;

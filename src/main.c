@@ -16,23 +16,27 @@ extern char **environ;
 
 static void usage(FILE *out)
 {
-	fputs("Usage: lakebase-proxy [--config FILE] [--check-config]\n"
-	      "       lakebase-proxy --version | --help\n"
-	      "\n"
-	      "Streams many small writes into PostgreSQL / Databricks Lakebase\n"
-	      "through a warm pool of TLS connections.\n"
-	      "\n"
-	      "  -c, --config FILE   INI configuration (see etc/lakebase-proxy.ini);\n"
-	      "                      without it, settings come from the\n"
-	      "                      environment only (LAKEBASE_PROXY_<SECTION>_<KEY>)\n"
-	      "      --check-config  load and check the configuration, print the\n"
-	      "                      effective settings (secrets masked); with\n"
-	      "                      [lakebase], also look up the host and a\n"
-	      "                      credential once and print the host and\n"
-	      "                      the credential's expiry; exit\n"
-	      "  -V, --version       print the version and exit\n"
-	      "  -h, --help          print this help and exit\n",
-	      out);
+	fputs(
+	    "Usage: lakebase-proxy [--config FILE] [--check-config]\n"
+	    "       lakebase-proxy --version | --help\n"
+	    "\n"
+	    "Streams many small writes into PostgreSQL / Databricks Lakebase\n"
+	    "through a warm pool of TLS connections.\n"
+	    "\n"
+	    "  -c, --config FILE   INI configuration (see "
+	    "etc/lakebase-proxy.ini);\n"
+	    "                      without it, settings come from the\n"
+	    "                      environment only "
+	    "(LAKEBASE_PROXY_<SECTION>_<KEY>)\n"
+	    "      --check-config  load and check the configuration, print "
+	    "the\n"
+	    "                      effective settings (secrets masked); with\n"
+	    "                      [lakebase], also look up the host and a\n"
+	    "                      credential once and print the host and\n"
+	    "                      the credential's expiry; exit\n"
+	    "  -V, --version       print the version and exit\n"
+	    "  -h, --help          print this help and exit\n",
+	    out);
 }
 
 /* Loads the TLS trust store once, so --check-config catches a bad CA file. */
@@ -43,7 +47,7 @@ static bool check_tls(const struct config *cfg, char *err, size_t errlen)
 	if (cfg->upstream.sslmode == SSLMODE_DISABLE)
 		return true;
 	ctx = tls_client_ctx_new(cfg->upstream.sslmode,
-				 cfg->upstream.sslrootcert, err, errlen);
+	                         cfg->upstream.sslrootcert, err, errlen);
 	if (ctx == NULL)
 		return false;
 	SSL_CTX_free(ctx);
@@ -55,7 +59,7 @@ static bool check_tls(const struct config *cfg, char *err, size_t errlen)
  * (or fails --check-config, whose own lines stay on stderr).
  */
 static bool open_log(const struct config *cfg, bool check_only, char *err,
-		     size_t errlen)
+                     size_t errlen)
 {
 	if (cfg->log.file == NULL)
 		return true;
@@ -73,9 +77,9 @@ static bool check_lakebase(const struct config *cfg)
 	if (cfg->lakebase.workspace_host == NULL)
 		return true;
 	if (!ctl_check(&cfg->lakebase, host, sizeof(host), &expires_ms, err,
-		       sizeof(err))) {
+	               sizeof(err))) {
 		log_error("event=check_failed error=%s",
-			  log_quote((char[1100]){0}, 1100, err));
+		          log_quote((char[1100]){0}, 1100, err));
 		return false;
 	}
 	ctl_format_time(expires_ms, when, sizeof(when));
@@ -100,7 +104,7 @@ static int run(const char *path, bool check_only)
 	    !check_tls(&cfg, err, sizeof(err)) ||
 	    !open_log(&cfg, check_only, err, sizeof(err))) {
 		log_error("event=config_error error=%s",
-			  log_quote((char[1100]){0}, 1100, err));
+		          log_quote((char[1100]){0}, 1100, err));
 		goto out;
 	}
 	log_set_level(cfg.log.level);
@@ -113,7 +117,7 @@ static int run(const char *path, bool check_only)
 	srv = server_new(&cfg, path, environ, err, sizeof(err));
 	if (srv == NULL) {
 		log_error("event=start_failed error=%s",
-			  log_quote((char[1100]){0}, 1100, err));
+		          log_quote((char[1100]){0}, 1100, err));
 		goto out;
 	}
 	rc = server_run(srv);
@@ -157,7 +161,7 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "lakebase-proxy: unexpected argument: %s\n",
-			argv[optind]);
+		        argv[optind]);
 		usage(stderr);
 		return 2;
 	}

@@ -23,7 +23,7 @@ static bool parse_port(const char *s, uint16_t *port)
 }
 
 bool na_parse_listen(const char *s, struct na_listen *out, char *err,
-		     size_t errlen)
+                     size_t errlen)
 {
 	const char *colon;
 	size_t hostlen;
@@ -33,8 +33,10 @@ bool na_parse_listen(const char *s, struct na_listen *out, char *err,
 		size_t n = strlen(s + 5);
 
 		if (n == 0 || n >= sizeof(out->path) || s[5] != '/') {
-			snprintf(err, errlen, "\"%s\": unix: needs an absolute "
-					      "path under 108 bytes", s);
+			snprintf(err, errlen,
+			         "\"%s\": unix: needs an absolute "
+			         "path under 108 bytes",
+			         s);
 			return false;
 		}
 		out->is_unix = true;
@@ -43,8 +45,10 @@ bool na_parse_listen(const char *s, struct na_listen *out, char *err,
 	}
 	colon = strrchr(s, ':');
 	if (colon == NULL || !parse_port(colon + 1, &out->port)) {
-		snprintf(err, errlen, "\"%s\" is not host:port, [ipv6]:port "
-				      "or unix:/path", s);
+		snprintf(err, errlen,
+		         "\"%s\" is not host:port, [ipv6]:port "
+		         "or unix:/path",
+		         s);
 		return false;
 	}
 	hostlen = (size_t)(colon - s);

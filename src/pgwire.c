@@ -513,7 +513,8 @@ enum pgw_rc pgw_parse_row_description(const struct pgw_frame *f,
 	struct pgw_cursor c;
 	uint16_t n;
 
-	if (!pgw_cur_init(&c, f, PGW_MSG_ROW_DESCRIPTION) || !pgw_cur_u16(&c, &n))
+	if (!pgw_cur_init(&c, f, PGW_MSG_ROW_DESCRIPTION) ||
+	    !pgw_cur_u16(&c, &n))
 		return PGW_ERROR;
 	/* Fields past max are still parsed, into scratch, to validate them. */
 	for (size_t i = 0; i < n; i++) {
@@ -565,7 +566,8 @@ enum pgw_rc pgw_parse_command_complete(const struct pgw_frame *f,
                                        const char **tag)
 {
 	struct pgw_cursor c;
-	bool ok = pgw_cur_init(&c, f, PGW_MSG_COMMAND_COMPLETE) && pgw_cur_str(&c, tag);
+	bool ok = pgw_cur_init(&c, f, PGW_MSG_COMMAND_COMPLETE) &&
+	          pgw_cur_str(&c, tag);
 
 	return pgw_cur_done(&c, ok);
 }
@@ -604,7 +606,8 @@ static bool read_copy_formats(struct pgw_cursor *c, uint8_t overall, uint16_t n)
 	for (size_t i = 0; i < n; i++) {
 		uint16_t fmt;
 
-		if (!pgw_cur_u16(c, &fmt) || fmt > 1 || (overall == 0 && fmt != 0))
+		if (!pgw_cur_u16(c, &fmt) || fmt > 1 ||
+		    (overall == 0 && fmt != 0))
 			return false;
 	}
 	return true;
@@ -674,8 +677,8 @@ enum pgw_rc pgw_parse_notice(const struct pgw_frame *f, struct pgw_notice *n)
 
 	memset(n, 0, sizeof(*n));
 	if (!pgw_cur_init(&c, f,
-	              f->type == PGW_MSG_NOTICE ? PGW_MSG_NOTICE
-	                                        : PGW_MSG_ERROR))
+	                  f->type == PGW_MSG_NOTICE ? PGW_MSG_NOTICE
+	                                            : PGW_MSG_ERROR))
 		return PGW_ERROR;
 	/* Fields until a zero code byte, which must be the last byte. */
 	while (pgw_cur_u8(&c, &code) && code != 0) {
@@ -759,8 +762,8 @@ enum pgw_rc pgw_parse_negotiate_version(const struct pgw_frame *f,
 	struct pgw_cursor c;
 	int32_t ver, count;
 
-	if (!pgw_cur_init(&c, f, PGW_MSG_NEGOTIATE_VERSION) || !pgw_cur_i32(&c, &ver) ||
-	    !pgw_cur_i32(&c, &count))
+	if (!pgw_cur_init(&c, f, PGW_MSG_NEGOTIATE_VERSION) ||
+	    !pgw_cur_i32(&c, &ver) || !pgw_cur_i32(&c, &count))
 		return PGW_ERROR;
 	/* Each name takes at least its NUL, so count can not exceed left. */
 	if (ver < 0 || count < 0 || (size_t)count > c.left)

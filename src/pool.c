@@ -1,4 +1,5 @@
-/* pool.c: keeps upstream connections warm, lends them out, replaces the broken. */
+/* pool.c: keeps upstream connections warm, lends them out, replaces the broken.
+ */
 #include "pool.h"
 
 #include <inttypes.h>
@@ -23,7 +24,7 @@
 enum pool_conn_state { PC_OPENING, PC_IDLE, PC_CHECKING, PC_LENT };
 
 static const char *const pc_state_names[] = {"opening", "idle", "checking",
-					     "lent"};
+                                             "lent"};
 
 struct pool_conn {
 	TAILQ_ENTRY(pool_conn) link;
@@ -71,8 +72,8 @@ struct pool {
 
 	struct event *maint_ev;
 	uint64_t next_id;
-	unsigned failures;         /* consecutive failed connects */
-	uint64_t next_attempt_ms;  /* no connect before this while failing */
+	unsigned failures;        /* consecutive failed connects */
+	uint64_t next_attempt_ms; /* no connect before this while failing */
 	uint64_t opened, closed, failed;
 	uint64_t rng;
 };
@@ -111,8 +112,8 @@ static void move_conn(struct pool_conn *pc, enum pool_conn_state to)
 	struct pool *p = pc->pool;
 
 	log_debug("conn=%" PRIu64 " event=pool_state from=%s to=%s",
-		  up_get_id(pc->up), pc_state_names[pc->state],
-		  pc_state_names[to]);
+	          up_get_id(pc->up), pc_state_names[pc->state],
+	          pc_state_names[to]);
 	TAILQ_REMOVE(list_of(p, pc->state), pc, link);
 	p->n[pc->state]--;
 	pc->state = to;
@@ -202,7 +203,7 @@ static bool is_stale(const struct pool_conn *pc)
 static void retire_conn(struct pool_conn *pc, const char *why)
 {
 	log_info("conn=%" PRIu64 " event=retire state=%s reason=%s",
-		 up_get_id(pc->up), pc_state_names[pc->state], why);
+	         up_get_id(pc->up), pc_state_names[pc->state], why);
 	drop_conn(pc);
 }
 
@@ -258,9 +259,10 @@ static void conn_closed(struct up_conn *up, void *arg)
 		delay = backoff_ms(p);
 		p->next_attempt_ms = clock_now_ms() + delay;
 		log_warn("conn=%" PRIu64 " event=connect_failed reason=%s "
-			 "failures=%u retry_in_ms=%u",
-			 up_get_id(up), up_close_reason_name(up_close_reason(up)),
-			 p->failures, delay);
+		         "failures=%u retry_in_ms=%u",
+		         up_get_id(up),
+		         up_close_reason_name(up_close_reason(up)), p->failures,
+		         delay);
 		if (p->failing_cb && p->failing_every > 0 &&
 		    p->failures % p->failing_every == 0)
 			p->failing_cb(p->failures, p->failing_arg);
@@ -270,8 +272,8 @@ static void conn_closed(struct up_conn *up, void *arg)
 		return;
 	} else {
 		log_info("conn=%" PRIu64 " event=pool_lost state=%s reason=%s",
-			 up_get_id(up), pc_state_names[pc->state],
-			 up_close_reason_name(up_close_reason(up)));
+		         up_get_id(up), pc_state_names[pc->state],
+		         up_close_reason_name(up_close_reason(up)));
 	}
 	drop_conn(pc);
 	kick(p);
@@ -303,8 +305,7 @@ static void open_conn(struct pool *p)
 
 /* ---- maintenance ---- */
 
-static void check_done(struct up_conn *up, const struct up_result *r,
-		       void *arg)
+static void check_done(struct up_conn *up, const struct up_result *r, void *arg)
 {
 	struct pool_conn *pc = arg;
 
@@ -332,15 +333,16 @@ static void check_idle(struct pool *p, uint64_t now)
 			continue;
 		}
 		if (pc->expires_ms && now >= pc->expires_ms) {
-			log_info("conn=%" PRIu64 " event=recycle age_s=%" PRIu64,
-				 up_get_id(pc->up),
-				 (now - pc->opened_ms) / 1000u);
+			log_info(
+			    "conn=%" PRIu64 " event=recycle age_s=%" PRIu64,
+			    up_get_id(pc->up), (now - pc->opened_ms) / 1000u);
 			drop_conn(pc);
 			continue;
 		}
 		if (quiet == 0 || now - pc->idle_since_ms < quiet)
 			continue;
-		/* An empty query is the cheapest round trip the server knows. */
+		/* An empty query is the cheapest round trip the server knows.
+		 */
 		move_conn(pc, PC_CHECKING);
 		if (!up_exec(pc->up, ";", NULL, check_done, pc))
 			up_close(pc->up, UP_CLOSE_INTERNAL, "cannot run check");
@@ -415,8 +417,8 @@ static void log_pool_start(const struct pool *p)
 	char host[300];
 
 	log_info("event=pool_start host=%s port=%u min_size=%u max_size=%u",
-		 log_quote(host, sizeof(host), p->params.host),
-		 (unsigned)p->params.port, p->cfg.min_size, p->cfg.max_size);
+	         log_quote(host, sizeof(host), p->params.host),
+	         (unsigned)p->params.port, p->cfg.min_size, p->cfg.max_size);
 }
 
 bool pool_set_password(struct pool *p, const char *password)
@@ -454,7 +456,7 @@ bool pool_set_host(struct pool *p, const char *host)
 		return true;
 	}
 	log_info("event=pool_host host=%s",
-		 log_quote((char[300]){0}, 300, host));
+	         log_quote((char[300]){0}, 300, host));
 	/*
 	 * The instance moved (failover): connections to the old host may
 	 * reach a demoted server that refuses writes. Replace them all.
@@ -464,7 +466,7 @@ bool pool_set_host(struct pool *p, const char *host)
 }
 
 void pool_on_failing(struct pool *p, unsigned every, pool_failing_cb cb,
-		     void *arg)
+                     void *arg)
 {
 	p->failing_every = every;
 	p->failing_cb = cb;
@@ -486,7 +488,7 @@ void pool_retire(struct pool *p)
 	p->failures = 0;
 	p->next_attempt_ms = 0;
 	log_info("event=pool_retire closed=%u later=%u", closed,
-		 p->n[PC_CHECKING] + p->n[PC_LENT]);
+	         p->n[PC_CHECKING] + p->n[PC_LENT]);
 	kick(p);
 }
 
@@ -503,11 +505,11 @@ bool pool_set_endpoint(struct pool *p, const struct up_params *params)
 	params_clear(&p->params);
 	p->params = next;
 	log_info("event=pool_endpoint host=%s port=%u dbname=%s user=%s "
-		 "sslmode=%s",
-		 log_quote(host, sizeof(host), next.host), (unsigned)next.port,
-		 log_quote(db, sizeof(db), next.dbname),
-		 log_quote(user, sizeof(user), next.user),
-		 sslmode_name(next.sslmode));
+	         "sslmode=%s",
+	         log_quote(host, sizeof(host), next.host), (unsigned)next.port,
+	         log_quote(db, sizeof(db), next.dbname),
+	         log_quote(user, sizeof(user), next.user),
+	         sslmode_name(next.sslmode));
 	pool_retire(p);
 	return true;
 }
@@ -525,7 +527,7 @@ static void shrink(struct pool *p)
 void pool_reconfigure(struct pool *p, const struct cfg_pool *pc)
 {
 	static const enum pool_conn_state open_states[] = {PC_IDLE, PC_CHECKING,
-							   PC_LENT};
+	                                                   PC_LENT};
 	struct pool_conn *c;
 
 	p->cfg = *pc;
@@ -536,19 +538,19 @@ void pool_reconfigure(struct pool *p, const struct cfg_pool *pc)
 	for (size_t i = 0; i < sizeof(open_states) / sizeof(open_states[0]);
 	     i++) {
 		TAILQ_FOREACH(c, list_of(p, open_states[i]), link)
-			set_expiry(c, c->opened_ms);
+		set_expiry(c, c->opened_ms);
 	}
 	log_info("event=pool_config min_size=%u max_size=%u "
-		 "max_lifetime_s=%u health_check_s=%u",
-		 pc->min_size, pc->max_size, pc->max_lifetime_s,
-		 pc->health_check_s);
+	         "max_lifetime_s=%u health_check_s=%u",
+	         pc->min_size, pc->max_size, pc->max_lifetime_s,
+	         pc->health_check_s);
 	shrink(p);
 	/* Growing, or more room for waiters: maintenance opens them. */
 	kick(p);
 }
 
 struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
-		      const struct up_params *params, const struct cfg_pool *pc)
+                      const struct up_params *params, const struct cfg_pool *pc)
 {
 	struct pool *p = calloc(1, sizeof(*p));
 	struct up_params rest = *params;
@@ -558,7 +560,8 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 	p->base = base;
 	p->dns = dns;
 	p->cfg = *pc;
-	p->rng = clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+	p->rng =
+	    clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
 	TAILQ_INIT(&p->opening);
 	TAILQ_INIT(&p->idle);
 	TAILQ_INIT(&p->checking);
@@ -580,8 +583,8 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 		log_pool_start(p);
 	else
 		log_info("event=pool_waiting reason=\"no host or credential "
-			 "yet\" min_size=%u max_size=%u",
-			 pc->min_size, pc->max_size);
+		         "yet\" min_size=%u max_size=%u",
+		         pc->min_size, pc->max_size);
 	kick(p);
 	return p;
 }
@@ -608,8 +611,7 @@ void pool_free(struct pool *p)
 	free(p);
 }
 
-struct pool_waiter *pool_acquire(struct pool *p, pool_acquire_cb cb,
-				 void *arg)
+struct pool_waiter *pool_acquire(struct pool *p, pool_acquire_cb cb, void *arg)
 {
 	struct pool_waiter *w = calloc(1, sizeof(*w));
 
@@ -634,20 +636,21 @@ void pool_release(struct pool *p, struct up_conn *c)
 {
 	struct pool_conn *pc;
 
-	TAILQ_FOREACH(pc, &p->lent, link) {
+	TAILQ_FOREACH(pc, &p->lent, link)
+	{
 		if (pc->up == c)
 			break;
 	}
 	if (pc == NULL) {
 		log_error("conn=%" PRIu64 " event=release_unknown",
-			  up_get_id(c));
+		          up_get_id(c));
 		return;
 	}
 	if (pc->dead || up_get_state(c) != UP_IDLE || up_txn_status(c) != 'I') {
 		/* Never lend out a connection with half a transaction on it. */
 		log_info("conn=%" PRIu64 " event=discard state=%s txn=%c",
-			 up_get_id(c), up_state_name(up_get_state(c)),
-			 up_txn_status(c) ? up_txn_status(c) : '-');
+		         up_get_id(c), up_state_name(up_get_state(c)),
+		         up_txn_status(c) ? up_txn_status(c) : '-');
 		drop_conn(pc);
 	} else if (is_stale(pc)) {
 		retire_conn(pc, "settings_changed");
@@ -678,8 +681,8 @@ void pool_log_stats(const struct pool *p)
 
 	pool_get_stats(p, &s);
 	log_info("event=pool_stats opening=%u idle=%u checking=%u lent=%u "
-		 "waiters=%u opened=%" PRIu64 " closed=%" PRIu64
-		 " failed=%" PRIu64 " failures=%u",
-		 s.opening, s.idle, s.checking, s.lent, s.waiters, s.opened,
-		 s.closed, s.failed, s.failures);
+	         "waiters=%u opened=%" PRIu64 " closed=%" PRIu64
+	         " failed=%" PRIu64 " failures=%u",
+	         s.opening, s.idle, s.checking, s.lent, s.waiters, s.opened,
+	         s.closed, s.failed, s.failures);
 }

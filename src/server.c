@@ -1,4 +1,5 @@
-/* server.c: owns the event loop, signals, TLS context and pool of the daemon. */
+/* server.c: owns the event loop, signals, TLS context and pool of the daemon.
+ */
 #include "server.h"
 
 #include <inttypes.h>
@@ -52,7 +53,7 @@ struct server {
 	unsigned drain_ticks;
 	int exit_code;
 	int64_t cred_expires_ms; /* the control plane's; -1: none yet */
-	double start_time_s;     /* wall clock, for process_start_time_seconds */
+	double start_time_s; /* wall clock, for process_start_time_seconds */
 };
 
 void server_up_params(const struct config *cfg, struct up_params *out)
@@ -89,7 +90,7 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	if (waited_ms >= (uint64_t)s->cfg->server.shutdown_timeout_s * 1000u) {
 		log_warn("event=drain_timeout after_s=%u action=exit",
-			 s->cfg->server.shutdown_timeout_s);
+		         s->cfg->server.shutdown_timeout_s);
 		event_base_loopexit(s->base, NULL);
 	}
 }
@@ -111,7 +112,7 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	log_info("event=signal signal=%s action=drain timeout_s=%u", name,
-		 s->cfg->server.shutdown_timeout_s);
+	         s->cfg->server.shutdown_timeout_s);
 	ing_drain(s->ing);
 	co_drain(s->co);
 	s->drain_ev = event_new(s->base, -1, EV_PERSIST, drain_check_cb, s);
@@ -128,7 +129,7 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 	if (s->drain_ev != NULL) {
 		/* Shutting down: new settings would only disturb the drain. */
 		log_info("event=signal signal=SIGHUP action=ignored "
-			 "reason=draining");
+		         "reason=draining");
 		return;
 	}
 	log_info("event=signal signal=SIGHUP action=reload");
@@ -145,16 +146,17 @@ static void log_stats(struct server *s)
 	snprintf(p99, sizeof(p99), "%g", mt_flush_latency_quantile(0.99));
 	ing_get_stats(s->ing, &is);
 	co_get_stats(s->co, &cs);
-	log_info("event=ingest_stats clients=%u paused=%u rows_received=%" PRIu64
-		 " buffered_bytes=%" PRIu64 " rows_committed=%" PRIu64
-		 " units_committed=%" PRIu64 " units_failed=%" PRIu64
-		 " batches=%" PRIu64 " batch_retries=%" PRIu64
-		 " batches_split=%" PRIu64 " inflight=%u queued_units=%" PRIu64
-		 " flush_p99_le_s=%s",
-		 is.clients, is.paused, is.rows_received, is.buffered_bytes,
-		 cs.rows_committed, cs.units_committed, cs.units_failed,
-		 cs.batches, cs.batch_retries, cs.batches_split, cs.inflight,
-		 cs.queued_units, p99);
+	log_info(
+	    "event=ingest_stats clients=%u paused=%u rows_received=%" PRIu64
+	    " buffered_bytes=%" PRIu64 " rows_committed=%" PRIu64
+	    " units_committed=%" PRIu64 " units_failed=%" PRIu64
+	    " batches=%" PRIu64 " batch_retries=%" PRIu64
+	    " batches_split=%" PRIu64 " inflight=%u queued_units=%" PRIu64
+	    " flush_p99_le_s=%s",
+	    is.clients, is.paused, is.rows_received, is.buffered_bytes,
+	    cs.rows_committed, cs.units_committed, cs.units_failed, cs.batches,
+	    cs.batch_retries, cs.batches_split, cs.inflight, cs.queued_units,
+	    p99);
 }
 
 static void stats_cb(evutil_socket_t fd, short what, void *arg)
@@ -163,7 +165,7 @@ static void stats_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static bool add_signal(struct server *s, struct event **ev, int sig,
-		       event_callback_fn cb)
+                       event_callback_fn cb)
 {
 	*ev = evsignal_new(s->base, sig, cb, s);
 	return *ev != NULL && event_add(*ev, NULL) == 0;
@@ -195,7 +197,7 @@ static bool start_stats(struct server *s)
  * (which starts the pool) never meets a pool without one.
  */
 static void on_credential(const char *host, const char *token,
-			  int64_t expires_ms, void *arg)
+                          int64_t expires_ms, void *arg)
 {
 	struct server *s = arg;
 
@@ -203,7 +205,7 @@ static void on_credential(const char *host, const char *token,
 	if (!pool_set_password(s->pool, token) ||
 	    !pool_set_host(s->pool, host)) {
 		log_error("event=lakebase_error step=apply error=\"out of "
-			  "memory\"");
+		          "memory\"");
 		return;
 	}
 	/* A reload named another instance: its first credential is here. */
@@ -231,12 +233,12 @@ static bool start_control(struct server *s, char *err, size_t errlen)
 		return true;
 	if (cfg->upstream.host != NULL || cfg->upstream.password != NULL)
 		log_warn("event=config_warning reason=\"[upstream] host and "
-			 "password are ignored: [lakebase] provides them\"");
+		         "password are ignored: [lakebase] provides them\"");
 	s->ctl = ctl_new(s->base, &cfg->lakebase, false, &ev, err, errlen);
 	if (s->ctl == NULL)
 		return false;
 	pool_on_failing(s->pool, cfg->lakebase.reresolve_failures,
-			on_pool_failing, s);
+	                on_pool_failing, s);
 	return true;
 }
 
@@ -285,15 +287,16 @@ static bool server_ready(char *why, size_t whylen, void *arg)
 			return false;
 		}
 		if (clock_wall_ms() >= s->cred_expires_ms) {
-			snprintf(why, whylen, "the database credential expired");
+			snprintf(why, whylen,
+			         "the database credential expired");
 			return false;
 		}
 	}
 	pool_get_stats(s->pool, &ps);
 	if (ps.failures > 0) {
 		snprintf(why, whylen,
-			 "upstream failing (%u connects failed in a row)",
-			 ps.failures);
+		         "upstream failing (%u connects failed in a row)",
+		         ps.failures);
 		return false;
 	}
 	/* min_size 0 keeps no connection: then not failing is all we know. */
@@ -313,14 +316,17 @@ static void process_usage(double *cpu_s, uint64_t *rss_bytes)
 	unsigned long size, resident;
 
 	if (getrusage(RUSAGE_SELF, &ru) == 0)
-		*cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
-			 ((double)ru.ru_utime.tv_usec +
-			  (double)ru.ru_stime.tv_usec) / 1e6;
+		*cpu_s = (double)ru.ru_utime.tv_sec +
+		         (double)ru.ru_stime.tv_sec +
+		         ((double)ru.ru_utime.tv_usec +
+		          (double)ru.ru_stime.tv_usec) /
+		             1e6;
 	f = fopen("/proc/self/statm", "r");
 	if (f == NULL)
 		return;
 	if (fscanf(f, "%lu %lu", &size, &resident) == 2)
-		*rss_bytes = (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+		*rss_bytes =
+		    (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 	fclose(f);
 }
 
@@ -351,7 +357,7 @@ static bool start_admin(struct server *s, char *err, size_t errlen)
 }
 
 struct server *server_new(const struct config *cfg, const char *path,
-			  char *const *envp, char *err, size_t errlen)
+                          char *const *envp, char *err, size_t errlen)
 {
 	struct server *s = calloc(1, sizeof(*s));
 	struct up_params params;
@@ -374,9 +380,9 @@ struct server *server_new(const struct config *cfg, const char *path,
 		goto fail;
 	}
 	if (cfg->upstream.sslmode != SSLMODE_DISABLE) {
-		s->ssl_ctx = tls_client_ctx_new(cfg->upstream.sslmode,
-						cfg->upstream.sslrootcert, err,
-						errlen);
+		s->ssl_ctx =
+		    tls_client_ctx_new(cfg->upstream.sslmode,
+		                       cfg->upstream.sslrootcert, err, errlen);
 		if (s->ssl_ctx == NULL)
 			goto fail;
 	}
@@ -477,7 +483,7 @@ static void reload_discard(struct reload *r)
 
 /* The file and the environment again, as at start, over the defaults. */
 static struct config *reload_load(const struct server *s, char *err,
-				  size_t errlen)
+                                  size_t errlen)
 {
 	struct config *cfg = malloc(sizeof(*cfg));
 
@@ -496,7 +502,7 @@ static struct config *reload_load(const struct server *s, char *err,
 
 /* What cannot change now keeps its running value in the new config. */
 static bool reload_undo_ignored(const struct server *s, struct reload *r,
-				char *err, size_t errlen)
+                                char *err, size_t errlen)
 {
 	for (size_t i = 0; i < r->plan.nchanges; i++) {
 		const struct rl_change *c = &r->plan.changes[i];
@@ -511,7 +517,7 @@ static bool reload_undo_ignored(const struct server *s, struct reload *r,
 }
 
 static bool reload_prepare(struct server *s, struct reload *r, char *err,
-			   size_t errlen)
+                           size_t errlen)
 {
 	struct ctl_events ev = {.on_credential = on_credential, .arg = s};
 	const struct config *cfg;
@@ -526,15 +532,15 @@ static bool reload_prepare(struct server *s, struct reload *r, char *err,
 	/* A CA file that does not load refuses the reload, as at start. */
 	if ((r->plan.actions & RL_TLS) &&
 	    cfg->upstream.sslmode != SSLMODE_DISABLE) {
-		r->ssl_ctx = tls_client_ctx_new(cfg->upstream.sslmode,
-						cfg->upstream.sslrootcert, err,
-						errlen);
+		r->ssl_ctx =
+		    tls_client_ctx_new(cfg->upstream.sslmode,
+		                       cfg->upstream.sslrootcert, err, errlen);
 		if (r->ssl_ctx == NULL)
 			return false;
 	}
 	if (r->plan.actions & RL_CONTROL) {
-		r->ctl = ctl_new(s->base, &cfg->lakebase, false, &ev, err,
-				 errlen);
+		r->ctl =
+		    ctl_new(s->base, &cfg->lakebase, false, &ev, err, errlen);
 		if (r->ctl == NULL)
 			return false;
 	}
@@ -548,7 +554,7 @@ static bool reload_prepare(struct server *s, struct reload *r, char *err,
 	}
 	if (cfg->log.file != NULL)
 		log_info("event=log_reopened file=%s",
-			 log_quote((char[300]){0}, 300, cfg->log.file));
+		         log_quote((char[300]){0}, 300, cfg->log.file));
 	return true;
 }
 
@@ -569,7 +575,7 @@ static void reload_endpoint(struct server *s, struct reload *r)
 		params.host = NULL; /* the control plane's stays */
 	if (!pool_set_endpoint(s->pool, &params))
 		log_error("event=reload_error step=upstream "
-			  "error=\"out of memory\"");
+		          "error=\"out of memory\"");
 }
 
 /* A new control-plane client; the old one's credential stays meanwhile. */
@@ -579,7 +585,7 @@ static void reload_control(struct server *s, struct reload *r)
 	s->ctl = r->ctl;
 	r->ctl = NULL;
 	pool_on_failing(s->pool, r->cfg->lakebase.reresolve_failures,
-			on_pool_failing, s);
+	                on_pool_failing, s);
 	if (r->plan.actions & RL_CONTROL_MOVED)
 		s->retire_on_credential = true;
 }
@@ -592,8 +598,7 @@ static void reload_apply(struct server *s, struct reload *r)
 
 	if (todo & RL_LOG_LEVEL)
 		log_set_level(cfg->log.level);
-	if ((todo & RL_STATS) &&
-	    !set_stats_period(s, cfg->log.stats_period_s))
+	if ((todo & RL_STATS) && !set_stats_period(s, cfg->log.stats_period_s))
 		log_error("event=reload_error step=stats_period_s");
 	if (todo & RL_POOL)
 		pool_reconfigure(s->pool, &cfg->pool);
@@ -606,7 +611,7 @@ static void reload_apply(struct server *s, struct reload *r)
 	if ((todo & RL_PASSWORD) &&
 	    !pool_set_password(s->pool, cfg->upstream.password))
 		log_error("event=reload_error step=password "
-			  "error=\"out of memory\"");
+		          "error=\"out of memory\"");
 	if (todo & RL_ENDPOINT)
 		reload_endpoint(s, r);
 	if (todo & RL_CONTROL)
@@ -614,12 +619,12 @@ static void reload_apply(struct server *s, struct reload *r)
 	if ((todo & RL_INGEST_TOKEN) &&
 	    !ing_set_token(s->ing, cfg->ingest.auth_token))
 		log_error("event=reload_error step=ingest_token "
-			  "error=\"out of memory\"");
+		          "error=\"out of memory\"");
 	/* No admin endpoint: a token for it changes nothing. */
 	if ((todo & RL_ADMIN_TOKEN) && s->admin != NULL &&
 	    !admin_set_token(s->admin, cfg->admin.auth_token))
 		log_error("event=reload_error step=admin_token "
-			  "error=\"out of memory\"");
+		          "error=\"out of memory\"");
 }
 
 static void log_reload(const struct rl_plan *plan)
@@ -631,12 +636,12 @@ static void log_reload(const struct rl_plan *plan)
 
 		if (c->ignored != NULL)
 			log_warn("event=reload_ignored key=%s.%s reason=%s",
-				 c->section, c->key,
-				 log_quote(quoted, sizeof(quoted), c->ignored));
+			         c->section, c->key,
+			         log_quote(quoted, sizeof(quoted), c->ignored));
 	}
 	log_info("event=reload changed=%s",
-		 log_quote(quoted, sizeof(quoted),
-			   rl_applied(plan, list, sizeof(list))));
+	         log_quote(quoted, sizeof(quoted),
+	                   rl_applied(plan, list, sizeof(list))));
 }
 
 static void reopen_log(const char *path)
@@ -647,10 +652,10 @@ static void reopen_log(const char *path)
 		return;
 	if (log_set_file(path, err, sizeof(err)))
 		log_info("event=log_reopened file=%s",
-			 log_quote((char[300]){0}, 300, path));
+		         log_quote((char[300]){0}, 300, path));
 	else
 		log_error("event=log_reopen_failed error=%s",
-			  log_quote((char[450]){0}, 450, err));
+		          log_quote((char[450]){0}, 450, err));
 }
 
 /*
@@ -669,7 +674,7 @@ static void server_reload(struct server *s)
 		if (!r.log_file_failed)
 			reopen_log(s->cfg->log.file);
 		log_error("event=reload_failed error=%s",
-			  log_quote(quoted, sizeof(quoted), err));
+		          log_quote(quoted, sizeof(quoted), err));
 		return;
 	}
 	reload_apply(s, &r);

@@ -31,13 +31,13 @@ static bool is_ip_literal(const char *host)
 }
 
 static bool load_trust(SSL_CTX *ctx, const char *rootcert, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
 	if (rootcert == NULL || strcmp(rootcert, "system") == 0) {
 		if (SSL_CTX_set_default_verify_paths(ctx) == 1)
 			return true;
 		openssl_error_text(err, errlen,
-				   "cannot load the system trust store");
+		                   "cannot load the system trust store");
 		return false;
 	}
 	if (SSL_CTX_load_verify_locations(ctx, rootcert, NULL) == 1)
@@ -49,7 +49,7 @@ static bool load_trust(SSL_CTX *ctx, const char *rootcert, char *err,
 }
 
 SSL_CTX *tls_client_ctx_new(enum sslmode mode, const char *rootcert, char *err,
-			    size_t errlen)
+                            size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
@@ -59,7 +59,8 @@ SSL_CTX *tls_client_ctx_new(enum sslmode mode, const char *rootcert, char *err,
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	/* Renegotiation and compression buy nothing here and cost CVEs. */
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_options(ctx,
+	                    SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	if (mode == SSLMODE_VERIFY_CA || mode == SSLMODE_VERIFY_FULL) {
 		if (!load_trust(ctx, rootcert, err, errlen)) {
 			SSL_CTX_free(ctx);
@@ -73,27 +74,29 @@ SSL_CTX *tls_client_ctx_new(enum sslmode mode, const char *rootcert, char *err,
 }
 
 static bool set_expected_peer(SSL *ssl, const char *host, bool ip, char *err,
-			      size_t errlen)
+                              size_t errlen)
 {
 	X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
 	int ok;
 
-	/* No wildcard partial labels ("f*.example.com"), as RFC 6125 advises. */
+	/* No wildcard partial labels ("f*.example.com"), as RFC 6125 advises.
+	 */
 	X509_VERIFY_PARAM_set_hostflags(param,
-					X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	                                X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
 	if (ip)
 		ok = X509_VERIFY_PARAM_set1_ip_asc(param, host);
 	else
 		ok = X509_VERIFY_PARAM_set1_host(param, host, 0);
 	if (ok != 1) {
-		openssl_error_text(err, errlen, "cannot set expected host name");
+		openssl_error_text(err, errlen,
+		                   "cannot set expected host name");
 		return false;
 	}
 	return true;
 }
 
 SSL *tls_client_ssl_new(SSL_CTX *ctx, enum sslmode mode, const char *host,
-			char *err, size_t errlen)
+                        char *err, size_t errlen)
 {
 	bool ip = is_ip_literal(host);
 	SSL *ssl = SSL_new(ctx);
@@ -123,7 +126,7 @@ void tls_error_text(SSL *ssl, char *buf, size_t size)
 	if (vr != X509_V_OK) {
 		ERR_clear_error();
 		snprintf(buf, size, "certificate verify failed: %s",
-			 X509_verify_cert_error_string(vr));
+		         X509_verify_cert_error_string(vr));
 		return;
 	}
 	openssl_error_text(buf, size, "TLS error");

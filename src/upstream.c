@@ -32,9 +32,9 @@
 #define COPY_CHUNK (64u * 1024)
 /* Keep this much queued for the socket while streaming COPY data. */
 #define COPY_QUEUE_HIGH (1024u * 1024)
-#define COPY_QUEUE_LOW (256u * 1024)
+#define COPY_QUEUE_LOW  (256u * 1024)
 /* libevent's default of 16 KiB per read or write costs a loop turn each. */
-#define MAX_SINGLE_IO (256 * 1024)
+#define MAX_SINGLE_IO     (256 * 1024)
 #define MAX_SERVER_PARAMS 32
 
 struct server_param {
@@ -53,10 +53,10 @@ struct up_conn {
 	struct evdns_getaddrinfo_request *dns_req;
 	struct evutil_addrinfo *addrs;
 	struct evutil_addrinfo *next_addr;
-	evutil_socket_t fd;        /* before the bufferevent takes it over */
-	struct event *io_ev;       /* connect and SSLRequest answer */
-	struct event *timer;       /* the timeout of the current phase */
-	struct event *closed_ev;   /* tells the owner of the close, later */
+	evutil_socket_t fd;      /* before the bufferevent takes it over */
+	struct event *io_ev;     /* connect and SSLRequest answer */
+	struct event *timer;     /* the timeout of the current phase */
+	struct event *closed_ev; /* tells the owner of the close, later */
 	struct bufferevent *bev;
 
 	struct scram_client *scram;
@@ -80,7 +80,8 @@ struct up_conn {
 	size_t res_cap;   /* cells allocated */
 	size_t res_bytes; /* bytes held by cells */
 
-	/* Reentrancy guard: up_free from inside our own callback is deferred. */
+	/* Reentrancy guard: up_free from inside our own callback is deferred.
+	 */
 	int depth;
 	bool free_pending;
 };
@@ -105,8 +106,8 @@ const char *up_state_name(enum up_state s)
 }
 
 static const char *const reason_names[] = {
-    "none",   "by_owner", "resolve",  "connect", "tls",
-    "auth",   "server",   "protocol", "timeout", "internal"};
+    "none", "by_owner", "resolve",  "connect", "tls",
+    "auth", "server",   "protocol", "timeout", "internal"};
 
 const char *up_close_reason_name(enum up_close_reason r)
 {
@@ -118,14 +119,14 @@ const char *up_close_reason_name(enum up_close_reason r)
 static void set_state(struct up_conn *c, enum up_state s)
 {
 	conn_debug(c, "event=state from=%s to=%s", up_state_name(c->state),
-		   up_state_name(s));
+	           up_state_name(s));
 	c->state = s;
 }
 
 static void arm_timer(struct up_conn *c, unsigned ms)
 {
 	struct timeval tv = {.tv_sec = ms / 1000,
-			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	                     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 
 	if (ms == 0) {
 		evtimer_del(c->timer);
@@ -198,7 +199,7 @@ static void teardown_io(struct up_conn *c)
  * exists, or while tearing it down). Its length, or 0.
  */
 static size_t encode_fixed(bool (*put)(struct evbuffer *), unsigned char *out,
-			   size_t cap)
+                           size_t cap)
 {
 	struct evbuffer *b = evbuffer_new();
 	size_t n = 0;
@@ -224,7 +225,8 @@ static void say_goodbye(struct up_conn *c)
 	if (c->bev == NULL || c->state != UP_IDLE ||
 	    evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
 		return;
-	if ((n = encode_fixed(pgw_put_terminate, terminate, sizeof(terminate))) == 0)
+	if ((n = encode_fixed(pgw_put_terminate, terminate,
+	                      sizeof(terminate))) == 0)
 		return;
 	ssl = bufferevent_openssl_get_ssl(c->bev);
 	if (ssl) {
@@ -234,7 +236,7 @@ static void say_goodbye(struct up_conn *c)
 		return;
 	}
 	(void)!send(bufferevent_getfd(c->bev), terminate, n,
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
+	            MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 void up_close(struct up_conn *c, enum up_close_reason why, const char *detail)
@@ -245,23 +247,25 @@ void up_close(struct up_conn *c, enum up_close_reason why, const char *detail)
 		return;
 	c->close_reason = why;
 	snprintf(c->last_error, sizeof(c->last_error), "%s",
-		 detail ? detail : "");
+	         detail ? detail : "");
 	conn_log(why == UP_CLOSE_BY_OWNER ? LOG_INFO : LOG_WARN, c,
-		 "event=closed state=%s reason=%s error=%s",
-		 up_state_name(c->state), up_close_reason_name(why),
-		 log_quote(q, sizeof(q), c->last_error));
+	         "event=closed state=%s reason=%s error=%s",
+	         up_state_name(c->state), up_close_reason_name(why),
+	         log_quote(q, sizeof(q), c->last_error));
 	if (why == UP_CLOSE_BY_OWNER)
 		say_goodbye(c);
 	set_state(c, UP_CLOSED);
 	teardown_io(c);
-	/* The owner hears of it from the loop, never from inside its own call. */
+	/* The owner hears of it from the loop, never from inside its own call.
+	 */
 	event_active(c->closed_ev, 0, 0);
 }
 
 static void close_fmt(struct up_conn *c, enum up_close_reason why,
-		      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+                      const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void close_fmt(struct up_conn *c, enum up_close_reason why,
-		      const char *fmt, ...)
+                      const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
@@ -339,7 +343,7 @@ static void closed_cb(evutil_socket_t fd, short what, void *arg)
 	if (c->cb) {
 		if (c->copy_src)
 			evbuffer_drain(c->copy_src,
-				       evbuffer_get_length(c->copy_src));
+			               evbuffer_get_length(c->copy_src));
 		c->res.ok = false;
 		c->res.conn_lost = true;
 		c->res.timed_out = c->close_reason == UP_CLOSE_TIMEOUT;
@@ -398,7 +402,7 @@ const char *up_server_param(const struct up_conn *c, const char *name)
 }
 
 static void store_server_param(struct up_conn *c, const char *name,
-			       const char *value)
+                               const char *value)
 {
 	struct server_param *slot = NULL;
 
@@ -429,10 +433,11 @@ static void store_server_param(struct up_conn *c, const char *name,
 
 static void notice_text(const struct pgw_notice *n, char *buf, size_t size)
 {
-	snprintf(buf, size, "%s %s: %s%s%s", n->severity ? n->severity : "ERROR",
-		 n->sqlstate ? n->sqlstate : "?????",
-		 n->message ? n->message : "(no message)",
-		 n->detail ? " detail: " : "", n->detail ? n->detail : "");
+	snprintf(buf, size, "%s %s: %s%s%s",
+	         n->severity ? n->severity : "ERROR",
+	         n->sqlstate ? n->sqlstate : "?????",
+	         n->message ? n->message : "(no message)",
+	         n->detail ? " detail: " : "", n->detail ? n->detail : "");
 }
 
 static bool handle_async(struct up_conn *c, const struct pgw_frame *f)
@@ -452,7 +457,7 @@ static bool handle_async(struct up_conn *c, const struct pgw_frame *f)
 			return false;
 		notice_text(&n, text, sizeof(text));
 		conn_log(LOG_INFO, c, "event=server_notice notice=%s",
-			 log_quote(q, sizeof(q), text));
+		         log_quote(q, sizeof(q), text));
 		return true;
 	case PGW_MSG_NOTIFICATION:
 		return true; /* we LISTEN to nothing; ignore */
@@ -463,7 +468,7 @@ static bool handle_async(struct up_conn *c, const struct pgw_frame *f)
 
 /* An ErrorResponse outside a statement: FATAL before the server hangs up. */
 static void handle_fatal(struct up_conn *c, const struct pgw_frame *f,
-			 enum up_close_reason why)
+                         enum up_close_reason why)
 {
 	struct pgw_notice n;
 	char text[512];
@@ -478,7 +483,7 @@ static void handle_fatal(struct up_conn *c, const struct pgw_frame *f,
 		why = UP_CLOSE_SERVER; /* e.g. 53300 too many connections */
 	if (c->state == UP_LOGIN && n.sqlstate)
 		snprintf(c->login_sqlstate, sizeof(c->login_sqlstate), "%s",
-			 n.sqlstate);
+		         n.sqlstate);
 	notice_text(&n, text, sizeof(text));
 	up_close(c, why, text);
 }
@@ -490,13 +495,14 @@ static bool send_password(struct up_conn *c, const struct pgw_auth *a)
 
 	if (c->p.password == NULL) {
 		up_close(c, UP_CLOSE_AUTH,
-			 "the server asks for a password and none is set");
+		         "the server asks for a password and none is set");
 		return false;
 	}
 	if (a->code == PGW_AUTH_CLEARTEXT)
 		return pgw_put_password(out, c->p.password);
 	if (a->data_len != 4) {
-		up_close(c, UP_CLOSE_PROTOCOL, "MD5 request without 4-byte salt");
+		up_close(c, UP_CLOSE_PROTOCOL,
+		         "MD5 request without 4-byte salt");
 		return false;
 	}
 	if (!scram_md5_response(c->p.user, c->p.password, a->data, md5))
@@ -513,19 +519,19 @@ static bool scram_start(struct up_conn *c, const struct pgw_auth *a)
 
 	if (c->p.password == NULL) {
 		up_close(c, UP_CLOSE_AUTH,
-			 "the server asks for SCRAM and no password is set");
+		         "the server asks for SCRAM and no password is set");
 		return false;
 	}
 	if (!pgw_sasl_offers(a, SCRAM_MECHANISM)) {
 		up_close(c, UP_CLOSE_AUTH,
-			 "the server offers no SASL mechanism we support");
+		         "the server offers no SASL mechanism we support");
 		return false;
 	}
 	c->scram = scram_client_new(c->p.password);
 	if (c->scram == NULL || !scram_client_first(c->scram, &msg, &len))
 		return false;
 	return pgw_put_sasl_initial(bufferevent_get_output(c->bev),
-				    SCRAM_MECHANISM, msg, len);
+	                            SCRAM_MECHANISM, msg, len);
 }
 
 static bool scram_step(struct up_conn *c, const struct pgw_auth *a)
@@ -535,20 +541,21 @@ static bool scram_step(struct up_conn *c, const struct pgw_auth *a)
 	size_t len;
 
 	if (c->scram == NULL) {
-		up_close(c, UP_CLOSE_PROTOCOL, "SASL message before SASL start");
+		up_close(c, UP_CLOSE_PROTOCOL,
+		         "SASL message before SASL start");
 		return false;
 	}
 	if (a->code == PGW_AUTH_SASL_CONTINUE) {
 		if (!scram_client_final(c->scram, a->data, a->data_len, &msg,
-					&len, err, sizeof(err))) {
+		                        &len, err, sizeof(err))) {
 			close_fmt(c, UP_CLOSE_AUTH, "SCRAM: %s", err);
 			return false;
 		}
 		return pgw_put_sasl_response(bufferevent_get_output(c->bev),
-					     msg, len);
+		                             msg, len);
 	}
 	if (!scram_verify_server(c->scram, a->data, a->data_len, err,
-				 sizeof(err))) {
+	                         sizeof(err))) {
 		close_fmt(c, UP_CLOSE_AUTH, "SCRAM: %s", err);
 		return false;
 	}
@@ -563,15 +570,18 @@ static bool handle_auth(struct up_conn *c, const struct pgw_frame *f)
 	bool ok;
 
 	if (pgw_parse_auth(f, &a) != PGW_OK) {
-		up_close(c, UP_CLOSE_PROTOCOL, "malformed Authentication message");
+		up_close(c, UP_CLOSE_PROTOCOL,
+		         "malformed Authentication message");
 		return false;
 	}
 	switch (a.code) {
 	case PGW_AUTH_OK:
-		/* A server that skips the SCRAM proof has not proven it knows us. */
+		/* A server that skips the SCRAM proof has not proven it knows
+		 * us. */
 		if (c->scram && !c->scram_verified) {
-			up_close(c, UP_CLOSE_AUTH,
-				 "AuthenticationOk before the SCRAM server proof");
+			up_close(
+			    c, UP_CLOSE_AUTH,
+			    "AuthenticationOk before the SCRAM server proof");
 			return false;
 		}
 		return true;
@@ -588,7 +598,7 @@ static bool handle_auth(struct up_conn *c, const struct pgw_frame *f)
 		break;
 	default:
 		close_fmt(c, UP_CLOSE_AUTH,
-			  "unsupported authentication method %" PRIu32, a.code);
+		          "unsupported authentication method %" PRIu32, a.code);
 		return false;
 	}
 	if (!ok && c->state != UP_CLOSED)
@@ -607,9 +617,9 @@ static void login_done(struct up_conn *c)
 	c->txn_status = 'I';
 	set_state(c, UP_IDLE);
 	conn_log(LOG_INFO, c,
-		 "event=ready backend_pid=%" PRIu32 " server_version=%s tls=%s",
-		 c->backend_pid, log_quote(q, sizeof(q), ver ? ver : "?"),
-		 c->p.sslmode == SSLMODE_DISABLE ? "off" : "on");
+	         "event=ready backend_pid=%" PRIu32 " server_version=%s tls=%s",
+	         c->backend_pid, log_quote(q, sizeof(q), ver ? ver : "?"),
+	         c->p.sslmode == SSLMODE_DISABLE ? "off" : "on");
 	c->depth++;
 	if (c->ev.on_ready)
 		c->ev.on_ready(c, c->ev.arg);
@@ -638,7 +648,7 @@ static void handle_login_frame(struct up_conn *c, const struct pgw_frame *f)
 		if (pgw_parse_negotiate_version(f, &minor, &nunknown) != PGW_OK)
 			break;
 		up_close(c, UP_CLOSE_PROTOCOL,
-			 "server does not support protocol 3.0");
+		         "server does not support protocol 3.0");
 		return;
 	case PGW_MSG_READY:
 		if (c->scram && !c->scram_verified)
@@ -649,8 +659,10 @@ static void handle_login_frame(struct up_conn *c, const struct pgw_frame *f)
 		if (handle_async(c, f))
 			return;
 	}
-	close_fmt(c, UP_CLOSE_PROTOCOL, "unexpected or malformed message '%c' "
-		  "during login", f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
+	close_fmt(c, UP_CLOSE_PROTOCOL,
+	          "unexpected or malformed message '%c' "
+	          "during login",
+	          f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
 }
 
 /* ---- statements ---- */
@@ -690,8 +702,7 @@ static bool store_row(struct up_conn *c, const struct pgw_frame *f)
 	uint16_t n;
 	size_t base = c->res.nrows * c->res.ncols;
 
-	if (pgw_parse_data_row(f, vals, 64, &n) != PGW_OK ||
-	    n != c->res.ncols)
+	if (pgw_parse_data_row(f, vals, 64, &n) != PGW_OK || n != c->res.ncols)
 		return false;
 	if (n > 64 || c->res_bytes + f->len > UP_MAX_RESULT_BYTES) {
 		c->res.truncated = true; /* a catalog query never gets here */
@@ -734,7 +745,8 @@ static void pump_copy(struct up_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	while (c->copy_streaming && evbuffer_get_length(out) < COPY_QUEUE_HIGH) {
+	while (c->copy_streaming &&
+	       evbuffer_get_length(out) < COPY_QUEUE_HIGH) {
 		size_t left = evbuffer_get_length(c->copy_src);
 
 		if (left < COPY_CHUNK && c->refill) {
@@ -782,7 +794,8 @@ static bool store_error(struct up_conn *c, const struct pgw_frame *f)
 		return false;
 	mt_upstream_error(n.sqlstate);
 	if (c->copy_src) {
-		/* The server drops whatever COPY data still comes; stop sending. */
+		/* The server drops whatever COPY data still comes; stop
+		 * sending. */
 		c->copy_streaming = false;
 		evbuffer_drain(c->copy_src, evbuffer_get_length(c->copy_src));
 	}
@@ -841,21 +854,22 @@ static void handle_busy_frame(struct up_conn *c, const struct pgw_frame *f)
 	}
 	if (!ok && c->state != UP_CLOSED)
 		close_fmt(c, UP_CLOSE_PROTOCOL,
-			  "unexpected or malformed message '%c' during a query",
-			  f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
+		          "unexpected or malformed message '%c' during a query",
+		          f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
 }
 
 static void handle_idle_frame(struct up_conn *c, const struct pgw_frame *f)
 {
 	if (f->type == PGW_MSG_ERROR) {
-		/* e.g. 57P01 terminating connection due to administrator command */
+		/* e.g. 57P01 terminating connection due to administrator
+		 * command */
 		handle_fatal(c, f, UP_CLOSE_SERVER);
 		return;
 	}
 	if (!handle_async(c, f))
 		close_fmt(c, UP_CLOSE_PROTOCOL,
-			  "unexpected message '%c' while idle",
-			  f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
+		          "unexpected message '%c' while idle",
+		          f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
 }
 
 void up_set_copy_refill(struct up_conn *c, up_refill_cb refill, void *arg)
@@ -865,7 +879,7 @@ void up_set_copy_refill(struct up_conn *c, up_refill_cb refill, void *arg)
 }
 
 bool up_exec(struct up_conn *c, const char *sql, struct evbuffer *copy_data,
-	     up_result_cb cb, void *arg)
+             up_result_cb cb, void *arg)
 {
 	if (c->state != UP_IDLE || c->free_pending)
 		return false;
@@ -899,7 +913,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 			break;
 		if (rc == PGW_ERROR) {
 			up_close(c, UP_CLOSE_PROTOCOL,
-				 "malformed message length from the server");
+			         "malformed message length from the server");
 			break;
 		}
 		if (c->state == UP_LOGIN)
@@ -927,20 +941,12 @@ static void write_cb(struct bufferevent *bev, void *arg)
 
 static void send_startup(struct up_conn *c)
 {
-	const char *params[] = {"user",
-				c->p.user,
-				"database",
-				c->p.dbname,
-				"application_name",
-				c->p.application_name,
-				"client_encoding",
-				"UTF8",
-				"DateStyle",
-				"ISO",
-				/* "already exists, skipping" per batch is noise */
-				"client_min_messages",
-				"warning",
-				NULL};
+	const char *params[] = {
+	    "user", c->p.user, "database", c->p.dbname, "application_name",
+	    c->p.application_name, "client_encoding", "UTF8", "DateStyle",
+	    "ISO",
+	    /* "already exists, skipping" per batch is noise */
+	    "client_min_messages", "warning", NULL};
 
 	set_state(c, UP_LOGIN);
 	if (!pgw_put_startup(bufferevent_get_output(c->bev), params))
@@ -953,7 +959,8 @@ static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
 	char err[300];
 
 	if (what & BEV_EVENT_CONNECTED) {
-		/* The TLS handshake finished and the certificate checked out. */
+		/* The TLS handshake finished and the certificate checked out.
+		 */
 		send_startup(c);
 		return;
 	}
@@ -967,11 +974,13 @@ static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
 		if (c->state == UP_TLS_HANDSHAKE || e != 0) {
 			SSL *ssl = bufferevent_openssl_get_ssl(bev);
 
-			if (e != 0 && ssl && SSL_get_verify_result(ssl) == X509_V_OK) {
+			if (e != 0 && ssl &&
+			    SSL_get_verify_result(ssl) == X509_V_OK) {
 				char reason[256];
 
 				ERR_error_string_n(e, reason, sizeof(reason));
-				snprintf(err, sizeof(err), "TLS error: %s", reason);
+				snprintf(err, sizeof(err), "TLS error: %s",
+				         reason);
 			} else {
 				tls_error_text(ssl, err, sizeof(err));
 			}
@@ -979,7 +988,7 @@ static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		snprintf(err, sizeof(err), "socket error: %s",
-			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		up_close(c, UP_CLOSE_SERVER, err);
 	}
 }
@@ -999,10 +1008,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	case UP_TLS_HANDSHAKE:
 	case UP_LOGIN:
 		close_fmt(c, UP_CLOSE_TIMEOUT, "login timeout in state %s",
-			  up_state_name(c->state));
+		          up_state_name(c->state));
 		break;
 	case UP_BUSY:
-		/* Closing aborts the server's transaction: no half batch stays. */
+		/* Closing aborts the server's transaction: no half batch stays.
+		 */
 		up_close(c, UP_CLOSE_TIMEOUT, "query timeout");
 		break;
 	default:
@@ -1041,7 +1051,7 @@ static void start_tls(struct up_conn *c)
 {
 	char err[300];
 	SSL *ssl = tls_client_ssl_new(c->p.ssl_ctx, c->p.sslmode, c->p.host,
-				      err, sizeof(err));
+	                              err, sizeof(err));
 	struct bufferevent *bev;
 
 	if (ssl == NULL) {
@@ -1049,8 +1059,8 @@ static void start_tls(struct up_conn *c)
 		return;
 	}
 	bev = bufferevent_openssl_socket_new(c->base, c->fd, ssl,
-					     BUFFEREVENT_SSL_CONNECTING,
-					     BEV_OPT_CLOSE_ON_FREE);
+	                                     BUFFEREVENT_SSL_CONNECTING,
+	                                     BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		SSL_free(ssl);
 		up_close(c, UP_CLOSE_INTERNAL, "cannot create TLS bufferevent");
@@ -1077,12 +1087,14 @@ static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (answer == 'N') {
-		up_close(c, UP_CLOSE_TLS, "server does not support TLS "
-					  "(sslmode requires it)");
+		up_close(c, UP_CLOSE_TLS,
+		         "server does not support TLS "
+		         "(sslmode requires it)");
 		return;
 	}
 	if (answer != 'S') {
-		up_close(c, UP_CLOSE_PROTOCOL, "unexpected answer to SSLRequest");
+		up_close(c, UP_CLOSE_PROTOCOL,
+		         "unexpected answer to SSLRequest");
 		return;
 	}
 	/*
@@ -1091,7 +1103,7 @@ static void ssl_answer_cb(evutil_socket_t fd, short what, void *arg)
 	 */
 	if (recv(fd, &extra, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
 		up_close(c, UP_CLOSE_PROTOCOL,
-			 "server sent unencrypted data after accepting TLS");
+		         "server sent unencrypted data after accepting TLS");
 		return;
 	}
 	start_tls(c);
@@ -1118,12 +1130,12 @@ static void tcp_connected(struct up_conn *c)
 	/* A fresh socket takes 8 bytes at once; anything else is a failure. */
 	if (n == 0 || send(c->fd, req, n, MSG_NOSIGNAL) != (ssize_t)n) {
 		close_fmt(c, UP_CLOSE_CONNECT, "sending SSLRequest: %s",
-			  strerror(errno));
+		          strerror(errno));
 		return;
 	}
 	set_state(c, UP_SSL_REQUEST);
-	c->io_ev = event_new(c->base, c->fd, EV_READ | EV_PERSIST,
-			     ssl_answer_cb, c);
+	c->io_ev =
+	    event_new(c->base, c->fd, EV_READ | EV_PERSIST, ssl_answer_cb, c);
 	if (c->io_ev == NULL || event_add(c->io_ev, NULL) != 0)
 		up_close(c, UP_CLOSE_INTERNAL, "out of memory");
 }
@@ -1142,9 +1154,9 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
 		err = errno;
 	if (err != 0) {
 		snprintf(c->last_error, sizeof(c->last_error), "connect: %s",
-			 strerror(err));
+		         strerror(err));
 		conn_log(LOG_INFO, c, "event=connect_failed error=\"%s\"",
-			 strerror(err));
+		         strerror(err));
 		evutil_closesocket(c->fd);
 		c->fd = -1;
 		try_next_address(c);
@@ -1160,7 +1172,7 @@ static bool open_socket(struct up_conn *c, const struct evutil_addrinfo *ai)
 	if (fd < 0 || evutil_make_socket_nonblocking(fd) != 0 ||
 	    evutil_make_socket_closeonexec(fd) != 0) {
 		snprintf(c->last_error, sizeof(c->last_error), "socket: %s",
-			 strerror(errno));
+		         strerror(errno));
 		if (fd >= 0)
 			evutil_closesocket(fd);
 		return false;
@@ -1169,7 +1181,7 @@ static bool open_socket(struct up_conn *c, const struct evutil_addrinfo *ai)
 	if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 &&
 	    errno != EINPROGRESS) {
 		snprintf(c->last_error, sizeof(c->last_error), "connect: %s",
-			 strerror(errno));
+		         strerror(errno));
 		evutil_closesocket(fd);
 		return false;
 	}
@@ -1178,7 +1190,7 @@ static bool open_socket(struct up_conn *c, const struct evutil_addrinfo *ai)
 }
 
 static void format_addr(const struct evutil_addrinfo *ai, char *buf,
-			size_t size)
+                        size_t size)
 {
 	const void *a = NULL;
 
@@ -1186,7 +1198,8 @@ static void format_addr(const struct evutil_addrinfo *ai, char *buf,
 		a = &((const struct sockaddr_in *)ai->ai_addr)->sin_addr;
 	else if (ai->ai_family == AF_INET6)
 		a = &((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-	if (a == NULL || inet_ntop(ai->ai_family, a, buf, (socklen_t)size) == NULL)
+	if (a == NULL ||
+	    inet_ntop(ai->ai_family, a, buf, (socklen_t)size) == NULL)
 		snprintf(buf, size, "?");
 }
 
@@ -1212,8 +1225,8 @@ static void try_next_address(struct up_conn *c)
 		return;
 	}
 	close_fmt(c, UP_CLOSE_CONNECT, "cannot connect to %s port %u: %s",
-		  c->p.host, (unsigned)c->p.port,
-		  c->last_error[0] ? c->last_error : "no address");
+	          c->p.host, (unsigned)c->p.port,
+	          c->last_error[0] ? c->last_error : "no address");
 }
 
 static void resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
@@ -1225,7 +1238,7 @@ static void resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
 	c->dns_req = NULL;
 	if (result != 0) {
 		close_fmt(c, UP_CLOSE_RESOLVE, "cannot resolve %s: %s",
-			  c->p.host, evutil_gai_strerror(result));
+		          c->p.host, evutil_gai_strerror(result));
 		return;
 	}
 	c->addrs = res;
@@ -1234,8 +1247,8 @@ static void resolved_cb(int result, struct evutil_addrinfo *res, void *arg)
 }
 
 struct up_conn *up_connect(struct event_base *base, struct evdns_base *dns,
-			   const struct up_params *params, uint64_t id,
-			   const struct up_events *events)
+                           const struct up_params *params, uint64_t id,
+                           const struct up_events *events)
 {
 	struct up_conn *c = calloc(1, sizeof(*c));
 	struct evutil_addrinfo hints = {0};

@@ -1,4 +1,5 @@
-/* fuzz_ingest.c: libFuzzer target for what clients send: ingest frames and COPY rows. */
+/* fuzz_ingest.c: libFuzzer target for what clients send: ingest frames and COPY
+ * rows. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -28,7 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct ct_error err;
 		enum ct_rc rc = ct_check_rows(data, size, ncols, &rows, &err);
 
-		/* Invariants: errors point inside the data; OK means newline-ended. */
+		/* Invariants: errors point inside the data; OK means
+		 * newline-ended. */
 		if (rc != CT_OK && rc != CT_NO_NEWLINE && err.offset >= size)
 			abort();
 		if (rc == CT_OK && (size == 0 || data[size - 1] != '\n'))

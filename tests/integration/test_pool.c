@@ -1,4 +1,5 @@
-/* test_pool.c: the warm pool against a real PostgreSQL: size, repair, recycling. */
+/* test_pool.c: the warm pool against a real PostgreSQL: size, repair,
+ * recycling. */
 #include <check.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,7 +28,7 @@ static void setup(void)
 	base = event_base_new();
 	dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	ctx = tls_client_ctx_new(SSLMODE_VERIFY_FULL, env.ca_file, err,
-				 sizeof(err));
+	                         sizeof(err));
 	ck_assert_msg(ctx != NULL, "%s", err);
 }
 
@@ -86,8 +87,8 @@ static void wait_idle(struct pool *p, unsigned n)
 	if (!testloop_until(base, idle_reached, &g, 30)) {
 		pool_get_stats(p, &s);
 		ck_abort_msg("pool not at %u idle: opening=%u idle=%u "
-			     "failures=%u",
-			     n, s.opening, s.idle, s.failures);
+		             "failures=%u",
+		             n, s.opening, s.idle, s.failures);
 	}
 }
 
@@ -95,12 +96,12 @@ static void wait_idle(struct pool *p, unsigned n)
 static void server_pids(char *out, size_t size)
 {
 	ck_assert(harness_sql(&env,
-			      "SELECT coalesce(string_agg(a.pid::text, ',' "
-			      "ORDER BY a.pid), '') FROM pg_stat_activity a "
-			      "JOIN pg_stat_ssl s USING (pid) WHERE "
-			      "a.application_name = 'lakebase-proxy' AND "
-			      "a.usename = 'lbp_test' AND s.ssl",
-			      out, size));
+	                      "SELECT coalesce(string_agg(a.pid::text, ',' "
+	                      "ORDER BY a.pid), '') FROM pg_stat_activity a "
+	                      "JOIN pg_stat_ssl s USING (pid) WHERE "
+	                      "a.application_name = 'lakebase-proxy' AND "
+	                      "a.usename = 'lbp_test' AND s.ssl",
+	                      out, size));
 }
 
 static unsigned count_pids(const char *list)
@@ -149,7 +150,7 @@ static void wait_server_pids(unsigned want, const char *gone)
 	if (!testloop_until(base, pids_reached, &g, 30)) {
 		server_pids(now, sizeof(now));
 		ck_abort_msg("server shows pids [%s], want %u not in [%s]", now,
-			     want, gone ? gone : "");
+		             want, gone ? gone : "");
 	}
 }
 
@@ -237,7 +238,7 @@ START_TEST(terminated_backend_is_replaced)
 	server_pids(before, sizeof(before));
 	char victim[32];
 	snprintf(victim, sizeof(victim), "%.*s", (int)strcspn(before, ","),
-		 before);
+	         before);
 	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%s)", victim);
 	ck_assert(harness_sql(&env, sql, out, sizeof(out)));
 	wait_server_pids(3, victim);
@@ -279,10 +280,10 @@ START_TEST(idle_connections_are_checked)
 	testloop_run_for(base, 2.5);
 	/* The check is an empty query; the server records it as the last. */
 	ck_assert(harness_sql(&env,
-			      "SELECT count(*) FROM pg_stat_activity WHERE "
-			      "application_name = 'lakebase-proxy' AND "
-			      "query = ';'",
-			      out, sizeof(out)));
+	                      "SELECT count(*) FROM pg_stat_activity WHERE "
+	                      "application_name = 'lakebase-proxy' AND "
+	                      "query = ';'",
+	                      out, sizeof(out)));
 	ck_assert_str_eq(out, "2");
 	pool_free(pool);
 }
@@ -449,9 +450,9 @@ static unsigned sessions_of(const char *app)
 	char sql[256], out[32];
 
 	snprintf(sql, sizeof(sql),
-		 "SELECT count(*) FROM pg_stat_activity WHERE "
-		 "application_name = '%s'",
-		 app);
+	         "SELECT count(*) FROM pg_stat_activity WHERE "
+	         "application_name = '%s'",
+	         app);
 	ck_assert(harness_sql(&env, sql, out, sizeof(out)));
 	return (unsigned)strtoul(out, NULL, 10);
 }
@@ -474,7 +475,7 @@ static void wait_app(const char *app, unsigned want)
 
 	if (!testloop_until(base, app_reached, &g, 30))
 		ck_abort_msg("%u sessions of %s, want %u", sessions_of(app),
-			     app, want);
+		             app, want);
 }
 
 /* New connection settings: idle connections now, lent ones on release. */

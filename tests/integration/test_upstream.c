@@ -1,4 +1,5 @@
-/* test_upstream.c: the upstream client against a real PostgreSQL (TLS, SCRAM). */
+/* test_upstream.c: the upstream client against a real PostgreSQL (TLS, SCRAM).
+ */
 #include <check.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -111,8 +112,7 @@ static struct up_params default_params(SSL_CTX *ctx)
 }
 
 /* Connects and waits for the login to end either way. */
-static struct up_conn *connect_wait(const struct up_params *p,
-				    struct watch *w)
+static struct up_conn *connect_wait(const struct up_params *p, struct watch *w)
 {
 	struct up_events ev = {on_ready, on_closed, w};
 	struct up_conn *c;
@@ -124,8 +124,8 @@ static struct up_conn *connect_wait(const struct up_params *p,
 	return c;
 }
 
-static void exec_wait(struct up_conn *c, const char *sql,
-		      struct evbuffer *data, struct watch *w)
+static void exec_wait(struct up_conn *c, const char *sql, struct evbuffer *data,
+                      struct watch *w)
 {
 	w->result_in = false;
 	ck_assert_msg(up_exec(c, sql, data, on_result, w), "up_exec refused");
@@ -149,18 +149,18 @@ START_TEST(login_uses_tls_and_scram)
 	char out[256];
 
 	exec_wait(c,
-		  "SELECT s.ssl::text || ' ' || a.application_name || ' ' || "
-		  "a.usename FROM pg_stat_ssl s JOIN pg_stat_activity a "
-		  "USING (pid) WHERE pid = pg_backend_pid()",
-		  NULL, &w);
+	          "SELECT s.ssl::text || ' ' || a.application_name || ' ' || "
+	          "a.usename FROM pg_stat_ssl s JOIN pg_stat_activity a "
+	          "USING (pid) WHERE pid = pg_backend_pid()",
+	          NULL, &w);
 	ck_assert(w.res.ok);
 	ck_assert_str_eq(w.cell0, "true lakebase-proxy lbp_test");
 	ck_assert_ptr_nonnull(up_server_param(c, "server_version"));
 	/* The server's own view, from another session. */
 	char sql[200];
 	snprintf(sql, sizeof(sql),
-		 "SELECT ssl FROM pg_stat_ssl WHERE pid = %" PRIu32,
-		 up_backend_pid(c));
+	         "SELECT ssl FROM pg_stat_ssl WHERE pid = %" PRIu32,
+	         up_backend_pid(c));
 	ck_assert(harness_sql(&env, sql, out, sizeof(out)));
 	ck_assert_str_eq(out, "t");
 	up_free(c);
@@ -197,9 +197,9 @@ START_TEST(server_error_is_reported_and_conn_survives)
 	ck_assert_int_eq(w.res.txn_status, 'I');
 
 	exec_wait(c,
-		  "DO $$BEGIN RAISE EXCEPTION 'boom' USING DETAIL = 'd1', "
-		  "HINT = 'h1', ERRCODE = '22023'; END$$",
-		  NULL, &w);
+	          "DO $$BEGIN RAISE EXCEPTION 'boom' USING DETAIL = 'd1', "
+	          "HINT = 'h1', ERRCODE = '22023'; END$$",
+	          NULL, &w);
 	ck_assert_str_eq(w.sqlstate, "22023");
 	ck_assert_str_eq(w.message, "boom");
 	ck_assert_str_eq(w.detail, "d1");
@@ -226,9 +226,9 @@ static struct evbuffer *million_rows(char md5hex[33], uint64_t *sum)
 	*sum = 0;
 	EVP_DigestInit_ex(md, EVP_md5(), NULL);
 	for (int64_t i = 1; i <= 1000000; i++) {
-		int n = snprintf(line, sizeof(line), "%" PRId64 "\tname-%" PRId64
-				 "\t%" PRId64 "\n", i, i * 7919 % 100003,
-				 i % 1000 - 500);
+		int n = snprintf(line, sizeof(line),
+		                 "%" PRId64 "\tname-%" PRId64 "\t%" PRId64 "\n",
+		                 i, i * 7919 % 100003, i % 1000 - 500);
 		evbuffer_add(b, line, (size_t)n);
 		EVP_DigestUpdate(md, line, (size_t)n);
 		*sum += (uint64_t)i;
@@ -250,9 +250,9 @@ START_TEST(copy_million_rows_lands_exactly)
 	struct evbuffer *data = million_rows(md5hex, &sum);
 
 	exec_wait(c,
-		  "DROP TABLE IF EXISTS copy_m; CREATE TABLE copy_m "
-		  "(id bigint, name text, n int)",
-		  NULL, &w);
+	          "DROP TABLE IF EXISTS copy_m; CREATE TABLE copy_m "
+	          "(id bigint, name text, n int)",
+	          NULL, &w);
 	ck_assert(w.res.ok);
 	exec_wait(c, "COPY copy_m (id, name, n) FROM STDIN", data, &w);
 	ck_assert_msg(w.res.ok, "%s", w.message);
@@ -260,10 +260,10 @@ START_TEST(copy_million_rows_lands_exactly)
 	ck_assert_uint_eq(evbuffer_get_length(data), 0);
 
 	exec_wait(c,
-		  "SELECT count(*) || ' ' || sum(id) || ' ' || "
-		  "md5(string_agg(id || E'\\t' || name || E'\\t' || n || "
-		  "E'\\n', '' ORDER BY id)) FROM copy_m",
-		  NULL, &w);
+	          "SELECT count(*) || ' ' || sum(id) || ' ' || "
+	          "md5(string_agg(id || E'\\t' || name || E'\\t' || n || "
+	          "E'\\n', '' ORDER BY id)) FROM copy_m",
+	          NULL, &w);
 	snprintf(expect, sizeof(expect), "1000000 %" PRIu64 " %s", sum, md5hex);
 	ck_assert_str_eq(w.cell0, expect);
 	exec_wait(c, "DROP TABLE copy_m", NULL, &w);
@@ -281,9 +281,8 @@ START_TEST(copy_error_names_the_line_and_keeps_conn)
 	struct evbuffer *data = evbuffer_new();
 
 	evbuffer_add_printf(data, "1\n2\nthree\n4\n");
-	exec_wait(c,
-		  "DROP TABLE IF EXISTS copy_e; CREATE TABLE copy_e (n int)",
-		  NULL, &w);
+	exec_wait(c, "DROP TABLE IF EXISTS copy_e; CREATE TABLE copy_e (n int)",
+	          NULL, &w);
 	exec_wait(c, "BEGIN; COPY copy_e FROM STDIN; COMMIT", data, &w);
 	ck_assert(!w.res.ok && !w.res.conn_lost);
 	ck_assert_str_eq(w.sqlstate, "22P02");
@@ -299,7 +298,7 @@ START_TEST(copy_error_names_the_line_and_keeps_conn)
 	ck_assert_uint_eq(w.res.rows, 2);
 	ck_assert_str_eq(w.res.tag, "COMMIT");
 	exec_wait(c, "SELECT string_agg(n::text, ',' ORDER BY n) FROM copy_e",
-		  NULL, &w);
+	          NULL, &w);
 	ck_assert_str_eq(w.cell0, "5,6");
 
 	/* COPY without data is refused cleanly, not hung. */
@@ -333,16 +332,15 @@ START_TEST(copy_data_refilled_while_streaming)
 	struct evbuffer *data = evbuffer_new();
 	int piece = 0;
 
-	exec_wait(c,
-		  "DROP TABLE IF EXISTS copy_r; CREATE TABLE copy_r (n int)",
-		  NULL, &w);
+	exec_wait(c, "DROP TABLE IF EXISTS copy_r; CREATE TABLE copy_r (n int)",
+	          NULL, &w);
 	up_set_copy_refill(c, three_pieces, &piece);
 	exec_wait(c, "COPY copy_r FROM STDIN", data, &w);
 	ck_assert_msg(w.res.ok, "%s", w.message);
 	ck_assert_uint_eq(w.res.rows, 3000);
 	ck_assert_int_eq(piece, 3);
 	exec_wait(c, "SELECT count(DISTINCT n) || ' ' || max(n) FROM copy_r",
-		  NULL, &w);
+	          NULL, &w);
 	ck_assert_str_eq(w.cell0, "3000 2999");
 	/* The refill belonged to that statement only. */
 	evbuffer_add_printf(data, "7\n");
@@ -383,7 +381,7 @@ START_TEST(untrusted_certificate_is_refused)
 	ck_assert(w.closed && !w.ready);
 	ck_assert_int_eq(up_close_reason(c), UP_CLOSE_TLS);
 	ck_assert_msg(strstr(up_last_error(c), "certificate") != NULL, "%s",
-		      up_last_error(c));
+	              up_last_error(c));
 	up_free(c);
 	SSL_CTX_free(ctx);
 }
@@ -408,7 +406,7 @@ START_TEST(host_name_mismatch_under_verify_full)
 	ck_assert(w.closed && !w.ready);
 	ck_assert_int_eq(up_close_reason(c), UP_CLOSE_TLS);
 	ck_assert_msg(strstr(up_last_error(c), "mismatch") != NULL, "%s",
-		      up_last_error(c));
+	              up_last_error(c));
 	up_free(c);
 
 	/* Same address under verify-ca: the chain is fine, so it logs in. */
@@ -425,7 +423,7 @@ END_TEST
 static unsigned free_port(void)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -447,7 +445,7 @@ START_TEST(server_not_listening)
 	ck_assert(w.closed && !w.ready);
 	ck_assert_int_eq(up_close_reason(c), UP_CLOSE_CONNECT);
 	ck_assert_msg(strstr(up_last_error(c), "refused") != NULL, "%s",
-		      up_last_error(c));
+	              up_last_error(c));
 	up_free(c);
 	SSL_CTX_free(ctx);
 }
@@ -479,12 +477,12 @@ START_TEST(terminated_backend_is_noticed_while_idle)
 	char sql[128], out[64];
 
 	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%" PRIu32 ")",
-		 up_backend_pid(c));
+	         up_backend_pid(c));
 	ck_assert(harness_sql(&env, sql, out, sizeof(out)));
 	ck_assert(testloop_until(base, testloop_flag, &w.closed, 10));
 	ck_assert_int_eq(up_close_reason(c), UP_CLOSE_SERVER);
 	ck_assert_msg(strstr(up_last_error(c), "57P01") != NULL, "%s",
-		      up_last_error(c));
+	              up_last_error(c));
 	up_free(c);
 	SSL_CTX_free(ctx);
 }
@@ -503,7 +501,7 @@ START_TEST(require_against_server_without_tls)
 
 	snprintf(dir, sizeof(dir), "%s-nossl", env.dir);
 	snprintf(cmd, sizeof(cmd), "python3 %s start %s --no-ssl >/dev/null",
-		 getenv("LBP_TEST_HARNESS"), dir);
+	         getenv("LBP_TEST_HARNESS"), dir);
 	ck_assert_int_eq(system(cmd), 0);
 	snprintf(envfile, sizeof(envfile), "%s/harness.env", dir);
 	f = fopen(envfile, "r");
@@ -536,7 +534,7 @@ START_TEST(require_against_server_without_tls)
 	up_free(c);
 	SSL_CTX_free(ctx);
 	snprintf(cmd, sizeof(cmd), "python3 %s stop %s >/dev/null",
-		 getenv("LBP_TEST_HARNESS"), dir);
+	         getenv("LBP_TEST_HARNESS"), dir);
 	ck_assert_int_eq(system(cmd), 0);
 }
 END_TEST

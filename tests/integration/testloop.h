@@ -1,4 +1,5 @@
-/* testloop.h: runs a libevent loop in tests until a condition holds or time is up. */
+/* testloop.h: runs a libevent loop in tests until a condition holds or time is
+ * up. */
 #ifndef LBP_TESTLOOP_H
 #define LBP_TESTLOOP_H
 
@@ -22,10 +23,11 @@ static inline double testloop_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Runs base until pred(arg) is true or timeout_s passes; returns pred's value. */
+/* Runs base until pred(arg) is true or timeout_s passes; returns pred's value.
+ */
 static inline bool testloop_until(struct event_base *base,
-				  bool (*pred)(void *arg), void *arg,
-				  double timeout_s)
+                                  bool (*pred)(void *arg), void *arg,
+                                  double timeout_s)
 {
 	struct timeval tick = {0, 20000};
 	struct event *ev = event_new(base, -1, EV_PERSIST, testloop_tick, NULL);

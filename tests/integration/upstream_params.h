@@ -1,4 +1,5 @@
-/* upstream_params.h: upstream connection parameters for the harness server in C tests. */
+/* upstream_params.h: upstream connection parameters for the harness server in C
+ * tests. */
 #ifndef LBP_UPSTREAM_PARAMS_H
 #define LBP_UPSTREAM_PARAMS_H
 
@@ -7,7 +8,7 @@
 
 /* The test role over TLS (verify-full) with generous timeouts. */
 static inline struct up_params harness_up_params(const struct harness_env *e,
-						 SSL_CTX *ctx)
+                                                 SSL_CTX *ctx)
 {
 	struct up_params p = {
 	    .host = e->host,

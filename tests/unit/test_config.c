@@ -83,16 +83,14 @@ static const char full_ini[] = "[server]\n"
 static char *const env_all[] = {
     "LAKEBASE_PROXY_SERVER_SHUTDOWN_TIMEOUT_S=7",
     "LAKEBASE_PROXY_UPSTREAM_HOST=env.example.com",
-    "LAKEBASE_PROXY_UPSTREAM_PORT=7432",
-    "LAKEBASE_PROXY_UPSTREAM_DBNAME=envdb",
+    "LAKEBASE_PROXY_UPSTREAM_PORT=7432", "LAKEBASE_PROXY_UPSTREAM_DBNAME=envdb",
     "LAKEBASE_PROXY_UPSTREAM_USER=envuser",
     "LAKEBASE_PROXY_UPSTREAM_PASSWORD=env-" SECRET,
     "LAKEBASE_PROXY_UPSTREAM_SSLMODE=disable",
     "LAKEBASE_PROXY_UPSTREAM_SSLROOTCERT=system",
     "LAKEBASE_PROXY_UPSTREAM_APPLICATION_NAME=envapp",
     "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_IDLE_S=60",
-    "LAKEBASE_PROXY_POOL_MIN_SIZE=4",
-    "LAKEBASE_PROXY_POOL_MAX_SIZE=32",
+    "LAKEBASE_PROXY_POOL_MIN_SIZE=4", "LAKEBASE_PROXY_POOL_MAX_SIZE=32",
     "LAKEBASE_PROXY_POOL_MAX_LIFETIME_S=900",
     "LAKEBASE_PROXY_POOL_CONNECT_TIMEOUT_MS=1000",
     "LAKEBASE_PROXY_POOL_LOGIN_TIMEOUT_MS=3000",
@@ -107,12 +105,10 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_INGEST_MAX_FLUSH_BYTES=3000",
     "LAKEBASE_PROXY_INGEST_CLIENT_BUFFER_BYTES=5000",
     "LAKEBASE_PROXY_INGEST_GLOBAL_BUFFER_BYTES=9000",
-    "LAKEBASE_PROXY_INGEST_IDLE_TIMEOUT_S=8",
-    "LAKEBASE_PROXY_BATCH_MAX_ROWS=7",
+    "LAKEBASE_PROXY_INGEST_IDLE_TIMEOUT_S=8", "LAKEBASE_PROXY_BATCH_MAX_ROWS=7",
     "LAKEBASE_PROXY_BATCH_MAX_BYTES=2048",
     "LAKEBASE_PROXY_BATCH_MAX_DELAY_MS=0",
-    "LAKEBASE_PROXY_BATCH_MAX_INFLIGHT=3",
-    "LAKEBASE_PROXY_BATCH_MAX_RETRIES=2",
+    "LAKEBASE_PROXY_BATCH_MAX_INFLIGHT=3", "LAKEBASE_PROXY_BATCH_MAX_RETRIES=2",
     "LAKEBASE_PROXY_BATCH_ACQUIRE_TIMEOUT_MS=600",
     "LAKEBASE_PROXY_BATCH_CATALOG_TTL_S=8",
     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off",
@@ -132,12 +128,9 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_LAKEBASE_RETRY_MAX_MS=10000",
     "LAKEBASE_PROXY_LAKEBASE_REFRESH_PERCENT=80",
     "LAKEBASE_PROXY_LAKEBASE_RERESOLVE_FAILURES=0",
-    "LAKEBASE_PROXY_LOG_LEVEL=warning",
-    "LAKEBASE_PROXY_LOG_STATS_PERIOD_S=5",
-    "LAKEBASE_PROXY_LOG_FILE=/tmp/env.log",
-    "PATH=/usr/bin:/bin",
-    "LAKEBASE_PROXYISH=not ours",
-    NULL};
+    "LAKEBASE_PROXY_LOG_LEVEL=warning", "LAKEBASE_PROXY_LOG_STATS_PERIOD_S=5",
+    "LAKEBASE_PROXY_LOG_FILE=/tmp/env.log", "PATH=/usr/bin:/bin",
+    "LAKEBASE_PROXYISH=not ours", NULL};
 
 static char tmpdir[] = "/tmp/lbp-test-config-XXXXXX";
 static char ini_path[PATH_MAX];
@@ -295,7 +288,8 @@ START_TEST(test_full_file)
 	ck_assert_uint_eq(cfg.server.shutdown_timeout_s, 9);
 	ck_assert(cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9999");
-	ck_assert_str_eq(cfg.lakebase.workspace_host, "https://adb-1.example.net");
+	ck_assert_str_eq(cfg.lakebase.workspace_host,
+	                 "https://adb-1.example.net");
 	ck_assert_str_eq(cfg.lakebase.instance_name, "my-instance");
 	ck_assert_ptr_null(cfg.lakebase.endpoint);
 	ck_assert_str_eq(cfg.lakebase.client_id, "0000-app-id");
@@ -357,7 +351,8 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert(!cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
 	ck_assert_str_eq(cfg.admin.auth_token, "admintok-" SECRET);
-	ck_assert_str_eq(cfg.lakebase.workspace_host, "https://env.example.net/");
+	ck_assert_str_eq(cfg.lakebase.workspace_host,
+	                 "https://env.example.net/");
 	ck_assert_ptr_null(cfg.lakebase.instance_name);
 	ck_assert_str_eq(cfg.lakebase.endpoint,
 	                 "projects/p/branches/b/endpoints/e");
@@ -669,9 +664,10 @@ START_TEST(test_whole_config_checks)
 	             "[pool] reconnect_base_ms 5000 is larger than "
 	             "reconnect_max_ms 1000");
 	ck_assert(!cfg_load(&cfg, NULL, NULL, err, sizeof(err)));
-	ck_assert_str_eq(err, "[upstream] host is not set (in the file or "
-	                      "LAKEBASE_PROXY_UPSTREAM_HOST), nor is [lakebase] "
-	                      "workspace_host to look it up");
+	ck_assert_str_eq(err,
+	                 "[upstream] host is not set (in the file or "
+	                 "LAKEBASE_PROXY_UPSTREAM_HOST), nor is [lakebase] "
+	                 "workspace_host to look it up");
 }
 END_TEST
 
@@ -686,8 +682,9 @@ START_TEST(test_lakebase_checks)
 	/* each load goes over the last: start again */
 	cfg_free(&cfg);
 	ck_assert(cfg_init(&cfg));
-	ck_assert_msg(load_text(LB "endpoint = projects/p/branches/b/endpoints/e"
-	                           "\nclient_id = c\nclient_secret = s\n",
+	ck_assert_msg(load_text(LB
+	                        "endpoint = projects/p/branches/b/endpoints/e"
+	                        "\nclient_id = c\nclient_secret = s\n",
 	                        NULL),
 	              "%s", err);
 	cfg_free(&cfg);
@@ -710,8 +707,9 @@ START_TEST(test_lakebase_checks)
 	expect_error(LB "instance_name = i\nclient_id = c\n", NULL,
 	             "[lakebase] client_id and client_secret go together "
 	             "(LAKEBASE_PROXY_LAKEBASE_CLIENT_SECRET for the secret)");
-	expect_error(LB "instance_name = i\nclient_id = c\nclient_secret = "
-	             SECRET "\ntoken = t\n",
+	expect_error(LB
+	             "instance_name = i\nclient_id = c\nclient_secret = " SECRET
+	             "\ntoken = t\n",
 	             NULL,
 	             "[lakebase] set either client_id + client_secret "
 	             "(OAuth) or token (personal access token), not both");
@@ -728,10 +726,10 @@ START_TEST(test_lakebase_checks)
 	             "[lakebase] instance_name is set but workspace_host is "
 	             "not (in the file or "
 	             "LAKEBASE_PROXY_LAKEBASE_WORKSPACE_HOST)");
-	expect_error(LB "instance_name = i\ntoken = t\nretry_base_ms = 9\n"
-	                "retry_max_ms = 8\n",
-	             NULL,
-	             "[lakebase] retry_base_ms 9 is larger than retry_max_ms 8");
+	expect_error(
+	    LB "instance_name = i\ntoken = t\nretry_base_ms = 9\n"
+	       "retry_max_ms = 8\n",
+	    NULL, "[lakebase] retry_base_ms 9 is larger than retry_max_ms 8");
 	ck_assert_ptr_null(strstr(err, SECRET));
 }
 END_TEST
@@ -887,7 +885,8 @@ START_TEST(test_diff_names_changed_keys)
 		                     "LAKEBASE_PROXY_UPSTREAM_PASSWORD=x",
 		                     "LAKEBASE_PROXY_LOG_FILE=",
 		                     "LAKEBASE_PROXY_LOG_LEVEL=info",
-		                     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off", NULL};
+		                     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off",
+		                     NULL};
 
 		ck_assert_msg(cfg_load(&other, NULL, env, err, sizeof(err)),
 		              "%s", err);

@@ -24,7 +24,7 @@
 
 /* b holds exactly the len bytes of want. */
 static inline void expect_buf(struct evbuffer *b, const uint8_t *want,
-			      size_t len)
+                              size_t len)
 {
 	ck_assert_uint_eq(evbuffer_get_length(b), len);
 	if (len > 0)
@@ -36,7 +36,7 @@ static inline void expect_buf(struct evbuffer *b, const uint8_t *want,
  * AddressSanitizer reports any read past the end of the frame.
  */
 static inline struct pgw_frame frame_of(uint8_t type, const uint8_t *body,
-					size_t len)
+                                        size_t len)
 {
 	uint8_t *mem = malloc(len > 0 ? len : 1);
 
