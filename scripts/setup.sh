@@ -37,6 +37,10 @@ install_apt() {
   if [ -n "${LBP_WITH_TESTS:-}" ] && ! command -v docker-compose >/dev/null 2>&1; then
     APT_PACKAGES+=(docker-compose)
   fi
+  # scripts/check-format.sh, part of the tests: the C sources against .clang-format.
+  if [ -n "${LBP_WITH_TESTS:-}" ]; then
+    APT_PACKAGES+=(clang-format)
+  fi
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done

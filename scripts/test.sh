@@ -20,6 +20,9 @@ export SPARK_LOCAL_IP=${SPARK_LOCAL_IP:-127.0.0.1}
 export PYTHONPATH="$PWD/python${PYTHONPATH:+:$PYTHONPATH}"
 
 status=0
+echo "== Format (clang-format) =="
+scripts/check-format.sh || status=1
+
 echo "== C tests (ctest, $BUILD_DIR) =="
 (cd "$BUILD_DIR" && ctest --output-on-failure -j1) || status=1
 
