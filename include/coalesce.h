@@ -93,9 +93,6 @@ void co_free(struct coalescer *co);
  */
 void co_set_config(struct coalescer *co, const struct co_config *cfg);
 
-/* Longest table name that leaves room for the "_dead_letter" suffix. */
-#define CO_DEAD_LETTER_SUFFIX "_dead_letter"
-
 /*
  * The shared target for def (copied), created on first use. Reference
  * counted: every co_target_get needs a co_target_put.

@@ -74,6 +74,54 @@ char *sql_insert_batch(const struct sql_target *t);
 char *sql_upsert_batch(const struct sql_target *t, const char *stage);
 
 /*
+ * Dead letters: rows the server rejected, kept beside the target in
+ * "<table>_dead_letter" (same schema) instead of failing their flush.
+ */
+#define SQL_DEAD_LETTER_SUFFIX "_dead_letter"
+
+struct sql_dead_letter {
+	const char *sqlstate, *message, *detail; /* the server's error */
+	uint64_t flush_row;   /* the row's number in its flush, 1-based */
+	const char *row_text; /* the row as the client sent it (COPY text) */
+};
+
+/*
+ * CREATE TABLE IF NOT EXISTS "s"."<table>_dead_letter" (received_at
+ * timestamptz NOT NULL DEFAULT now(), sqlstate text, message text, detail
+ * text, flush_row bigint, row_text text). NULL when "<table>_dead_letter"
+ * is not a valid identifier (a table name over 51 bytes) or on OOM.
+ */
+char *sql_dead_letter_create(const char *schema, const char *table);
+/* Appends one VALUES tuple for d, after ", " unless out is empty. */
+bool sql_append_dead_letter_row(struct evbuffer *out,
+                                const struct sql_dead_letter *d);
+/*
+ * The batch statement of t (sql_insert_batch or sql_upsert_batch) that also
+ * writes dead letters in its transaction:
+ *   <dead-letter CREATE>; <the batch without COMMIT>;
+ *   INSERT INTO "s"."<table>_dead_letter" (sqlstate, message, detail,
+ *     flush_row, row_text) VALUES <letters>; COMMIT
+ * letters: buffers of tuples from sql_append_dead_letter_row (read, not
+ * drained; empty ones skipped). NULL when none holds a row, when the names
+ * are invalid, or on OOM.
+ */
+char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
+                                  struct evbuffer *const *letters,
+                                  size_t nletters);
+
+/*
+ * The catalog's one statement about a table (schema NULL or "": the
+ * search_path's), rows tagged by kind and sorted by it, five columns each:
+ *   'a', oid, relkind, NULL, 0         the relation; always first, oid NULL
+ *                                      when there is no such table
+ *   'c', name, format_type(), attnotnull ("true"/"false"), attnum
+ *   'u', index oid, column name, NULL, sort key
+ *                                      one row per column of each unique
+ *                                      index without predicate or expression
+ */
+char *sql_catalog_lookup(const char *schema, const char *table);
+
+/*
  * The row number of a COPY error from its CONTEXT ("where") field, e.g.
  * "COPY t, line 3, column n: \"x\"" -> 3. Uses the last "COPY ..., line N"
  * in the text (triggers may add lines before it). false if there is none.

@@ -72,9 +72,9 @@ struct co_target {
 	struct sql_target def;
 	char **strings; /* owned copies behind def */
 	size_t nstrings;
-	char *sql;       /* the batch statement */
-	char *dead_sql;  /* CREATE TABLE IF NOT EXISTS the dead-letter table */
-	char *dead_name; /* its quoted, qualified name */
+	char *sql;      /* the batch statement */
+	char stage[40]; /* upsert: its staging table */
+	bool dead_ok;   /* dead_letter on, and the table has a valid name */
 	struct unit_list queue;
 	uint64_t queued_rows;
 	size_t queued_bytes;
@@ -360,7 +360,10 @@ out:
 static bool dead_letter_row(struct co_unit *u, uint64_t row,
                             const struct pgw_notice *e)
 {
-	uint64_t orig = original_row(u, row);
+	struct sql_dead_letter d = {.sqlstate = e->sqlstate,
+	                            .message = e->message,
+	                            .detail = e->detail,
+	                            .flush_row = original_row(u, row)};
 	char *text;
 	bool ok;
 
@@ -370,17 +373,9 @@ static bool dead_letter_row(struct co_unit *u, uint64_t row,
 		return false;
 	u->bytes -= strlen(text) + 1;
 	u->nrows--;
-	if (evbuffer_get_length(u->dead) > 0)
-		evbuffer_add(u->dead, ", ", 2);
-	evbuffer_add(u->dead, "(", 1);
-	ok = sql_append_literal(u->dead, e->sqlstate ? e->sqlstate : "") &&
-	     evbuffer_add(u->dead, ", ", 2) == 0 &&
-	     sql_append_literal(u->dead, e->message ? e->message : "") &&
-	     evbuffer_add(u->dead, ", ", 2) == 0 &&
-	     sql_append_literal(u->dead, e->detail ? e->detail : "") &&
-	     evbuffer_add_printf(u->dead, ", %" PRIu64 ", ", orig) > 0 &&
-	     sql_append_literal(u->dead, text) &&
-	     evbuffer_add(u->dead, ")", 1) == 0 && remember_removed(u, orig);
+	d.row_text = text;
+	ok = sql_append_dead_letter_row(u->dead, &d) &&
+	     remember_removed(u, d.flush_row);
 	free(text);
 	return ok;
 }
@@ -388,42 +383,24 @@ static bool dead_letter_row(struct co_unit *u, uint64_t row,
 /* The batch statement, with the dead letters of its units before COMMIT. */
 static char *statement_with_dead(struct co_batch *b)
 {
-	struct co_target *t = b->t;
-	struct evbuffer *q = evbuffer_new();
-	size_t base = strlen(t->sql) - strlen("COMMIT");
-	bool first = true;
+	struct evbuffer **letters;
 	struct co_unit *u;
-	char *sql = NULL;
-	size_t n;
+	size_t n = 0;
+	char *sql;
 
-	if (q == NULL)
+	TAILQ_FOREACH(u, &b->units, link) n++;
+	if ((letters = calloc(n ? n : 1, sizeof(*letters))) == NULL)
 		return NULL;
-	evbuffer_add_printf(q, "%s; ", t->dead_sql);
-	evbuffer_add(q, t->sql, base);
-	evbuffer_add_printf(q,
-	                    "INSERT INTO %s (sqlstate, message, detail, "
-	                    "flush_row, row_text) VALUES ",
-	                    t->dead_name);
+	n = 0;
 	TAILQ_FOREACH(u, &b->units, link)
 	{
-		if (u->ndead > 0) {
-			if (!first)
-				evbuffer_add(q, ", ", 2);
-			first = false;
-			/* copy: the unit keeps its letters for a retry */
-			evbuffer_add(q, evbuffer_pullup(u->dead, -1),
-			             evbuffer_get_length(u->dead));
-		}
+		if (u->ndead > 0)
+			letters[n++] = u->dead;
 		if (b->one_by_one)
 			break;
 	}
-	evbuffer_add(q, "; COMMIT", 8);
-	n = evbuffer_get_length(q);
-	if ((sql = malloc(n + 1)) != NULL) {
-		evbuffer_remove(q, sql, n);
-		sql[n] = '\0';
-	}
-	evbuffer_free(q);
+	sql = sql_batch_with_dead_letters(&b->t->def, b->t->stage, letters, n);
+	free(letters);
 	return sql;
 }
 
@@ -872,8 +849,6 @@ static void free_target(struct co_target *t)
 	if (t->acquire_ev)
 		event_free(t->acquire_ev);
 	free(t->sql);
-	free(t->dead_sql);
-	free(t->dead_name);
 	free(t->key);
 	free(t->name);
 	free(t);
@@ -901,71 +876,37 @@ static uint64_t fnv1a(const char *s)
 
 static bool t_has_dead(const struct co_target *t)
 {
-	return t->dead_sql != NULL;
+	return t->dead_ok;
 }
 
-/* "<table>_dead_letter" beside the target, created when first needed. */
-static bool build_dead_sql(struct co_target *t)
-{
-	size_t n = strlen(t->def.table) + sizeof(CO_DEAD_LETTER_SUFFIX);
-	struct evbuffer *q = evbuffer_new();
-	char *name = malloc(n);
-	bool ok = false;
-
-	if (q == NULL || name == NULL)
-		goto out;
-	snprintf(name, n, "%s%s", t->def.table, CO_DEAD_LETTER_SUFFIX);
-	if (!sql_ident_valid(name) ||
-	    !sql_append_qualified(q, t->def.schema, name) ||
-	    evbuffer_add(q, "", 1) != 0)
-		goto out;
-	t->dead_name = strdup((const char *)evbuffer_pullup(q, -1));
-	evbuffer_drain(q, evbuffer_get_length(q));
-	evbuffer_add_printf(
-	    q,
-	    "CREATE TABLE IF NOT EXISTS %s (received_at "
-	    "timestamptz NOT NULL DEFAULT now(), sqlstate text, "
-	    "message text, detail text, flush_row bigint, "
-	    "row_text text)",
-	    t->dead_name);
-	evbuffer_add(q, "", 1);
-	t->dead_sql = strdup((const char *)evbuffer_pullup(q, -1));
-	ok = t->dead_name && t->dead_sql;
-out:
-	if (q)
-		evbuffer_free(q);
-	free(name);
-	return ok;
-}
-
-/* With dead_letter on, each target gets its table's statement once. */
+/* With dead_letter on, each target checks once that its table can have one. */
 static void setup_dead_letter(struct co_target *t)
 {
+	char *create;
+
 	if (!t->co->cfg.dead_letter || t_has_dead(t))
 		return;
-	if (!build_dead_sql(t)) {
+	create = sql_dead_letter_create(t->def.schema, t->def.table);
+	t->dead_ok = create != NULL;
+	free(create);
+	if (!t->dead_ok) {
 		/* e.g. a 60-byte table name leaves no room for the suffix */
 		log_warn("event=dead_letter_off target=%s reason=\"no valid "
 		         "dead-letter table name\"",
 		         t->name);
-		free(t->dead_name);
-		free(t->dead_sql);
-		t->dead_name = t->dead_sql = NULL;
 	}
 }
 
 static bool build_sql(struct co_target *t)
 {
-	char stage[40];
-
 	setup_dead_letter(t);
-
 	if (t->def.mode != 'u') {
 		t->sql = sql_insert_batch(&t->def);
 		return t->sql != NULL;
 	}
-	snprintf(stage, sizeof(stage), "lbp_stage_%016" PRIx64, fnv1a(t->key));
-	t->sql = sql_upsert_batch(&t->def, stage);
+	snprintf(t->stage, sizeof(t->stage), "lbp_stage_%016" PRIx64,
+	         fnv1a(t->key));
+	t->sql = sql_upsert_batch(&t->def, t->stage);
 	return t->sql != NULL;
 }
 
