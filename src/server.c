@@ -89,8 +89,10 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (waited_ms >= (uint64_t)s->cfg->server.shutdown_timeout_s * 1000u) {
+		/* Some client was not answered: not a clean stop. */
 		log_warn("event=drain_timeout after_s=%u action=exit",
 		         s->cfg->server.shutdown_timeout_s);
+		s->exit_code = 1;
 		event_base_loopexit(s->base, NULL);
 	}
 }
@@ -108,6 +110,8 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 
 	if (s->drain_ev != NULL) {
 		log_info("event=signal signal=%s action=exit_now", name);
+		if (!ing_is_idle(s->ing) || !co_is_idle(s->co))
+			s->exit_code = 1; /* clients left unanswered */
 		event_base_loopexit(s->base, NULL);
 		return;
 	}
@@ -415,7 +419,10 @@ fail:
 int server_run(struct server *s)
 {
 	log_info("event=start version=%s", LBP_VERSION);
-	event_base_dispatch(s->base);
+	if (event_base_dispatch(s->base) != 0) {
+		log_error("event=loop_failed");
+		s->exit_code = 1;
+	}
 	log_stats(s);
 	log_info("event=stop");
 	return s->exit_code;

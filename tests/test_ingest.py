@@ -668,6 +668,29 @@ def test_sigterm_answers_every_client_and_loses_no_acked_row(pg: PgServer,
     assert len(landed) == count(pg, "evstop")  # nothing twice
 
 
+def test_exit_status_says_whether_the_drain_completed(pg: PgServer, tmp_path: Path) -> None:
+    """SIGTERM with nothing outstanding exits 0; with a flushed unit that cannot commit (its
+    table locked) the drain times out and the proxy exits 1, so a supervisor can tell."""
+    proc, addr = start_proxy(pg, tmp_path, server={"shutdown_timeout_s": 1})
+    make_table(pg, "evexit", "id int")
+    c = IngestConnection(addr, client_name="exit")
+    c.open("evexit", "insert", ["id"])
+    with TableLocked(pg, "evexit"):
+        c.send_rows(b"1\n")
+        c.flush()
+        deadline = time.monotonic() + 30
+        while sql(pg, "SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+                      "relation = 'evexit'::regclass") != [["1"]]:
+            assert time.monotonic() < deadline, "the batch never waited on the lock"
+            time.sleep(0.05)
+        assert proc.stop(timeout=30) == 1
+    assert "event=drain_timeout" in proc.log
+    (tmp_path / "clean").mkdir()
+    proc2, _ = start_proxy(pg, tmp_path / "clean")
+    assert proc2.stop(timeout=30) == 0
+    assert "event=drained" in proc2.log
+
+
 def test_linger_gathers_units_until_max_rows(pg: PgServer, tmp_path: Path) -> None:
     """[batch] max_delay_ms holds a batch that is not full: 9 units of 10 rows wait, the 10th
     reaches max_rows = 100 and all go in one transaction; a lone unit goes when its linger ends."""
