@@ -222,20 +222,48 @@ static void free_pending(struct pending *p)
 	free(p);
 }
 
+/*
+ * An answer that cannot be encoded (out of memory) must not vanish while
+ * later ones go out: the client would wait for it forever, or pair the
+ * next Ack with the wrong Flush. The session is closed instead (from the
+ * loop, as its callers still use it); a closed connection tells the
+ * client that every unanswered flush may or may not have committed.
+ */
+static void answer_lost(struct session *s, struct pending *p)
+{
+	struct timeval now = {0, 0};
+
+	sess_log(LOG_ERROR, s,
+	         "event=answer_lost flush_id=%" PRIu64 " reason=out_of_memory "
+	         "action=close",
+	         p->flush_id);
+	free_pending(p);
+	set_state(s, S_DRAINING);
+	update_reading(s);
+	evtimer_add(s->drain_ev, &now);
+}
+
 static void send_answers(struct session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	struct pending *p;
 
 	while ((p = TAILQ_FIRST(&s->pendings)) != NULL && p->done) {
+		bool ok;
+
 		TAILQ_REMOVE(&s->pendings, p, link);
 		mt_flush_latency_us(clock_now_us() - p->flushed_us);
 		if (p->sqlstate[0] == '\0')
-			igp_put_ack(out, p->flush_id, p->rows);
+			ok = igp_put_ack(out, p->flush_id, p->rows);
 		else
-			igp_put_flush_error(out, p->flush_id, p->sqlstate,
-			                    p->message ? p->message : "",
-			                    p->detail ? p->detail : "", p->row);
+			ok = igp_put_flush_error(out, p->flush_id, p->sqlstate,
+			                         p->message ? p->message : "",
+			                         p->detail ? p->detail : "",
+			                         p->row);
+		if (!ok) {
+			answer_lost(s, p);
+			return;
+		}
 		free_pending(p);
 	}
 	if (s->ing->draining && s->state != S_CLOSING &&
