@@ -32,10 +32,19 @@ bool sql_append_qualified(struct evbuffer *out, const char *schema,
  */
 bool sql_append_literal(struct evbuffer *out, const char *s);
 
+/*
+ * How a target is written. Insert and bulk-insert both COPY through the
+ * proxy (the client's mode names are kept apart for metrics and logs).
+ */
+enum sql_mode { SQL_INSERT, SQL_BULK_INSERT, SQL_UPSERT };
+
+/* "insert", "bulk-insert", "upsert"; "unknown" for anything else. */
+const char *sql_mode_name(enum sql_mode mode);
+
 struct sql_target {
 	const char *schema; /* NULL or "" = search_path */
 	const char *table;
-	char mode; /* 'i' insert, 'b' bulk-insert, 'u' upsert */
+	enum sql_mode mode;
 	size_t ncols;
 	const char *const *cols;
 	const char *const *types; /* format_type() of each column (upsert) */

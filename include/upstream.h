@@ -164,4 +164,7 @@ bool up_exec(struct up_conn *c, const char *sql, struct evbuffer *copy_data,
 typedef bool (*up_refill_cb)(struct evbuffer *copy_data, void *arg);
 void up_set_copy_refill(struct up_conn *c, up_refill_cb refill, void *arg);
 
+/* Registers the server-error counter family (metrics.h). */
+void up_register_metrics(void);
+
 #endif

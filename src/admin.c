@@ -15,6 +15,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "secret.h"
 
@@ -62,7 +63,6 @@ static bool token_ok(const struct admin *a, struct evhttp_request *req)
 
 static void serve_metrics(struct admin *a, struct evhttp_request *req)
 {
-	struct mt_gauges g = {.credential_expires_ms = -1};
 	struct evbuffer *body;
 
 	if (!token_ok(a, req)) {
@@ -72,9 +72,8 @@ static void serve_metrics(struct admin *a, struct evhttp_request *req)
 		           "missing or wrong bearer token\n");
 		return;
 	}
-	a->probe.gauges(&g, a->probe.arg);
 	body = evbuffer_new();
-	if (body == NULL || !mt_render(body, &g)) {
+	if (body == NULL || !mt_render(body)) {
 		if (body)
 			evbuffer_free(body);
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);

@@ -16,6 +16,19 @@
 
 /* ---- names and literals ---- */
 
+const char *sql_mode_name(enum sql_mode mode)
+{
+	switch (mode) {
+	case SQL_INSERT:
+		return "insert";
+	case SQL_BULK_INSERT:
+		return "bulk-insert";
+	case SQL_UPSERT:
+		return "upsert";
+	}
+	return "unknown";
+}
+
 bool sql_ident_valid(const char *name)
 {
 	size_t len;
@@ -174,7 +187,8 @@ static bool add_copy(struct evbuffer *out, const char *schema,
 
 static bool insert_target_valid(const struct sql_target *t)
 {
-	return target_valid(t) && (t->mode == 'i' || t->mode == 'b');
+	return target_valid(t) &&
+	       (t->mode == SQL_INSERT || t->mode == SQL_BULK_INSERT);
 }
 
 /* BEGIN; COPY ... FROM STDIN (the batch without its COMMIT) */
@@ -329,7 +343,7 @@ static bool add_upsert(struct evbuffer *out, const struct sql_target *t,
 
 static bool upsert_target_valid(const struct sql_target *t, const char *stage)
 {
-	if (!target_valid(t) || t->mode != 'u' || t->nkeys == 0 ||
+	if (!target_valid(t) || t->mode != SQL_UPSERT || t->nkeys == 0 ||
 	    t->types == NULL || !sql_ident_valid(stage))
 		return false;
 	for (size_t i = 0; i < t->ncols; i++) {
@@ -439,7 +453,7 @@ char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
                                   struct evbuffer *const *letters,
                                   size_t nletters)
 {
-	bool upsert = t != NULL && t->mode == 'u';
+	bool upsert = t != NULL && t->mode == SQL_UPSERT;
 	struct evbuffer *b;
 	bool ok;
 

@@ -94,6 +94,32 @@ struct up_conn {
 			conn_log(LOG_DEBUG, c, fmt, ##__VA_ARGS__);            \
 	} while (0)
 
+/* ErrorResponses by SQLSTATE; a code that is not 5 characters is "?????". */
+static const struct mt_desc errors_d = {
+    .name = "lbp_upstream_errors_total",
+    .help = "ErrorResponses from the server, by SQLSTATE.",
+    .type = MT_COUNTER,
+    .nlabels = 1,
+    .labels = {"sqlstate"},
+    .overflow = {"other"},
+    .max_children = 128,
+};
+
+void up_register_metrics(void)
+{
+	mt_family(&errors_d);
+}
+
+static void up_count_error(const char *sqlstate)
+{
+	char code[6] = "?????";
+	const char *v[1] = {code};
+
+	if (sqlstate != NULL && strlen(sqlstate) == 5)
+		memcpy(code, sqlstate, 5);
+	mt_add(mt_child(mt_family(&errors_d), v), 1);
+}
+
 static const char *const state_names[] = {
     "resolving", "connecting", "ssl_request", "tls_handshake",
     "login",     "idle",       "busy",        "closed"};
@@ -477,7 +503,7 @@ static void handle_fatal(struct up_conn *c, const struct pgw_frame *f,
 		up_close(c, UP_CLOSE_PROTOCOL, "malformed ErrorResponse");
 		return;
 	}
-	mt_upstream_error(n.sqlstate);
+	up_count_error(n.sqlstate);
 	if (why == UP_CLOSE_AUTH && n.sqlstate &&
 	    strncmp(n.sqlstate, "28", 2) != 0)
 		why = UP_CLOSE_SERVER; /* e.g. 53300 too many connections */
@@ -792,7 +818,7 @@ static bool store_error(struct up_conn *c, const struct pgw_frame *f)
 
 	if (pgw_parse_notice(f, &n) != PGW_OK)
 		return false;
-	mt_upstream_error(n.sqlstate);
+	up_count_error(n.sqlstate);
 	if (c->copy_src) {
 		/* The server drops whatever COPY data still comes; stop
 		 * sending. */

@@ -124,7 +124,7 @@ START_TEST(test_insert_batch)
 {
 	struct sql_target t = {.schema = "public",
 	                       .table = "t",
-	                       .mode = 'i',
+	                       .mode = SQL_INSERT,
 	                       .ncols = 2,
 	                       .cols = cols2};
 	char *sql = sql_insert_batch(&t);
@@ -133,7 +133,7 @@ START_TEST(test_insert_batch)
 	                 "BEGIN; COPY \"public\".\"t\" (\"id\", \"v\") FROM "
 	                 "STDIN; COMMIT");
 	free(sql);
-	t.mode = 'b';
+	t.mode = SQL_BULK_INSERT;
 	t.schema = NULL;
 	t.table = "we\"ird";
 	sql = sql_insert_batch(&t);
@@ -147,10 +147,10 @@ START_TEST(test_insert_refused)
 {
 	static const char *const bad[] = {"id", ""};
 	struct sql_target t = {
-	    .table = "t", .mode = 'u', .ncols = 2, .cols = cols2};
+	    .table = "t", .mode = SQL_UPSERT, .ncols = 2, .cols = cols2};
 
 	ck_assert_ptr_null(sql_insert_batch(&t));
-	t.mode = 'i';
+	t.mode = SQL_INSERT;
 	t.ncols = 0;
 	ck_assert_ptr_null(sql_insert_batch(&t));
 	t.ncols = 2;
@@ -181,7 +181,7 @@ static struct sql_target upsert_target(void)
 {
 	return (struct sql_target){.schema = "public",
 	                           .table = "tgt",
-	                           .mode = 'u',
+	                           .mode = SQL_UPSERT,
 	                           .ncols = 4,
 	                           .cols = ucols,
 	                           .types = utypes,
@@ -270,7 +270,7 @@ START_TEST(test_upsert_keys_only_and_order)
 	static const char *const ty[] = {"text", "int", "uuid"};
 	static const char *const k[] = {"k2", "k1"};
 	struct sql_target t = {.table = "m",
-	                       .mode = 'u',
+	                       .mode = SQL_UPSERT,
 	                       .ncols = 2,
 	                       .cols = c + 1,
 	                       .types = ty + 1,
@@ -312,7 +312,7 @@ START_TEST(test_statement_indexes)
 	ck_assert_uint_eq(semis, SQL_UPSERT_COMMIT_INDEX);
 	ck_assert_ptr_nonnull(strstr(sql, "; COMMIT"));
 	free(sql);
-	t.mode = 'i';
+	t.mode = SQL_INSERT;
 	sql = sql_insert_batch(&t);
 	semis = 0;
 	for (const char *p = sql; *p != '\0'; p++)
@@ -333,7 +333,7 @@ START_TEST(test_upsert_refused)
 	t.nkeys = 0;
 	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
 	t = upsert_target();
-	t.mode = 'i';
+	t.mode = SQL_INSERT;
 	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
 	t = upsert_target();
 	t.types = NULL;
@@ -458,7 +458,7 @@ START_TEST(test_batch_with_dead_letters)
 	static const char *const key[] = {"id"};
 	struct sql_target t = {.schema = "public",
 	                       .table = "t",
-	                       .mode = 'i',
+	                       .mode = SQL_INSERT,
 	                       .ncols = 2,
 	                       .cols = cols2};
 	struct evbuffer *l[3] = {evbuffer_new(), evbuffer_new(),
@@ -484,7 +484,7 @@ START_TEST(test_batch_with_dead_letters)
 	/* the letters are read, not drained: a retry sends them again */
 	ck_assert_uint_gt(evbuffer_get_length(l[0]), 0);
 	/* upsert: the staged statements, then the letters */
-	t.mode = 'u';
+	t.mode = SQL_UPSERT;
 	t.types = types2;
 	t.nkeys = 1;
 	t.keys = key;
