@@ -48,7 +48,7 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
 }
 
 /* A wrong guess tells nothing, not even how long the token is. */
-static bool token_ok(const struct admin *a, struct evhttp_request *req)
+static bool admin_token_ok(const struct admin *a, struct evhttp_request *req)
 {
 	const char *auth;
 
@@ -65,7 +65,7 @@ static void serve_metrics(struct admin *a, struct evhttp_request *req)
 {
 	struct evbuffer *body;
 
-	if (!token_ok(a, req)) {
+	if (!admin_token_ok(a, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		                  "WWW-Authenticate", "Bearer");
 		reply_text(req, 401, "Unauthorized",

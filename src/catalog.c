@@ -89,7 +89,7 @@ static void free_table(struct cat_table *t)
 	memset(t, 0, sizeof(*t));
 }
 
-static struct entry_list *list_of(struct catalog *cat, enum entry_state st)
+static struct entry_list *cat_list_of(struct catalog *cat, enum entry_state st)
 {
 	switch (st) {
 	case CE_LOADING:
@@ -108,14 +108,14 @@ static void set_entry_state(struct cat_entry *e, enum entry_state to)
 	log_debug("event=catalog_state table=%s from=%s to=%s",
 	          log_quote(q, sizeof(q), e->t.table),
 	          entry_state_names[e->state], entry_state_names[to]);
-	TAILQ_REMOVE(list_of(e->cat, e->state), e, link);
+	TAILQ_REMOVE(cat_list_of(e->cat, e->state), e, link);
 	e->state = to;
-	TAILQ_INSERT_TAIL(list_of(e->cat, to), e, link);
+	TAILQ_INSERT_TAIL(cat_list_of(e->cat, to), e, link);
 }
 
 static void free_entry(struct cat_entry *e)
 {
-	TAILQ_REMOVE(list_of(e->cat, e->state), e, link);
+	TAILQ_REMOVE(cat_list_of(e->cat, e->state), e, link);
 	if (e->pool_wait)
 		pool_cancel(e->cat->pool, e->pool_wait);
 	free_table(&e->t);
@@ -218,7 +218,7 @@ static void fail_load(struct cat_entry *e, const char *sqlstate,
 
 static void cat_got_conn(struct up_conn *c, void *arg);
 
-static int cmp_str(const void *a, const void *b)
+static int cat_cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -298,7 +298,7 @@ static bool read_rows(struct cat_entry *e, const struct up_result *r,
 	}
 	for (size_t i = 0; i < t->nindexes; i++)
 		qsort(t->indexes[i].cols, t->indexes[i].ncols, sizeof(char *),
-		      cmp_str);
+		      cat_cmp_str);
 	return true;
 }
 
@@ -555,7 +555,7 @@ bool cat_has_unique(const struct cat_table *t, const char *const *cols,
 			continue;
 		for (size_t j = 0; j < ncols; j++) {
 			if (bsearch(&cols[j], ix->cols, ix->ncols,
-			            sizeof(char *), cmp_str))
+			            sizeof(char *), cat_cmp_str))
 				found++;
 		}
 		if (found == ncols)

@@ -150,7 +150,7 @@ static bool add_ident_list(struct evbuffer *out, const char *prefix,
 	return true;
 }
 
-static bool names_valid(const char *const *names, size_t n)
+static bool sql_names_valid(const char *const *names, size_t n)
 {
 	if (n > 0 && names == NULL)
 		return false;
@@ -165,13 +165,13 @@ static bool names_valid(const char *const *names, size_t n)
 static bool target_valid(const struct sql_target *t)
 {
 	if (t == NULL || t->ncols == 0 || !sql_ident_valid(t->table) ||
-	    !names_valid(t->cols, t->ncols))
+	    !sql_names_valid(t->cols, t->ncols))
 		return false;
 	if (t->schema != NULL && t->schema[0] != '\0' &&
 	    !sql_ident_valid(t->schema))
 		return false;
-	return names_valid(t->keys, t->nkeys) &&
-	       names_valid(t->coalesce, t->ncoalesce) &&
+	return sql_names_valid(t->keys, t->nkeys) &&
+	       sql_names_valid(t->coalesce, t->ncoalesce) &&
 	       (!has_version(t) || sql_ident_valid(t->version_col));
 }
 
