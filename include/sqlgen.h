@@ -16,6 +16,11 @@
 
 struct evbuffer;
 
+/* Fixed statements. */
+#define SQL_ROLLBACK "ROLLBACK"
+/* The cheapest round trip, for health checks: an empty query. */
+#define SQL_PING ";"
+
 /* NAMEDATALEN - 1: PostgreSQL silently truncates longer names; we refuse. */
 #define SQL_MAX_IDENT 63
 

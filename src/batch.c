@@ -280,7 +280,8 @@ static void batch_continue(struct co_batch *b, const struct up_result *r)
 	}
 	if (b->conn && r->txn_status != 'I') {
 		batch_set_state(b, BATCH_ROLLING_BACK);
-		if (up_exec(b->conn, "ROLLBACK", NULL, batch_after_rollback, b))
+		if (up_exec(b->conn, SQL_ROLLBACK, NULL, batch_after_rollback,
+		            b))
 			return;
 		pool_release(b->t->co->pool, b->conn);
 		b->conn = NULL;

@@ -18,8 +18,8 @@
 #include "clock.h"
 #include "control_parse.h"
 #include "log.h"
-#include "secret.h"
 #include "rng.h"
+#include "secret.h"
 #include "strutil.h"
 #include "timer.h"
 

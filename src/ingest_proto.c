@@ -1,13 +1,14 @@
 /* ingest_proto.c: pure encoder and decoder of the ingest protocol messages. */
 #include "ingest_proto.h"
 
-#include "sqlgen.h"
-#include "bytes.h"
-
-#include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
+
+#include "bytes.h"
+#include "sqlgen.h"
 
 /* The length field counts itself and must fit a signed int32, as in v3. */
 #define IGP_MAX_BODY ((size_t)INT32_MAX - 4)

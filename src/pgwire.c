@@ -1,10 +1,12 @@
 /* pgwire.c: pure encoder and decoder of PostgreSQL v3 protocol messages. */
 #include "pgwire.h"
-#include "bytes.h"
 
-#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
+
+#include "bytes.h"
 
 /*
  * The length field is a signed int32 that counts itself, so a body may hold

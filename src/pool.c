@@ -13,8 +13,9 @@
 
 #include "clock.h"
 #include "log.h"
-#include "secret.h"
 #include "rng.h"
+#include "secret.h"
+#include "sqlgen.h"
 #include "strutil.h"
 #include "timer.h"
 
@@ -331,7 +332,7 @@ static void check_idle(struct pool *p, uint64_t now)
 		/* An empty query is the cheapest round trip the server knows.
 		 */
 		move_conn(pc, PC_CHECKING);
-		if (!up_exec(pc->up, ";", NULL, pool_check_done, pc))
+		if (!up_exec(pc->up, SQL_PING, NULL, pool_check_done, pc))
 			up_close(pc->up, UP_CLOSE_INTERNAL, "cannot run check");
 	}
 }

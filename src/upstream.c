@@ -26,8 +26,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "scram.h"
-#include "tls.h"
 #include "timer.h"
+#include "tls.h"
 
 /* CopyData messages are cut at this size; the server does not care. */
 #define COPY_CHUNK (64u * 1024)
