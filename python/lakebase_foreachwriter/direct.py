@@ -14,6 +14,7 @@ from psycopg.types.string import StrDumperUnknown
 from . import sql as stmts
 from .encoding import EncodedRow, copy_line
 from .errors import ConnectionFailedError, WriteError
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,8 @@ class DirectSink:
         self._key_indexes = [target.columns.index(k) for k in target.primary_keys]
         self._conn: Optional[psycopg.Connection] = None
         self.connect_count = 0
+        # exactly_once (progress.py): set by the writer; advanced in each batch's transaction.
+        self.progress: Optional[Progress] = None
 
     # ---- connection ----------------------------------------------------------------------
 
@@ -151,9 +154,15 @@ class DirectSink:
     def write(self, rows: List[EncodedRow]) -> None:
         if not rows:
             return
+        received = len(rows)  # what the progress row counts: rows as Spark gave them
         if self._target.mode == "upsert":
             rows = dedupe_rows(rows, self._key_indexes, self._target.version_column is not None)
-        self._with_retries(f"write of {len(rows)} rows", lambda conn: self._write_batch(conn, rows))
+        self._with_retries(f"write of {len(rows)} rows",
+                           lambda conn: self._write_batch(conn, rows, received))
+
+    def with_connection(self, what: str, action: Callable[[psycopg.Connection], None]) -> None:
+        """Runs action on the connection, reconnecting and retrying like a write."""
+        self._with_retries(what, action)
 
     def flush(self) -> None:
         """Nothing to do: write() commits before it returns."""
@@ -172,8 +181,16 @@ class DirectSink:
 
     # ---- statements ----------------------------------------------------------------------
 
-    def _write_batch(self, conn: psycopg.Connection, rows: List[EncodedRow]) -> None:
+    def _write_batch(self, conn: psycopg.Connection, rows: List[EncodedRow],
+                     received: int) -> None:
+        progress = self.progress
         with conn.cursor() as cur:
+            # exactly_once: the progress row first (it locks this partition's row), and no
+            # rows if this batch committed already (a retry after a lost commit).
+            if progress is not None and not progress.claim(cur, received):
+                conn.rollback()
+                progress.committed_now(received)
+                return
             if self._target.mode == "bulk-insert":
                 with cur.copy(stmts.copy_statement(self._target)) as copy:
                     copy.write("".join(copy_line(r.fields) for r in rows))
@@ -185,6 +202,8 @@ class DirectSink:
                     params = [v for r in chunk for v in r.fields]
                     cur.execute(build(self._target, len(chunk)), params)
         conn.commit()
+        if progress is not None:
+            progress.committed_now(received)
 
     def _with_retries(self, what: str, action: Callable[[psycopg.Connection], None]) -> None:
         attempt = 0

@@ -40,6 +40,9 @@ class WriterConfig:
     lakebase_name: Optional[str] = None
     proxy: Optional[str] = None  # "host:port" or "unix:/path" of a lakebase-proxy
     proxy_token: Optional[str] = field(default=None, repr=False)
+    # exactly_once (progress.py): None, or where the progress rows live.
+    progress_table: Optional[Any] = None
+    query_name: Optional[str] = None
 
 
 def fail(message: str) -> None:

@@ -11,6 +11,7 @@ import logging
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from . import discovery, validation
+from . import progress as progress_mod
 from .batching import Batcher
 from .direct import ConnectionSettings, DirectSink, RetryPolicy
 from .encoding import RowEncoder
@@ -59,6 +60,9 @@ class LakebaseForeachWriter:
         retry_base_delay_s: float = 0.5,
         proxy: Optional[str] = None,
         proxy_token: Optional[str] = None,
+        exactly_once: bool = False,
+        progress_table: str = progress_mod.DEFAULT_TABLE,
+        query_name: Optional[str] = None,
     ) -> None:
         v = validation
         v.check_proxy(proxy, proxy_token)
@@ -79,6 +83,7 @@ class LakebaseForeachWriter:
         v.check_tuning(batch_size, batch_interval_ms, max_retries, retry_base_delay_s)
         if lakebase_name is not None:
             dns = _resolve_host(lakebase_name)
+        progress = _check_exactly_once(exactly_once, progress_table, query_name, proxy)
         self._config = WriterConfig(
             schema_name=schema_name, table_name=table_name, columns=columns, mode=mode,
             primary_keys=keys, version_column=version, coalesce_columns=coalesce,
@@ -86,7 +91,7 @@ class LakebaseForeachWriter:
             password=password, credential_provider=credential_provider, batch_size=batch_size,
             batch_interval_ms=batch_interval_ms, max_retries=max_retries,
             retry_base_delay_s=retry_base_delay_s, lakebase_name=lakebase_name, proxy=proxy,
-            proxy_token=proxy_token)
+            proxy_token=proxy_token, progress_table=progress, query_name=query_name)
         self._reset_runtime()
 
     # ---- pickling: only the configuration travels -----------------------------------------
@@ -94,6 +99,8 @@ class LakebaseForeachWriter:
     def _reset_runtime(self) -> None:
         self._batcher: Optional[Batcher] = None
         self._encoder: Optional[RowEncoder] = None
+        self._sink: Optional[Sink] = None
+        self._progress: Optional[progress_mod.Progress] = None  # exactly_once
 
     def __getstate__(self) -> Dict[str, Any]:
         return {"_config": self._config}
@@ -109,7 +116,8 @@ class LakebaseForeachWriter:
     # ---- Spark's ForeachWriter contract ---------------------------------------------------
 
     def open(self, partition_id: int, epoch_id: int) -> bool:
-        """Connect and start the flush timer; raises (never returns False) on failure."""
+        """Connect and start the flush timer; raises on failure. Returns False only with
+        exactly_once, for a (partition, epoch) whose rows are all committed already."""
         if self._batcher is not None:  # a previous task on this object did not close
             self._batcher.close(discard=True)
             self._reset_runtime()
@@ -118,10 +126,16 @@ class LakebaseForeachWriter:
         sink = self._make_sink(partition_id, epoch_id)
         try:
             sink.connect()
+            if cfg.progress_table is not None and not self._load_progress(sink, partition_id,
+                                                                          epoch_id):
+                sink.close(discard=True)
+                self._reset_runtime()
+                return False
         except BaseException:
             sink.close(discard=True)
             self._reset_runtime()
             raise
+        self._sink = sink
         self._batcher = Batcher(sink, cfg.batch_size, cfg.batch_interval_ms,
                                 thread_name=f"lakebase-flush-p{partition_id}-e{epoch_id}")
         return True
@@ -129,6 +143,8 @@ class LakebaseForeachWriter:
     def process(self, row: Any) -> None:
         if self._batcher is None or self._encoder is None:
             raise RuntimeError("LakebaseForeachWriter.process() called before open()")
+        if self._progress is not None and self._progress.skip():  # exactly_once: a replay
+            return
         self._batcher.add(self._encoder.encode(row))
 
     def close(self, error: Optional[BaseException]) -> None:
@@ -136,12 +152,34 @@ class LakebaseForeachWriter:
 
         Without an error, a failed final flush raises, so Spark fails (and retries) the task.
         """
-        batcher = self._batcher
+        batcher, sink, progress = self._batcher, self._sink, self._progress
         self._reset_runtime()
-        if batcher is not None:
-            batcher.close(discard=error is not None)
+        if batcher is None:
+            return
+        if error is None and progress is not None and isinstance(sink, DirectSink):
+            try:  # exactly_once: mark the epoch complete once all its rows are
+                batcher.flush()
+                sink.with_connection("marking the epoch complete", progress.finish)
+            except BaseException:
+                batcher.close(discard=True)
+                raise
+        batcher.close(discard=error is not None)
 
     # ---- internals ------------------------------------------------------------------------
+
+    def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> bool:
+        """exactly_once: reads what this (query, partition, epoch) has committed; False if all."""
+        cfg = self._config
+        assert isinstance(sink, DirectSink) and cfg.progress_table is not None
+        progress = progress_mod.Progress(cfg.progress_table,
+                                         progress_mod.task_query_id(cfg.query_name),
+                                         partition_id, epoch_id)
+        sink.with_connection("reading the exactly_once progress", progress.load)
+        if progress.complete:
+            return False
+        sink.progress = progress
+        self._progress = progress
+        return True
 
     def _make_sink(self, partition_id: int, epoch_id: int) -> Sink:
         cfg = self._config
@@ -168,6 +206,20 @@ class LakebaseForeachWriter:
         table = f"{cfg.schema_name}.{cfg.table_name}" if cfg.schema_name else cfg.table_name
         where = f"proxy={cfg.proxy!r}" if cfg.proxy is not None else f"host={cfg.host!r}"
         return f"LakebaseForeachWriter(table={table!r}, mode={cfg.mode!r}, {where})"
+
+
+def _check_exactly_once(exactly_once: Any, progress_table: Any, query_name: Any,
+                        proxy: Optional[str]) -> Optional[progress_mod.ProgressTable]:
+    if not isinstance(exactly_once, bool):
+        raise ConfigurationError(f"exactly_once must be True or False, not {exactly_once!r}")
+    if not exactly_once:
+        return None
+    if proxy is not None:
+        raise ConfigurationError("exactly_once=True is not supported through the proxy yet: "
+                                 "write directly (see python/README.md)")
+    if query_name is not None and (not isinstance(query_name, str) or not query_name):
+        raise ConfigurationError(f"query_name must be a non-empty string, not {query_name!r}")
+    return progress_mod.parse_progress_table(progress_table)
 
 
 def _resolve_host(lakebase_name: str) -> str:
