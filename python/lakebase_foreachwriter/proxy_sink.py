@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 ROWS_MESSAGE_BYTES = 256 * 1024  # target body size of one Rows message
 MAX_ANSWER_BYTES = 1024 * 1024  # no answer of the protocol comes near this
+# A task with nothing to send for this long sends an empty Flush (answered by an Ack of 0
+# rows), so that a long real-time-mode task keeps its session within [ingest] idle_timeout_s
+# (default 600 s; keep it above this).
+KEEPALIVE_S = 60.0
 # Refusals of a session worth another attempt: too many clients, proxy restarting.
 RETRYABLE_SESSION_STATES = frozenset({"53300", "57P01"})
 
@@ -67,6 +71,7 @@ class ProxySink:
         self._rows_sent = 0
         self._max_unit = 0
         self._max_message = 0
+        self.keepalive_s = KEEPALIVE_S  # read by the Batcher's timer
 
     # ---- session -------------------------------------------------------------------------
 
@@ -144,6 +149,14 @@ class ProxySink:
             unit.append(line)
             size += len(line)
         self._send_unit(unit, size)
+
+    def keepalive(self) -> None:
+        """An empty flush unit: resets the proxy's idle timer (see KEEPALIVE_S)."""
+        self.check()
+        unit = Unit(self._next_flush_id, self._rows_sent + 1, 0, 0)
+        self._next_flush_id += 1
+        self._answers.expect(unit)
+        self._send(encode_flush(unit.flush_id))
 
     def flush(self) -> None:
         """Returns once every unit sent is acknowledged; raises the first failure."""

@@ -8,6 +8,7 @@ writer's timer (`batch_interval_ms`) while process() keeps being called, not at 
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -70,3 +71,26 @@ def test_rtm_through_proxy(spark, broker, db, proxy, table_name, tmp_path, mode,
     writer = LakebaseForeachWriter(table=table_name, df=ks.SCHEMA, mode=mode, proxy=proxy,
                                    batch_interval_ms=50, **extra)
     run_rtm(spark, broker, db, table_name, tmp_path, writer)
+
+
+def test_quiet_task_keeps_its_proxy_session(pg, db, table_name, tmp_path, monkeypatch):
+    """A real-time task whose partition has no rows for longer than the proxy's idle timeout
+    keeps its session (empty flushes), and its later rows are written."""
+    from lakebase_foreachwriter import proxy_sink
+    from pyspark.sql import Row
+
+    monkeypatch.setattr(proxy_sink, "KEEPALIVE_S", 0.5)
+    proc, address = start_proxy(pg, tmp_path, admin={"listen": f"127.0.0.1:{free_port()}"},
+                                ingest={"idle_timeout_s": 2})
+    try:
+        ks.create_table(db, table_name)
+        writer = LakebaseForeachWriter(table=table_name, df=ks.SCHEMA, proxy=address,
+                                       batch_interval_ms=20)
+        assert writer.open(0, 0)
+        writer.process(Row(id=1, part=1, payload="row 1", event_time=None))
+        time.sleep(5)  # longer than idle_timeout_s: only the keepalives hold the session
+        writer.process(Row(id=3, part=1, payload="row 3", event_time=None))
+        writer.close(None)
+    finally:
+        assert proc.stop() == 0, proc.log[-5000:]
+    assert ks.id_counts(db, table_name) == {1: 1, 3: 1}
