@@ -15,11 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Deque, Optional
 
 from .errors import ConnectionFailedError, LakebaseWriterError, WriteError
-from .ingest_protocol import Ack, FlushError, ProtocolError, ProxyError
-
-# Error classes after which the session, not the data, is at fault: wrong token (28), too many
-# clients or resources (53), shutdown (57), connection trouble and idle timeout (08).
-SESSION_STATE_CLASSES = ("08", "28", "53", "57")
+from .ingest_protocol import SESSION_STATE_CLASSES, Ack, FlushError, ProtocolError, ProxyError
 
 
 @dataclass(frozen=True)

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 from psycopg import sql
+
+from .target import Target
 
 # PostgreSQL accepts at most 65535 bind parameters in one statement.
 MAX_PARAMETERS = 65535
 TARGET_ALIAS = "target"
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where and how rows are written: plain data, pickled to the executors."""
-
-    schema: Optional[str]
-    table: str
-    columns: Tuple[str, ...]
-    mode: str = "insert"
-    primary_keys: Tuple[str, ...] = ()
-    version_column: Optional[str] = None
-    coalesce_columns: Tuple[str, ...] = ()
-
-    @property
-    def display_name(self) -> str:
-        return f"{self.schema}.{self.table}" if self.schema else self.table
 
 
 def table_identifier(target: Target) -> sql.Identifier:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .errors import ConfigurationError
+from .ingest_protocol import parse_address
 from .schema import Column, columns_from_schema
 
 MODES = ("insert", "upsert", "bulk-insert")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
 NOT_ORDERABLE = ("binary", "array", "struct", "map")
-_PROXY_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
 @dataclass(frozen=True)
 class WriterConfig:
@@ -169,10 +168,11 @@ def check_nothing_proxy_holds(**given: Any) -> None:
 
 
 def _valid_proxy_address(proxy: str) -> bool:
-    if proxy.startswith("unix:"):
-        return proxy[len("unix:"):].startswith("/")
-    match = _PROXY_HOST_PORT.match(proxy)
-    return bool(match) and 1 <= int(match.group(1)) <= 65535
+    try:
+        parse_address(proxy)
+    except ValueError:
+        return False
+    return True
 
 
 def check_target(lakebase_name: Any, read_write_dns: Any, host: Any) -> Tuple[Optional[str], Optional[str]]:

@@ -12,12 +12,11 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from . import discovery, validation
 from .batching import Batcher
-from .direct import ConnectionSettings, DirectSink, RetryPolicy
 from .encoding import RowEncoder
 from .errors import ConfigurationError, DiscoveryError
 from .proxy_sink import ProxySettings, ProxySink
 from .sink import Sink
-from .sql import Target
+from .target import Target
 from .validation import WriterConfig
 
 log = logging.getLogger(__name__)
@@ -156,6 +155,9 @@ class LakebaseForeachWriter:
                 connect_retries=cfg.max_retries, retry_base_delay_s=cfg.retry_base_delay_s),
                 target)
         assert cfg.host is not None
+        # psycopg only for the direct path: the proxy path runs without it.
+        from .direct import ConnectionSettings, DirectSink, RetryPolicy
+
         settings = ConnectionSettings(
             host=cfg.host, port=cfg.port, dbname=cfg.dbname, sslmode=cfg.sslmode,
             username=cfg.username, password=cfg.password,
