@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from .encoding import EncodedRow, copy_line
 from .errors import ConnectionFailedError, EncodingError, WriteError
@@ -62,6 +62,7 @@ class ProxySink:
         self._rows_sent = 0
         self._max_unit = 0
         self._max_message = 0
+        self.column_types: Tuple[str, ...] = ()
 
     # ---- session -------------------------------------------------------------------------
 
@@ -83,6 +84,7 @@ class ProxySink:
                             s.address, exc, delay)
                 time.sleep(delay)
                 attempt += 1
+        self.column_types = tuple(pg_type for _, pg_type in self._conn.columns)
         hello = self._conn.hello
         # A Rows frame is 5 header bytes plus the body; a unit is the sum of Rows bodies.
         self._max_message = min(ROWS_MESSAGE_BYTES, hello.max_frame_bytes - HEADER_BYTES)

@@ -58,11 +58,12 @@ def _conflict_action(target: Target) -> sql.Composable:
     action = sql.SQL("DO UPDATE SET {}").format(
         sql.SQL(", ").join(_update_assignment(target, c) for c in updated))
     if target.version_column:
-        # Only a newer version replaces the stored row; a stored NULL version counts as oldest.
+        # 0.1's rule (docs/ingest-protocol.md 6.3): the incoming row updates the stored one
+        # when its version is greater, or when either version is NULL; equal does not.
         v = sql.Identifier(target.version_column)
         alias = sql.Identifier(TARGET_ALIAS)
-        action = sql.SQL("{} WHERE {}.{} IS NULL OR {}.{} < EXCLUDED.{}").format(
-            action, alias, v, alias, v, v)
+        action = sql.SQL("{} WHERE EXCLUDED.{} IS NULL OR {}.{} IS NULL OR EXCLUDED.{} > {}.{}"
+                         ).format(action, v, alias, v, v, alias, v)
     return action
 
 

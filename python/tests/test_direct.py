@@ -72,8 +72,9 @@ def test_upsert_version_column_only_newer_wins(db, conn_args, table_name):
             Row(id=3, v=1, note="beats null"), Row(id=4, v=9, note="new"), Row(id=4, v=None, note="x")]
     run(make(conn_args, table_name, mode="upsert", primary_keys=["id"],
              upsert_version_column="v"), rows)
+    # A NULL incoming version applies (0.1's rule), replayed in arrival order: 4 ends as "x".
     assert rows_of(db, table_name) == [(1, 5, "stored"), (2, 7, "newer"), (3, 1, "beats null"),
-                                       (4, 9, "new")]
+                                       (4, None, "x")]
 
 
 def test_upsert_coalesce_columns_keep_old_value_for_null(db, conn_args, table_name):
