@@ -76,6 +76,10 @@ def test_upsert_repeated_keys_in_one_micro_batch_keep_the_last(spark, db, proxy,
                                    batch_size)
 
 
+def test_timestamps_follow_the_session_time_zone(spark, db, proxy, table_name, tmp_path):
+    st.check_session_zone_timestamps(spark, db, table_name, tmp_path, proxy_writers(proxy))
+
+
 @st.REJECTED
 def test_rejected_row_fails_the_query_with_postgres_message(spark, db, proxy, table_name,
                                                             tmp_path, mode, ddl, message):
