@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 class LakebaseForeachWriter:
     """Writes a streaming DataFrame's rows into a Lakebase (PostgreSQL) table.
 
-    mode="insert" (multi-row INSERT), "upsert" (INSERT ... ON CONFLICT, last write wins per key
-    within a batch) or "bulk-insert" (COPY). Rows are flushed every `batch_size` rows or
+    mode="insert" (multi-row INSERT), "upsert" (INSERT ... ON CONFLICT; a batch equals applying
+    its rows one at a time, with lakebase-foreachwriter 0.1's version and coalesce rule) or
+    "bulk-insert" (COPY). Accepts every argument of 0.1 (see python/README.md). Rows are flushed every `batch_size` rows or
     `batch_interval_ms` after the first unflushed row, and at the end of each task.
 
     With proxy="host:port" (or "unix:/path"), rows are streamed to a lakebase-proxy, which
