@@ -120,8 +120,8 @@ def _parse_rfc3339(text: str) -> float:
     text = text.strip().replace("Z", "+00:00")
     head, sep, rest = text.partition(".")
     if sep:  # Python before 3.11 takes at most 6 fractional digits
-        digits = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
+        digits = len(rest) - len(rest.lstrip("0123456789"))  # up to the zone, not into it
+        text = f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
     return dt.datetime.fromisoformat(text).timestamp()
 
 
