@@ -26,7 +26,7 @@ SCHEMA = T.StructType([T.StructField("k", T.IntegerType(), False),
                        T.StructField("v", T.IntegerType()), T.StructField("a", T.StringType()),
                        T.StructField("b", T.StringType())])
 DDL = "k int PRIMARY KEY, v int, a text, b text"
-EXAMPLES = 60
+EXAMPLES = 150
 
 Row4 = Tuple[int, Optional[int], Optional[str], Optional[str]]
 
@@ -108,3 +108,27 @@ def direct_writer(conn_args: dict):
 @given(case=cases)
 def test_direct_upsert_equals_one_at_a_time(db, conn_args, tables, case):
     check(db, tables, direct_writer(conn_args), case)
+
+
+@pytest.fixture(scope="module")
+def proxy(pg: Any, tmp_path_factory: pytest.TempPathFactory):
+    """One lakebase-proxy for the module; several flushes of a task may share a batch."""
+    from proxyproc import free_port, start_proxy
+
+    proc, address = start_proxy(pg, tmp_path_factory.mktemp("proxy"),
+                                admin={"listen": f"127.0.0.1:{free_port()}"},
+                                pool={"min_size": 1, "max_size": 2})
+    yield address
+    assert proc.stop() == 0, proc.log[-5000:]
+
+
+def proxy_writer(address: str):
+    def make(table: str, **kw: Any) -> LakebaseForeachWriter:
+        return LakebaseForeachWriter(table=table, df=SCHEMA, proxy=address, **kw)
+    return make
+
+
+@PROPERTY
+@given(case=cases)
+def test_proxy_upsert_equals_one_at_a_time(db, proxy, tables, case):
+    check(db, tables, proxy_writer(proxy), case)
