@@ -781,34 +781,78 @@ bool sql_copy_error_line(const char *where, uint64_t *line)
 	return last != NULL && parse_copy_line(last, last_eol, line);
 }
 
+/* translate(<text>, 'A..Z', 'a..z'): ASCII letters folded, nothing else. */
+#define SQL_FOLD_TAIL                                                          \
+	", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+
+/* translate(<column>) = translate(<literal>) */
+static bool add_folded_eq(struct evbuffer *q, const char *col, const char *lit)
+{
+	return add_str(q, "translate(") && add_str(q, col) &&
+	       add_str(q, SQL_FOLD_TAIL " = translate(") &&
+	       sql_append_literal(q, lit) && add_str(q, SQL_FOLD_TAIL);
+}
+
+/*
+ * cand: the tables (and views, foreign tables) whose name equals the asked
+ * one ignoring the case of ASCII letters, in the asked schema (same rule)
+ * or, without one, in the schemas PostgreSQL searches, with their search
+ * path position and whether both names match exactly. pick: the first exact
+ * match in path order, else the only candidate, else none.
+ */
+static bool add_catalog_candidates(struct evbuffer *q, const char *schema,
+                                   const char *table)
+{
+	bool has_schema = schema != NULL && schema[0] != '\0';
+
+	return add_str(q, "WITH cand AS (SELECT c.oid, c.relkind, n.nspname, "
+	                  "c.relname, array_position(current_schemas(true), "
+	                  "n.nspname) AS pos, c.relname = ") &&
+	       sql_append_literal(q, table) &&
+	       (!has_schema || (add_str(q, " AND n.nspname = ") &&
+	                        sql_append_literal(q, schema))) &&
+	       add_str(q,
+	               " AS exact FROM pg_class c JOIN pg_namespace n ON "
+	               "n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', "
+	               "'v', 'f') AND ") &&
+	       add_folded_eq(q, "c.relname", table) && add_str(q, " AND ") &&
+	       (has_schema
+	            ? add_folded_eq(q, "n.nspname", schema)
+	            : add_str(q, "n.nspname = ANY(current_schemas(true))")) &&
+	       add_str(q,
+	               "), pick AS (SELECT * FROM cand WHERE exact OR (SELECT "
+	               "count(*) FROM cand) = 1 ORDER BY exact DESC, pos NULLS "
+	               "LAST LIMIT 1), r AS (SELECT (SELECT oid FROM pick) AS "
+	               "oid) ");
+}
+
 char *sql_catalog_lookup(const char *schema, const char *table)
 {
-	struct evbuffer *name = evbuffer_new();
-	struct evbuffer *q = evbuffer_new();
+	struct evbuffer *q;
 	bool ok;
 
-	ok = name != NULL && q != NULL &&
-	     sql_append_qualified(name, schema, table) &&
-	     evbuffer_add(name, "", 1) == 0 &&
-	     add_str(q, "WITH r AS (SELECT to_regclass(") &&
-	     sql_append_literal(q, (const char *)evbuffer_pullup(name, -1)) &&
-	     add_str(
-	         q, ") AS oid) "
-	            "SELECT 'a', r.oid::text, c.relkind::text, NULL, 0::bigint "
-	            "FROM r LEFT JOIN pg_class c ON c.oid = r.oid "
-	            "UNION ALL SELECT 'c', a.attname::text, "
-	            "format_type(a.atttypid, a.atttypmod), "
-	            "a.attnotnull::text, a.attnum::bigint FROM r "
-	            "JOIN pg_attribute a ON a.attrelid = r.oid "
-	            "AND a.attnum > 0 AND NOT a.attisdropped "
-	            "UNION ALL SELECT 'u', i.indexrelid::text, "
-	            "a.attname::text, NULL, "
-	            "i.indexrelid::bigint * 2000 + a.attnum FROM r "
-	            "JOIN pg_index i ON i.indrelid = r.oid AND i.indisunique "
-	            "AND i.indpred IS NULL AND i.indexprs IS NULL "
-	            "JOIN pg_attribute a ON a.attrelid = r.oid AND "
-	            "a.attnum = ANY(i.indkey) ORDER BY 1, 5");
-	if (name)
-		evbuffer_free(name);
-	return q ? take_text(q, ok) : NULL;
+	if (table == NULL || (q = evbuffer_new()) == NULL)
+		return NULL;
+	ok =
+	    add_catalog_candidates(q, schema, table) &&
+	    add_str(
+	        q, "SELECT 'a', r.oid::text, p.relkind::text, p.nspname::text, "
+	           "0::bigint FROM r LEFT JOIN pick p ON true "
+	           "UNION ALL SELECT 'b', (SELECT relname::text FROM pick), "
+	           "(SELECT string_agg(quote_ident(nspname) || '.' || "
+	           "quote_ident(relname), ', ' ORDER BY pos, nspname, relname) "
+	           "FROM cand WHERE NOT EXISTS (SELECT FROM pick)), NULL, 0 "
+	           "UNION ALL SELECT 'c', a.attname::text, "
+	           "format_type(a.atttypid, a.atttypmod), "
+	           "a.attnotnull::text, a.attnum::bigint FROM r "
+	           "JOIN pg_attribute a ON a.attrelid = r.oid "
+	           "AND a.attnum > 0 AND NOT a.attisdropped "
+	           "UNION ALL SELECT 'u', i.indexrelid::text, "
+	           "a.attname::text, NULL, "
+	           "i.indexrelid::bigint * 2000 + a.attnum FROM r "
+	           "JOIN pg_index i ON i.indrelid = r.oid AND i.indisunique "
+	           "AND i.indpred IS NULL AND i.indexprs IS NULL "
+	           "JOIN pg_attribute a ON a.attrelid = r.oid AND "
+	           "a.attnum = ANY(i.indkey) ORDER BY 1, 5");
+	return take_text(q, ok);
 }

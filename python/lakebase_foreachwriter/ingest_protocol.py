@@ -38,6 +38,10 @@ RETRYABLE_SESSION_STATES = frozenset({"53300", "57P01"})
 # clients or resources (53), shutdown (57), connection trouble and idle timeout (08).
 SESSION_STATE_CLASSES = ("08", "28", "53", "57")
 
+# Open refused because a name does not resolve (docs/ingest-protocol.md, Open): no such table,
+# no such column, several columns equal ignoring case, two asked names meaning one column.
+NAME_STATES = frozenset({"42P01", "42703", "42702", "42701"})
+
 _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)$")
 
 

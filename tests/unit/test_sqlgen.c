@@ -627,16 +627,30 @@ START_TEST(test_catalog_lookup)
 	char *sql = sql_catalog_lookup("we'ird", "t\"x");
 
 	ck_assert_ptr_nonnull(sql);
-	/* the qualified name, quoted as an identifier, inside a literal */
+	/* names as literals: exact, and ASCII-folded with translate() */
 	ck_assert_ptr_nonnull(strstr(
-	    sql, "WITH r AS (SELECT to_regclass('\"we''ird\".\"t\"\"x\"')"
-	         " AS oid) SELECT 'a', r.oid::text"));
+	    sql, "c.relname = 't\"x' AND n.nspname = 'we''ird' AS exact"));
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "translate(c.relname, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', "
+	         "'abcdefghijklmnopqrstuvwxyz') = translate('t\"x', "
+	         "'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') "
+	         "AND translate(n.nspname, "));
+	/* exact first in path order, else the only candidate */
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "pick AS (SELECT * FROM cand WHERE exact OR (SELECT "
+	         "count(*) FROM cand) = 1 ORDER BY exact DESC, pos NULLS "
+	         "LAST LIMIT 1)"));
+	ck_assert_ptr_nonnull(strstr(sql, "SELECT 'a', r.oid::text"));
 	ck_assert_ptr_nonnull(strstr(sql, "ORDER BY 1, 5"));
 	free(sql);
+	/* without a schema: the schemas PostgreSQL searches */
 	sql = sql_catalog_lookup(NULL, "back\\slash");
 	ck_assert_ptr_nonnull(
-	    strstr(sql, "to_regclass(E'\"back\\\\slash\"') AS oid"));
+	    strstr(sql, "c.relname = E'back\\\\slash' AS exact"));
+	ck_assert_ptr_nonnull(
+	    strstr(sql, "AND n.nspname = ANY(current_schemas(true))), pick"));
 	free(sql);
+	ck_assert_ptr_null(sql_catalog_lookup("s", NULL));
 }
 END_TEST
 
