@@ -540,12 +540,18 @@ static bool distinct_columns(struct session *s)
 	return true;
 }
 
-/* The request in the catalog's names: the table and every column. */
+/*
+ * The request in the catalog's names: the table and every column. A schema
+ * stays empty when the client relied on the search_path (the table's name,
+ * unique there ignoring case, finds the same table; metrics keep the form
+ * the client used).
+ */
 static bool resolve_names(struct session *s, const struct cat_table *t,
                           const char **types)
 {
 	struct open_req *r = &s->req;
-	char *schema = strdup(t->rel_schema), *table = strdup(t->rel_name);
+	char *schema = strdup(r->schema[0] ? t->rel_schema : "");
+	char *table = strdup(t->rel_name);
 
 	if (schema == NULL || table == NULL) {
 		free(schema);
