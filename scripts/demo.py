@@ -87,9 +87,9 @@ def server_connections(pg) -> int:
 def run_stream(spark, addr: str, rate: int, partitions: int, duration: float,
                sample: Callable[[], tuple[int, Optional[int], float]],
                conns: Callable[[], int], token: Optional[str] = None) -> dict[str, Any]:
-    """Streams for `duration` seconds; every 3 s prints sample() (rows so far, batches or None,
-    p99 flush-to-ack seconds of the interval or NaN) and conns() (the proxy's server
-    connections)."""
+    """Streams for `duration` seconds (and until a micro-batch with rows completed); every 3 s
+    prints sample() (rows so far, batches or None, p99 flush-to-ack seconds of the interval or
+    NaN) and conns() (the proxy's server connections)."""
     from lakebase_foreachwriter import LakebaseForeachWriter
     from pyspark.sql import functions as F
 
@@ -110,7 +110,12 @@ def run_stream(spark, addr: str, rate: int, partitions: int, duration: float,
     last_rows, last_batches, last_t = 0, 0, start
     print(f"{'elapsed':>8} {'rows/s':>9} {'acked rows':>11} {'p99 ack ms':>10} "
           f"{'rows/batch':>10} {'server conns':>12}", flush=True)
-    while time.monotonic() - start < duration:
+    # A loaded machine may take longer than a short --duration to complete a micro-batch with
+    # rows; with none nothing could be checked, so the stream runs until one has (two minutes
+    # more at most).
+    while (time.monotonic() - start < duration
+           or (not any(p["numInputRows"] for p in query.recentProgress)
+               and time.monotonic() - start < duration + 120)):
         time.sleep(3)
         if query.exception():
             raise RuntimeError(f"the streaming query failed: {query.exception()}")

@@ -64,6 +64,10 @@ install_python() {
     python3 -c 'import pyspark' 2>/dev/null || missing+=("pyspark>=3.5")
     python3 -c 'import databricks.sdk' 2>/dev/null || missing+=("databricks-sdk")
   fi
+  # The upsert property test (python/tests/test_upsert_property.py).
+  if [ -n "${LBP_WITH_TESTS:-}" ]; then
+    python3 -c 'import hypothesis' 2>/dev/null || missing+=("hypothesis>=6")
+  fi
   if [ ${#missing[@]} -eq 0 ]; then
     log "python packages: all present"
     return
