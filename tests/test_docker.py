@@ -467,8 +467,8 @@ def test_spark_job_as_composed_writes_through_the_proxy(compose: dict, pg: PgSer
         args = [{"proxy:5480": f"127.0.0.1:{port}", "http://proxy:9187": admin}.get(a, a)
                 for a in job["command"]]
         assert admin in args
-        # Long enough for a first micro-batch on a loaded 2-core machine (6 s was not).
-        args[args.index("--duration") + 1] = "20"
+        # Short: the job streams on until a micro-batch with rows has completed.
+        args[args.index("--duration") + 1] = "6"
         program = yaml.safe_load(entry)
         assert program[:2] == ["python3", "scripts/demo.py"]
         native = {"PGHOST": pg.host, "PGPORT": str(pg.port), "PGDATABASE": pg.dbname,
