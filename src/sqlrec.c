@@ -358,6 +358,26 @@ static bool type_arrays(struct rec *r)
 	return true;
 }
 
+/*
+ * PostgreSQL's column-name keywords that are not type names: gram.y takes
+ * them for neither a cast's type nor a typed literal's (col_name_keyword
+ * minus the ones its own type rules use).
+ */
+static bool not_a_type(const char *w)
+{
+	static const char *const words[] = {
+	    "between",   "coalesce", "exists", "extract",      "greatest",
+	    "grouping",  "inout",    "least",  "merge_action", "none",
+	    "normalize", "nullif",   "out",    "overlay",      "position",
+	    "precision", "row",      "setof",  "substring",    "treat",
+	    "trim",      "values"};
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strcmp(w, words[i]) == 0)
+			return true;
+	return strncmp(w, "xml", 3) == 0 || (strncmp(w, "json_", 5) == 0);
+}
+
 /* A type name, canonical (see sqlrec.h), kept in the box. */
 static bool parse_type(struct rec *r, const char **out)
 {
@@ -368,6 +388,8 @@ static bool parse_type(struct rec *r, const char **out)
 	evbuffer_drain(r->type, evbuffer_get_length(r->type));
 	if (plain && r->tok.len < sizeof(first))
 		memcpy(first, r->tok.text, r->tok.len + 1);
+	if (plain && not_a_type(r->tok.text))
+		return refuse(r, "function call or expression");
 	if (!type_word(r))
 		return false;
 	if (is_punct(r, '.') &&
