@@ -154,3 +154,75 @@ def test_refused_statements_say_why() -> None:
     assert not out["ok"] and out["reason"] == "function call or bad type modifier"
     out = recognize("INSERT INTO t_a VALUES ('abc")
     assert not out["ok"] and out["lex"] == "unterminated quoted string"
+
+
+ALPHABET = ["a", "Z", " ", "'", "\\", '"', "$", "\t", "\n", "\r", "é", "€", "😀", ";", "-", "/",
+            "*", "!", "+", "0", "f", "?", ":"]
+
+
+def lit_standard(rnd, s: str) -> str:
+    body = s.replace("'", "''")
+    if len(body) > 1 and rnd.random() < 0.3:   # continued across a newline
+        cut = rnd.randrange(1, len(body))
+        if body[cut - 1] != "'" and body[cut] != "'":
+            return f"'{body[:cut]}'\n  -- c\n'{body[cut:]}'"
+    return f"'{body}'"
+
+
+def e_char(rnd, c: str) -> str:
+    o, r = ord(c), rnd.random()
+    if c in "'\\":
+        return "\\" + c if r < 0.5 else ("''" if c == "'" else "\\\\")
+    if o < 128 and r < 0.25:
+        return f"\\{o:03o}"
+    if o < 128 and r < 0.5:
+        return f"\\x{o:02x}"
+    if o < 0x10000 and r < 0.7:
+        return f"\\u{o:04x}"
+    if o >= 0x10000 and r < 0.7:
+        hi, lo = 0xD800 + ((o - 0x10000) >> 10), 0xDC00 + ((o - 0x10000) & 0x3FF)
+        return f"\\u{hi:04X}\\u{lo:04x}" if r < 0.6 else f"\\U{o:08x}"
+    return {"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(c, c) if r < 0.85 else c
+
+
+def u_char(rnd, c: str, esc: str) -> str:
+    o = ord(c)
+    if c == "'":
+        return "''"
+    if c == esc:
+        return esc + esc
+    if rnd.random() < 0.5:
+        return f"{esc}{o:04X}" if o < 0x10000 and rnd.random() < 0.5 else f"{esc}+{o:06x}"
+    return c
+
+
+def literal(rnd, s: str) -> str:
+    kind = rnd.randrange(5)
+    if kind == 0:
+        return lit_standard(rnd, s)
+    if kind == 1:
+        return "E'" + "".join(e_char(rnd, c) for c in s) + "'"
+    if kind == 2:
+        return "U&'" + "".join(u_char(rnd, c, "\\") for c in s) + "'"
+    if kind == 3:
+        return "U&'" + "".join(u_char(rnd, c, "!") for c in s) + "' UESCAPE '!'"
+    tag = "$q$" if "$q" not in s else "$zz$"
+    return f"{tag}{s}{tag}" if "$zz" not in s else lit_standard(rnd, s)
+
+
+def test_random_literals_decode_as_the_server_decodes_them(conn) -> None:
+    """Seeded random strings written as every kind of string constant: the text the recognizer
+    decodes is the text the server stores."""
+    import random
+    rnd = random.Random(20261201)
+    strings = ["".join(rnd.choice(ALPHABET) for _ in range(rnd.randrange(0, 12)))
+               for _ in range(300)]
+    sql = "INSERT INTO t_a (n, b) VALUES " + ", ".join(
+        f"({i}, {literal(rnd, s)})" for i, s in enumerate(strings))
+    stmt = recognize(sql)
+    assert stmt["ok"], stmt
+    conn.execute("CREATE TEMP TABLE t_a (n int, b text)")
+    conn.execute(sql)
+    stored = [r[0] for r in conn.execute("SELECT b FROM t_a ORDER BY n")]
+    assert stored == strings
+    assert [row[1]["text"] for row in stmt["rows"]] == strings
