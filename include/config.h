@@ -76,6 +76,8 @@ struct cfg_batch {
 struct cfg_admin {
 	char *listen;     /* "127.0.0.1:9187"; empty = no admin endpoint */
 	char *auth_token; /* secret; for /metrics; required off loopback */
+	unsigned max_connections;    /* 16 open at once; more are refused */
+	unsigned request_timeout_ms; /* 10000: a whole request and its reply */
 };
 
 /*

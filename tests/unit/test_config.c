@@ -114,6 +114,8 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off",
     "LAKEBASE_PROXY_ADMIN_LISTEN=127.0.0.1:1",
     "LAKEBASE_PROXY_ADMIN_AUTH_TOKEN=admintok-" SECRET,
+    "LAKEBASE_PROXY_ADMIN_MAX_CONNECTIONS=3",
+    "LAKEBASE_PROXY_ADMIN_REQUEST_TIMEOUT_MS=2500",
     "LAKEBASE_PROXY_LAKEBASE_WORKSPACE_HOST=https://env.example.net/",
     /* switches to the other kind of instance and of authentication */
     "LAKEBASE_PROXY_LAKEBASE_INSTANCE_NAME=",
@@ -222,6 +224,8 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.batch.max_bytes, 8 * 1024 * 1024);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9187");
+	ck_assert_uint_eq(cfg.admin.max_connections, 16);
+	ck_assert_uint_eq(cfg.admin.request_timeout_ms, 10000);
 	ck_assert_int_eq(cfg.log.level, LOG_INFO);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 60);
 	ck_assert_ptr_null(cfg.log.file);
@@ -351,6 +355,8 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert(!cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
 	ck_assert_str_eq(cfg.admin.auth_token, "admintok-" SECRET);
+	ck_assert_uint_eq(cfg.admin.max_connections, 3);
+	ck_assert_uint_eq(cfg.admin.request_timeout_ms, 2500);
 	ck_assert_str_eq(cfg.lakebase.workspace_host,
 	                 "https://env.example.net/");
 	ck_assert_ptr_null(cfg.lakebase.instance_name);
