@@ -37,6 +37,9 @@ struct cfg_upstream {
 	char *sslrootcert;         /* file path, or "system"; NULL = system */
 	char *application_name;    /* "lakebase-proxy" */
 	unsigned keepalive_idle_s; /* 30 */
+	unsigned keepalive_interval_s; /* 10: between unanswered probes */
+	unsigned keepalive_count;      /* 3 unanswered probes end it */
+	unsigned tcp_user_timeout_ms;  /* 15000 unacknowledged; 0 = OS's */
 };
 
 struct cfg_pool {
@@ -49,6 +52,7 @@ struct cfg_pool {
 	unsigned health_check_s;    /* 30: idle connections older get a check */
 	unsigned reconnect_base_ms; /* 100: first backoff after a failure */
 	unsigned reconnect_max_ms;  /* 30000: backoff ceiling */
+	unsigned stall_timeout_ms;  /* 10000: /readyz fails past it; 0 = off */
 };
 
 struct cfg_ingest {

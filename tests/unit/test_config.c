@@ -90,6 +90,9 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_UPSTREAM_SSLROOTCERT=system",
     "LAKEBASE_PROXY_UPSTREAM_APPLICATION_NAME=envapp",
     "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_IDLE_S=60",
+    "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_INTERVAL_S=4",
+    "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_COUNT=5",
+    "LAKEBASE_PROXY_UPSTREAM_TCP_USER_TIMEOUT_MS=0",
     "LAKEBASE_PROXY_POOL_MIN_SIZE=4", "LAKEBASE_PROXY_POOL_MAX_SIZE=32",
     "LAKEBASE_PROXY_POOL_MAX_LIFETIME_S=900",
     "LAKEBASE_PROXY_POOL_CONNECT_TIMEOUT_MS=1000",
@@ -98,6 +101,7 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_POOL_HEALTH_CHECK_S=5",
     "LAKEBASE_PROXY_POOL_RECONNECT_BASE_MS=50",
     "LAKEBASE_PROXY_POOL_RECONNECT_MAX_MS=5000",
+    "LAKEBASE_PROXY_POOL_STALL_TIMEOUT_MS=2500",
     "LAKEBASE_PROXY_INGEST_LISTEN=unix:/tmp/lbp.sock",
     "LAKEBASE_PROXY_INGEST_AUTH_TOKEN=envtok-" SECRET,
     "LAKEBASE_PROXY_INGEST_MAX_CLIENTS=11",
@@ -210,6 +214,10 @@ START_TEST(test_defaults)
 	ck_assert_ptr_null(cfg.upstream.sslrootcert);
 	ck_assert_str_eq(cfg.upstream.application_name, "lakebase-proxy");
 	ck_assert_uint_eq(cfg.upstream.keepalive_idle_s, 30);
+	ck_assert_uint_eq(cfg.upstream.keepalive_interval_s, 10);
+	ck_assert_uint_eq(cfg.upstream.keepalive_count, 3);
+	ck_assert_uint_eq(cfg.upstream.tcp_user_timeout_ms, 15000);
+	ck_assert_uint_eq(cfg.pool.stall_timeout_ms, 10000);
 	ck_assert_uint_eq(cfg.pool.min_size, 2);
 	ck_assert_uint_eq(cfg.pool.max_size, 8);
 	ck_assert_uint_eq(cfg.pool.max_lifetime_s, 3600);
@@ -327,6 +335,10 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_str_eq(cfg.upstream.sslrootcert, "system");
 	ck_assert_str_eq(cfg.upstream.application_name, "envapp");
 	ck_assert_uint_eq(cfg.upstream.keepalive_idle_s, 60);
+	ck_assert_uint_eq(cfg.upstream.keepalive_interval_s, 4);
+	ck_assert_uint_eq(cfg.upstream.keepalive_count, 5);
+	ck_assert_uint_eq(cfg.upstream.tcp_user_timeout_ms, 0);
+	ck_assert_uint_eq(cfg.pool.stall_timeout_ms, 2500);
 	ck_assert_uint_eq(cfg.pool.min_size, 4);
 	ck_assert_uint_eq(cfg.pool.max_size, 32);
 	ck_assert_uint_eq(cfg.pool.max_lifetime_s, 900);

@@ -1,0 +1,106 @@
+"""Faults of the server and of the proxy itself, under a pipelined insert load: the server
+stopped (SIGSTOP), its backends terminated again and again, an immediate restart, the proxy
+killed and started again. Each asserts the Jepsen rule (faultlib.Workload.check), the proxy's
+memory within its limits, and a healthy proxy afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from faultlib import (SyncPgServer, Workload, admin_status, assert_healthy_after,
+                      assert_rss_within, make_table, running, start_proxy, wait_for)
+
+# ingest global_buffer_bytes (8 MiB, faultlib.start_proxy) plus what ASan and the answers add.
+RSS_LIMIT = 96 << 20
+
+
+def test_server_stopped_is_not_ready_and_loses_nothing(sync_pg: SyncPgServer,
+                                                       tmp_path: Path) -> None:
+    make_table(sync_pg, "f_stop")
+    proxy, addr = start_proxy(sync_pg, tmp_path, pool={"min_size": 2, "max_size": 2})
+    work = Workload(addr, "f_stop", clients=4, depth=16)
+    with running(work, proxy) as rss:
+        wait_for(lambda: work.acked_units() > 20, 60, "first acks")
+        pids = sync_pg.postgres_pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            # Connections are open and TCP still acknowledges (the kernel does), so only
+            # the lack of progress can tell: /readyz must say so.
+            wait_for(lambda: admin_status(proxy, "/readyz") == 503, 30,
+                     "/readyz 503 while the server is stopped")
+            assert "made progress" in proxy.admin_get("/readyz")[1]
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        before = work.acked_units()
+        wait_for(lambda: work.acked_units() > before + 20, 60, "acks after SIGCONT")
+    counts = work.check(sync_pg)
+    assert counts["acked"] > 40
+    assert_rss_within(rss, RSS_LIMIT)
+    assert_healthy_after(proxy, sync_pg, addr, "f_stop")
+    assert proxy.stop() == 0
+
+
+def test_backends_terminated_over_and_over(sync_pg: SyncPgServer, tmp_path: Path) -> None:
+    make_table(sync_pg, "f_kill")
+    proxy, addr = start_proxy(sync_pg, tmp_path, pool={"min_size": 2, "max_size": 4})
+    work = Workload(addr, "f_kill", clients=4, depth=8)
+    kills = 0
+    with running(work, proxy) as rss:
+        wait_for(lambda: work.acked_units() > 20, 60, "first acks")
+        for _ in range(12):
+            kills += len(sync_pg.admin_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE usename = '{sync_pg.user}'"))
+            time.sleep(0.3)
+        before = work.acked_units()
+        wait_for(lambda: work.acked_units() > before + 20, 60, "acks after the kills")
+    assert kills > 10
+    work.check(sync_pg)
+    assert_rss_within(rss, RSS_LIMIT)
+    assert_healthy_after(proxy, sync_pg, addr, "f_kill")
+    assert proxy.stop() == 0
+
+
+def test_immediate_restart_keeps_every_acknowledged_row(sync_pg: SyncPgServer,
+                                                        tmp_path: Path) -> None:
+    make_table(sync_pg, "f_restart")
+    proxy, addr = start_proxy(sync_pg, tmp_path, pool={"min_size": 2, "max_size": 4})
+    work = Workload(addr, "f_restart", clients=4, depth=8)
+    with running(work, proxy) as rss:
+        wait_for(lambda: work.acked_units() > 40, 60, "first acks")
+        # -m immediate: no shutdown checkpoint, crash recovery at start; with
+        # synchronous_commit = on every commit PostgreSQL answered is in the WAL.
+        sync_pg.pg_ctl("restart", "-m", "immediate", "-w", "-t", "60", "-l",
+                       str(sync_pg.logfile))
+        sync_pg.wait_ready()
+        before = work.acked_units()
+        wait_for(lambda: work.acked_units() > before + 20, 60, "acks after the restart")
+    work.check(sync_pg)
+    assert_rss_within(rss, RSS_LIMIT)
+    assert_healthy_after(proxy, sync_pg, addr, "f_restart")
+    assert proxy.stop() == 0
+
+
+def test_proxy_killed_and_restarted_loses_nothing_acknowledged(sync_pg: SyncPgServer,
+                                                               tmp_path: Path) -> None:
+    make_table(sync_pg, "f_sigkill")
+    proxy, addr = start_proxy(sync_pg, tmp_path)
+    port = int(addr.rsplit(":", 1)[1])
+    work = Workload(addr, "f_sigkill", clients=4, depth=8)
+    with running(work, proxy):
+        wait_for(lambda: work.acked_units() > 40, 60, "first acks")
+        proxy.proc.kill()
+        proxy.stop()
+        time.sleep(0.5)
+        proxy, addr = start_proxy(sync_pg, tmp_path, ingest_port=port)
+        before = work.acked_units()
+        wait_for(lambda: work.acked_units() > before + 20, 60, "acks from the new proxy")
+    counts = work.check(sync_pg)
+    assert counts["cut"] > 0  # the kill did cut flushes in flight
+    assert_healthy_after(proxy, sync_pg, addr, "f_sigkill")
+    assert proxy.stop() == 0
