@@ -79,8 +79,20 @@ void igp_open_free(struct igp_open *o);
 bool igp_open_check(const struct igp_open *o, char sqlstate[6], char *msg,
                     size_t msglen);
 enum pgw_rc igp_parse_flush(const struct pgw_frame *f, uint64_t *flush_id);
+/* Close has an empty body; anything in it is a malformed message. */
+enum pgw_rc igp_parse_close(const struct pgw_frame *f);
+/*
+ * The largest body a frame of at most max_frame_bytes has: the limit
+ * counts the length field too (section 2), so this is what
+ * pgw_frame_next's max_body gets.
+ */
+size_t igp_max_body(uint64_t max_frame_bytes);
 
-/* ---- encoding answers (the proxy); false on OOM ---- */
+/*
+ * ---- encoding answers (the proxy); false on OOM ----
+ * The message and detail of Error and FlushError go out as valid UTF-8
+ * whatever they hold: invalid bytes, control bytes and DEL become \xNN.
+ */
 
 bool igp_put_hello_ok(struct evbuffer *out, uint32_t max_frame,
                       uint64_t max_flush, const char *server_name);
