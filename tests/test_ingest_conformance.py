@@ -110,3 +110,70 @@ def test_echoed_names_are_valid_utf8(proxy: tuple[ProxyProcess, str], name: byte
     assert shown in message, message
     assert not any(b < 0x20 or b == 0x7f for b in message), message
     c.close()
+
+
+# ---- the gaps the spec now closes (item 8), as documented ----
+
+
+def test_open_rows_and_flush_may_follow_hello_without_waiting(
+        proxy: tuple[ProxyProcess, str], pg: PgServer) -> None:
+    pg.admin_sql("DROP TABLE IF EXISTS conf_pipe; CREATE TABLE conf_pipe (id int); "
+                 f"GRANT ALL ON conf_pipe TO {pg.user}")
+    c = Raw(proxy[1])
+    c.send(HELLO + frame(b"O", open_body(b"conf_pipe", [b"id"])) + frame(b"D", b"1\n2\n")
+           + frame(b"F", struct.pack("!Q", 9)) + frame(b"X", b""))
+    assert [c.read()[0] for _ in range(4)] == [b"h", b"o", b"a", b"c"]
+    assert pg.admin_sql("SELECT count(*) FROM conf_pipe") == [["2"]]
+    c.close()
+
+
+def test_close_where_open_is_due_is_08P01(proxy: tuple[ProxyProcess, str]) -> None:
+    c = hello(proxy[1])
+    c.send(frame(b"X", b""))
+    kind, body = c.read()
+    assert kind == b"E" and error_of(body)[0] == "08P01"
+    assert c.read() is None
+    c.close()
+
+
+def test_a_token_is_ignored_when_none_is_configured(proxy: tuple[ProxyProcess, str]) -> None:
+    c = Raw(proxy[1])
+    c.send(frame(b"H", struct.pack("!HH", 1, 0) + cstr(b"tok") + cstr(b"anything")))
+    assert c.read()[0] == b"h"
+    c.close()
+
+
+def test_an_empty_rows_body_fails_its_unit_22P04(proxy: tuple[ProxyProcess, str],
+                                                 pg: PgServer) -> None:
+    pg.admin_sql("DROP TABLE IF EXISTS conf_empty; CREATE TABLE conf_empty (id int); "
+                 f"GRANT ALL ON conf_empty TO {pg.user}")
+    c = hello(proxy[1])
+    c.send(frame(b"O", open_body(b"conf_empty", [b"id"])) + frame(b"D", b"")
+           + frame(b"F", struct.pack("!Q", 1)) + frame(b"D", b"5\n")
+           + frame(b"F", struct.pack("!Q", 2)))
+    assert c.read()[0] == b"o"
+    kind, body = c.read()
+    assert kind == b"e" and body[8:13] == b"22P04"
+    kind, body = c.read()
+    assert kind == b"a" and struct.unpack("!QQ", body) == (2, 1)
+    assert pg.admin_sql("SELECT id FROM conf_empty") == [["5"]]
+    c.close()
+
+
+def test_upsert_ack_counts_rows_sent_including_those_that_lost_on_version(
+        proxy: tuple[ProxyProcess, str], pg: PgServer) -> None:
+    pg.admin_sql("DROP TABLE IF EXISTS conf_up; "
+                 "CREATE TABLE conf_up (id int PRIMARY KEY, v int, s text); "
+                 "INSERT INTO conf_up VALUES (1, 5, 'stored'); "
+                 f"GRANT ALL ON conf_up TO {pg.user}")
+    c = hello(proxy[1])
+    body = (cstr(b"") + cstr(b"conf_up") + b"u" + str_list([b"id", b"v", b"s"])
+            + str_list([b"id"]) + cstr(b"v") + str_list([]))
+    c.send(frame(b"O", body) + frame(b"D", b"1\t3\told\n2\t1\tnew\n2\t2\tnewer\n")
+           + frame(b"F", struct.pack("!Q", 1)))
+    assert c.read()[0] == b"o"
+    kind, body = c.read()
+    assert kind == b"a" and struct.unpack("!QQ", body) == (1, 3)
+    assert pg.admin_sql("SELECT id, v, s FROM conf_up ORDER BY id") == [
+        ["1", "5", "stored"], ["2", "2", "newer"]]
+    c.close()
