@@ -21,8 +21,10 @@
 #include <event2/keyvalq_struct.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "secret.h"
+#include "timer.h"
 
 /* A scrape or probe is small; anything bigger is not ours. */
 #define ADMIN_MAX_HEADERS 8192
@@ -109,7 +111,7 @@ static unsigned count_headers(struct evhttp_request *req, const char *name)
  * "Bearer <token>", the scheme in any case (RFC 7235), one or more spaces.
  * A wrong guess tells nothing, not even how long the token is.
  */
-static bool token_ok(const struct admin *a, struct evhttp_request *req)
+static bool admin_token_ok(const struct admin *a, struct evhttp_request *req)
 {
 	const char *auth;
 
@@ -127,7 +129,6 @@ static bool token_ok(const struct admin *a, struct evhttp_request *req)
 
 static void serve_metrics(struct admin *a, struct evhttp_request *req)
 {
-	struct mt_gauges g = {.credential_expires_ms = -1};
 	struct evbuffer *body;
 
 	/* Which one would count is anyone's guess: refuse to guess. */
@@ -136,16 +137,15 @@ static void serve_metrics(struct admin *a, struct evhttp_request *req)
 		           "more than one Authorization header\n");
 		return;
 	}
-	if (!token_ok(a, req)) {
+	if (!admin_token_ok(a, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		                  "WWW-Authenticate", "Bearer");
 		reply_text(req, 401, "Unauthorized",
 		           "missing or wrong bearer token\n");
 		return;
 	}
-	a->probe.gauges(&g, a->probe.arg);
 	body = evbuffer_new();
-	if (body == NULL || !mt_render(body, &g)) {
+	if (body == NULL || !mt_render(body)) {
 		if (body)
 			evbuffer_free(body);
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
@@ -189,10 +189,7 @@ static void set_conn_state(struct admin_conn *ac, enum admin_conn_state to)
 
 static void arm(struct admin_conn *ac, unsigned ms)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000u),
-	                     .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
-
-	evtimer_add(ac->deadline, &tv);
+	timer_add_ms(ac->deadline, ms);
 }
 
 /*
@@ -431,6 +428,9 @@ struct admin *admin_new(struct event_base *base, const struct cfg_admin *cfg,
 	struct admin *a;
 	struct na_listen addr;
 	struct evhttp_bound_socket *bs;
+	struct timeval idle = {
+	    .tv_sec = (time_t)(cfg->request_timeout_ms / 1000u),
+	    .tv_usec = (suseconds_t)(cfg->request_timeout_ms % 1000u) * 1000};
 	char why[300];
 
 	if (errlen > 0)
@@ -466,12 +466,7 @@ struct admin *admin_new(struct event_base *base, const struct cfg_admin *cfg,
 	                 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 	                 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	/* Idle between bytes; the whole request has its deadline (arm). */
-	evhttp_set_timeout_tv(
-	    a->http,
-	    &(struct timeval){.tv_sec = (time_t)(a->request_timeout_ms / 1000u),
-	                      .tv_usec =
-	                          (suseconds_t)(a->request_timeout_ms % 1000u) *
-	                          1000});
+	evhttp_set_timeout_tv(a->http, &idle);
 	evhttp_set_bevcb(a->http, admin_bev_cb, a);
 	evhttp_set_max_headers_size(a->http, ADMIN_MAX_HEADERS);
 	evhttp_set_max_body_size(a->http, ADMIN_MAX_BODY);

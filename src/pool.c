@@ -13,7 +13,11 @@
 
 #include "clock.h"
 #include "log.h"
+#include "rng.h"
 #include "secret.h"
+#include "sqlgen.h"
+#include "strutil.h"
+#include "timer.h"
 
 /* Maintenance runs at least this often: checks, lifetimes, refills. */
 #define MAINTAIN_EVERY_MS 1000u
@@ -79,16 +83,8 @@ struct pool {
 	uint64_t rng;
 };
 
-/* xorshift64*: jitter needs spread, not secrecy. */
-static uint64_t next_random(struct pool *p)
-{
-	p->rng ^= p->rng >> 12;
-	p->rng ^= p->rng << 25;
-	p->rng ^= p->rng >> 27;
-	return p->rng * 2685821657736338717ull;
-}
-
-static struct pool_conn_list *list_of(struct pool *p, enum pool_conn_state s)
+static struct pool_conn_list *pool_list_of(struct pool *p,
+                                           enum pool_conn_state s)
 {
 	switch (s) {
 	case PC_OPENING:
@@ -115,10 +111,10 @@ static void move_conn(struct pool_conn *pc, enum pool_conn_state to)
 	log_debug("conn=%" PRIu64 " event=pool_state from=%s to=%s",
 	          up_get_id(pc->up), pc_state_names[pc->state],
 	          pc_state_names[to]);
-	TAILQ_REMOVE(list_of(p, pc->state), pc, link);
+	TAILQ_REMOVE(pool_list_of(p, pc->state), pc, link);
 	p->n[pc->state]--;
 	pc->state = to;
-	TAILQ_INSERT_TAIL(list_of(p, to), pc, link);
+	TAILQ_INSERT_TAIL(pool_list_of(p, to), pc, link);
 	p->n[to]++;
 	if (to == PC_IDLE)
 		pc->idle_since_ms = clock_now_ms();
@@ -127,15 +123,6 @@ static void move_conn(struct pool_conn *pc, enum pool_conn_state to)
 static void kick(struct pool *p)
 {
 	event_active(p->maint_ev, 0, 0);
-}
-
-static char *dup_or_null(const char *s, bool *ok)
-{
-	char *copy = s != NULL ? strdup(s) : NULL;
-
-	if (s != NULL && copy == NULL)
-		*ok = false;
-	return copy;
 }
 
 static void params_clear(struct up_params *up)
@@ -187,7 +174,7 @@ static void drop_conn(struct pool_conn *pc)
 {
 	struct pool *p = pc->pool;
 
-	TAILQ_REMOVE(list_of(p, pc->state), pc, link);
+	TAILQ_REMOVE(pool_list_of(p, pc->state), pc, link);
 	p->n[pc->state]--;
 	p->closed++;
 	up_free(pc->up);
@@ -216,7 +203,7 @@ static unsigned backoff_ms(struct pool *p)
 	if (d > p->cfg.reconnect_max_ms)
 		d = p->cfg.reconnect_max_ms;
 	/* Equal jitter: half fixed, half random, so retries stay spread. */
-	return (unsigned)(d / 2 + next_random(p) % (d / 2 + 1));
+	return (unsigned)(d / 2 + rng_next(&p->rng) % (d / 2 + 1));
 }
 
 /* ---- connection events ---- */
@@ -230,7 +217,7 @@ static void set_expiry(struct pool_conn *pc, uint64_t from)
 
 	pc->expires_ms = 0;
 	if (life > 0)
-		pc->expires_ms = from + life - next_random(p) % (spread + 1);
+		pc->expires_ms = from + life - rng_next(&p->rng) % (spread + 1);
 }
 
 static void conn_ready(struct up_conn *up, void *arg)
@@ -253,7 +240,7 @@ static void conn_ready(struct up_conn *up, void *arg)
  * tells nothing until something is sent). Each is checked before it is
  * lent, so no caller's work waits on a dead one.
  */
-static void suspect_idle(struct pool *p, const struct up_conn *up)
+static void pool_suspect_idle(struct pool *p, const struct up_conn *up)
 {
 	enum up_close_reason why = up_close_reason(up);
 	struct pool_conn *pc;
@@ -272,7 +259,7 @@ static void conn_closed(struct up_conn *up, void *arg)
 	struct pool *p = pc->pool;
 
 	if (pc->state != PC_OPENING)
-		suspect_idle(p, up);
+		pool_suspect_idle(p, up);
 
 	if (pc->state == PC_OPENING) {
 		unsigned delay;
@@ -328,7 +315,8 @@ static void open_conn(struct pool *p)
 
 /* ---- maintenance ---- */
 
-static void check_done(struct up_conn *up, const struct up_result *r, void *arg)
+static void pool_check_done(struct up_conn *up, const struct up_result *r,
+                            void *arg)
 {
 	struct pool_conn *pc = arg;
 
@@ -345,11 +333,11 @@ static void check_done(struct up_conn *up, const struct up_result *r, void *arg)
 	}
 }
 
-static void start_check(struct pool_conn *pc)
+static void pool_start_check(struct pool_conn *pc)
 {
 	/* An empty query is the cheapest round trip the server knows. */
 	move_conn(pc, PC_CHECKING);
-	if (!up_exec(pc->up, ";", NULL, check_done, pc))
+	if (!up_exec(pc->up, SQL_PING, NULL, pool_check_done, pc))
 		up_close(pc->up, UP_CLOSE_INTERNAL, "cannot run check");
 }
 
@@ -374,7 +362,7 @@ static void check_idle(struct pool *p, uint64_t now)
 		if (!pc->suspect &&
 		    (quiet == 0 || now - pc->idle_since_ms < quiet))
 			continue;
-		start_check(pc);
+		pool_start_check(pc);
 	}
 }
 
@@ -414,7 +402,7 @@ static void serve_waiters(struct pool *p)
 		struct pool_conn *pc = TAILQ_FIRST(&p->idle);
 
 		if (pc->suspect) {
-			start_check(pc); /* lent once it answers */
+			pool_start_check(pc); /* lent once it answers */
 			continue;
 		}
 		TAILQ_REMOVE(&p->waiters, w, link);
@@ -430,7 +418,6 @@ static void maintain_cb(evutil_socket_t fd, short what, void *arg)
 	struct pool *p = arg;
 	uint64_t now = clock_now_ms();
 	uint64_t wait = MAINTAIN_EVERY_MS;
-	struct timeval tv;
 
 	check_idle(p, now);
 	serve_waiters(p);
@@ -438,9 +425,7 @@ static void maintain_cb(evutil_socket_t fd, short what, void *arg)
 	if (p->failures > 0 && p->n[PC_OPENING] == 0 &&
 	    p->next_attempt_ms > now && p->next_attempt_ms - now < wait)
 		wait = p->next_attempt_ms - now;
-	tv.tv_sec = (time_t)(wait / 1000u);
-	tv.tv_usec = (suseconds_t)(wait % 1000u) * 1000;
-	evtimer_add(p->maint_ev, &tv);
+	timer_add_ms(p->maint_ev, wait);
 }
 
 /* ---- public ---- */
@@ -570,7 +555,7 @@ void pool_reconfigure(struct pool *p, const struct cfg_pool *pc)
 	/* A shorter lifetime should not wait for the old, longer one. */
 	for (size_t i = 0; i < sizeof(open_states) / sizeof(open_states[0]);
 	     i++) {
-		TAILQ_FOREACH(c, list_of(p, open_states[i]), link)
+		TAILQ_FOREACH(c, pool_list_of(p, open_states[i]), link)
 		set_expiry(c, c->opened_ms);
 	}
 	log_info("event=pool_config min_size=%u max_size=%u "
@@ -593,8 +578,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 	p->base = base;
 	p->dns = dns;
 	p->cfg = *pc;
-	p->rng =
-	    clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+	p->rng = rng_seed();
 	TAILQ_INIT(&p->opening);
 	TAILQ_INIT(&p->idle);
 	TAILQ_INIT(&p->checking);
@@ -635,7 +619,7 @@ void pool_free(struct pool *p)
 		free(w);
 	}
 	for (int s = PC_OPENING; s <= PC_LENT; s++) {
-		while ((pc = TAILQ_FIRST(list_of(p, s))) != NULL)
+		while ((pc = TAILQ_FIRST(pool_list_of(p, s))) != NULL)
 			drop_conn(pc);
 	}
 	if (p->maint_ev)
