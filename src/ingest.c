@@ -49,11 +49,12 @@ enum sess_state {
 	S_OPENING, /* catalog lookup in flight; input waits in the buffer */
 	S_STREAM,  /* rows and flushes */
 	S_CLOSING, /* Close received; answering what is outstanding */
+	S_FAILING, /* fatal error; answering flushes in flight, then Error */
 	S_DRAINING /* last message queued; gone once it is written */
 };
 
-static const char *const state_names[] = {"hello",  "open",    "opening",
-                                          "stream", "closing", "draining"};
+static const char *const state_names[] = {
+    "hello", "open", "opening", "stream", "closing", "failing", "draining"};
 
 /* One flushed unit, answered in Flush order. Outlives its session if the
  * client goes while the unit is in flight (session NULL then). */
@@ -106,6 +107,10 @@ struct session {
 	struct pending_list pendings;
 	size_t pending_bytes;
 	bool reading;
+
+	/* S_FAILING: the Error sent once every flush in flight is answered */
+	char fatal_state[6];
+	char fatal_msg[400];
 };
 TAILQ_HEAD(session_list, session);
 
@@ -224,16 +229,43 @@ static bool copy_req(struct open_req *r, const struct igp_open *o)
 	return ok && r->schema && r->table && r->version_col;
 }
 
-/* Sends Error and lets the session go once it is written. */
+/* Sends Error now and lets the session go once it is written. */
+static void send_fatal(struct session *s, const char *sqlstate, const char *msg)
+{
+	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+
+	igp_put_error(bufferevent_get_output(s->bev), sqlstate, msg);
+	set_state(s, S_DRAINING);
+	update_reading(s);
+	evtimer_add(s->drain_ev, &tv);
+}
+
+static bool in_flight(const struct session *s)
+{
+	const struct pending *p;
+
+	TAILQ_FOREACH(p, &s->pendings, link)
+	{
+		if (!p->done)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A fatal error. Flushes already handed to the coalescer will commit or
+ * fail whatever happens now, so each is answered before the Error (spec
+ * 3.2: what committed was acknowledged before it); nothing after them is
+ * read, and the unit being received is dropped.
+ */
 static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[400], q[500];
 	va_list ap;
-	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
 
-	if (s->state == S_DRAINING)
+	if (s->state == S_DRAINING || s->state == S_FAILING)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -242,10 +274,14 @@ static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
 	         sqlstate, log_quote(q, sizeof(q), msg));
 	if (strcmp(sqlstate, "08P01") == 0)
 		s->ing->stats.protocol_errors++;
-	igp_put_error(bufferevent_get_output(s->bev), sqlstate, msg);
-	set_state(s, S_DRAINING);
+	if (!in_flight(s)) {
+		send_fatal(s, sqlstate, msg);
+		return;
+	}
+	snprintf(s->fatal_state, sizeof(s->fatal_state), "%s", sqlstate);
+	snprintf(s->fatal_msg, sizeof(s->fatal_msg), "%s", msg);
+	set_state(s, S_FAILING);
 	update_reading(s);
-	evtimer_add(s->drain_ev, &tv);
 }
 
 /* ---- answers ---- */
@@ -301,6 +337,10 @@ static void send_answers(struct session *s)
 			return;
 		}
 		free_pending(p);
+	}
+	if (s->state == S_FAILING && TAILQ_EMPTY(&s->pendings)) {
+		send_fatal(s, s->fatal_state, s->fatal_msg);
+		return;
 	}
 	if (s->ing->draining && s->state != S_CLOSING &&
 	    TAILQ_EMPTY(&s->pendings)) {
@@ -373,7 +413,7 @@ static bool wants_input(const struct session *s)
 	const struct ingest *ing = s->ing;
 
 	if (s->state == S_OPENING || s->state == S_DRAINING ||
-	    s->state == S_CLOSING || ing->draining)
+	    s->state == S_CLOSING || s->state == S_FAILING || ing->draining)
 		return false;
 	return s->pending_bytes < ing->cfg.client_buffer_bytes &&
 	       ing->stats.buffered_bytes < ing->cfg.global_buffer_bytes &&
@@ -692,6 +732,12 @@ static void handle_stream(struct session *s, const struct pgw_frame *f)
 		handle_flush(s, f);
 		break;
 	case IGP_MSG_CLOSE:
+		if (igp_parse_close(f) != PGW_OK) {
+			fatal(s, "08P01",
+			      "malformed Close message (it has no "
+			      "body)");
+			break;
+		}
 		/* Rows after the last Flush are discarded, as documented. */
 		reset_unit(s);
 		set_state(s, S_CLOSING);
@@ -716,10 +762,10 @@ static void process_input(struct session *s)
 		                    s->state != S_STREAM))
 			return;
 		/* Before the handshake, frames are small: no memory for
-		 * strangers. */
+		 * strangers. The limit counts the length field too. */
 		max = s->state == S_HELLO ? IGP_PREAUTH_MAX_FRAME
 		                          : s->ing->cfg.max_frame_bytes;
-		switch (pgw_frame_next(in, max, &f)) {
+		switch (pgw_frame_next(in, igp_max_body(max), &f)) {
 		case PGW_AGAIN:
 			return;
 		case PGW_ERROR:

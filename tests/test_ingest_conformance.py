@@ -177,3 +177,77 @@ def test_upsert_ack_counts_rows_sent_including_those_that_lost_on_version(
     assert pg.admin_sql("SELECT id, v, s FROM conf_up ORDER BY id") == [
         ["1", "5", "stored"], ["2", "2", "newer"]]
     c.close()
+
+
+# ---- defects (items 1, 3, 5) ----
+
+
+def make(pg: PgServer, table: str) -> None:
+    pg.admin_sql(f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (id int); "
+                 f"GRANT ALL ON {table} TO {pg.user}")
+
+
+def test_units_flushed_before_a_fatal_error_are_answered_before_it(
+        proxy: tuple[ProxyProcess, str], pg: PgServer) -> None:
+    make(pg, "conf_fatal")
+    c = hello(proxy[1])
+    c.send(frame(b"O", open_body(b"conf_fatal", [b"id"])))
+    assert c.read()[0] == b"o"
+    units = b"".join(frame(b"D", b"%d\n" % i) + frame(b"F", struct.pack("!Q", i))
+                     for i in range(1, 6))
+    # Five units and an unknown message type in one write; then rows nobody flushed.
+    c.send(units + frame(b"Z", b"") + frame(b"D", b"99\n"))
+    answers = []
+    while (m := c.read()) is not None:
+        answers.append(m)
+    kinds = [k for k, _ in answers]
+    assert kinds == [b"a"] * 5 + [b"E"], answers
+    assert [struct.unpack("!QQ", b) for _, b in answers[:5]] == [(i, 1) for i in range(1, 6)]
+    assert error_of(answers[5][1])[0] == "08P01"
+    assert pg.admin_sql("SELECT id FROM conf_fatal ORDER BY id") == [[str(i)] for i in range(1, 6)]
+    c.close()
+
+
+@pytest.mark.parametrize("over", [1, 4])
+def test_a_frame_over_max_frame_bytes_is_refused(proxy: tuple[ProxyProcess, str],
+                                                 pg: PgServer, over: int) -> None:
+    make(pg, "conf_big")
+    c = hello(proxy[1])
+    c.send(frame(b"O", open_body(b"conf_big", [b"id"])))
+    assert c.read()[0] == b"o"
+    # length field = MAX_FRAME + over: body of digits and newlines, every row valid.
+    body_len = MAX_FRAME + over - 4
+    rows = b"1\n" * (body_len // 2) + b"22\n"[:body_len % 2]
+    rows = b"1\n" * ((body_len - 3) // 2) + b"22\n" if body_len % 2 else rows
+    assert len(rows) == body_len
+    c.send(frame(b"D", rows) + frame(b"F", struct.pack("!Q", 1)))
+    kind, body = c.read()
+    assert kind == b"E" and error_of(body)[0] == "08P01", body
+    c.close()
+    assert pg.admin_sql("SELECT count(*) FROM conf_big") == [["0"]]
+
+
+def test_a_frame_of_exactly_max_frame_bytes_is_taken(proxy: tuple[ProxyProcess, str],
+                                                     pg: PgServer) -> None:
+    make(pg, "conf_exact")
+    c = hello(proxy[1])
+    c.send(frame(b"O", open_body(b"conf_exact", [b"id"])))
+    assert c.read()[0] == b"o"
+    rows = b"1\n" * ((MAX_FRAME - 4) // 2)
+    assert len(rows) + 4 == MAX_FRAME
+    c.send(frame(b"D", rows) + frame(b"F", struct.pack("!Q", 1)))
+    kind, body = c.read()
+    assert kind == b"a" and struct.unpack("!QQ", body) == (1, len(rows) // 2)
+    c.close()
+
+
+def test_close_with_a_body_is_refused(proxy: tuple[ProxyProcess, str], pg: PgServer) -> None:
+    make(pg, "conf_close")
+    c = hello(proxy[1])
+    c.send(frame(b"O", open_body(b"conf_close", [b"id"])))
+    assert c.read()[0] == b"o"
+    c.send(frame(b"X", b"junk"))
+    kind, body = c.read()
+    assert kind == b"E" and error_of(body)[0] == "08P01"
+    assert b"Close" in error_of(body)[1]
+    c.close()
