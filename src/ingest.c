@@ -56,11 +56,17 @@ enum sess_state {
 static const char *const state_names[] = {
     "hello", "open", "opening", "stream", "closing", "failing", "draining"};
 
-/* One flushed unit, answered in Flush order. Outlives its session if the
- * client goes while the unit is in flight (session NULL then). */
+/*
+ * One flushed unit, answered in Flush order: on its session's list. If the
+ * client goes while the unit is in flight, it moves to the ingest's orphans
+ * (session NULL) until the coalescer is done with it: its bytes count
+ * against global_buffer_bytes until then, whoever owns them. Once the
+ * ingest itself is freed, ing is NULL too.
+ */
 struct pending {
 	TAILQ_ENTRY(pending) link;
 	struct session *s;
+	struct ingest *ing;
 	uint64_t flush_id;
 	bool done;
 	uint64_t rows;
@@ -123,6 +129,7 @@ struct ingest {
 	struct evconnlistener *listener;
 	char unix_path[108];
 	struct session_list sessions;
+	struct pending_list orphans; /* in flight, their clients gone */
 	struct event *resume_ev;
 	struct event *relisten_ev;
 	bool draining; /* shutting down: answer what is flushed, then close */
@@ -390,7 +397,13 @@ static void unit_done(const struct co_outcome *o, void *arg)
 	struct ingest *ing;
 
 	if (s == NULL) {
-		/* The client left; the unit still had to commit or fail. */
+		/* The client left; the unit still had to commit or fail. Its
+		 * bytes were held until now. */
+		if (p->ing != NULL) {
+			TAILQ_REMOVE(&p->ing->orphans, p, link);
+			p->ing->stats.buffered_bytes -= p->bytes;
+			event_active(p->ing->resume_ev, 0, 0);
+		}
 		free_pending(p);
 		return;
 	}
@@ -692,6 +705,7 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 		return;
 	}
 	p->s = s;
+	p->ing = ing;
 	p->flush_id = id;
 	p->flushed_us = clock_now_us();
 	TAILQ_INSERT_TAIL(&s->pendings, p, link);
@@ -799,9 +813,10 @@ static void destroy_session(struct session *s)
 			free_pending(p);
 			continue;
 		}
-		/* In flight: it still commits; its answer has nowhere to go. */
-		ing->stats.buffered_bytes -= p->bytes;
+		/* In flight: it still commits; its answer has nowhere to go,
+		 * and its bytes stay counted until it is done (unit_done). */
 		p->s = NULL;
+		TAILQ_INSERT_TAIL(&ing->orphans, p, link);
 	}
 	if (s->lookup)
 		cat_cancel(ing->cat, s->lookup);
@@ -1054,6 +1069,7 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 	ing->cfg.listen = NULL; /* cfg's strings are not ours */
 	ing->cfg.auth_token = NULL;
 	TAILQ_INIT(&ing->sessions);
+	TAILQ_INIT(&ing->orphans);
 	ing->flush_latency = mt_metric_of(&flush_latency_d);
 	ing->resume_ev = event_new(base, -1, 0, resume_cb, ing);
 	ing->relisten_ev = evtimer_new(base, relisten_cb, ing);
@@ -1076,6 +1092,7 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 void ing_free(struct ingest *ing)
 {
 	struct session *s;
+	struct pending *p;
 
 	if (ing == NULL)
 		return;
@@ -1091,6 +1108,11 @@ void ing_free(struct ingest *ing)
 		evbuffer_write(bufferevent_get_output(s->bev),
 		               bufferevent_getfd(s->bev));
 		destroy_session(s);
+	}
+	/* The coalescer still calls back for these; they find no ingest. */
+	while ((p = TAILQ_FIRST(&ing->orphans)) != NULL) {
+		TAILQ_REMOVE(&ing->orphans, p, link);
+		p->ing = NULL;
 	}
 	if (ing->resume_ev)
 		event_free(ing->resume_ev);

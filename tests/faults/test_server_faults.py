@@ -104,3 +104,67 @@ def test_proxy_killed_and_restarted_loses_nothing_acknowledged(sync_pg: SyncPgSe
     assert counts["cut"] > 0  # the kill did cut flushes in flight
     assert_healthy_after(proxy, sync_pg, addr, "f_sigkill")
     assert proxy.stop() == 0
+
+
+def metric_value(proxy, name: str) -> float:
+    import promtext
+
+    status, body, _ = proxy.admin_get("/metrics")
+    assert status == 200
+    return promtext.value(promtext.parse(body), name)
+
+
+def test_flush_then_hang_up_counts_against_the_global_limit(sync_pg: SyncPgServer,
+                                                            tmp_path: Path) -> None:
+    """Clients that flush and disconnect while the server is stalled: their queued units stay
+    counted until committed, so the proxy stops reading at global_buffer_bytes."""
+    import socket as socketlib
+    import struct
+
+    from lakebase_foreachwriter.ingest_protocol import (encode_flush, encode_hello,
+                                                        encode_open, encode_rows)
+
+    make_table(sync_pg, "f_hangup")
+    limit = 2 << 20
+    proxy, addr = start_proxy(sync_pg, tmp_path, pool={"min_size": 1, "max_size": 1},
+                              ingest={"global_buffer_bytes": limit,
+                                      "client_buffer_bytes": 1 << 20,
+                                      "max_flush_bytes": 1 << 20})
+    host, port = addr.rsplit(":", 1)
+    unit = b"".join(b"%d\n" % i for i in range(40000))  # ~230 KB
+    # The catalog knows the table before the server stops.
+    work = Workload(addr, "f_hangup", clients=1)
+    with running(work, proxy):
+        wait_for(lambda: work.acked_units() > 2, 60, "first acks")
+    pids = sync_pg.postgres_pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        payload = (encode_hello("hangup") + encode_open("", "f_hangup", "insert", ["id"])
+                   + encode_rows(unit) + encode_flush(1))
+        socks = []
+        for _ in range(40):  # 40 x 230 KB = 9 MB, four times the global limit
+            s = socketlib.create_connection((host, int(port)), timeout=30)
+            s.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_LINGER, struct.pack("ii", 0, 0))
+            s.setblocking(False)
+            try:
+                s.send(payload)
+            except BlockingIOError:
+                pass
+            socks.append(s)
+        time.sleep(2)
+        for s in socks:
+            s.close()
+        time.sleep(2)
+        queued = metric_value(proxy, "lbp_queued_bytes")
+        buffered = metric_value(proxy, "lbp_buffered_bytes")
+        assert queued <= 2 * limit, f"queued {queued:.0f} bytes with the server stalled"
+        assert buffered >= queued, (buffered, queued)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    # Everything held is committed (or failed) and released, the orphans' bytes too.
+    wait_for(lambda: metric_value(proxy, "lbp_queued_bytes") == 0
+             and metric_value(proxy, "lbp_buffered_bytes") == 0, 60, "buffers drained")
+    assert_healthy_after(proxy, sync_pg, addr, "f_hangup")
+    assert proxy.stop() == 0
