@@ -106,6 +106,18 @@ bool igp_put_error(struct evbuffer *out, const char *sqlstate,
                    const char *message);
 bool igp_put_close_ok(struct evbuffer *out);
 
+/*
+ * A PostgreSQL client at the ingest port: its first message (SSLRequest,
+ * GSSENCRequest, CancelRequest or a StartupMessage) starts with a length,
+ * so its first byte is 0 where ours is a letter. PGW_OK when the first 8
+ * bytes of p are such a message, PGW_ERROR when they cannot be,
+ * PGW_AGAIN when fewer than 8 bytes came and they still could.
+ */
+enum pgw_rc igp_detect_postgres(const uint8_t *p, size_t len);
+/* A PostgreSQL ErrorResponse (severity FATAL) such a client can show. */
+bool igp_put_pg_fatal(struct evbuffer *out, const char *sqlstate,
+                      const char *message);
+
 /* ---- the client side (load generator, tests) ---- */
 
 bool igp_put_hello(struct evbuffer *out, const char *client_name,

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "bytes.h"
 #include "catalog.h"
 #include "clock.h"
 #include "coalesce.h"
@@ -764,6 +765,45 @@ static void handle_stream(struct session *s, const struct pgw_frame *f)
 	}
 }
 
+/*
+ * A PostgreSQL client (psql, a JDBC URL with the wrong port) would wait for
+ * a Hello answer it cannot read until the idle timeout; it gets a
+ * PostgreSQL error it can show instead. true: it was one (or may still
+ * be: fewer than 8 bytes came), stop reading frames.
+ */
+static bool refuse_postgres(struct session *s, struct evbuffer *in)
+{
+	uint8_t head[8];
+	ev_ssize_t n = evbuffer_copyout(in, head, sizeof(head));
+	enum pgw_rc rc = igp_detect_postgres(head, n > 0 ? (size_t)n : 0);
+	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+
+	if (rc != PGW_OK)
+		return rc == PGW_AGAIN && n > 0;
+	/* Encryption asked first: "no", so that the StartupMessage that
+	 * follows in the clear gets the error (libpq shows no error sent in
+	 * answer to SSLRequest). */
+	if (get_be32(head + 4) != PGW_PROTOCOL_V3 &&
+	    get_be32(head + 4) != PGW_SSL_REQUEST_CODE - 1) {
+		evbuffer_drain(in, sizeof(head));
+		bufferevent_write(s->bev, "N", 1);
+		return false;
+	}
+	sess_log(LOG_WARN, s,
+	         "event=session_error sqlstate=08P01 "
+	         "error=\"a PostgreSQL client at the ingest port\"");
+	s->ing->stats.protocol_errors++;
+	igp_put_pg_fatal(bufferevent_get_output(s->bev), "08P01",
+	                 "this is the lakebase-proxy ingest port, which speaks "
+	                 "its own protocol (docs/ingest-protocol.md), not "
+	                 "PostgreSQL's; connect PostgreSQL clients to the "
+	                 "database server itself");
+	set_state(s, S_DRAINING);
+	update_reading(s);
+	evtimer_add(s->drain_ev, &tv);
+	return true;
+}
+
 /* Frames until the buffer is empty or the session must wait. */
 static void process_input(struct session *s)
 {
@@ -779,6 +819,8 @@ static void process_input(struct session *s)
 		 * strangers. The limit counts the length field too. */
 		max = s->state == S_HELLO ? IGP_PREAUTH_MAX_FRAME
 		                          : s->ing->cfg.max_frame_bytes;
+		if (s->state == S_HELLO && refuse_postgres(s, in))
+			return;
 		switch (pgw_frame_next(in, igp_max_body(max), &f)) {
 		case PGW_AGAIN:
 			return;

@@ -200,6 +200,41 @@ bool igp_put_close_ok(struct evbuffer *out)
 	return put_frame(out, IGP_MSG_CLOSE_OK, NULL);
 }
 
+enum pgw_rc igp_detect_postgres(const uint8_t *p, size_t len)
+{
+	uint32_t code;
+
+	if (len == 0)
+		return PGW_AGAIN;
+	if (p[0] != 0)
+		return PGW_ERROR; /* a length below 16 MiB: ours is a letter */
+	if (len < 8)
+		return PGW_AGAIN;
+	code = get_be32(p + 4);
+	/* 1234.5679 SSL, 1234.5680 GSS, 1234.5678 cancel, 3.0 startup */
+	if (code == PGW_SSL_REQUEST_CODE || code == PGW_SSL_REQUEST_CODE + 1 ||
+	    code == PGW_SSL_REQUEST_CODE - 1 || code == PGW_PROTOCOL_V3)
+		return PGW_OK;
+	return PGW_ERROR;
+}
+
+/* ErrorResponse: 'E', length, then (code byte, string) fields, then 0. */
+bool igp_put_pg_fatal(struct evbuffer *out, const char *sqlstate,
+                      const char *message)
+{
+	struct evbuffer *b = evbuffer_new();
+	bool ok;
+
+	if (b == NULL)
+		return false;
+	ok = evbuffer_add(b, "SFATAL", 7) == 0 &&
+	     evbuffer_add(b, "VFATAL", 7) == 0 &&
+	     evbuffer_add(b, "C", 1) == 0 && body_str(b, sqlstate) &&
+	     evbuffer_add(b, "M", 1) == 0 && body_text(b, message) &&
+	     evbuffer_add(b, "", 1) == 0;
+	return finish(out, 'E', b, ok);
+}
+
 /* A name the proxy would refuse is refused here too, so tests see it. */
 bool igp_put_hello(struct evbuffer *out, const char *client_name,
                    const char *token)

@@ -251,3 +251,25 @@ def test_close_with_a_body_is_refused(proxy: tuple[ProxyProcess, str], pg: PgSer
     assert kind == b"E" and error_of(body)[0] == "08P01"
     assert b"Close" in error_of(body)[1]
     c.close()
+
+
+# ---- item 13: a PostgreSQL client at the ingest port ----
+
+
+@pytest.mark.parametrize("sslmode,told", [
+    ("disable", "lakebase-proxy ingest port"),
+    ("prefer", "lakebase-proxy ingest port"),
+    # Encryption is refused ("N"); libpq shows no error sent during that exchange.
+    ("require", "does not support SSL"),
+])
+def test_a_postgresql_client_is_told_where_it_is(proxy: tuple[ProxyProcess, str],
+                                                 pg: PgServer, sslmode: str, told: str) -> None:
+    import subprocess
+
+    host, port = proxy[1].rsplit(":", 1)
+    res = subprocess.run(
+        [f"{pg.pgbin}/psql", "-X", "-w", "-c", "SELECT 1",
+         f"host={host} port={port} user=x dbname=y sslmode={sslmode} connect_timeout=15"],
+        capture_output=True, text=True, timeout=90)
+    assert res.returncode != 0
+    assert told in res.stderr, res.stderr

@@ -867,6 +867,39 @@ START_TEST(test_error_text_is_utf8)
 }
 END_TEST
 
+START_TEST(test_detect_postgres_clients)
+{
+	static const uint8_t ssl[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+	static const uint8_t gss[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30};
+	static const uint8_t startup[8] = {0, 0, 0, 40, 0, 3, 0, 0};
+	static const uint8_t other[8] = {0, 0, 0, 8, 0, 2, 0, 0};
+	static const uint8_t hello[8] = {'H', 0, 0, 0, 20, 0, 1, 0};
+
+	ck_assert_int_eq(igp_detect_postgres(ssl, 8), PGW_OK);
+	ck_assert_int_eq(igp_detect_postgres(gss, 8), PGW_OK);
+	ck_assert_int_eq(igp_detect_postgres(startup, 8), PGW_OK);
+	ck_assert_int_eq(igp_detect_postgres(other, 8), PGW_ERROR);
+	ck_assert_int_eq(igp_detect_postgres(hello, 8), PGW_ERROR);
+	ck_assert_int_eq(igp_detect_postgres(hello, 1), PGW_ERROR);
+	for (size_t n = 0; n < 8; n++)
+		ck_assert_int_eq(igp_detect_postgres(ssl, n), PGW_AGAIN);
+}
+END_TEST
+
+START_TEST(test_pg_fatal_bytes)
+{
+	static const uint8_t want[] =
+	    "E\0\0\0\x23SFATAL\0VFATAL\0C08P01\0Mno \\x01\0";
+	struct evbuffer *b = evbuffer_new();
+
+	REQUIRE(b != NULL);
+	ck_assert(igp_put_pg_fatal(b, "08P01", "no \x01"));
+	/* sizeof counts the literal's own NUL: the message's terminator. */
+	expect_buf(b, want, sizeof(want));
+	evbuffer_free(b);
+}
+END_TEST
+
 /* ---- a fixed-seed mutation loop through every decoder ---- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -1034,6 +1067,8 @@ static Suite *ingest_proto_suite(void)
 	tcase_add_test(hostile, test_close_with_a_body_is_malformed);
 	tcase_add_test(hostile, test_frame_limit_counts_the_length_field);
 	tcase_add_test(bytes, test_error_text_is_utf8);
+	tcase_add_test(bytes, test_pg_fatal_bytes);
+	tcase_add_test(hostile, test_detect_postgres_clients);
 	suite_add_tcase(s, check);
 	return s;
 }
