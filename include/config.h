@@ -56,14 +56,15 @@ struct cfg_pool {
 };
 
 struct cfg_ingest {
-	char *listen;                 /* "127.0.0.1:5480" or "unix:/path" */
-	char *auth_token;             /* secret; required off loopback */
-	unsigned max_clients;         /* 1024 */
-	uint64_t max_frame_bytes;     /* 1 MiB */
-	uint64_t max_flush_bytes;     /* 8 MiB: largest flush unit */
-	uint64_t client_buffer_bytes; /* 16 MiB flushed, unacked, per client */
-	uint64_t global_buffer_bytes; /* 256 MiB over all clients */
-	unsigned idle_timeout_s;      /* 600 */
+	char *listen;                  /* "127.0.0.1:5480" or "unix:/path" */
+	char *auth_token;              /* secret; required off loopback */
+	unsigned max_clients;          /* 1024 */
+	uint64_t max_frame_bytes;      /* 1 MiB */
+	uint64_t max_flush_bytes;      /* 8 MiB: largest flush unit */
+	uint64_t client_buffer_bytes;  /* 16 MiB flushed, unacked, per client */
+	uint64_t global_buffer_bytes;  /* 256 MiB over all clients */
+	unsigned idle_timeout_s;       /* 600 since the last whole message */
+	unsigned handshake_timeout_ms; /* 10000 from accept to Open */
 };
 
 struct cfg_batch {

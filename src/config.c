@@ -96,6 +96,8 @@ static const struct cfg_key keys[] = {
      .max = 4294967296, .def = "16777216"},
     {KEY(ingest, global_buffer_bytes, CFG_UINT64), .min = 1024,
      .max = 68719476736, .def = "268435456"},
+    {KEY(ingest, handshake_timeout_ms, CFG_UINT), .min = 100, .max = 600000,
+     .def = "10000"},
     {KEY(ingest, idle_timeout_s, CFG_UINT), .min = 1, .max = 86400,
      .def = "600"},
     {KEY(batch, max_rows, CFG_UINT64), .min = 1, .max = 100000000,

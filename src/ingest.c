@@ -31,6 +31,7 @@
 #include "netaddr.h"
 #include "pgwire.h"
 #include "secret.h"
+#include "timer.h"
 
 /* Stop reading a client whose unread answers pile up past this. */
 #define OUTPUT_HIGH (1024u * 1024)
@@ -97,6 +98,9 @@ struct session {
 	char peer[64];
 	char name[IGP_MAX_CLIENT_NAME + 1];
 	struct event *drain_ev;
+	/* Until Open: the handshake deadline; then the idle timeout, re-armed
+	 * by every whole message (not every byte: a slow drip is idle). */
+	struct event *idle_ev;
 
 	struct open_req req;
 	struct cat_lookup *lookup;
@@ -838,6 +842,10 @@ static void process_input(struct session *s)
 		else
 			handle_stream(s, &f);
 		pgw_frame_consume(in, &f);
+		if (s->state == S_OPENING || s->state == S_STREAM)
+			timer_add_ms(s->idle_ev,
+			             (uint64_t)s->ing->cfg.idle_timeout_s *
+			                 1000u);
 		update_reading(s);
 	}
 }
@@ -872,6 +880,7 @@ static void destroy_session(struct session *s)
 	free_req(&s->req);
 	evbuffer_free(s->unit);
 	event_free(s->drain_ev);
+	event_free(s->idle_ev);
 	bufferevent_free(s->bev);
 	free(s);
 	event_active(ing->resume_ev, 0, 0); /* global memory may be free now */
@@ -903,19 +912,31 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	process_input(arg);
 }
 
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	const struct cfg_ingest *cfg = &s->ing->cfg;
+
+	if (s->state == S_HELLO || s->state == S_OPEN) {
+		fatal(s, "08006", "no Hello and Open within %u ms",
+		      cfg->handshake_timeout_ms);
+		return;
+	}
+	if (s->state != S_STREAM && s->state != S_OPENING)
+		return; /* closing or failing: the drain timer decides */
+	/* Waiting for its answers, or held back by us, is not being idle. */
+	if (!TAILQ_EMPTY(&s->pendings) || s->state == S_OPENING ||
+	    !s->reading) {
+		timer_add_ms(s->idle_ev, (uint64_t)cfg->idle_timeout_s * 1000u);
+		return;
+	}
+	fatal(s, "08006", "no whole message for %u s", cfg->idle_timeout_s);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
-	if (what & BEV_EVENT_TIMEOUT) {
-		/* Waiting for its answers is not being idle. */
-		if (!TAILQ_EMPTY(&s->pendings) || s->state == S_OPENING) {
-			bufferevent_enable(bev, EV_READ);
-			return;
-		}
-		fatal(s, "08006", "idle for %u s", s->ing->cfg.idle_timeout_s);
-		return;
-	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		if (!TAILQ_EMPTY(&s->pendings) || s->state == S_STREAM)
 			sess_log(
@@ -947,7 +968,6 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
                                    const struct sockaddr *sa)
 {
 	struct session *s = calloc(1, sizeof(*s));
-	struct timeval idle = {(time_t)ing->cfg.idle_timeout_s, 0};
 
 	if (s == NULL)
 		return NULL;
@@ -960,7 +980,9 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 	s->bev = bufferevent_socket_new(ing->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->unit = evbuffer_new();
 	s->drain_ev = evtimer_new(ing->base, drain_timeout_cb, s);
-	if (s->bev == NULL || s->unit == NULL || s->drain_ev == NULL) {
+	s->idle_ev = evtimer_new(ing->base, idle_cb, s);
+	if (s->bev == NULL || s->unit == NULL || s->drain_ev == NULL ||
+	    s->idle_ev == NULL) {
 		if (s->bev)
 			bufferevent_free(s->bev);
 		else
@@ -969,6 +991,8 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 			evbuffer_free(s->unit);
 		if (s->drain_ev)
 			event_free(s->drain_ev);
+		if (s->idle_ev)
+			event_free(s->idle_ev);
 		free(s);
 		return NULL;
 	}
@@ -976,7 +1000,7 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 	bufferevent_setwatermark(s->bev, EV_READ, 0,
 	                         ing->cfg.max_frame_bytes + 64 * 1024);
 	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_LOW, 0);
-	bufferevent_set_timeouts(s->bev, &idle, NULL);
+	timer_add_ms(s->idle_ev, ing->cfg.handshake_timeout_ms);
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&ing->sessions, s, link);

@@ -273,3 +273,84 @@ def test_a_postgresql_client_is_told_where_it_is(proxy: tuple[ProxyProcess, str]
         capture_output=True, text=True, timeout=90)
     assert res.returncode != 0
     assert told in res.stderr, res.stderr
+
+
+# ---- item 11: slowloris on the ingest port ----
+
+
+class Drip:
+    """Sends `data` one byte every `period` seconds until the proxy hangs up."""
+
+    def __init__(self, addr: str, data: bytes, period: float) -> None:
+        import threading
+
+        host, port = addr.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=60)
+        self.data, self.period = data, period
+        self.answer = b""
+        self.cut = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        for i in range(len(self.data)):
+            try:
+                self.sock.send(self.data[i:i + 1])
+                self.sock.settimeout(self.period)
+                chunk = self.sock.recv(4096)
+                self.answer += chunk
+                if not chunk:
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+        self.cut.set()
+
+
+def test_slow_handshakes_do_not_hold_the_slots(pg: PgServer, tmp_path: Path) -> None:
+    make(pg, "conf_slow")
+    proc, addr = start_proxy(pg, tmp_path, ingest={"max_clients": 3,
+                                                   "handshake_timeout_ms": 1500})
+    try:
+        drips = [Drip(addr, HELLO * 50, 0.2) for _ in range(3)]
+        for d in drips:  # a byte every 0.2 s would last 200 s
+            assert d.cut.wait(30), "a dripping handshake kept its slot"
+            assert b"08006" in d.answer
+        c = hello(addr)
+        c.send(frame(b"O", open_body(b"conf_slow", [b"id"])) + frame(b"D", b"1\n")
+               + frame(b"F", struct.pack("!Q", 1)))
+        assert [c.read()[0] for _ in range(2)] == [b"o", b"a"]
+        c.close()
+    finally:
+        proc.stop()
+
+
+def test_idle_counts_whole_messages_not_bytes(pg: PgServer, tmp_path: Path) -> None:
+    make(pg, "conf_drip")
+    proc, addr = start_proxy(pg, tmp_path, ingest={"idle_timeout_s": 2})
+    try:
+        c = hello(addr)
+        c.send(frame(b"O", open_body(b"conf_drip", [b"id"])))
+        assert c.read()[0] == b"o"
+        # A Rows frame that never ends, a byte every 0.3 s (it would take minutes).
+        big = frame(b"D", b"1\n" * 500)
+        c.sock.settimeout(0.3)
+        cut = False
+        for i in range(100):
+            try:
+                c.sock.send(big[i:i + 1])
+                data = c.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                cut = True
+                break
+            c.buf += data
+            if not data:
+                cut = True
+                break
+        assert cut, "a dripping frame kept the connection from being idle"
+        assert b"08006" in c.buf
+        c.close()
+    finally:
+        proc.stop()

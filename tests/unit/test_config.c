@@ -109,6 +109,7 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_INGEST_MAX_FLUSH_BYTES=3000",
     "LAKEBASE_PROXY_INGEST_CLIENT_BUFFER_BYTES=5000",
     "LAKEBASE_PROXY_INGEST_GLOBAL_BUFFER_BYTES=9000",
+    "LAKEBASE_PROXY_INGEST_HANDSHAKE_TIMEOUT_MS=700",
     "LAKEBASE_PROXY_INGEST_IDLE_TIMEOUT_S=8", "LAKEBASE_PROXY_BATCH_MAX_ROWS=7",
     "LAKEBASE_PROXY_BATCH_MAX_BYTES=2048",
     "LAKEBASE_PROXY_BATCH_MAX_DELAY_MS=0",
@@ -356,6 +357,7 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.ingest.client_buffer_bytes, 5000);
 	ck_assert_uint_eq(cfg.ingest.global_buffer_bytes, 9000);
 	ck_assert_uint_eq(cfg.ingest.idle_timeout_s, 8);
+	ck_assert_uint_eq(cfg.ingest.handshake_timeout_ms, 700);
 	ck_assert_uint_eq(cfg.batch.max_rows, 7);
 	ck_assert_uint_eq(cfg.batch.max_bytes, 2048);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
