@@ -33,9 +33,10 @@
 #include "secret.h"
 #include "timer.h"
 
-/* Stop reading a client whose unread answers pile up past this. */
-#define OUTPUT_HIGH (1024u * 1024)
-#define OUTPUT_LOW  (256u * 1024)
+/* Stop reading a client whose unread answers pile up past this (about
+ * 3000 Acks): a client that does not read them costs little. */
+#define OUTPUT_HIGH (64u * 1024)
+#define OUTPUT_LOW  (16u * 1024)
 /*
  * What a flush unit costs beyond its rows (the unit, its answer record,
  * their buffers), counted against the memory limits so that a client

@@ -108,7 +108,13 @@ static bool put_frame(struct evbuffer *out, uint8_t type, struct evbuffer *body)
 	if (evbuffer_expand(out, sizeof(hdr) + len) != 0 ||
 	    evbuffer_add(out, hdr, sizeof(hdr)) != 0)
 		return false;
-	return len == 0 || evbuffer_add_buffer(out, body) == 0;
+	/*
+	 * Copied, not moved: moving would hang the body's own chain (1 KiB
+	 * or more, for an Ack of 21 bytes) on out, so that answers waiting to
+	 * be written would cost fifty times their size.
+	 */
+	return len == 0 ||
+	       evbuffer_add(out, evbuffer_pullup(body, -1), len) == 0;
 }
 
 /* Frames the body when built_ok, and frees it either way. */

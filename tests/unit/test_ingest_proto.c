@@ -867,6 +867,24 @@ START_TEST(test_error_text_is_utf8)
 }
 END_TEST
 
+/* Answers go into the output's own chains: a thousand Acks are 21 KB in a
+ * few chains, not a thousand chains of a kilobyte each. */
+START_TEST(test_answers_share_chains)
+{
+	struct evbuffer *out = evbuffer_new();
+	int chains;
+
+	REQUIRE(out != NULL);
+	for (uint64_t i = 1; i <= 1000; i++) {
+		REQUIRE(igp_put_ack(out, i, 1));
+		REQUIRE(igp_put_flush_error(out, i, "22P02", "bad", "", 1));
+	}
+	chains = evbuffer_peek(out, -1, NULL, NULL, 0);
+	ck_assert_int_le(chains, 64);
+	evbuffer_free(out);
+}
+END_TEST
+
 START_TEST(test_detect_postgres_clients)
 {
 	static const uint8_t ssl[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
@@ -1068,6 +1086,7 @@ static Suite *ingest_proto_suite(void)
 	tcase_add_test(hostile, test_frame_limit_counts_the_length_field);
 	tcase_add_test(bytes, test_error_text_is_utf8);
 	tcase_add_test(bytes, test_pg_fatal_bytes);
+	tcase_add_test(bytes, test_answers_share_chains);
 	tcase_add_test(hostile, test_detect_postgres_clients);
 	suite_add_tcase(s, check);
 	return s;
