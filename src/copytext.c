@@ -217,6 +217,33 @@ static size_t skip_plain(const uint8_t *d, size_t pos, size_t len)
 	return pos;
 }
 
+uint64_t ct_find_null(const uint8_t *data, size_t len, const bool *mask,
+                      unsigned ncols, unsigned *field)
+{
+	uint64_t row = 1;
+	unsigned f = 0;
+	size_t start = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] != '\t' && data[i] != '\n')
+			continue;
+		/* Checked rows: raw tabs and newlines only separate. */
+		if (f < ncols && mask[f] && i - start == 2 &&
+		    data[start] == '\\' && data[start + 1] == 'N') {
+			*field = f;
+			return row;
+		}
+		start = i + 1;
+		if (data[i] == '\n') {
+			row++;
+			f = 0;
+		} else {
+			f++;
+		}
+	}
+	return 0;
+}
+
 enum ct_rc ct_check_rows(const uint8_t *data, size_t len, unsigned ncols,
                          uint64_t *rows, struct ct_error *err)
 {

@@ -107,6 +107,7 @@ struct session {
 	struct cat_lookup *lookup;
 	struct co_target *target;
 	unsigned ncols;
+	bool *key_mask; /* upsert: which columns are keys (never NULL) */
 
 	/* the flush unit being received */
 	struct evbuffer *unit;
@@ -546,6 +547,24 @@ static void send_open_ok(struct session *s, const char *const *types)
 	                (const char *const *)s->req.cols, types);
 }
 
+/* Upsert: a NULL key is refused on arrival, so the client learns its row
+ * (the server would only say the batch's statement failed). */
+static bool make_key_mask(struct session *s)
+{
+	const struct open_req *r = &s->req;
+
+	if (r->mode != IGP_MODE_UPSERT)
+		return true;
+	s->key_mask = calloc(r->ncols, sizeof(*s->key_mask));
+	if (s->key_mask == NULL)
+		return false;
+	for (size_t i = 0; i < r->ncols; i++)
+		for (size_t k = 0; k < r->nkeys; k++)
+			if (strcmp(r->cols[i], r->keys[k]) == 0)
+				s->key_mask[i] = true;
+	return true;
+}
+
 static void opened(const struct cat_table *t, const char *sqlstate,
                    const char *message, void *arg)
 {
@@ -579,7 +598,7 @@ static void opened(const struct cat_table *t, const char *sqlstate,
 		    .coalesce = (const char *const *)r->coalesce,
 		};
 		s->target = co_target_get(s->ing->co, &def);
-		if (s->target == NULL) {
+		if (s->target == NULL || !make_key_mask(s)) {
 			fatal(s, "53200", "out of memory");
 		} else {
 			s->ncols = (unsigned)r->ncols;
@@ -655,7 +674,8 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 	struct ingest *ing = s->ing;
 	struct ct_error err;
 	const struct co_table_metrics *tm;
-	uint64_t rows = 0;
+	uint64_t rows = 0, row;
+	unsigned field;
 
 	s->unit_bytes += f->len;
 	if (s->unit_sqlstate[0])
@@ -673,6 +693,15 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 		          "message)",
 		          s->unit_rows + err.row, ct_rc_text(err.rc),
 		          err.offset);
+		return;
+	}
+	if (s->key_mask != NULL &&
+	    (row = ct_find_null(f->body, f->len, s->key_mask, s->ncols,
+	                        &field)) > 0) {
+		fail_unit(s, "23502", s->unit_rows + row,
+		          "row %" PRIu64 " of the flush: null value in key "
+		          "column \"%s\" (upsert keys cannot be NULL)",
+		          s->unit_rows + row, s->req.cols[field]);
 		return;
 	}
 	ing->stats.rows_received += rows;
@@ -879,6 +908,7 @@ static void destroy_session(struct session *s)
 	sess_log(LOG_DEBUG, s, "event=session_end state=%s",
 	         state_names[s->state]);
 	free_req(&s->req);
+	free(s->key_mask);
 	evbuffer_free(s->unit);
 	event_free(s->drain_ev);
 	event_free(s->idle_ev);

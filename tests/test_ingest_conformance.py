@@ -354,3 +354,31 @@ def test_idle_counts_whole_messages_not_bytes(pg: PgServer, tmp_path: Path) -> N
         c.close()
     finally:
         proc.stop()
+
+
+# ---- item 7: an upsert row with a NULL key is named by its number ----
+
+
+def test_upsert_null_key_names_its_row(proxy: tuple[ProxyProcess, str], pg: PgServer) -> None:
+    pg.admin_sql("DROP TABLE IF EXISTS conf_nullkey; "
+                 "CREATE TABLE conf_nullkey (a int, b int, v text, PRIMARY KEY (a, b)); "
+                 f"GRANT ALL ON conf_nullkey TO {pg.user}")
+    c = hello(proxy[1])
+    body = (cstr(b"") + cstr(b"conf_nullkey") + b"u" + str_list([b"a", b"b", b"v"])
+            + str_list([b"a", b"b"]) + cstr(b"") + str_list([]))
+    # Unit 1: rows 1-2 in one message, the NULL key in row 4 (second message).
+    c.send(frame(b"O", body) + frame(b"D", b"1\t1\tx\n1\t2\t\\N\n")
+           + frame(b"D", b"2\t1\ty\n2\t\\N\tz\n") + frame(b"F", struct.pack("!Q", 1))
+           + frame(b"D", b"3\t3\tw\n") + frame(b"F", struct.pack("!Q", 2)))
+    assert c.read()[0] == b"o"
+    kind, body = c.read()
+    assert kind == b"e", body
+    fid, rest = struct.unpack("!Q", body[:8])[0], body[8:]
+    state, message, detail, tail = rest.split(b"\0", 3)
+    assert (fid, state.decode()) == (1, "23502"), message
+    assert struct.unpack("!Q", tail[:8])[0] == 4, message
+    assert b'"b"' in message
+    kind, body = c.read()
+    assert kind == b"a" and struct.unpack("!QQ", body) == (2, 1)
+    assert pg.admin_sql("SELECT a, b, v FROM conf_nullkey") == [["3", "3", "w"]]
+    c.close()

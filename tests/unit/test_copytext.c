@@ -240,6 +240,26 @@ START_TEST(test_row_numbers)
 }
 END_TEST
 
+START_TEST(test_find_null_keys)
+{
+	static const bool key0[] = {true, false, false};
+	static const bool key2[] = {false, false, true};
+	static const char rows[] = "1\ta\tx\n2\t\\N\ty\n\\N\tb\t\\N\n";
+	const uint8_t *d = (const uint8_t *)rows;
+	unsigned field = 99;
+
+	ck_assert_uint_eq(ct_find_null(d, strlen(rows), key0, 3, &field), 3);
+	ck_assert_uint_eq(field, 0);
+	ck_assert_uint_eq(ct_find_null(d, strlen(rows), key2, 3, &field), 3);
+	ck_assert_uint_eq(field, 2);
+	/* \N only as the whole field; "\\N" (a backslash, then N) is text. */
+	ck_assert_uint_eq(
+	    ct_find_null((const uint8_t *)"\\\\N\tb\tc\n", 8, key0, 3, &field),
+	    0);
+	ck_assert_uint_eq(ct_find_null(d, 0, key0, 3, &field), 0);
+}
+END_TEST
+
 START_TEST(test_texts_and_states)
 {
 	ck_assert_str_eq(ct_rc_sqlstate(CT_BAD_UTF8), "22021");
@@ -500,6 +520,7 @@ static Suite *copytext_suite(void)
 	tcase_add_test(cases, test_many_columns);
 	tcase_add_test(cases, test_row_numbers);
 	tcase_add_test(cases, test_texts_and_states);
+	tcase_add_test(cases, test_find_null_keys);
 	suite_add_tcase(s, cases);
 	tcase_add_test(random, test_random_vs_reference);
 	tcase_add_test(random, test_utf8_exhaustive_short);
