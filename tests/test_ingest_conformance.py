@@ -382,3 +382,34 @@ def test_upsert_null_key_names_its_row(proxy: tuple[ProxyProcess, str], pg: PgSe
     assert kind == b"a" and struct.unpack("!QQ", body) == (2, 1)
     assert pg.admin_sql("SELECT a, b, v FROM conf_nullkey") == [["3", "3", "w"]]
     c.close()
+
+
+# ---- item 15: batches the server refuses do not cost a login each ----
+
+
+def test_rejected_batches_keep_their_connection(pg: PgServer, tmp_path: Path) -> None:
+    import promtext
+
+    pg.admin_sql("DROP TABLE IF EXISTS conf_denied; CREATE TABLE conf_denied (id int); "
+                 f"GRANT SELECT ON conf_denied TO {pg.user}")
+    proc, addr = start_proxy(pg, tmp_path, pool={"min_size": 2, "max_size": 2})
+
+    def logins() -> float:
+        status, body, _ = proc.admin_get("/metrics")
+        assert status == 200
+        return promtext.value(promtext.parse(body), "lbp_upstream_logins_total")
+
+    try:
+        c = hello(addr)
+        c.send(frame(b"O", open_body(b"conf_denied", [b"id"])))
+        assert c.read()[0] == b"o"
+        before = logins()
+        for i in range(1, 31):
+            c.send(frame(b"D", b"%d\n" % i) + frame(b"F", struct.pack("!Q", i)))
+            kind, body = c.read()
+            assert kind == b"e" and body[8:13] == b"42501", body
+        # 30 refused batches (each rolled back), not 30 new TLS + SCRAM logins.
+        assert logins() - before <= 1
+        c.close()
+    finally:
+        proc.stop()
