@@ -152,17 +152,10 @@ const char *log_quote(char *buf, size_t size, const char *s)
 		size_t elen;
 
 		if (seq > 1) {
-			if (o + seq + 5 > size) {
-				memcpy(buf + o, "...", 3);
-				o += 3;
-				break;
-			}
-			memcpy(buf + o, p, seq);
-			o += seq;
+			memcpy(esc, p, seq); /* at most 4 bytes */
+			elen = seq;
 			p += seq - 1;
-			continue;
-		}
-		if (*p == '"' || *p == '\\') {
+		} else if (*p == '"' || *p == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)*p;
 			elen = 2;

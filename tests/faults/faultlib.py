@@ -407,6 +407,23 @@ def running(workload: Workload, proxy: ProxyProcess) -> Iterator[RssSampler]:
         rss.stop()
 
 
+def wait_more_acks(work: "Workload", what: str, more: int = 20, timeout: float = 60) -> None:
+    """The workload gets `more` acknowledgements beyond what it has now."""
+    before = work.acked_units()
+    wait_for(lambda: work.acked_units() > before + more, timeout, what)
+
+
+def finish(work: "Workload", rss: RssSampler | None, proxy: ProxyProcess, pg: PgServer,
+           addr: str, table: str, rss_limit: int) -> dict[str, int]:
+    """The Jepsen rule, the memory bound, a healthy proxy, a clean stop; the counts."""
+    counts = work.check(pg)
+    if rss is not None:
+        assert_rss_within(rss, rss_limit)
+    assert_healthy_after(proxy, pg, addr, table)
+    assert proxy.stop() == 0
+    return counts
+
+
 def assert_healthy_after(proxy: ProxyProcess, pg: PgServer, addr: str, table: str) -> None:
     """The proxy answers /healthz, becomes ready, and commits a new flush."""
     assert admin_status(proxy, "/healthz") == 200

@@ -9,9 +9,8 @@ import re
 import time
 from pathlib import Path
 
-from faultlib import (DelayForwarder, Netns, NetnsPgServer, Workload, admin_status,
-                      assert_healthy_after, assert_rss_within, make_table, running,
-                      start_proxy, wait_for)
+from faultlib import (DelayForwarder, Netns, NetnsPgServer, Workload, admin_status, finish,
+                      make_table, running, start_proxy, wait_for, wait_more_acks)
 
 RSS_LIMIT = 96 << 20
 
@@ -41,12 +40,8 @@ def test_blackhole_found_by_tcp_not_the_query_timeout(netns: Netns, netns_pg: Ne
             assert time.monotonic() - hole_started < 30
         finally:
             netns.blackhole(False)
-        before = work.acked_units()
-        wait_for(lambda: work.acked_units() > before + 20, 60, "acks after the blackhole")
-    work.check(netns_pg)
-    assert_rss_within(rss, RSS_LIMIT)
-    assert_healthy_after(proxy, netns_pg, addr, "f_hole")
-    assert proxy.stop() == 0
+        wait_more_acks(work, "acks after the blackhole", timeout=60)
+    finish(work, rss, proxy, netns_pg, addr, "f_hole", RSS_LIMIT)
 
 
 def test_latency_and_loss_lose_nothing(netns: Netns, netns_pg: NetnsPgServer,
@@ -61,14 +56,10 @@ def test_latency_and_loss_lose_nothing(netns: Netns, netns_pg: NetnsPgServer,
             wait_for(lambda: work.acked_units() > 10, 60, "first acks")
             netns.loss(5)
             try:
-                before = work.acked_units()
-                wait_for(lambda: work.acked_units() > before + 30, 90, "acks with 5% loss")
+                wait_more_acks(work, "acks with 5% loss", more=30, timeout=90)
             finally:
                 netns.loss(5, on=False)
-        counts = work.check(netns_pg)
+        counts = finish(work, rss, proxy, netns_pg, addr, "f_lossy", RSS_LIMIT)
         assert counts["acked"] > 40
-        assert_rss_within(rss, RSS_LIMIT)
-        assert_healthy_after(proxy, netns_pg, addr, "f_lossy")
-        assert proxy.stop() == 0
     finally:
         fwd.close()

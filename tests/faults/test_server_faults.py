@@ -10,8 +10,8 @@ import signal
 import time
 from pathlib import Path
 
-from faultlib import (SyncPgServer, Workload, admin_status, assert_healthy_after,
-                      assert_rss_within, make_table, running, start_proxy, wait_for)
+from faultlib import (SyncPgServer, Workload, admin_status, assert_healthy_after, finish,
+                      make_table, running, start_proxy, wait_for, wait_more_acks)
 
 # ingest global_buffer_bytes (8 MiB, faultlib.start_proxy) plus what ASan and the answers add.
 RSS_LIMIT = 96 << 20
@@ -36,13 +36,9 @@ def test_server_stopped_is_not_ready_and_loses_nothing(sync_pg: SyncPgServer,
         finally:
             for pid in pids:
                 os.kill(pid, signal.SIGCONT)
-        before = work.acked_units()
-        wait_for(lambda: work.acked_units() > before + 20, 60, "acks after SIGCONT")
-    counts = work.check(sync_pg)
+        wait_more_acks(work, "acks after SIGCONT", timeout=60)
+    counts = finish(work, rss, proxy, sync_pg, addr, "f_stop", RSS_LIMIT)
     assert counts["acked"] > 40
-    assert_rss_within(rss, RSS_LIMIT)
-    assert_healthy_after(proxy, sync_pg, addr, "f_stop")
-    assert proxy.stop() == 0
 
 
 def test_backends_terminated_over_and_over(sync_pg: SyncPgServer, tmp_path: Path) -> None:
@@ -57,13 +53,9 @@ def test_backends_terminated_over_and_over(sync_pg: SyncPgServer, tmp_path: Path
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 f"WHERE usename = '{sync_pg.user}'"))
             time.sleep(0.3)
-        before = work.acked_units()
-        wait_for(lambda: work.acked_units() > before + 20, 60, "acks after the kills")
+        wait_more_acks(work, "acks after the kills", timeout=60)
     assert kills > 10
-    work.check(sync_pg)
-    assert_rss_within(rss, RSS_LIMIT)
-    assert_healthy_after(proxy, sync_pg, addr, "f_kill")
-    assert proxy.stop() == 0
+    finish(work, rss, proxy, sync_pg, addr, "f_kill", RSS_LIMIT)
 
 
 def test_immediate_restart_keeps_every_acknowledged_row(sync_pg: SyncPgServer,
@@ -78,12 +70,8 @@ def test_immediate_restart_keeps_every_acknowledged_row(sync_pg: SyncPgServer,
         sync_pg.pg_ctl("restart", "-m", "immediate", "-w", "-t", "60", "-l",
                        str(sync_pg.logfile))
         sync_pg.wait_ready()
-        before = work.acked_units()
-        wait_for(lambda: work.acked_units() > before + 20, 60, "acks after the restart")
-    work.check(sync_pg)
-    assert_rss_within(rss, RSS_LIMIT)
-    assert_healthy_after(proxy, sync_pg, addr, "f_restart")
-    assert proxy.stop() == 0
+        wait_more_acks(work, "acks after the restart", timeout=60)
+    finish(work, rss, proxy, sync_pg, addr, "f_restart", RSS_LIMIT)
 
 
 def test_proxy_killed_and_restarted_loses_nothing_acknowledged(sync_pg: SyncPgServer,
@@ -98,12 +86,9 @@ def test_proxy_killed_and_restarted_loses_nothing_acknowledged(sync_pg: SyncPgSe
         proxy.stop()
         time.sleep(0.5)
         proxy, addr = start_proxy(sync_pg, tmp_path, ingest_port=port)
-        before = work.acked_units()
-        wait_for(lambda: work.acked_units() > before + 20, 60, "acks from the new proxy")
-    counts = work.check(sync_pg)
+        wait_more_acks(work, "acks from the new proxy", timeout=60)
+    counts = finish(work, None, proxy, sync_pg, addr, "f_sigkill", 0)
     assert counts["cut"] > 0  # the kill did cut flushes in flight
-    assert_healthy_after(proxy, sync_pg, addr, "f_sigkill")
-    assert proxy.stop() == 0
 
 
 def metric_value(proxy, name: str) -> float:
