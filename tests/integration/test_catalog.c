@@ -25,17 +25,7 @@ static void setup(void)
 {
 	char err[256], out[64];
 	struct up_params p;
-	struct cfg_pool pc = {
-	    .min_size = 1,
-	    .max_size = 2,
-	    .max_lifetime_s = 3600,
-	    .connect_timeout_ms = 2000,
-	    .login_timeout_ms = 5000,
-	    .query_timeout_ms = 10000,
-	    .health_check_s = 30,
-	    .reconnect_base_ms = 50,
-	    .reconnect_max_ms = 500,
-	};
+	struct cfg_pool pc = harness_pool_cfg(1, 2);
 
 	ck_assert(harness_env_load(&env));
 	ck_assert(harness_sql(&env,
