@@ -8,7 +8,7 @@
 #include <event2/buffer.h>
 
 #include "bytes.h"
-#include "copytext.h"
+#include "utf8.h"
 #include "sqlgen.h"
 
 /* The length field counts itself and must fit a signed int32, as in v3. */
@@ -61,7 +61,7 @@ static bool body_text(struct evbuffer *b, const char *s)
 	size_t left = strlen((const char *)p);
 
 	while (left > 0) {
-		size_t n = ct_utf8_seq_len(p, left);
+		size_t n = utf8_seq_len(p, left);
 		char esc[5];
 
 		if (n == 0 || (n == 1 && (p[0] < 0x20 || p[0] == 0x7f))) {

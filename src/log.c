@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "copytext.h"
+#include "utf8.h"
 
 static enum log_level current_level = LOG_INFO;
 static int log_fd = -1; /* [log] file, or -1: stderr */
@@ -147,7 +147,7 @@ const char *log_quote(char *buf, size_t size, const char *s)
 	for (const unsigned char *p = (const unsigned char *)s,
 	                         *end = p + strlen(s);
 	     p < end; p++) {
-		size_t seq = ct_utf8_seq_len(p, (size_t)(end - p));
+		size_t seq = utf8_seq_len(p, (size_t)(end - p));
 		char esc[5];
 		size_t elen;
 

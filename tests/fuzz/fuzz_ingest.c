@@ -9,6 +9,7 @@
 
 #include "copytext.h"
 #include "ingest_proto.h"
+#include "utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -27,7 +28,7 @@ static void check_error_text(const struct pgw_frame *f)
 	if (!igp_put_error(out, "08P01", text) ||
 	    pgw_frame_next(out, SIZE_MAX, &g) != PGW_OK ||
 	    igp_parse_answer(&g, &a) != PGW_OK ||
-	    !ct_utf8_valid((const uint8_t *)a.message, strlen(a.message)))
+	    !utf8_valid((const uint8_t *)a.message, strlen(a.message)))
 		abort();
 	evbuffer_free(out);
 	free(text);

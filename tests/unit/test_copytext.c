@@ -1,6 +1,7 @@
 /* test_copytext.c: COPY text row checks against exact cases and a slow
  * reference. */
 #include "copytext.h"
+#include "utf8.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -451,10 +452,10 @@ START_TEST(test_utf8_exhaustive_short)
 	/* Every 1- and 2-byte string, and 3-byte strings with E0..EF leads. */
 	for (unsigned a = 0; a < 256; a++) {
 		s[0] = (uint8_t)a;
-		REQUIRE(ct_utf8_valid(s, 1) == (ref_utf8(s, 1) == 1));
+		REQUIRE(utf8_valid(s, 1) == (ref_utf8(s, 1) == 1));
 		for (unsigned b = 0; b < 256; b++) {
 			s[1] = (uint8_t)b;
-			REQUIRE(ct_utf8_seq_len(s, 2) == ref_utf8(s, 2));
+			REQUIRE(utf8_seq_len(s, 2) == ref_utf8(s, 2));
 		}
 	}
 	for (unsigned a = 0xe0; a < 0x100; a++) {
@@ -462,13 +463,12 @@ START_TEST(test_utf8_exhaustive_short)
 			for (unsigned c = 0x70; c < 0xd0; c++) {
 				s[0] = (uint8_t)a, s[1] = (uint8_t)b;
 				s[2] = (uint8_t)c, s[3] = 0xbf;
-				REQUIRE(ct_utf8_seq_len(s, 4) ==
-				        ref_utf8(s, 4));
+				REQUIRE(utf8_seq_len(s, 4) == ref_utf8(s, 4));
 			}
 		}
 	}
-	ck_assert(ct_utf8_valid((const uint8_t *)"", 0));
-	ck_assert(!ct_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));
+	ck_assert(utf8_valid((const uint8_t *)"", 0));
+	ck_assert(!utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));
 }
 END_TEST
 

@@ -1,7 +1,7 @@
 /* test_ingest_proto.c: the ingest protocol codec, byte for byte, incl. hostile
  * frames. */
 #include "ingest_proto.h"
-#include "copytext.h"
+#include "utf8.h"
 #include "sqlgen.h"
 
 #include <check.h>
@@ -839,7 +839,7 @@ static void expect_error_text(const char *message, const char *want)
 	f = only_frame(b);
 	ck_assert_int_eq(igp_parse_answer(&f, &a), PGW_OK);
 	ck_assert_str_eq(a.message, want);
-	ck_assert(ct_utf8_valid((const uint8_t *)a.message, strlen(a.message)));
+	ck_assert(utf8_valid((const uint8_t *)a.message, strlen(a.message)));
 	frame_free(&f);
 	evbuffer_drain(b, evbuffer_get_length(b));
 	ck_assert(igp_put_flush_error(b, 7, "22P02", message, message, 3));
