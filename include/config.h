@@ -37,6 +37,9 @@ struct cfg_upstream {
 	char *sslrootcert;         /* file path, or "system"; NULL = system */
 	char *application_name;    /* "lakebase-proxy" */
 	unsigned keepalive_idle_s; /* 30 */
+	unsigned keepalive_interval_s; /* 10: between unanswered probes */
+	unsigned keepalive_count;      /* 3 unanswered probes end it */
+	unsigned tcp_user_timeout_ms;  /* 15000 unacknowledged; 0 = OS's */
 };
 
 struct cfg_pool {
@@ -49,17 +52,19 @@ struct cfg_pool {
 	unsigned health_check_s;    /* 30: idle connections older get a check */
 	unsigned reconnect_base_ms; /* 100: first backoff after a failure */
 	unsigned reconnect_max_ms;  /* 30000: backoff ceiling */
+	unsigned stall_timeout_ms;  /* 10000: /readyz fails past it; 0 = off */
 };
 
 struct cfg_ingest {
-	char *listen;                 /* "127.0.0.1:5480" or "unix:/path" */
-	char *auth_token;             /* secret; required off loopback */
-	unsigned max_clients;         /* 1024 */
-	uint64_t max_frame_bytes;     /* 1 MiB */
-	uint64_t max_flush_bytes;     /* 8 MiB: largest flush unit */
-	uint64_t client_buffer_bytes; /* 16 MiB flushed, unacked, per client */
-	uint64_t global_buffer_bytes; /* 256 MiB over all clients */
-	unsigned idle_timeout_s;      /* 600 */
+	char *listen;                  /* "127.0.0.1:5480" or "unix:/path" */
+	char *auth_token;              /* secret; required off loopback */
+	unsigned max_clients;          /* 1024 */
+	uint64_t max_frame_bytes;      /* 1 MiB */
+	uint64_t max_flush_bytes;      /* 8 MiB: largest flush unit */
+	uint64_t client_buffer_bytes;  /* 16 MiB flushed, unacked, per client */
+	uint64_t global_buffer_bytes;  /* 256 MiB over all clients */
+	unsigned idle_timeout_s;       /* 600 since the last whole message */
+	unsigned handshake_timeout_ms; /* 10000 from accept to Open */
 };
 
 struct cfg_batch {
@@ -76,6 +81,8 @@ struct cfg_batch {
 struct cfg_admin {
 	char *listen;     /* "127.0.0.1:9187"; empty = no admin endpoint */
 	char *auth_token; /* secret; for /metrics; required off loopback */
+	unsigned max_connections;    /* 16 open at once; more are refused */
+	unsigned request_timeout_ms; /* 10000: a whole request and its reply */
 };
 
 /*

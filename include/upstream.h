@@ -62,6 +62,9 @@ struct up_params {
 	unsigned login_timeout_ms;
 	unsigned query_timeout_ms;
 	unsigned keepalive_idle_s;
+	unsigned keepalive_interval_s;
+	unsigned keepalive_count;
+	unsigned tcp_user_timeout_ms; /* 0: the kernel's default */
 };
 
 /* Why a connection ended, for the owner's backoff and its log line. */
@@ -107,6 +110,13 @@ const char *up_last_error(const struct up_conn *c);
 const char *up_login_sqlstate(const struct up_conn *c);
 /* A server ParameterStatus value, e.g. "server_version"; NULL if unknown. */
 const char *up_server_param(const struct up_conn *c, const char *name);
+/*
+ * clock_now_ms() of the last bytes from the server (of the start, before
+ * any), and whether the connection now waits for the server to answer
+ * (connecting, logging in, or a statement in flight).
+ */
+uint64_t up_last_progress_ms(const struct up_conn *c);
+bool up_waits_on_server(const struct up_conn *c);
 
 /* ---- running statements ---- */
 

@@ -7,7 +7,8 @@
 #   LBP_WITH_TESTS=1 also provides what only the tests use: promtool (in .tools/bin) for the
 #   metrics tests, docker-compose for checking docker/docker-compose.yml, and for running it
 #   (tests/test_compose.py) a Docker engine (docker.io) and mmdebstrap for the base image,
-#   unless LBP_SKIP_DOCKER_TESTS says why that test cannot run here.
+#   unless LBP_SKIP_DOCKER_TESTS says why that test cannot run here; iproute2 and iptables for
+#   the fault tests (tests/faults), clang for the fuzz harnesses (tests/fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +49,11 @@ install_apt() {
   # scripts/check-format.sh, part of the tests: the C sources against .clang-format.
   if [ -n "${LBP_WITH_TESTS:-}" ]; then
     APT_PACKAGES+=(clang-format)
+    # tests/faults: network namespaces, veth pairs and DROP rules (iptables-legacy: this
+    # kernel's netfilter is driven through the legacy tables; no sch_netem is needed).
+    APT_PACKAGES+=(iproute2 iptables)
+    # tests/fuzz: the libFuzzer harnesses run for a bounded time (clang + compiler-rt).
+    APT_PACKAGES+=(clang libclang-rt-14-dev)
   fi
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

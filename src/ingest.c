@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "bytes.h"
 #include "catalog.h"
 #include "clock.h"
 #include "coalesce.h"
@@ -30,10 +31,12 @@
 #include "netaddr.h"
 #include "pgwire.h"
 #include "secret.h"
+#include "timer.h"
 
-/* Stop reading a client whose unread answers pile up past this. */
-#define OUTPUT_HIGH (1024u * 1024)
-#define OUTPUT_LOW  (256u * 1024)
+/* Stop reading a client whose unread answers pile up past this (about
+ * 3000 Acks): a client that does not read them costs little. */
+#define OUTPUT_HIGH (64u * 1024)
+#define OUTPUT_LOW  (16u * 1024)
 /*
  * What a flush unit costs beyond its rows (the unit, its answer record,
  * their buffers), counted against the memory limits so that a client
@@ -49,17 +52,24 @@ enum sess_state {
 	S_OPENING, /* catalog lookup in flight; input waits in the buffer */
 	S_STREAM,  /* rows and flushes */
 	S_CLOSING, /* Close received; answering what is outstanding */
+	S_FAILING, /* fatal error; answering flushes in flight, then Error */
 	S_DRAINING /* last message queued; gone once it is written */
 };
 
-static const char *const state_names[] = {"hello",  "open",    "opening",
-                                          "stream", "closing", "draining"};
+static const char *const state_names[] = {
+    "hello", "open", "opening", "stream", "closing", "failing", "draining"};
 
-/* One flushed unit, answered in Flush order. Outlives its session if the
- * client goes while the unit is in flight (session NULL then). */
+/*
+ * One flushed unit, answered in Flush order: on its session's list. If the
+ * client goes while the unit is in flight, it moves to the ingest's orphans
+ * (session NULL) until the coalescer is done with it: its bytes count
+ * against global_buffer_bytes until then, whoever owns them. Once the
+ * ingest itself is freed, ing is NULL too.
+ */
 struct pending {
 	TAILQ_ENTRY(pending) link;
 	struct session *s;
+	struct ingest *ing;
 	uint64_t flush_id;
 	bool done;
 	uint64_t rows;
@@ -89,11 +99,15 @@ struct session {
 	char peer[64];
 	char name[IGP_MAX_CLIENT_NAME + 1];
 	struct event *drain_ev;
+	/* Until Open: the handshake deadline; then the idle timeout, re-armed
+	 * by every whole message (not every byte: a slow drip is idle). */
+	struct event *idle_ev;
 
 	struct open_req req;
 	struct cat_lookup *lookup;
 	struct co_target *target;
 	unsigned ncols;
+	bool *key_mask; /* upsert: which columns are keys (never NULL) */
 
 	/* the flush unit being received */
 	struct evbuffer *unit;
@@ -106,6 +120,10 @@ struct session {
 	struct pending_list pendings;
 	size_t pending_bytes;
 	bool reading;
+
+	/* S_FAILING: the Error sent once every flush in flight is answered */
+	char fatal_state[6];
+	char fatal_msg[400];
 };
 TAILQ_HEAD(session_list, session);
 
@@ -118,6 +136,7 @@ struct ingest {
 	struct evconnlistener *listener;
 	char unix_path[108];
 	struct session_list sessions;
+	struct pending_list orphans; /* in flight, their clients gone */
 	struct event *resume_ev;
 	struct event *relisten_ev;
 	bool draining; /* shutting down: answer what is flushed, then close */
@@ -224,16 +243,43 @@ static bool copy_req(struct open_req *r, const struct igp_open *o)
 	return ok && r->schema && r->table && r->version_col;
 }
 
-/* Sends Error and lets the session go once it is written. */
+/* Sends Error now and lets the session go once it is written. */
+static void send_fatal(struct session *s, const char *sqlstate, const char *msg)
+{
+	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+
+	igp_put_error(bufferevent_get_output(s->bev), sqlstate, msg);
+	set_state(s, S_DRAINING);
+	update_reading(s);
+	evtimer_add(s->drain_ev, &tv);
+}
+
+static bool in_flight(const struct session *s)
+{
+	const struct pending *p;
+
+	TAILQ_FOREACH(p, &s->pendings, link)
+	{
+		if (!p->done)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A fatal error. Flushes already handed to the coalescer will commit or
+ * fail whatever happens now, so each is answered before the Error (spec
+ * 3.2: what committed was acknowledged before it); nothing after them is
+ * read, and the unit being received is dropped.
+ */
 static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[400], q[500];
 	va_list ap;
-	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
 
-	if (s->state == S_DRAINING)
+	if (s->state == S_DRAINING || s->state == S_FAILING)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -242,10 +288,14 @@ static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
 	         sqlstate, log_quote(q, sizeof(q), msg));
 	if (strcmp(sqlstate, "08P01") == 0)
 		s->ing->stats.protocol_errors++;
-	igp_put_error(bufferevent_get_output(s->bev), sqlstate, msg);
-	set_state(s, S_DRAINING);
+	if (!in_flight(s)) {
+		send_fatal(s, sqlstate, msg);
+		return;
+	}
+	snprintf(s->fatal_state, sizeof(s->fatal_state), "%s", sqlstate);
+	snprintf(s->fatal_msg, sizeof(s->fatal_msg), "%s", msg);
+	set_state(s, S_FAILING);
 	update_reading(s);
-	evtimer_add(s->drain_ev, &tv);
 }
 
 /* ---- answers ---- */
@@ -302,6 +352,10 @@ static void send_answers(struct session *s)
 		}
 		free_pending(p);
 	}
+	if (s->state == S_FAILING && TAILQ_EMPTY(&s->pendings)) {
+		send_fatal(s, s->fatal_state, s->fatal_msg);
+		return;
+	}
 	if (s->ing->draining && s->state != S_CLOSING &&
 	    TAILQ_EMPTY(&s->pendings)) {
 		fatal(s, "57P01",
@@ -350,7 +404,13 @@ static void unit_done(const struct co_outcome *o, void *arg)
 	struct ingest *ing;
 
 	if (s == NULL) {
-		/* The client left; the unit still had to commit or fail. */
+		/* The client left; the unit still had to commit or fail. Its
+		 * bytes were held until now. */
+		if (p->ing != NULL) {
+			TAILQ_REMOVE(&p->ing->orphans, p, link);
+			p->ing->stats.buffered_bytes -= p->bytes;
+			event_active(p->ing->resume_ev, 0, 0);
+		}
 		free_pending(p);
 		return;
 	}
@@ -373,7 +433,7 @@ static bool wants_input(const struct session *s)
 	const struct ingest *ing = s->ing;
 
 	if (s->state == S_OPENING || s->state == S_DRAINING ||
-	    s->state == S_CLOSING || ing->draining)
+	    s->state == S_CLOSING || s->state == S_FAILING || ing->draining)
 		return false;
 	return s->pending_bytes < ing->cfg.client_buffer_bytes &&
 	       ing->stats.buffered_bytes < ing->cfg.global_buffer_bytes &&
@@ -598,6 +658,24 @@ static void send_open_ok(struct session *s, const char *const *types)
 	                (const char *const *)s->req.cols, types);
 }
 
+/* Upsert: a NULL key is refused on arrival, so the client learns its row
+ * (the server would only say the batch's statement failed). */
+static bool make_key_mask(struct session *s)
+{
+	const struct open_req *r = &s->req;
+
+	if (r->mode != IGP_MODE_UPSERT)
+		return true;
+	s->key_mask = calloc(r->ncols, sizeof(*s->key_mask));
+	if (s->key_mask == NULL)
+		return false;
+	for (size_t i = 0; i < r->ncols; i++)
+		for (size_t k = 0; k < r->nkeys; k++)
+			if (strcmp(r->cols[i], r->keys[k]) == 0)
+				s->key_mask[i] = true;
+	return true;
+}
+
 static void opened(const struct cat_table *t, const char *sqlstate,
                    const char *message, void *arg)
 {
@@ -631,7 +709,7 @@ static void opened(const struct cat_table *t, const char *sqlstate,
 		    .coalesce = (const char *const *)r->coalesce,
 		};
 		s->target = co_target_get(s->ing->co, &def);
-		if (s->target == NULL) {
+		if (s->target == NULL || !make_key_mask(s)) {
 			fatal(s, "53200", "out of memory");
 		} else {
 			s->ncols = (unsigned)r->ncols;
@@ -707,7 +785,8 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 	struct ingest *ing = s->ing;
 	struct ct_error err;
 	const struct co_table_metrics *tm;
-	uint64_t rows = 0;
+	uint64_t rows = 0, row;
+	unsigned field;
 
 	s->unit_bytes += f->len;
 	if (s->unit_sqlstate[0])
@@ -725,6 +804,15 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 		          "message)",
 		          s->unit_rows + err.row, ct_rc_text(err.rc),
 		          err.offset);
+		return;
+	}
+	if (s->key_mask != NULL &&
+	    (row = ct_find_null(f->body, f->len, s->key_mask, s->ncols,
+	                        &field)) > 0) {
+		fail_unit(s, "23502", s->unit_rows + row,
+		          "row %" PRIu64 " of the flush: null value in key "
+		          "column \"%s\" (upsert keys cannot be NULL)",
+		          s->unit_rows + row, s->req.cols[field]);
 		return;
 	}
 	ing->stats.rows_received += rows;
@@ -763,6 +851,7 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 		return;
 	}
 	p->s = s;
+	p->ing = ing;
 	p->flush_id = id;
 	p->flushed_us = clock_now_us();
 	TAILQ_INSERT_TAIL(&s->pendings, p, link);
@@ -803,6 +892,12 @@ static void handle_stream(struct session *s, const struct pgw_frame *f)
 		handle_flush(s, f);
 		break;
 	case IGP_MSG_CLOSE:
+		if (igp_parse_close(f) != PGW_OK) {
+			fatal(s, "08P01",
+			      "malformed Close message (it has no "
+			      "body)");
+			break;
+		}
 		/* Rows after the last Flush are discarded, as documented. */
 		reset_unit(s);
 		set_state(s, S_CLOSING);
@@ -813,6 +908,45 @@ static void handle_stream(struct session *s, const struct pgw_frame *f)
 		fatal(s, "08P01", "unexpected message '%c' in a stream",
 		      f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
 	}
+}
+
+/*
+ * A PostgreSQL client (psql, a JDBC URL with the wrong port) would wait for
+ * a Hello answer it cannot read until the idle timeout; it gets a
+ * PostgreSQL error it can show instead. true: it was one (or may still
+ * be: fewer than 8 bytes came), stop reading frames.
+ */
+static bool refuse_postgres(struct session *s, struct evbuffer *in)
+{
+	uint8_t head[8];
+	ev_ssize_t n = evbuffer_copyout(in, head, sizeof(head));
+	enum pgw_rc rc = igp_detect_postgres(head, n > 0 ? (size_t)n : 0);
+	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+
+	if (rc != PGW_OK)
+		return rc == PGW_AGAIN && n > 0;
+	/* Encryption asked first: "no", so that the StartupMessage that
+	 * follows in the clear gets the error (libpq shows no error sent in
+	 * answer to SSLRequest). */
+	if (get_be32(head + 4) != PGW_PROTOCOL_V3 &&
+	    get_be32(head + 4) != PGW_SSL_REQUEST_CODE - 1) {
+		evbuffer_drain(in, sizeof(head));
+		bufferevent_write(s->bev, "N", 1);
+		return false;
+	}
+	sess_log(LOG_WARN, s,
+	         "event=session_error sqlstate=08P01 "
+	         "error=\"a PostgreSQL client at the ingest port\"");
+	s->ing->stats.protocol_errors++;
+	igp_put_pg_fatal(bufferevent_get_output(s->bev), "08P01",
+	                 "this is the lakebase-proxy ingest port, which speaks "
+	                 "its own protocol (docs/ingest-protocol.md), not "
+	                 "PostgreSQL's; connect PostgreSQL clients to the "
+	                 "database server itself");
+	set_state(s, S_DRAINING);
+	update_reading(s);
+	evtimer_add(s->drain_ev, &tv);
+	return true;
 }
 
 /* Frames until the buffer is empty or the session must wait. */
@@ -827,10 +961,12 @@ static void process_input(struct session *s)
 		                    s->state != S_STREAM))
 			return;
 		/* Before the handshake, frames are small: no memory for
-		 * strangers. */
+		 * strangers. The limit counts the length field too. */
 		max = s->state == S_HELLO ? IGP_PREAUTH_MAX_FRAME
 		                          : s->ing->cfg.max_frame_bytes;
-		switch (pgw_frame_next(in, max, &f)) {
+		if (s->state == S_HELLO && refuse_postgres(s, in))
+			return;
+		switch (pgw_frame_next(in, igp_max_body(max), &f)) {
 		case PGW_AGAIN:
 			return;
 		case PGW_ERROR:
@@ -847,6 +983,10 @@ static void process_input(struct session *s)
 		else
 			handle_stream(s, &f);
 		pgw_frame_consume(in, &f);
+		if (s->state == S_OPENING || s->state == S_STREAM)
+			timer_add_ms(s->idle_ev,
+			             (uint64_t)s->ing->cfg.idle_timeout_s *
+			                 1000u);
 		update_reading(s);
 	}
 }
@@ -864,9 +1004,10 @@ static void destroy_session(struct session *s)
 			free_pending(p);
 			continue;
 		}
-		/* In flight: it still commits; its answer has nowhere to go. */
-		ing->stats.buffered_bytes -= p->bytes;
+		/* In flight: it still commits; its answer has nowhere to go,
+		 * and its bytes stay counted until it is done (unit_done). */
 		p->s = NULL;
+		TAILQ_INSERT_TAIL(&ing->orphans, p, link);
 	}
 	if (s->lookup)
 		cat_cancel(ing->cat, s->lookup);
@@ -878,8 +1019,10 @@ static void destroy_session(struct session *s)
 	sess_log(LOG_DEBUG, s, "event=session_end state=%s",
 	         state_names[s->state]);
 	free_req(&s->req);
+	free(s->key_mask);
 	evbuffer_free(s->unit);
 	event_free(s->drain_ev);
+	event_free(s->idle_ev);
 	bufferevent_free(s->bev);
 	free(s);
 	event_active(ing->resume_ev, 0, 0); /* global memory may be free now */
@@ -911,19 +1054,31 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	process_input(arg);
 }
 
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	const struct cfg_ingest *cfg = &s->ing->cfg;
+
+	if (s->state == S_HELLO || s->state == S_OPEN) {
+		fatal(s, "08006", "no Hello and Open within %u ms",
+		      cfg->handshake_timeout_ms);
+		return;
+	}
+	if (s->state != S_STREAM && s->state != S_OPENING)
+		return; /* closing or failing: the drain timer decides */
+	/* Waiting for its answers, or held back by us, is not being idle. */
+	if (!TAILQ_EMPTY(&s->pendings) || s->state == S_OPENING ||
+	    !s->reading) {
+		timer_add_ms(s->idle_ev, (uint64_t)cfg->idle_timeout_s * 1000u);
+		return;
+	}
+	fatal(s, "08006", "no whole message for %u s", cfg->idle_timeout_s);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
-	if (what & BEV_EVENT_TIMEOUT) {
-		/* Waiting for its answers is not being idle. */
-		if (!TAILQ_EMPTY(&s->pendings) || s->state == S_OPENING) {
-			bufferevent_enable(bev, EV_READ);
-			return;
-		}
-		fatal(s, "08006", "idle for %u s", s->ing->cfg.idle_timeout_s);
-		return;
-	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		if (!TAILQ_EMPTY(&s->pendings) || s->state == S_STREAM)
 			sess_log(
@@ -955,7 +1110,6 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
                                    const struct sockaddr *sa)
 {
 	struct session *s = calloc(1, sizeof(*s));
-	struct timeval idle = {(time_t)ing->cfg.idle_timeout_s, 0};
 
 	if (s == NULL)
 		return NULL;
@@ -968,7 +1122,9 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 	s->bev = bufferevent_socket_new(ing->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->unit = evbuffer_new();
 	s->drain_ev = evtimer_new(ing->base, drain_timeout_cb, s);
-	if (s->bev == NULL || s->unit == NULL || s->drain_ev == NULL) {
+	s->idle_ev = evtimer_new(ing->base, idle_cb, s);
+	if (s->bev == NULL || s->unit == NULL || s->drain_ev == NULL ||
+	    s->idle_ev == NULL) {
 		if (s->bev)
 			bufferevent_free(s->bev);
 		else
@@ -977,6 +1133,8 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 			evbuffer_free(s->unit);
 		if (s->drain_ev)
 			event_free(s->drain_ev);
+		if (s->idle_ev)
+			event_free(s->idle_ev);
 		free(s);
 		return NULL;
 	}
@@ -984,7 +1142,7 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 	bufferevent_setwatermark(s->bev, EV_READ, 0,
 	                         ing->cfg.max_frame_bytes + 64 * 1024);
 	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_LOW, 0);
-	bufferevent_set_timeouts(s->bev, &idle, NULL);
+	timer_add_ms(s->idle_ev, ing->cfg.handshake_timeout_ms);
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&ing->sessions, s, link);
@@ -1119,6 +1277,7 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 	ing->cfg.listen = NULL; /* cfg's strings are not ours */
 	ing->cfg.auth_token = NULL;
 	TAILQ_INIT(&ing->sessions);
+	TAILQ_INIT(&ing->orphans);
 	ing->flush_latency = mt_metric_of(&flush_latency_d);
 	ing->resume_ev = event_new(base, -1, 0, resume_cb, ing);
 	ing->relisten_ev = evtimer_new(base, relisten_cb, ing);
@@ -1141,6 +1300,7 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 void ing_free(struct ingest *ing)
 {
 	struct session *s;
+	struct pending *p;
 
 	if (ing == NULL)
 		return;
@@ -1156,6 +1316,11 @@ void ing_free(struct ingest *ing)
 		evbuffer_write(bufferevent_get_output(s->bev),
 		               bufferevent_getfd(s->bev));
 		destroy_session(s);
+	}
+	/* The coalescer still calls back for these; they find no ingest. */
+	while ((p = TAILQ_FIRST(&ing->orphans)) != NULL) {
+		TAILQ_REMOVE(&ing->orphans, p, link);
+		p->ing = NULL;
 	}
 	if (ing->resume_ev)
 		event_free(ing->resume_ev);

@@ -75,6 +75,9 @@ void server_up_params(const struct config *cfg, struct up_params *out)
 	    .login_timeout_ms = p->login_timeout_ms,
 	    .query_timeout_ms = p->query_timeout_ms,
 	    .keepalive_idle_s = u->keepalive_idle_s,
+	    .keepalive_interval_s = u->keepalive_interval_s,
+	    .keepalive_count = u->keepalive_count,
+	    .tcp_user_timeout_ms = u->tcp_user_timeout_ms,
 	};
 }
 
@@ -303,6 +306,14 @@ static bool server_ready(char *why, size_t whylen, void *arg)
 		snprintf(why, whylen,
 		         "upstream failing (%u connects failed in a row)",
 		         ps.failures);
+		return false;
+	}
+	if (s->cfg->pool.stall_timeout_ms > 0 &&
+	    ps.stalled_ms >= s->cfg->pool.stall_timeout_ms) {
+		snprintf(why, whylen,
+		         "no upstream connection made progress for %" PRIu64
+		         " ms",
+		         ps.stalled_ms);
 		return false;
 	}
 	/* min_size 0 keeps no connection: then not failing is all we know. */

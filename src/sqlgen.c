@@ -9,7 +9,7 @@
 
 #include <event2/buffer.h>
 
-#include "copytext.h"
+#include "utf8.h"
 
 /* The stage table's arrival-order column; no target column may share it. */
 #define SEQ_COL "lbp_seq"
@@ -44,7 +44,7 @@ bool sql_ident_valid(const char *name)
 		if (b < 0x20 || b == 0x7f)
 			return false;
 	}
-	return ct_utf8_valid((const uint8_t *)name, len);
+	return utf8_valid((const uint8_t *)name, len);
 }
 
 static bool add_str(struct evbuffer *out, const char *s)

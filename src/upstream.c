@@ -66,6 +66,8 @@ struct up_conn {
 	char txn_status;
 	struct server_param params[MAX_SERVER_PARAMS];
 
+	uint64_t progress_ms; /* last bytes from the server, or the start */
+
 	enum up_close_reason close_reason;
 	char last_error[512];
 	char login_sqlstate[6];
@@ -423,6 +425,16 @@ const char *up_server_param(const struct up_conn *c, const char *name)
 			return c->params[i].value;
 	}
 	return NULL;
+}
+
+uint64_t up_last_progress_ms(const struct up_conn *c)
+{
+	return c->progress_ms;
+}
+
+bool up_waits_on_server(const struct up_conn *c)
+{
+	return c->state != UP_IDLE && c->state != UP_CLOSED;
 }
 
 static void store_server_param(struct up_conn *c, const char *name,
@@ -928,6 +940,7 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
 	struct pgw_frame f;
 	enum pgw_rc rc;
 
+	c->progress_ms = clock_now_ms();
 	if (c->state == UP_BUSY)
 		arm_timer(c, c->p.query_timeout_ms); /* progress */
 	c->depth++;
@@ -959,6 +972,8 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
 
 	if (c->state != UP_BUSY || !c->copy_streaming)
 		return;
+	/* The server took what we sent: it is alive, if slow. */
+	c->progress_ms = clock_now_ms();
 	arm_timer(c, c->p.query_timeout_ms); /* progress */
 	pump_copy(c);
 }
@@ -1048,12 +1063,27 @@ static void set_socket_options(struct up_conn *c, evutil_socket_t fd)
 {
 	int one = 1;
 	int idle = (int)c->p.keepalive_idle_s;
-	int intvl = 10, cnt = 3;
+	int intvl = (int)c->p.keepalive_interval_s,
+	    cnt = (int)c->p.keepalive_count;
+	unsigned user_timeout = c->p.tcp_user_timeout_ms;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/*
+	 * A server that stops acknowledging what we sent (a blackhole, a dead
+	 * host) ends the connection after tcp_user_timeout_ms instead of the
+	 * kernel's ~15 minutes of retransmission, whatever the query timeout.
+	 */
+	if (user_timeout > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+		           sizeof(user_timeout));
 	if (idle <= 0)
 		return;
-	/* Notice a dead server (or a silent NAT drop) within idle + 30 s. */
+	/* An idle connection to a dead server is noticed within idle +
+	 * interval * count seconds. */
+	if (intvl <= 0)
+		intvl = 10;
+	if (cnt <= 0)
+		cnt = 3;
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
@@ -1287,6 +1317,7 @@ struct up_conn *up_connect(struct event_base *base, struct evdns_base *dns,
 	c->ev = *events;
 	c->fd = -1;
 	c->state = UP_RESOLVING;
+	c->progress_ms = clock_now_ms();
 	c->timer = evtimer_new(base, timer_cb, c);
 	c->closed_ev = event_new(base, -1, 0, closed_cb, c);
 	if (c->timer == NULL || c->closed_ev == NULL) {

@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # module -> rank; a module may include only lower ranks (and its own headers).
 RANKS = {
+    # below everything: UTF-8 validation (the log, the row checks and the encoders use it)
+    "utf8": -1,
     # pure helpers and codecs: no I/O, no other module above them
     "bytes": 0, "clock": 0, "timer": 0, "rng": 0, "strutil": 0, "secret": 0, "log": 0,
     "metrics": 0, "copytext": 0, "netaddr": 0, "scram": 0,

@@ -90,6 +90,9 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_UPSTREAM_SSLROOTCERT=system",
     "LAKEBASE_PROXY_UPSTREAM_APPLICATION_NAME=envapp",
     "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_IDLE_S=60",
+    "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_INTERVAL_S=4",
+    "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_COUNT=5",
+    "LAKEBASE_PROXY_UPSTREAM_TCP_USER_TIMEOUT_MS=0",
     "LAKEBASE_PROXY_POOL_MIN_SIZE=4", "LAKEBASE_PROXY_POOL_MAX_SIZE=32",
     "LAKEBASE_PROXY_POOL_MAX_LIFETIME_S=900",
     "LAKEBASE_PROXY_POOL_CONNECT_TIMEOUT_MS=1000",
@@ -98,6 +101,7 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_POOL_HEALTH_CHECK_S=5",
     "LAKEBASE_PROXY_POOL_RECONNECT_BASE_MS=50",
     "LAKEBASE_PROXY_POOL_RECONNECT_MAX_MS=5000",
+    "LAKEBASE_PROXY_POOL_STALL_TIMEOUT_MS=2500",
     "LAKEBASE_PROXY_INGEST_LISTEN=unix:/tmp/lbp.sock",
     "LAKEBASE_PROXY_INGEST_AUTH_TOKEN=envtok-" SECRET,
     "LAKEBASE_PROXY_INGEST_MAX_CLIENTS=11",
@@ -105,6 +109,7 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_INGEST_MAX_FLUSH_BYTES=3000",
     "LAKEBASE_PROXY_INGEST_CLIENT_BUFFER_BYTES=5000",
     "LAKEBASE_PROXY_INGEST_GLOBAL_BUFFER_BYTES=9000",
+    "LAKEBASE_PROXY_INGEST_HANDSHAKE_TIMEOUT_MS=700",
     "LAKEBASE_PROXY_INGEST_IDLE_TIMEOUT_S=8", "LAKEBASE_PROXY_BATCH_MAX_ROWS=7",
     "LAKEBASE_PROXY_BATCH_MAX_BYTES=2048",
     "LAKEBASE_PROXY_BATCH_MAX_DELAY_MS=0",
@@ -114,6 +119,8 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off",
     "LAKEBASE_PROXY_ADMIN_LISTEN=127.0.0.1:1",
     "LAKEBASE_PROXY_ADMIN_AUTH_TOKEN=admintok-" SECRET,
+    "LAKEBASE_PROXY_ADMIN_MAX_CONNECTIONS=3",
+    "LAKEBASE_PROXY_ADMIN_REQUEST_TIMEOUT_MS=2500",
     "LAKEBASE_PROXY_LAKEBASE_WORKSPACE_HOST=https://env.example.net/",
     /* switches to the other kind of instance and of authentication */
     "LAKEBASE_PROXY_LAKEBASE_INSTANCE_NAME=",
@@ -208,6 +215,10 @@ START_TEST(test_defaults)
 	ck_assert_ptr_null(cfg.upstream.sslrootcert);
 	ck_assert_str_eq(cfg.upstream.application_name, "lakebase-proxy");
 	ck_assert_uint_eq(cfg.upstream.keepalive_idle_s, 30);
+	ck_assert_uint_eq(cfg.upstream.keepalive_interval_s, 10);
+	ck_assert_uint_eq(cfg.upstream.keepalive_count, 3);
+	ck_assert_uint_eq(cfg.upstream.tcp_user_timeout_ms, 15000);
+	ck_assert_uint_eq(cfg.pool.stall_timeout_ms, 10000);
 	ck_assert_uint_eq(cfg.pool.min_size, 2);
 	ck_assert_uint_eq(cfg.pool.max_size, 8);
 	ck_assert_uint_eq(cfg.pool.max_lifetime_s, 3600);
@@ -222,6 +233,8 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.batch.max_bytes, 8 * 1024 * 1024);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9187");
+	ck_assert_uint_eq(cfg.admin.max_connections, 16);
+	ck_assert_uint_eq(cfg.admin.request_timeout_ms, 10000);
 	ck_assert_int_eq(cfg.log.level, LOG_INFO);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 60);
 	ck_assert_ptr_null(cfg.log.file);
@@ -323,6 +336,10 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_str_eq(cfg.upstream.sslrootcert, "system");
 	ck_assert_str_eq(cfg.upstream.application_name, "envapp");
 	ck_assert_uint_eq(cfg.upstream.keepalive_idle_s, 60);
+	ck_assert_uint_eq(cfg.upstream.keepalive_interval_s, 4);
+	ck_assert_uint_eq(cfg.upstream.keepalive_count, 5);
+	ck_assert_uint_eq(cfg.upstream.tcp_user_timeout_ms, 0);
+	ck_assert_uint_eq(cfg.pool.stall_timeout_ms, 2500);
 	ck_assert_uint_eq(cfg.pool.min_size, 4);
 	ck_assert_uint_eq(cfg.pool.max_size, 32);
 	ck_assert_uint_eq(cfg.pool.max_lifetime_s, 900);
@@ -340,6 +357,7 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.ingest.client_buffer_bytes, 5000);
 	ck_assert_uint_eq(cfg.ingest.global_buffer_bytes, 9000);
 	ck_assert_uint_eq(cfg.ingest.idle_timeout_s, 8);
+	ck_assert_uint_eq(cfg.ingest.handshake_timeout_ms, 700);
 	ck_assert_uint_eq(cfg.batch.max_rows, 7);
 	ck_assert_uint_eq(cfg.batch.max_bytes, 2048);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
@@ -351,6 +369,8 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert(!cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
 	ck_assert_str_eq(cfg.admin.auth_token, "admintok-" SECRET);
+	ck_assert_uint_eq(cfg.admin.max_connections, 3);
+	ck_assert_uint_eq(cfg.admin.request_timeout_ms, 2500);
 	ck_assert_str_eq(cfg.lakebase.workspace_host,
 	                 "https://env.example.net/");
 	ck_assert_ptr_null(cfg.lakebase.instance_name);
