@@ -7,7 +7,7 @@
 
 #include <event2/buffer.h>
 
-#include "copytext.h"
+#include "utf8.h"
 
 struct sqlx_lexer {
 	const uint8_t *src;
@@ -251,7 +251,7 @@ static enum sqlx_rc check_decoded(struct sqlx_lexer *lx, size_t start)
 		return fail(lx, SQLX_E_NOMEM, start);
 	if (memchr(p, 0, n) != NULL)
 		return fail(lx, SQLX_E_NUL, start);
-	if (!ct_utf8_valid(p, n))
+	if (!utf8_valid(p, n))
 		return fail(lx, SQLX_E_BAD_UTF8, start);
 	return SQLX_OK;
 }
@@ -803,7 +803,7 @@ static enum sqlx_rc check_input(struct sqlx_lexer *lx)
 	if (nul != NULL)
 		return fail(lx, SQLX_E_NUL, (size_t)(nul - lx->src));
 	while (i < lx->len) {
-		size_t n = ct_utf8_seq_len(lx->src + i, lx->len - i);
+		size_t n = utf8_seq_len(lx->src + i, lx->len - i);
 
 		if (n == 0)
 			return fail(lx, SQLX_E_BAD_UTF8, i);
