@@ -778,3 +778,282 @@ enum pgw_rc pgw_parse_negotiate_version(const struct pgw_frame *f,
 	*nunknown = (uint32_t)count;
 	return pgw_cur_done(&c, true);
 }
+
+/* ==== the server side ==== */
+
+/* ---- startup-phase packets ---- */
+
+/*
+ * Name/value pairs until an empty name, which must be the last byte. Names
+ * are unique and non-empty; user and database are picked out.
+ */
+static bool read_startup_params(struct pgw_cursor *c, struct pgw_startup *s)
+{
+	const char *name, *value;
+
+	for (;;) {
+		if (!pgw_cur_str(c, &name))
+			return false;
+		if (name[0] == '\0')
+			return c->left == 0;
+		if (!pgw_cur_str(c, &value) ||
+		    s->nparams == PGW_MAX_STARTUP_PARAMS)
+			return false;
+		for (size_t i = 0; i < s->nparams; i++) {
+			if (strcmp(s->names[i], name) == 0)
+				return false;
+		}
+		s->names[s->nparams] = name;
+		s->values[s->nparams++] = value;
+		if (strcmp(name, "user") == 0)
+			s->user = value;
+		else if (strcmp(name, "database") == 0)
+			s->database = value;
+		else if (strncmp(name, "_pq_.", 5) == 0)
+			s->noptions++;
+	}
+}
+
+static bool read_cancel(struct pgw_cursor *c, struct pgw_startup *s)
+{
+	s->kind = PGW_STARTUP_CANCEL;
+	if (!pgw_cur_u32(c, &s->cancel_pid) || c->left < 4 ||
+	    c->left > PGW_MAX_CANCEL_KEY)
+		return false;
+	s->cancel_key_len = c->left;
+	return pgw_cur_bytes(c, c->left, &s->cancel_key);
+}
+
+/* The body after length and code, by code. */
+static bool read_startup_body(struct pgw_cursor *c, uint32_t code,
+                              struct pgw_startup *s)
+{
+	switch (code) {
+	case PGW_SSL_REQUEST_CODE:
+		s->kind = PGW_STARTUP_SSL;
+		return c->left == 0;
+	case PGW_GSSENC_REQUEST_CODE:
+		s->kind = PGW_STARTUP_GSSENC;
+		return c->left == 0;
+	case PGW_CANCEL_REQUEST_CODE:
+		return read_cancel(c, s);
+	}
+	if (code >> 16 != 3)
+		return false;
+	s->kind = PGW_STARTUP_PROTO;
+	s->minor = (uint16_t)(code & 0xffff);
+	return read_startup_params(c, s);
+}
+
+enum pgw_rc pgw_parse_startup(const uint8_t *buf, size_t avail,
+                              struct pgw_startup *s)
+{
+	struct pgw_cursor c;
+	uint32_t len, code;
+
+	memset(s, 0, sizeof(*s));
+	if (avail < 4)
+		return PGW_AGAIN;
+	len = get_be32(buf);
+	if (len < PGW_STARTUP_HEADER_LEN || len > PGW_MAX_STARTUP_LEN)
+		return PGW_ERROR;
+	if (avail < len)
+		return PGW_AGAIN;
+	code = get_be32(buf + 4);
+	c.p = buf + PGW_STARTUP_HEADER_LEN;
+	c.left = len - PGW_STARTUP_HEADER_LEN;
+	if (!read_startup_body(&c, code, s))
+		return PGW_ERROR;
+	s->len = len;
+	return PGW_OK;
+}
+
+enum pgw_rc pgw_startup_next(struct evbuffer *in, struct pgw_startup *s)
+{
+	uint8_t hdr[4];
+	uint32_t len;
+	uint8_t *p;
+
+	memset(s, 0, sizeof(*s));
+	if (evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr))
+		return PGW_AGAIN;
+	len = get_be32(hdr);
+	if (len < PGW_STARTUP_HEADER_LEN || len > PGW_MAX_STARTUP_LEN)
+		return PGW_ERROR;
+	if (evbuffer_get_length(in) < len)
+		return PGW_AGAIN;
+	p = evbuffer_pullup(in, (ev_ssize_t)len);
+	if (p == NULL)
+		return PGW_ERROR;
+	return pgw_parse_startup(p, len, s);
+}
+
+void pgw_startup_consume(struct evbuffer *in, const struct pgw_startup *s)
+{
+	evbuffer_drain(in, s->len);
+}
+
+/* ---- backend encoders ---- */
+
+bool pgw_put_auth(struct evbuffer *out, uint32_t code, const void *data,
+                  size_t len)
+{
+	uint8_t code_be[4];
+
+	if (data == NULL && len != 0)
+		return false;
+	put_be32(code_be, code);
+	struct chunk c[] = {{code_be, sizeof(code_be)}, {data, len}};
+	return put_message(out, PGW_MSG_AUTH, c, 2);
+}
+
+/* The mechanism list is NUL-separated and ends with an empty name. */
+bool pgw_put_auth_sasl(struct evbuffer *out, const char *mechanism)
+{
+	uint8_t code_be[4];
+
+	put_be32(code_be, PGW_AUTH_SASL);
+	struct chunk c[] = {
+	    {code_be, sizeof(code_be)}, cstr_chunk(mechanism), {"", 1}};
+	return put_message(out, PGW_MSG_AUTH, c, 3);
+}
+
+bool pgw_put_param_status(struct evbuffer *out, const char *name,
+                          const char *value)
+{
+	struct chunk c[] = {cstr_chunk(name), cstr_chunk(value)};
+
+	return put_message(out, PGW_MSG_PARAMETER_STATUS, c, 2);
+}
+
+bool pgw_put_backend_key(struct evbuffer *out, uint32_t pid, uint32_t secret)
+{
+	uint8_t body[8];
+	struct chunk c = {body, sizeof(body)};
+
+	put_be32(body, pid);
+	put_be32(body + 4, secret);
+	return put_message(out, PGW_MSG_BACKEND_KEY, &c, 1);
+}
+
+bool pgw_put_ready(struct evbuffer *out, char status)
+{
+	struct chunk c = {&status, 1};
+
+	if (status != 'I' && status != 'T' && status != 'E')
+		return false;
+	return put_message(out, PGW_MSG_READY, &c, 1);
+}
+
+/* Field code byte, value and NUL of every present field, then a 0 byte. */
+bool pgw_put_notice(struct evbuffer *out, uint8_t type,
+                    const struct pgw_notice *n)
+{
+	struct pgw_notice tmp = *n;
+	struct chunk c[NOTICE_NFIELDS * 2 + 1];
+	size_t k = 0;
+
+	if (type != PGW_MSG_ERROR && type != PGW_MSG_NOTICE)
+		return false;
+	for (size_t i = 0; i < NOTICE_NFIELDS; i++) {
+		const char *v = *notice_slot(&tmp, i);
+
+		if (v == NULL)
+			continue;
+		c[k++] = (struct chunk){&notice_fields[i].code, 1};
+		c[k++] = cstr_chunk(v);
+	}
+	c[k++] = (struct chunk){"", 1};
+	return put_message(out, type, c, k);
+}
+
+bool pgw_put_error(struct evbuffer *out, const char *severity,
+                   const char *sqlstate, const char *message)
+{
+	struct pgw_notice n = {.severity = severity,
+	                       .severity_nl = severity,
+	                       .sqlstate = sqlstate,
+	                       .message = message};
+
+	return pgw_put_notice(out, PGW_MSG_ERROR, &n);
+}
+
+bool pgw_put_negotiate_version(struct evbuffer *out, uint32_t minor,
+                               const char *const *options, size_t n)
+{
+	struct evbuffer *body = evbuffer_new();
+	uint8_t be[8];
+	bool ok;
+
+	if (body == NULL || n > INT32_MAX || minor > INT32_MAX) {
+		if (body != NULL)
+			evbuffer_free(body);
+		return false;
+	}
+	put_be32(be, minor);
+	put_be32(be + 4, (uint32_t)n);
+	ok = evbuffer_add(body, be, sizeof(be)) == 0;
+	for (size_t i = 0; ok && i < n; i++)
+		ok =
+		    evbuffer_add(body, options[i], strlen(options[i]) + 1) == 0;
+	if (ok) {
+		size_t len = evbuffer_get_length(body);
+		struct chunk c = {evbuffer_pullup(body, -1), len};
+
+		ok = c.data != NULL &&
+		     put_message(out, PGW_MSG_NEGOTIATE_VERSION, &c, 1);
+	}
+	evbuffer_free(body);
+	return ok;
+}
+
+bool pgw_put_cancel_request(struct evbuffer *out, uint32_t pid, uint32_t secret)
+{
+	uint8_t msg[16];
+
+	put_be32(msg, sizeof(msg));
+	put_be32(msg + 4, PGW_CANCEL_REQUEST_CODE);
+	put_be32(msg + 8, pid);
+	put_be32(msg + 12, secret);
+	return evbuffer_add(out, msg, sizeof(msg)) == 0;
+}
+
+/* ---- decoders of client messages ---- */
+
+enum pgw_rc pgw_parse_password(const struct pgw_frame *f, const char **pw)
+{
+	struct pgw_cursor c;
+	bool ok = pgw_cur_init(&c, f, PGW_FE_PASSWORD) && pgw_cur_str(&c, pw);
+
+	return pgw_cur_done(&c, ok);
+}
+
+enum pgw_rc pgw_parse_sasl_initial(const struct pgw_frame *f,
+                                   const char **mechanism, const uint8_t **data,
+                                   size_t *len)
+{
+	struct pgw_cursor c;
+	int32_t n;
+
+	if (!pgw_cur_init(&c, f, PGW_FE_PASSWORD) ||
+	    !pgw_cur_str(&c, mechanism) || !pgw_cur_i32(&c, &n) || n < -1)
+		return PGW_ERROR;
+	if (n == -1) {
+		*data = NULL;
+		*len = 0;
+		return pgw_cur_done(&c, true);
+	}
+	*len = (size_t)n;
+	return pgw_cur_done(&c, pgw_cur_bytes(&c, (size_t)n, data));
+}
+
+enum pgw_rc pgw_parse_sasl_response(const struct pgw_frame *f,
+                                    const uint8_t **data, size_t *len)
+{
+	struct pgw_cursor c;
+
+	if (!pgw_cur_init(&c, f, PGW_FE_PASSWORD))
+		return PGW_ERROR;
+	*len = c.left;
+	return pgw_cur_done(&c, pgw_cur_bytes(&c, c.left, data));
+}
