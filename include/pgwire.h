@@ -341,6 +341,40 @@ enum pgw_rc pgw_parse_sasl_initial(const struct pgw_frame *f,
 enum pgw_rc pgw_parse_sasl_response(const struct pgw_frame *f,
                                     const uint8_t **data, size_t *len);
 
+/* ---- extended-protocol messages a proxy renames (prepared statements) ---- */
+
+/* Parse: statement name, then the rest (query, parameter types) as is. */
+struct pgw_parse_msg {
+	const char *name;
+	const char *query;
+	const uint8_t *rest; /* from the query to the end of the body */
+	size_t rest_len;
+};
+/* PGW_ERROR unless: name, query, int16 count >= 0, count * 4 bytes, end. */
+enum pgw_rc pgw_parse_parse(const struct pgw_frame *f, struct pgw_parse_msg *p);
+
+/* Bind: portal and statement names, then the rest (formats, values). */
+struct pgw_bind_msg {
+	const char *portal;
+	const char *statement;
+	const uint8_t *rest;
+	size_t rest_len;
+};
+/* Only the two names are checked: the server checks the rest. */
+enum pgw_rc pgw_parse_bind(const struct pgw_frame *f, struct pgw_bind_msg *b);
+
+/* Describe and Close: 'S' (statement) or 'P' (portal), and a name. */
+enum pgw_rc pgw_parse_target(const struct pgw_frame *f, char *kind,
+                             const char **name);
+
+/* A message from pieces, e.g. a renamed Parse. false on OOM or oversize. */
+struct pgw_piece {
+	const void *data;
+	size_t len;
+};
+bool pgw_put_pieces(struct evbuffer *out, uint8_t type,
+                    const struct pgw_piece *pieces, size_t n);
+
 /* NegotiateProtocolVersion: the newest minor version the server supports. */
 enum pgw_rc pgw_parse_negotiate_version(const struct pgw_frame *f,
                                         uint32_t *minor, uint32_t *nunknown);

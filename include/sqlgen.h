@@ -74,6 +74,14 @@ char *sql_insert_batch(const struct sql_target *t);
 char *sql_upsert_batch(const struct sql_target *t, const char *stage);
 
 /*
+ * SET "name" TO 'value'; ... for session parameters a front-door client's
+ * transaction carries to a server connection (names quoted: PostgreSQL
+ * matches parameter names without regard to case). NULL on OOM or n 0.
+ */
+char *sql_set_params(const char *const *names, const char *const *values,
+                     size_t n);
+
+/*
  * The row number of a COPY error from its CONTEXT ("where") field, e.g.
  * "COPY t, line 3, column n: \"x\"" -> 3. Uses the last "COPY ..., line N"
  * in the text (triggers may add lines before it). false if there is none.

@@ -50,18 +50,12 @@ static inline int16_t to_int16(uint16_t v)
 
 /* ---- encoders ---- */
 
-/* One piece of a message body, appended in order. */
-struct chunk {
-	const void *data;
-	size_t len;
-};
-
 /*
  * Appends type, length and the chunks. Space is reserved first so that an
  * allocation failure leaves no half-written message behind in out.
  */
 static bool put_message(struct evbuffer *out, uint8_t type,
-                        const struct chunk *chunks, size_t n)
+                        const struct pgw_piece *chunks, size_t n)
 {
 	uint8_t hdr[PGW_HEADER_LEN];
 	size_t body = 0;
@@ -92,9 +86,9 @@ static bool put_empty(struct evbuffer *out, uint8_t type)
 }
 
 /* A C string with its terminating NUL, as the protocol sends strings. */
-static struct chunk cstr_chunk(const char *s)
+static struct pgw_piece cstr_chunk(const char *s)
 {
-	return (struct chunk){s, strlen(s) + 1};
+	return (struct pgw_piece){s, strlen(s) + 1};
 }
 
 bool pgw_put_ssl_request(struct evbuffer *out)
@@ -150,7 +144,7 @@ bool pgw_put_startup(struct evbuffer *out, const char *const *params)
 
 bool pgw_put_password(struct evbuffer *out, const char *password)
 {
-	struct chunk c = cstr_chunk(password);
+	struct pgw_piece c = cstr_chunk(password);
 
 	return put_message(out, 'p', &c, 1);
 }
@@ -165,7 +159,7 @@ bool pgw_put_sasl_initial(struct evbuffer *out, const char *mechanism,
 		return false;
 	put_be32(len_field, data == NULL ? UINT32_MAX : (uint32_t)len);
 
-	struct chunk c[] = {
+	struct pgw_piece c[] = {
 	    cstr_chunk(mechanism),
 	    {len_field, sizeof(len_field)},
 	    {data, len},
@@ -175,21 +169,21 @@ bool pgw_put_sasl_initial(struct evbuffer *out, const char *mechanism,
 
 bool pgw_put_sasl_response(struct evbuffer *out, const void *data, size_t len)
 {
-	struct chunk c = {data, len};
+	struct pgw_piece c = {data, len};
 
 	return put_message(out, 'p', &c, 1);
 }
 
 bool pgw_put_query(struct evbuffer *out, const char *sql)
 {
-	struct chunk c = cstr_chunk(sql);
+	struct pgw_piece c = cstr_chunk(sql);
 
 	return put_message(out, 'Q', &c, 1);
 }
 
 bool pgw_put_copy_data(struct evbuffer *out, const void *data, size_t len)
 {
-	struct chunk c = {data, len};
+	struct pgw_piece c = {data, len};
 
 	return put_message(out, 'd', &c, 1);
 }
@@ -224,7 +218,7 @@ bool pgw_put_copy_done(struct evbuffer *out)
 
 bool pgw_put_copy_fail(struct evbuffer *out, const char *reason)
 {
-	struct chunk c = cstr_chunk(reason);
+	struct pgw_piece c = cstr_chunk(reason);
 
 	return put_message(out, 'f', &c, 1);
 }
@@ -903,7 +897,7 @@ bool pgw_put_auth(struct evbuffer *out, uint32_t code, const void *data,
 	if (data == NULL && len != 0)
 		return false;
 	put_be32(code_be, code);
-	struct chunk c[] = {{code_be, sizeof(code_be)}, {data, len}};
+	struct pgw_piece c[] = {{code_be, sizeof(code_be)}, {data, len}};
 	return put_message(out, PGW_MSG_AUTH, c, 2);
 }
 
@@ -913,7 +907,7 @@ bool pgw_put_auth_sasl(struct evbuffer *out, const char *mechanism)
 	uint8_t code_be[4];
 
 	put_be32(code_be, PGW_AUTH_SASL);
-	struct chunk c[] = {
+	struct pgw_piece c[] = {
 	    {code_be, sizeof(code_be)}, cstr_chunk(mechanism), {"", 1}};
 	return put_message(out, PGW_MSG_AUTH, c, 3);
 }
@@ -921,7 +915,7 @@ bool pgw_put_auth_sasl(struct evbuffer *out, const char *mechanism)
 bool pgw_put_param_status(struct evbuffer *out, const char *name,
                           const char *value)
 {
-	struct chunk c[] = {cstr_chunk(name), cstr_chunk(value)};
+	struct pgw_piece c[] = {cstr_chunk(name), cstr_chunk(value)};
 
 	return put_message(out, PGW_MSG_PARAMETER_STATUS, c, 2);
 }
@@ -929,7 +923,7 @@ bool pgw_put_param_status(struct evbuffer *out, const char *name,
 bool pgw_put_backend_key(struct evbuffer *out, uint32_t pid, uint32_t secret)
 {
 	uint8_t body[8];
-	struct chunk c = {body, sizeof(body)};
+	struct pgw_piece c = {body, sizeof(body)};
 
 	put_be32(body, pid);
 	put_be32(body + 4, secret);
@@ -938,7 +932,7 @@ bool pgw_put_backend_key(struct evbuffer *out, uint32_t pid, uint32_t secret)
 
 bool pgw_put_ready(struct evbuffer *out, char status)
 {
-	struct chunk c = {&status, 1};
+	struct pgw_piece c = {&status, 1};
 
 	if (status != 'I' && status != 'T' && status != 'E')
 		return false;
@@ -950,7 +944,7 @@ bool pgw_put_notice(struct evbuffer *out, uint8_t type,
                     const struct pgw_notice *n)
 {
 	struct pgw_notice tmp = *n;
-	struct chunk c[NOTICE_NFIELDS * 2 + 1];
+	struct pgw_piece c[NOTICE_NFIELDS * 2 + 1];
 	size_t k = 0;
 
 	if (type != PGW_MSG_ERROR && type != PGW_MSG_NOTICE)
@@ -960,10 +954,10 @@ bool pgw_put_notice(struct evbuffer *out, uint8_t type,
 
 		if (v == NULL)
 			continue;
-		c[k++] = (struct chunk){&notice_fields[i].code, 1};
+		c[k++] = (struct pgw_piece){&notice_fields[i].code, 1};
 		c[k++] = cstr_chunk(v);
 	}
-	c[k++] = (struct chunk){"", 1};
+	c[k++] = (struct pgw_piece){"", 1};
 	return put_message(out, type, c, k);
 }
 
@@ -998,7 +992,7 @@ bool pgw_put_negotiate_version(struct evbuffer *out, uint32_t minor,
 		    evbuffer_add(body, options[i], strlen(options[i]) + 1) == 0;
 	if (ok) {
 		size_t len = evbuffer_get_length(body);
-		struct chunk c = {evbuffer_pullup(body, -1), len};
+		struct pgw_piece c = {evbuffer_pullup(body, -1), len};
 
 		ok = c.data != NULL &&
 		     put_message(out, PGW_MSG_NEGOTIATE_VERSION, &c, 1);
@@ -1056,4 +1050,53 @@ enum pgw_rc pgw_parse_sasl_response(const struct pgw_frame *f,
 		return PGW_ERROR;
 	*len = c.left;
 	return pgw_cur_done(&c, pgw_cur_bytes(&c, c.left, data));
+}
+
+/* ---- extended-protocol messages ---- */
+
+enum pgw_rc pgw_parse_parse(const struct pgw_frame *f, struct pgw_parse_msg *p)
+{
+	struct pgw_cursor c;
+	int16_t n;
+	const uint8_t *types;
+
+	if (!pgw_cur_init(&c, f, PGW_FE_PARSE) || !pgw_cur_str(&c, &p->name))
+		return PGW_ERROR;
+	p->rest = c.p;
+	p->rest_len = c.left;
+	if (!pgw_cur_str(&c, &p->query) || !pgw_cur_i16(&c, &n) || n < 0)
+		return PGW_ERROR;
+	return pgw_cur_done(&c, pgw_cur_bytes(&c, (size_t)n * 4, &types));
+}
+
+enum pgw_rc pgw_parse_bind(const struct pgw_frame *f, struct pgw_bind_msg *b)
+{
+	struct pgw_cursor c;
+
+	if (!pgw_cur_init(&c, f, PGW_FE_BIND) || !pgw_cur_str(&c, &b->portal) ||
+	    !pgw_cur_str(&c, &b->statement))
+		return PGW_ERROR;
+	b->rest = c.p;
+	b->rest_len = c.left;
+	return PGW_OK;
+}
+
+enum pgw_rc pgw_parse_target(const struct pgw_frame *f, char *kind,
+                             const char **name)
+{
+	struct pgw_cursor c;
+	uint8_t k;
+
+	if ((f->type != PGW_FE_DESCRIBE && f->type != PGW_FE_CLOSE) ||
+	    !pgw_cur_init(&c, f, f->type) || !pgw_cur_u8(&c, &k) ||
+	    (k != 'S' && k != 'P'))
+		return PGW_ERROR;
+	*kind = (char)k;
+	return pgw_cur_done(&c, pgw_cur_str(&c, name));
+}
+
+bool pgw_put_pieces(struct evbuffer *out, uint8_t type,
+                    const struct pgw_piece *pieces, size_t n)
+{
+	return put_message(out, type, pieces, n);
 }

@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "coalesce.h"
 #include "control.h"
+#include "frontend.h"
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
@@ -44,6 +45,7 @@ struct server {
 	struct catalog *cat;
 	struct coalescer *co;
 	struct ingest *ing;
+	struct frontend *fe; /* NULL with [frontend] listen empty */
 	struct admin *admin; /* NULL with [admin] listen empty */
 	struct event *sigterm_ev;
 	struct event *sigint_ev;
@@ -83,7 +85,8 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *s = arg;
 	uint64_t waited_ms = (uint64_t)(++s->drain_ticks) * 100u;
 
-	if (ing_is_idle(s->ing) && co_is_idle(s->co)) {
+	if (ing_is_idle(s->ing) && co_is_idle(s->co) &&
+	    (s->fe == NULL || fe_is_idle(s->fe))) {
 		log_info("event=drained after_ms=%" PRIu64, waited_ms);
 		event_base_loopexit(s->base, NULL);
 		return;
@@ -114,6 +117,8 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("event=signal signal=%s action=drain timeout_s=%u", name,
 	         s->cfg->server.shutdown_timeout_s);
 	ing_drain(s->ing);
+	if (s->fe != NULL)
+		fe_drain(s->fe);
 	co_drain(s->co);
 	s->drain_ev = event_new(s->base, -1, EV_PERSIST, drain_check_cb, s);
 	if (s->drain_ev == NULL || event_add(s->drain_ev, &tick) != 0)
@@ -203,7 +208,8 @@ static void on_credential(const char *host, const char *token,
 
 	s->cred_expires_ms = expires_ms;
 	if (!pool_set_password(s->pool, token) ||
-	    !pool_set_host(s->pool, host)) {
+	    !pool_set_host(s->pool, host) ||
+	    (s->fe != NULL && !fe_set_credential(s->fe, host, token))) {
 		log_error("event=lakebase_error step=apply error=\"out of "
 		          "memory\"");
 		return;
@@ -268,6 +274,20 @@ static bool start_ingest(struct server *s, char *err, size_t errlen)
 	}
 	s->ing = ing_new(s->base, s->cat, s->co, &s->cfg->ingest, err, errlen);
 	return s->ing != NULL;
+}
+
+static bool start_frontend(struct server *s, char *err, size_t errlen)
+{
+	struct up_params params;
+
+	if (s->cfg->frontend.listen == NULL)
+		return true;
+	server_up_params(s->cfg, &params);
+	params.ssl_ctx = s->ssl_ctx;
+	if (s->cfg->lakebase.workspace_host != NULL)
+		params.host = params.password = NULL; /* on_credential */
+	s->fe = fe_new(s->base, s->dns, s->cfg, &params, err, errlen);
+	return s->fe != NULL;
 }
 
 /* /readyz: a logged-in server connection and a live credential. */
@@ -404,7 +424,7 @@ struct server *server_new(const struct config *cfg, const char *path,
 		goto fail;
 	}
 	if (!start_control(s, err, errlen) || !start_ingest(s, err, errlen) ||
-	    !start_admin(s, err, errlen))
+	    !start_frontend(s, err, errlen) || !start_admin(s, err, errlen))
 		goto fail;
 	return s;
 fail:
@@ -427,6 +447,7 @@ void server_free(struct server *s)
 		return;
 	/* Users before what they use: sessions, batches, lookups, the pool. */
 	admin_free(s->admin);
+	fe_free(s->fe);
 	ing_free(s->ing);
 	co_free(s->co);
 	cat_free(s->cat);
