@@ -94,6 +94,11 @@ bool fe_reconfigure(struct frontend *fe, const struct config *cfg, char *err,
                     size_t errlen);
 /* [pool] sizes for every pool of the front door. */
 void fe_set_pool_config(struct frontend *fe, const struct cfg_pool *pc);
+/*
+ * New [upstream] settings (a reload): as pool_set_endpoint for every pool
+ * of the front door (host NULL keeps the current one; the password stays).
+ */
+bool fe_set_endpoint(struct frontend *fe, const struct up_params *params);
 /* A new upstream credential (host NULL: unchanged). false on OOM. */
 bool fe_set_credential(struct frontend *fe, const char *host,
                        const char *password);

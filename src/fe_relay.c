@@ -328,8 +328,11 @@ static void give_back(struct fe_client *cl)
 	bool clean = cl->state == FE_ACTIVE && relay_clean(cl);
 	const char *sql = NULL;
 
+	/* a session left inside a transaction: closing is the whole reset */
+	if (!cl->rewrite && cl->txn != 'I')
+		clean = false;
 	up_relay_end(up, clean ? cl->txn : 'E');
-	if (clean && cl->txn != 'I')
+	if (clean && cl->rewrite && cl->txn != 'I')
 		sql = "ROLLBACK";
 	else if (clean && !cl->rewrite) {
 		sql = "DISCARD ALL"; /* also drops every prepared statement */
@@ -337,8 +340,7 @@ static void give_back(struct fe_client *cl)
 	}
 	if (!clean)
 		up_close(up, UP_CLOSE_BY_OWNER,
-		         "front-door client left "
-		         "mid-statement");
+		         "front-door client left mid-statement");
 	else if (sql != NULL && up_exec(up, sql, NULL, reset_done, pool))
 		return;
 	pool_release(pool, up);

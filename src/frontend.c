@@ -1047,6 +1047,30 @@ bool fe_set_credential(struct frontend *fe, const char *host,
 	return ok;
 }
 
+bool fe_set_endpoint(struct frontend *fe, const struct up_params *params)
+{
+	struct up_params next, want = *params;
+	struct fe_db *db;
+	bool ok = true;
+
+	if (want.host == NULL)
+		want.host = fe->up.host;
+	want.password = fe->up.password;
+	if (!up_params_copy(&next, &want))
+		return false;
+	next.notices = true;
+	up_params_clear(&fe->up);
+	fe->up = next;
+	TAILQ_FOREACH(db, &fe->dbs, link)
+	{
+		struct up_params p;
+
+		fe_db_params(fe, db, &p);
+		ok = pool_set_endpoint(db->pool, &p) && ok;
+	}
+	return ok;
+}
+
 struct frontend *fe_new(struct event_base *base, struct evdns_base *dns,
                         const struct config *cfg,
                         const struct up_params *upstream, char *err,

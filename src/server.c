@@ -141,6 +141,23 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 	server_reload(s);
 }
 
+static void log_frontend_stats(const struct frontend *fe)
+{
+	struct fe_stats st;
+
+	fe_get_stats(fe, &st);
+	log_info("event=frontend_stats idle=%u waiting=%u active=%u "
+	         "login=%u pools=%u server_lent=%u transactions=%" PRIu64
+	         " queries=%" PRIu64 " auth_failures=%" PRIu64
+	         " refused=%" PRIu64 " server_lost=%" PRIu64,
+	         st.clients[FE_IDLE], st.clients[FE_WAITING],
+	         st.clients[FE_ACTIVE],
+	         st.clients[FE_STARTUP] + st.clients[FE_TLS] +
+	             st.clients[FE_AUTH] + st.clients[FE_LOGIN],
+	         st.pools, st.server_lent, st.transactions, st.queries,
+	         st.auth_failures, st.refused, st.server_lost);
+}
+
 static void log_stats(struct server *s)
 {
 	struct ing_stats is;
@@ -148,6 +165,8 @@ static void log_stats(struct server *s)
 	char p99[32];
 
 	pool_log_stats(s->pool);
+	if (s->fe != NULL)
+		log_frontend_stats(s->fe);
 	snprintf(p99, sizeof(p99), "%g", mt_flush_latency_quantile(0.99));
 	ing_get_stats(s->ing, &is);
 	co_get_stats(s->co, &cs);
@@ -594,7 +613,8 @@ static void reload_endpoint(struct server *s, struct reload *r)
 	params.ssl_ctx = s->ssl_ctx;
 	if (r->cfg->lakebase.workspace_host != NULL)
 		params.host = NULL; /* the control plane's stays */
-	if (!pool_set_endpoint(s->pool, &params))
+	if (!pool_set_endpoint(s->pool, &params) ||
+	    (s->fe != NULL && !fe_set_endpoint(s->fe, &params)))
 		log_error("event=reload_error step=upstream "
 		          "error=\"out of memory\"");
 }
@@ -611,6 +631,25 @@ static void reload_control(struct server *s, struct reload *r)
 		s->retire_on_credential = true;
 }
 
+/*
+ * The front door reads its auth_file (and TLS files) on every SIGHUP, as
+ * the file may have changed without the config; if one does not load,
+ * the front door keeps the running ones.
+ */
+static void reload_frontend(struct server *s, const struct config *cfg,
+                            unsigned todo)
+{
+	char err[600];
+
+	if (!fe_reconfigure(s->fe, cfg, err, sizeof(err)))
+		log_error("event=reload_error step=frontend error=%s",
+		          log_quote((char[700]){0}, 700, err));
+	if ((todo & RL_PASSWORD) && cfg->lakebase.workspace_host == NULL &&
+	    !fe_set_credential(s->fe, NULL, cfg->upstream.password))
+		log_error("event=reload_error step=frontend_password "
+		          "error=\"out of memory\"");
+}
+
 static void reload_apply(struct server *s, struct reload *r)
 {
 	const struct config *cfg = r->cfg;
@@ -621,8 +660,11 @@ static void reload_apply(struct server *s, struct reload *r)
 		log_set_level(cfg->log.level);
 	if ((todo & RL_STATS) && !set_stats_period(s, cfg->log.stats_period_s))
 		log_error("event=reload_error step=stats_period_s");
-	if (todo & RL_POOL)
+	if (todo & RL_POOL) {
 		pool_reconfigure(s->pool, &cfg->pool);
+		if (s->fe != NULL)
+			fe_set_pool_config(s->fe, &cfg->pool);
+	}
 	if (todo & RL_BATCH) {
 		co_config_from(cfg, &cc);
 		co_set_config(s->co, &cc);
@@ -641,6 +683,8 @@ static void reload_apply(struct server *s, struct reload *r)
 	    !ing_set_token(s->ing, cfg->ingest.auth_token))
 		log_error("event=reload_error step=ingest_token "
 		          "error=\"out of memory\"");
+	if (s->fe != NULL)
+		reload_frontend(s, cfg, todo);
 	/* No admin endpoint: a token for it changes nothing. */
 	if ((todo & RL_ADMIN_TOKEN) && s->admin != NULL &&
 	    !admin_set_token(s->admin, cfg->admin.auth_token))
