@@ -35,6 +35,8 @@
 /* A client that must go gets this long to take its last message. */
 #define FE_CLOSE_TIMEOUT_S 5
 #define FE_DEFAULT_PORT    6432
+/* A SASL message or a password (an OAuth token is a few KiB). */
+#define FE_MAX_AUTH_MESSAGE 16384
 
 static const char *const state_names[FE_NSTATES] = {
     "startup", "tls", "auth", "login", "idle", "waiting", "active", "closing"};
@@ -116,6 +118,7 @@ static void free_client(struct fe_client *cl)
 		free(cl->vars[i]);
 	free(cl->user);
 	free(cl->database);
+	secret_free(cl->password);
 	scram_server_free(cl->scram);
 	up_free(cl->probe);
 	fps_client_free(cl->stmts);
@@ -184,6 +187,7 @@ static void db_free(struct fe_db *db)
 	}
 	free(db->name);
 	free(db->user);
+	secret_free(db->password);
 	free(db);
 }
 
@@ -192,22 +196,45 @@ void fe_db_params(const struct frontend *fe, const struct fe_db *db,
 {
 	*out = fe->up;
 	out->dbname = db->name;
-	if (db->user != NULL)
+	if (db->user != NULL) {
 		out->user = db->user;
+		out->password = db->password;
+	}
 }
 
-static struct fe_db *db_get(struct frontend *fe, const char *name)
+/* The pool of database name (and, with passthrough, of user), or NULL. */
+static struct fe_db *db_find(struct frontend *fe, const char *name,
+                             const char *user)
 {
-	struct up_params params;
 	struct fe_db *db;
 
 	TAILQ_FOREACH(db, &fe->dbs, link)
 	{
-		if (strcmp(db->name, name) == 0)
+		if (strcmp(db->name, name) == 0 &&
+		    (db->user == NULL) == (user == NULL) &&
+		    (user == NULL || strcmp(db->user, user) == 0))
 			return db;
 	}
+	return NULL;
+}
+
+/* Passthrough: user and password are the client's, given to the pool. */
+static struct fe_db *db_get(struct frontend *fe, const char *name,
+                            const char *user, const char *password)
+{
+	struct up_params params;
+	struct fe_db *db = db_find(fe, name, user);
+
+	if (db != NULL)
+		return db;
 	db = calloc(1, sizeof(*db));
-	if (db == NULL || (db->name = strdup(name)) == NULL) {
+	if (db == NULL || (db->name = strdup(name)) == NULL ||
+	    (user != NULL && ((db->user = strdup(user)) == NULL ||
+	                      (db->password = strdup(password)) == NULL))) {
+		if (db != NULL) {
+			free(db->name);
+			free(db->user);
+		}
 		free(db);
 		return NULL;
 	}
@@ -219,8 +246,9 @@ static struct fe_db *db_get(struct frontend *fe, const char *name)
 	}
 	TAILQ_INSERT_TAIL(&fe->dbs, db, link);
 	fe->stats.pools++;
-	log_info("event=fe_pool database=%s",
-	         log_quote((char[200]){0}, 200, name));
+	log_info("event=fe_pool database=%s user=%s",
+	         log_quote((char[200]){0}, 200, name),
+	         log_quote((char[200]){0}, 200, user ? user : ""));
 	return db;
 }
 
@@ -310,21 +338,40 @@ static void login_pool(struct fe_client *cl)
 	fe_update_reading(cl);
 }
 
+static bool passthrough(const struct fe_client *cl)
+{
+	return cl->fe->cfg.auth == FE_AUTH_PASSTHROUGH;
+}
+
+/*
+ * The server took the login: the pool exists (or is made), and with
+ * passthrough its password becomes the one that just worked (a rotated
+ * token: connections opened from now on use it, open ones keep theirs).
+ */
 static void probe_ready(struct up_conn *c, void *arg)
 {
 	struct fe_client *cl = arg;
+	bool pt = passthrough(cl);
 
 	up_free(c); /* from its own callback: deferred by upstream.c */
 	cl->probe = NULL;
-	cl->db = db_get(cl->fe, cl->database);
-	if (cl->db == NULL) {
+	cl->db =
+	    db_get(cl->fe, cl->database, pt ? cl->user : NULL, cl->password);
+	if (cl->db == NULL ||
+	    (pt && (!secret_replace(&cl->db->password, cl->password) ||
+	            !pool_set_password(cl->db->pool, cl->password)))) {
 		fe_fail(cl, "53200", "out of memory");
 		return;
 	}
+	secret_free(cl->password);
+	cl->password = NULL;
+	if (pt) /* the server took the password: so do we */
+		pgw_put_auth(fe_out(cl), PGW_AUTH_OK, NULL, 0);
 	login_pool(cl);
 }
 
-/* The server refused the database (3D000) or could not be reached. */
+/* The server refused the login (3D000, 28P01) or could not be reached:
+ * the client gets the server's SQLSTATE and message. */
 static void probe_closed(struct up_conn *c, void *arg)
 {
 	struct fe_client *cl = arg;
@@ -332,41 +379,26 @@ static void probe_closed(struct up_conn *c, void *arg)
 	const char *msg = up_last_error(c), *colon = strstr(msg, ": ");
 
 	cl->probe = NULL;
-	cl->fe->stats.refused++;
+	if (strncmp(sqlstate, "28", 2) == 0)
+		cl->fe->stats.auth_failures++;
+	else
+		cl->fe->stats.refused++;
 	fe_fail(cl, sqlstate[0] ? sqlstate : "08006", "%s",
 	        sqlstate[0] && colon ? colon + 2 : msg);
 	up_free(c);
 }
 
-/*
- * After the password checked out: the database. One with a pool goes on;
- * for a new one a first login tells whether the server has it, so that a
- * typo gets the server's 3D000 and no pool is made for it.
- */
-static void login_database(struct fe_client *cl)
+/* A login to the server: the database, and with passthrough the password. */
+static void start_probe(struct fe_client *cl)
 {
 	struct frontend *fe = cl->fe;
 	struct up_events ev = {probe_ready, probe_closed, cl};
 	struct fe_db probe_db = {.name = cl->database};
 	struct up_params params;
 
-	if (!cfg_frontend_database_allowed(&fe->cfg, cl->database)) {
-		fe->stats.refused++;
-		fe_fail(cl, "3D000", "database \"%s\" does not exist",
-		        cl->database);
-		return;
-	}
-	TAILQ_FOREACH(cl->db, &fe->dbs, link)
-	{
-		if (strcmp(cl->db->name, cl->database) == 0) {
-			login_pool(cl);
-			return;
-		}
-	}
-	if (fe->up.host == NULL) {
-		/* no credential yet ([lakebase]): the pool waits for it */
-		probe_ready(NULL, cl);
-		return;
+	if (passthrough(cl)) {
+		probe_db.user = cl->user;
+		probe_db.password = cl->password;
 	}
 	fe_set_state(cl, FE_LOGIN);
 	fe_update_reading(cl);
@@ -374,6 +406,42 @@ static void login_database(struct fe_client *cl)
 	cl->probe = up_connect(fe->base, fe->dns, &params, 0, &ev);
 	if (cl->probe == NULL)
 		fe_fail(cl, "53200", "out of memory");
+}
+
+/*
+ * After the password checked out (scram), or came (passthrough): the
+ * database. One with a pool goes on; otherwise (and always with
+ * passthrough) a login to the server decides, so that a typo gets the
+ * server's 3D000 (and no pool), a wrong password the server's 28P01.
+ */
+static void login_database(struct fe_client *cl)
+{
+	struct frontend *fe = cl->fe;
+	bool pt = passthrough(cl);
+
+	if (!cfg_frontend_database_allowed(&fe->cfg, cl->database)) {
+		fe->stats.refused++;
+		fe_fail(cl, "3D000", "database \"%s\" does not exist",
+		        cl->database);
+		return;
+	}
+	/* passthrough: every login is checked by the server itself, so a
+	 * password (token) the server no longer takes is refused */
+	cl->db = pt ? NULL : db_find(fe, cl->database, NULL);
+	if (cl->db != NULL) {
+		login_pool(cl);
+		return;
+	}
+	if (fe->up.host == NULL && !pt) {
+		/* no credential yet ([lakebase]): the pool waits for it */
+		probe_ready(NULL, cl);
+		return;
+	}
+	if (fe->up.host == NULL) {
+		fe_fail(cl, "08006", "the server's address is not known yet");
+		return;
+	}
+	start_probe(cl);
 }
 
 /* The verifier of user: from auth_file, made from a plain password, or a
@@ -478,7 +546,35 @@ static void scram_final(struct fe_client *cl, const struct pgw_frame *f)
 	}
 }
 
-/* SASL messages, one at a time, until the proof. */
+/* Passthrough: the client's password, for the server to judge. */
+static void got_password(struct fe_client *cl, const struct pgw_frame *f)
+{
+	const char *pw;
+
+	if (cl->auth_step > 1 || pgw_parse_password(f, &pw) != PGW_OK ||
+	    (cl->password = strdup(pw)) == NULL) {
+		fe_fail(cl, "08P01", "expected one PasswordMessage");
+		return;
+	}
+	login_database(cl);
+}
+
+/* Passthrough sends a password in the clear: only inside TLS or a unix
+ * socket, whatever [frontend] tls says. */
+static void start_passthrough(struct fe_client *cl)
+{
+	if (!cl->tls && !cl->is_unix) {
+		cl->fe->stats.auth_failures++;
+		fe_fail(cl, "28000",
+		        "auth = passthrough needs TLS: connect with "
+		        "sslmode require or stronger");
+		return;
+	}
+	fe_set_state(cl, FE_AUTH);
+	pgw_put_auth(fe_out(cl), PGW_AUTH_CLEARTEXT, NULL, 0);
+}
+
+/* SASL messages (or the password), one at a time, until the proof. */
 static void handle_auth(struct fe_client *cl)
 {
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
@@ -487,7 +583,7 @@ static void handle_auth(struct fe_client *cl)
 	bool first;
 
 	while (cl->state == FE_AUTH) {
-		rc = pgw_frame_next(in, SCRAM_MAX_CLIENT_MESSAGE + 64, &f);
+		rc = pgw_frame_next(in, FE_MAX_AUTH_MESSAGE, &f);
 		if (rc == PGW_AGAIN)
 			return;
 		if (rc == PGW_ERROR || f.type != PGW_FE_PASSWORD) {
@@ -495,7 +591,9 @@ static void handle_auth(struct fe_client *cl)
 			return;
 		}
 		first = cl->auth_step++ == 0;
-		if (first)
+		if (passthrough(cl))
+			got_password(cl, &f);
+		else if (first)
 			scram_first(cl, &f);
 		else
 			scram_final(cl, &f);
@@ -675,7 +773,10 @@ static void startup_message(struct fe_client *cl, const struct pgw_startup *s)
 			return;
 		}
 	}
-	start_scram(cl);
+	if (passthrough(cl))
+		start_passthrough(cl);
+	else
+		start_scram(cl);
 }
 
 static void handle_startup(struct fe_client *cl)
@@ -957,12 +1058,6 @@ static bool load_frontend(const struct cfg_frontend *c, struct fe_loaded *l,
                           char *err, size_t errlen)
 {
 	memset(l, 0, sizeof(*l));
-	if (c->auth == FE_AUTH_PASSTHROUGH) {
-		snprintf(err, errlen,
-		         "[frontend] auth = passthrough is not "
-		         "available in this version");
-		return false;
-	}
 	if (c->auth_file != NULL &&
 	    (l->users = ul_load(c->auth_file, err, errlen)) == NULL)
 		return false;
@@ -1040,7 +1135,9 @@ bool fe_set_credential(struct frontend *fe, const char *host,
 	}
 	TAILQ_FOREACH(db, &fe->dbs, link)
 	{
-		ok = pool_set_password(db->pool, password) && ok;
+		/* passthrough pools log in with their clients' passwords */
+		if (db->user == NULL)
+			ok = pool_set_password(db->pool, password) && ok;
 		if (host != NULL)
 			ok = pool_set_host(db->pool, host) && ok;
 	}

@@ -46,7 +46,8 @@ int fe_var_find(const char *name); /* -1: not tracked */
 struct fe_db {
 	TAILQ_ENTRY(fe_db) link;
 	char *name;
-	char *user; /* passthrough: the pool's own user; else NULL */
+	char *user;     /* passthrough: the pool's own user; else NULL */
+	char *password; /* passthrough: the last one that logged in */
 	struct pool *pool;
 	size_t nparams; /* the server's ParameterStatus values */
 	char *pnames[FE_MAX_PARAMS], *pvalues[FE_MAX_PARAMS];
@@ -75,6 +76,7 @@ struct fe_client {
 	bool reading;
 	char peer[64];
 	char *user, *database;
+	char *password;       /* passthrough, until its first login is done */
 	char *vars[FE_NVARS]; /* values the client's session has */
 	struct fe_db *db;
 	struct scram_server *scram;

@@ -416,3 +416,32 @@ def test_sigterm_lets_open_transactions_finish(front: FrontDoor, pg: PgServer) -
     c.close()
     assert front.proxy.proc.wait(30) == 0
     assert pg.admin_sql("SELECT count(*) FROM fe_drain") == [["2"]]
+
+
+# ---- passthrough ----
+
+def test_passthrough_logs_in_upstream_with_the_clients_password(pg: PgServer, pg_admin,
+                                                                 tmp_path: Path) -> None:
+    """The client's own password (a Lakebase token, say) logs in upstream as that user; a
+    new password (a rotated token) takes over for new logins while pooled connections keep
+    working, and the old one no longer gets in."""
+    f = FrontDoor(pg, tmp_path, auth="passthrough")
+    try:
+        with f.connect(user=pg.user, password=pg.password) as c:
+            assert c.execute("SELECT current_user").fetchone() == (pg.user,)
+            with pytest.raises(psycopg.OperationalError, match="password authentication"):
+                f.connect(user=pg.user, password="not-it")
+            f.proxy.wait_log(r"event=client_error sqlstate=28P01 ")
+            old = pg.password
+            pg.set_password("rotated-" + old)
+            # the open client and the pool's connections go on
+            assert c.execute("SELECT 2").fetchone() == (2,)
+            with pytest.raises(psycopg.OperationalError, match="password authentication"):
+                f.connect(user=pg.user, password=old)
+            with f.connect(user=pg.user, password=pg.password) as c2:
+                assert c2.execute("SELECT current_user").fetchone() == (pg.user,)
+            assert c.execute("SELECT 3").fetchone() == (3,)
+        plain = f.psql("SELECT 1", user=pg.user, password=pg.password, sslmode="disable")
+        assert "TLS is required" in plain.stderr
+    finally:
+        f.stop()
