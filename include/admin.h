@@ -6,7 +6,8 @@
  * A small evhttp server on [admin] listen. GET and HEAD only.
  *   /healthz  200 "ok": the event loop answers (the process is alive).
  *   /readyz   200 "ready", or 503 "not ready: <why>" (probe->ready says).
- *   /metrics  Prometheus text (metrics.h), gauges from probe->gauges.
+ *   /metrics  Prometheus text: mt_render (metrics.h), which first runs the
+ *             registry's collector (the server sets it) for the gauges.
  * With [admin] auth_token set, /metrics needs "Authorization: Bearer
  * <token>" (401 otherwise); the probes stay open, they tell nothing but
  * up or down. Off loopback the token is required (config.c).
@@ -16,14 +17,11 @@
 #include <stddef.h>
 
 #include "config.h"
-#include "metrics.h"
 
 struct event_base;
 struct admin;
 
 struct admin_probe {
-	/* Fills the gauges read at scrape time (g is zeroed first). */
-	void (*gauges)(struct mt_gauges *g, void *arg);
 	/* true when ready; else why holds a short reason. */
 	bool (*ready)(char *why, size_t whylen, void *arg);
 	void *arg;

@@ -46,6 +46,7 @@ struct pool;
 struct catalog;
 struct coalescer;
 struct co_target;
+struct mt_metric;
 
 struct co_config {
 	uint64_t max_rows;
@@ -83,18 +84,38 @@ struct co_stats {
 	unsigned inflight;
 };
 
+/*
+ * The metrics of one table written one way (metrics.h children labelled
+ * table and mode), shared by every target of that table and mode. The
+ * coalescer counts commits, rejections, dead letters and batches; the
+ * client side counts what arrives (rows_received, bytes_received) and the
+ * flushes its own checks refuse.
+ */
+struct co_table_metrics {
+	struct mt_metric *rows_received, *bytes_received;
+	struct mt_metric *rows_committed, *bytes_committed;
+	struct mt_metric *rows_rejected, *rows_dead_lettered;
+	struct mt_metric *flushes_committed, *flushes_failed;
+	struct mt_metric *batches;
+};
+
+/* Registers the coalescer's metric families (they render from then on). */
+void co_register_metrics(void);
+
 struct coalescer *co_new(struct event_base *base, struct pool *pool,
                          struct catalog *cat, const struct co_config *cfg);
-/* Fails every queued unit with 57P01. Units in flight are abandoned. */
+/*
+ * Fails every unit, queued or in a batch, with 57P01 (their clients retry).
+ * A statement already sent ends with its connection when the pool, freed
+ * after us, closes it: committed or rolled back whole, so a retried unit
+ * may be there twice (insert: at-least-once, as a second SIGTERM says).
+ */
 void co_free(struct coalescer *co);
 /*
  * New limits (a reload) for batches formed from now on; batches in flight
  * keep theirs. Turning dead_letter on covers the targets already open.
  */
 void co_set_config(struct coalescer *co, const struct co_config *cfg);
-
-/* Longest table name that leaves room for the "_dead_letter" suffix. */
-#define CO_DEAD_LETTER_SUFFIX "_dead_letter"
 
 /*
  * The shared target for def (copied), created on first use. Reference
@@ -113,8 +134,8 @@ void co_target_put(struct co_target *t);
 bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
                co_done_cb done, void *arg);
 
-/* The target's metrics (metrics.h), shared by every target of its table. */
-struct mt_series *co_target_series(const struct co_target *t);
+/* The target's table metrics; they outlive the target. */
+const struct co_table_metrics *co_target_metrics(const struct co_target *t);
 void co_get_stats(const struct coalescer *co, struct co_stats *s);
 
 /* Shutting down: send every queued unit now, without waiting for limits. */

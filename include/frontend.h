@@ -108,5 +108,7 @@ bool fe_set_credential(struct frontend *fe, const char *host,
 void fe_drain(struct frontend *fe);
 bool fe_is_idle(const struct frontend *fe);
 void fe_get_stats(const struct frontend *fe, struct fe_stats *s);
+/* Sets the front door's metrics from its stats (at scrape time). */
+void fe_update_metrics(const struct frontend *fe);
 
 #endif

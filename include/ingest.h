@@ -44,6 +44,10 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 /* Sends Error 57P01 to every session and closes everything. */
 void ing_free(struct ingest *ing);
 void ing_get_stats(const struct ingest *ing, struct ing_stats *s);
+/* Registers the flush-to-answer latency histogram (metrics.h). */
+void ing_register_metrics(void);
+/* Its quantile q (0..1) in seconds, by bucket upper bound; 0 when empty. */
+double ing_flush_latency_quantile(const struct ingest *ing, double q);
 /* A new token (NULL: none) for sessions from now on; false on OOM (the old
  * one stays). Sessions already past their hello are not asked again. */
 bool ing_set_token(struct ingest *ing, const char *token);

@@ -1,83 +1,87 @@
-/* metrics.h: the process's counters and histograms, and their Prometheus text.
- */
+/* metrics.h: a registry of counters, gauges and histograms, and their
+ * Prometheus text. */
 #ifndef LBP_METRICS_H
 #define LBP_METRICS_H
 
 /*
  * One registry per process, like the log level: the daemon has one event
- * loop thread, and the counters are bumped from the few places that see an
+ * loop thread, and metrics are bumped from the few places that see an
  * event happen (a row arriving, a unit committing, an ErrorResponse), so
- * they need no object passed through every layer. Nothing here allocates
- * on the counting paths except the first time a table or SQLSTATE is seen.
+ * they need no object passed through every layer.
  *
- * Counters live for the whole process: a table's series outlive the
- * target that fed them, so a scrape never sees a counter go down. Tables
- * and SQLSTATEs are capped (MT_MAX_SERIES, MT_MAX_SQLSTATES); past the cap
- * they count under table="_other" / sqlstate="other".
+ * This is the bottom of the house: it knows no module. A module describes
+ * its families (struct mt_desc, static storage), gets a family once and
+ * keeps the children it updates (mt_child), then counts through mt_add,
+ * mt_set and mt_observe. Values that a module already keeps in its own
+ * stats (connections by state, clients) are not mirrored by hand: the one
+ * collector (mt_set_collector, the server's) sets them at scrape time.
  *
- * Gauges (clients, connections by state, buffered bytes, ...) are not kept
- * here: the admin server reads the owning modules' stats when scraped and
- * passes them to mt_render in struct mt_gauges.
+ * Families render in the order they were first asked for, children in the
+ * order they were created. Children live until mt_reset, so a scrape never
+ * sees a counter go down even when the table that fed it is gone. Each
+ * family caps its children (max_children); past the cap, or when memory
+ * runs out, new label sets count in one overflow child whose label values
+ * are the family's overflow values (table="_other").
  */
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "coalesce.h"
-#include "ingest.h"
-#include "pool.h"
-
 struct evbuffer;
 
-#define MT_MAX_SERIES    256
-#define MT_MAX_SQLSTATES 128
+#define MT_MAX_LABELS       3
+#define MT_DEFAULT_CHILDREN 256
 
-/* Counters of one table written one way (insert, upsert). */
-struct mt_series {
-	char *table; /* schema.table, unquoted */
-	char mode;   /* 'i' insert, 'u' upsert */
-	uint64_t rows_received, bytes_received;
-	uint64_t rows_committed, bytes_committed;
-	uint64_t rows_rejected; /* rows of flush units answered with an error */
-	uint64_t rows_dead_lettered;
-	uint64_t flushes_committed, flushes_failed;
-	uint64_t batches;
+enum mt_type { MT_COUNTER, MT_GAUGE, MT_HISTOGRAM };
+
+struct mt_desc {
+	const char *name;
+	const char *help;
+	enum mt_type type;
+	size_t nlabels;
+	const char *labels[MT_MAX_LABELS];
+	const char *overflow[MT_MAX_LABELS]; /* label values past the cap */
+	size_t max_children;                 /* 0: MT_DEFAULT_CHILDREN */
+	const double *buckets;               /* histograms: ascending bounds */
+	size_t nbuckets;                     /* an implicit +Inf follows */
 };
 
-/*
- * The series for table ("schema.table") in mode, created on first use;
- * never freed before mt_reset. Never NULL: on OOM or past the cap it is the
- * shared "_other" series.
- */
-struct mt_series *mt_series_get(const char *table, char mode);
-
-/* A batch went out with rows rows (the batch-size histogram). */
-void mt_batch(struct mt_series *s, uint64_t rows);
-/* From a client's Flush to its answer being queued for the client. */
-void mt_flush_latency_us(uint64_t us);
-/* An ErrorResponse from the server, in a statement or as FATAL. */
-void mt_upstream_error(const char *sqlstate);
+struct mt_family;
+struct mt_metric;
 
 /*
- * Values read at scrape time from their owners. Any field may stay 0;
- * credential_expires_ms < 0 means no credential has an expiry (static
- * password): the expiry gauge is then left out.
+ * The family d describes, registered on first use (d is kept by pointer:
+ * give static storage). The same d gives the same family until mt_reset.
+ * NULL only on OOM; every function below takes NULL and does nothing.
  */
-struct mt_gauges {
-	struct ing_stats ing;
-	struct co_stats co;
-	struct pool_stats pool;
-	int64_t credential_expires_ms;
-	bool ready;
-	bool draining;
-	double start_time_s;
-	double cpu_s;
-	uint64_t rss_bytes;
-};
+struct mt_family *mt_family(const struct mt_desc *d);
+/*
+ * The child with these label values (as many as the family has labels;
+ * NULL for none), created on first use. The overflow child past the cap
+ * or on OOM; NULL only if even that cannot be made.
+ */
+struct mt_metric *mt_child(struct mt_family *f, const char *const *values);
+/* mt_child(mt_family(d), NULL): the one series of a family without labels. */
+struct mt_metric *mt_metric_of(const struct mt_desc *d);
+
+void mt_add(struct mt_metric *m, uint64_t n);   /* counters */
+void mt_set(struct mt_metric *m, double v);     /* gauges; counters whose
+                                                   owner keeps the total */
+void mt_observe(struct mt_metric *m, double v); /* histograms */
+
+/* A counter's or gauge's value; a histogram's count. 0 for NULL. */
+double mt_value(const struct mt_metric *m);
+/* A histogram's quantile q (0..1): the upper bound of the bucket that holds
+ * it (the last finite bound when it is in +Inf); 0 when empty. */
+double mt_quantile(const struct mt_metric *m, double q);
+
+/* Runs at the start of every mt_render, to set gauges from their owners. */
+typedef void (*mt_collect_cb)(void *arg);
+void mt_set_collector(mt_collect_cb cb, void *arg);
 
 /* Appends the whole exposition (text format 0.0.4). false on OOM. */
-bool mt_render(struct evbuffer *out, const struct mt_gauges *g);
+bool mt_render(struct evbuffer *out);
 
 /*
  * Writes v as a Prometheus label value (backslash, quote and newline
@@ -85,11 +89,7 @@ bool mt_render(struct evbuffer *out, const struct mt_gauges *g);
  */
 const char *mt_label_escape(char *buf, size_t size, const char *v);
 
-/* The flush latency histogram's quantile q (0..1) in seconds, by the
- * bucket's upper bound; 0 when empty. For the stats log line. */
-double mt_flush_latency_quantile(double q);
-
-/* Frees every series and zeroes every counter (tests, process exit). */
+/* Frees every family and child and forgets the collector (tests, exit). */
 void mt_reset(void);
 
 #endif

@@ -17,7 +17,12 @@ struct server;
  */
 struct server *server_new(const struct config *cfg, const char *path,
                           char *const *envp, char *err, size_t errlen);
-/* Runs until SIGTERM or SIGINT. Returns the process exit code. */
+/*
+ * Runs until SIGTERM or SIGINT. Returns the process exit code: 0 after a
+ * complete drain (every client answered, no batch left), 1 when the drain
+ * timed out, a second signal cut it short with work left, or the loop
+ * failed.
+ */
 int server_run(struct server *s);
 void server_free(struct server *s);
 

@@ -16,6 +16,13 @@
 
 struct evbuffer;
 
+/* Fixed statements. */
+#define SQL_ROLLBACK "ROLLBACK"
+/* Resets a session (settings, prepared statements, temp tables, ...). */
+#define SQL_DISCARD_ALL "DISCARD ALL"
+/* The cheapest round trip, for health checks: an empty query. */
+#define SQL_PING ";"
+
 /* NAMEDATALEN - 1: PostgreSQL silently truncates longer names; we refuse. */
 #define SQL_MAX_IDENT 63
 
@@ -32,10 +39,19 @@ bool sql_append_qualified(struct evbuffer *out, const char *schema,
  */
 bool sql_append_literal(struct evbuffer *out, const char *s);
 
+/*
+ * How a target is written. Insert and bulk-insert both COPY through the
+ * proxy (the client's mode names are kept apart for metrics and logs).
+ */
+enum sql_mode { SQL_INSERT, SQL_BULK_INSERT, SQL_UPSERT };
+
+/* "insert", "bulk-insert", "upsert"; "unknown" for anything else. */
+const char *sql_mode_name(enum sql_mode mode);
+
 struct sql_target {
 	const char *schema; /* NULL or "" = search_path */
 	const char *table;
-	char mode; /* 'i' insert, 'b' bulk-insert, 'u' upsert */
+	enum sql_mode mode;
 	size_t ncols;
 	const char *const *cols;
 	const char *const *types; /* format_type() of each column (upsert) */
@@ -80,6 +96,54 @@ char *sql_upsert_batch(const struct sql_target *t, const char *stage);
  */
 char *sql_set_params(const char *const *names, const char *const *values,
                      size_t n);
+
+/*
+ * Dead letters: rows the server rejected, kept beside the target in
+ * "<table>_dead_letter" (same schema) instead of failing their flush.
+ */
+#define SQL_DEAD_LETTER_SUFFIX "_dead_letter"
+
+struct sql_dead_letter {
+	const char *sqlstate, *message, *detail; /* the server's error */
+	uint64_t flush_row;   /* the row's number in its flush, 1-based */
+	const char *row_text; /* the row as the client sent it (COPY text) */
+};
+
+/*
+ * CREATE TABLE IF NOT EXISTS "s"."<table>_dead_letter" (received_at
+ * timestamptz NOT NULL DEFAULT now(), sqlstate text, message text, detail
+ * text, flush_row bigint, row_text text). NULL when "<table>_dead_letter"
+ * is not a valid identifier (a table name over 51 bytes) or on OOM.
+ */
+char *sql_dead_letter_create(const char *schema, const char *table);
+/* Appends one VALUES tuple for d, after ", " unless out is empty. */
+bool sql_append_dead_letter_row(struct evbuffer *out,
+                                const struct sql_dead_letter *d);
+/*
+ * The batch statement of t (sql_insert_batch or sql_upsert_batch) that also
+ * writes dead letters in its transaction:
+ *   <dead-letter CREATE>; <the batch without COMMIT>;
+ *   INSERT INTO "s"."<table>_dead_letter" (sqlstate, message, detail,
+ *     flush_row, row_text) VALUES <letters>; COMMIT
+ * letters: buffers of tuples from sql_append_dead_letter_row (read, not
+ * drained; empty ones skipped). NULL when none holds a row, when the names
+ * are invalid, or on OOM.
+ */
+char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
+                                  struct evbuffer *const *letters,
+                                  size_t nletters);
+
+/*
+ * The catalog's one statement about a table (schema NULL or "": the
+ * search_path's), rows tagged by kind and sorted by it, five columns each:
+ *   'a', oid, relkind, NULL, 0         the relation; always first, oid NULL
+ *                                      when there is no such table
+ *   'c', name, format_type(), attnotnull ("true"/"false"), attnum
+ *   'u', index oid, column name, NULL, sort key
+ *                                      one row per column of each unique
+ *                                      index without predicate or expression
+ */
+char *sql_catalog_lookup(const char *schema, const char *table);
 
 /*
  * The row number of a COPY error from its CONTEXT ("where") field, e.g.

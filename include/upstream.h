@@ -17,8 +17,10 @@
  *   any state -> CLOSED (error, timeout, server gone, or up_close)
  *
  * The owner learns of readiness and of the end through up_events; after
- * on_closed the owner must call up_free (never from inside a callback of
- * the same connection: defer it).
+ * on_closed the owner must call up_free. It may call it anywhere, also
+ * from inside a callback of the same connection (the pool does, from
+ * result callbacks): the connection then goes when that callback returns,
+ * and no further callback of it runs.
  */
 
 #include <stdbool.h>
@@ -192,6 +194,9 @@ bool up_exec(struct up_conn *c, const char *sql, struct evbuffer *copy_data,
  */
 typedef bool (*up_refill_cb)(struct evbuffer *copy_data, void *arg);
 void up_set_copy_refill(struct up_conn *c, up_refill_cb refill, void *arg);
+
+/* Registers the server-error counter family (metrics.h). */
+void up_register_metrics(void);
 
 /*
  * ---- relaying (the PostgreSQL front door) ----

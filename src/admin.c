@@ -15,6 +15,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "secret.h"
 
@@ -47,7 +48,7 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
 }
 
 /* A wrong guess tells nothing, not even how long the token is. */
-static bool token_ok(const struct admin *a, struct evhttp_request *req)
+static bool admin_token_ok(const struct admin *a, struct evhttp_request *req)
 {
 	const char *auth;
 
@@ -62,19 +63,17 @@ static bool token_ok(const struct admin *a, struct evhttp_request *req)
 
 static void serve_metrics(struct admin *a, struct evhttp_request *req)
 {
-	struct mt_gauges g = {.credential_expires_ms = -1};
 	struct evbuffer *body;
 
-	if (!token_ok(a, req)) {
+	if (!admin_token_ok(a, req)) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		                  "WWW-Authenticate", "Bearer");
 		reply_text(req, 401, "Unauthorized",
 		           "missing or wrong bearer token\n");
 		return;
 	}
-	a->probe.gauges(&g, a->probe.arg);
 	body = evbuffer_new();
-	if (body == NULL || !mt_render(body, &g)) {
+	if (body == NULL || !mt_render(body)) {
 		if (body)
 			evbuffer_free(body);
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);

@@ -16,10 +16,28 @@
 #include "sqlgen.h"
 #include "upstream.h"
 
-enum entry_state { ENTRY_LOADING, ENTRY_READY };
+/*
+ * An entry's life. Each state has a list in struct catalog that owns the
+ * entries in it, so cat_free reaches every entry whatever its state:
+ *
+ *   CE_LOADING  query waiting for a connection or running;   -> loading
+ *               new lookups of the table join it
+ *   CE_READY    columns known, served until ttl_s or          -> cached
+ *               cat_invalidate
+ *   CE_STALE    invalidated while loading: its query still    -> orphans
+ *               runs and answers the lookups that joined it,
+ *               but new lookups start a new entry
+ *   CE_ORPHANED invalidated or failed: kept only while a      -> orphans
+ *               lookup still holds it (an answer not yet
+ *               delivered); freed when refs drops to 0
+ */
+enum entry_state { CE_LOADING, CE_READY, CE_STALE, CE_ORPHANED };
+
+static const char *const entry_state_names[] = {"loading", "ready", "stale",
+                                                "orphaned"};
 
 struct cat_lookup {
-	TAILQ_ENTRY(cat_lookup) link;
+	TAILQ_ENTRY(cat_lookup) link; /* its entry's waiters, or ready */
 	struct cat_entry *entry;
 	cat_cb cb;
 	void *arg;
@@ -29,15 +47,15 @@ struct cat_lookup {
 TAILQ_HEAD(lookup_list, cat_lookup);
 
 struct cat_entry {
-	TAILQ_ENTRY(cat_entry) link;
+	TAILQ_ENTRY(cat_entry) link; /* the list of its state */
 	struct catalog *cat;
 	enum entry_state state;
-	bool cached; /* false once invalidated: freed when its lookups are done
-	              */
+	unsigned refs; /* lookups holding it, waiting or ready */
 	uint64_t loaded_ms;
 	struct cat_table t;
 	struct lookup_list waiters;
 	struct pool_waiter *pool_wait;
+	bool querying; /* a statement of ours runs on a lent connection */
 	unsigned attempts;
 };
 TAILQ_HEAD(entry_list, cat_entry);
@@ -46,8 +64,10 @@ struct catalog {
 	struct event_base *base;
 	struct pool *pool;
 	uint64_t ttl_ms;
-	struct entry_list entries;
-	struct lookup_list ready; /* answers to give from the loop */
+	struct entry_list loading;
+	struct entry_list cached;
+	struct entry_list orphans; /* CE_STALE and CE_ORPHANED */
+	struct lookup_list ready;  /* answers to give from the loop */
 	struct event *deliver_ev;
 };
 
@@ -69,12 +89,65 @@ static void free_table(struct cat_table *t)
 	memset(t, 0, sizeof(*t));
 }
 
+static struct entry_list *cat_list_of(struct catalog *cat, enum entry_state st)
+{
+	switch (st) {
+	case CE_LOADING:
+		return &cat->loading;
+	case CE_READY:
+		return &cat->cached;
+	default:
+		return &cat->orphans;
+	}
+}
+
+static void set_entry_state(struct cat_entry *e, enum entry_state to)
+{
+	char q[300];
+
+	log_debug("event=catalog_state table=%s from=%s to=%s",
+	          log_quote(q, sizeof(q), e->t.table),
+	          entry_state_names[e->state], entry_state_names[to]);
+	TAILQ_REMOVE(cat_list_of(e->cat, e->state), e, link);
+	e->state = to;
+	TAILQ_INSERT_TAIL(cat_list_of(e->cat, to), e, link);
+}
+
 static void free_entry(struct cat_entry *e)
 {
-	if (e->cached)
-		TAILQ_REMOVE(&e->cat->entries, e, link);
+	TAILQ_REMOVE(cat_list_of(e->cat, e->state), e, link);
+	if (e->pool_wait)
+		pool_cancel(e->cat->pool, e->pool_wait);
 	free_table(&e->t);
 	free(e);
+}
+
+/* An orphan goes when nothing holds it any more. */
+static void free_if_unheld(struct cat_entry *e)
+{
+	if (e->state == CE_ORPHANED && e->refs == 0)
+		free_entry(e);
+}
+
+/*
+ * A stale load that nobody waits for and that holds no connection yet has
+ * nothing left to do: it stops asking for one and goes.
+ */
+static void settle_stale(struct cat_entry *e)
+{
+	if (e->state == CE_STALE && e->refs == 0 && !e->querying)
+		set_entry_state(e, CE_ORPHANED);
+	free_if_unheld(e);
+}
+
+/* Out of the cache: lookups from now on start a new entry. */
+static void orphan_entry(struct cat_entry *e)
+{
+	if (e->state == CE_LOADING)
+		set_entry_state(e, CE_STALE);
+	else if (e->state == CE_READY)
+		set_entry_state(e, CE_ORPHANED);
+	settle_stale(e);
 }
 
 /* ---- answering ---- */
@@ -87,6 +160,8 @@ static void answer(struct cat_lookup *l)
 	l->cb(ok ? &e->t : NULL, ok ? NULL : l->sqlstate,
 	      ok ? NULL : l->message, l->arg);
 	free(l);
+	e->refs--;
+	free_if_unheld(e);
 }
 
 static void deliver_cb(evutil_socket_t fd, short what, void *arg)
@@ -94,20 +169,11 @@ static void deliver_cb(evutil_socket_t fd, short what, void *arg)
 	struct catalog *cat = arg;
 	struct cat_lookup *l;
 
+	(void)fd;
+	(void)what;
 	while ((l = TAILQ_FIRST(&cat->ready)) != NULL) {
-		struct cat_entry *e = l->entry;
-
 		TAILQ_REMOVE(&cat->ready, l, link);
 		answer(l);
-		/* An uncached entry lives only as long as answers need it. */
-		if (!e->cached && e->state == ENTRY_READY &&
-		    TAILQ_EMPTY(&e->waiters)) {
-			bool used = false;
-			TAILQ_FOREACH(l, &cat->ready, link)
-			used |= l->entry == e;
-			if (!used)
-				free_entry(e);
-		}
 	}
 }
 
@@ -129,61 +195,30 @@ static void release_waiters(struct cat_entry *e, const char *sqlstate,
 	event_active(e->cat->deliver_ev, 0, 0);
 }
 
+/* The load ended without a table: its lookups fail, the entry goes. */
+static void fail_load(struct cat_entry *e, const char *sqlstate,
+                      const char *message)
+{
+	char q[300], m[300];
+
+	log_info("event=catalog_error table=%s sqlstate=%s error=%s",
+	         log_quote(q, sizeof(q), e->t.table), sqlstate,
+	         log_quote(m, sizeof(m), message));
+	release_waiters(e, sqlstate, message);
+	if (e->state == CE_LOADING)
+		set_entry_state(e, CE_STALE);
+	set_entry_state(e, CE_ORPHANED);
+	free_if_unheld(e);
+}
+
 /* ---- loading ---- */
 
 /* A lost connection says nothing about the table: ask again, a few times. */
 #define LOOKUP_ATTEMPTS 4
 
-static void got_conn(struct up_conn *c, void *arg);
+static void cat_got_conn(struct up_conn *c, void *arg);
 
-static char *lookup_sql(const char *schema, const char *table)
-{
-	struct evbuffer *name = evbuffer_new();
-	struct evbuffer *q = evbuffer_new();
-	char *qualified = NULL, *sql = NULL;
-	size_t n;
-
-	if (name == NULL || q == NULL ||
-	    !sql_append_qualified(name, schema, table) ||
-	    evbuffer_add(name, "", 1) != 0)
-		goto out;
-	qualified = (char *)evbuffer_pullup(name, -1);
-	/*
-	 * One statement, rows tagged by kind and sorted by it: a (the
-	 * relation, always first), c (columns), u (unique index columns).
-	 */
-	evbuffer_add_printf(q, "WITH r AS (SELECT to_regclass(");
-	if (!sql_append_literal(q, qualified))
-		goto out;
-	evbuffer_add_printf(
-	    q,
-	    ") AS oid) "
-	    "SELECT 'a', r.oid::text, c.relkind::text, NULL, 0::bigint "
-	    "FROM r LEFT JOIN pg_class c ON c.oid = r.oid "
-	    "UNION ALL SELECT 'c', a.attname::text, "
-	    "format_type(a.atttypid, a.atttypmod), a.attnotnull::text, "
-	    "a.attnum::bigint FROM r JOIN pg_attribute a ON a.attrelid = r.oid "
-	    "AND a.attnum > 0 AND NOT a.attisdropped "
-	    "UNION ALL SELECT 'u', i.indexrelid::text, a.attname::text, NULL, "
-	    "i.indexrelid::bigint * 2000 + a.attnum FROM r JOIN pg_index i ON "
-	    "i.indrelid = r.oid AND i.indisunique AND i.indpred IS NULL AND "
-	    "i.indexprs IS NULL JOIN pg_attribute a ON a.attrelid = r.oid AND "
-	    "a.attnum = ANY(i.indkey) ORDER BY 1, 5");
-	n = evbuffer_get_length(q);
-	sql = malloc(n + 1);
-	if (sql) {
-		evbuffer_remove(q, sql, n);
-		sql[n] = '\0';
-	}
-out:
-	if (name)
-		evbuffer_free(name);
-	if (q)
-		evbuffer_free(q);
-	return sql;
-}
-
-static int cmp_str(const void *a, const void *b)
+static int cat_cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -263,67 +298,59 @@ static bool read_rows(struct cat_entry *e, const struct up_result *r,
 	}
 	for (size_t i = 0; i < t->nindexes; i++)
 		qsort(t->indexes[i].cols, t->indexes[i].ncols, sizeof(char *),
-		      cmp_str);
+		      cat_cmp_str);
 	return true;
 }
 
-static void loaded(struct up_conn *c, const struct up_result *r, void *arg)
+static void cat_loaded(struct up_conn *c, const struct up_result *r, void *arg)
 {
 	struct cat_entry *e = arg;
 	const char *sqlstate = NULL, *message = NULL;
 	char q[300];
 
+	e->querying = false;
 	pool_release(e->cat->pool, c);
 	if (r->conn_lost && ++e->attempts < LOOKUP_ATTEMPTS &&
-	    (e->pool_wait = pool_acquire(e->cat->pool, got_conn, e)) != NULL)
+	    (e->pool_wait = pool_acquire(e->cat->pool, cat_got_conn, e)) !=
+	        NULL)
 		return;
 	if (!r->ok) {
 		sqlstate = r->conn_lost ? "08006" : r->error.sqlstate;
 		message = r->conn_lost ? r->conn_error : r->error.message;
-	} else if (!read_rows(e, r, &sqlstate, &message)) {
-		/* sqlstate and message say why */
-	} else {
-		sqlstate = NULL;
-	}
-	if (sqlstate) {
-		log_info("event=catalog_error table=%s sqlstate=%s error=%s",
-		         log_quote(q, sizeof(q), e->t.table), sqlstate,
-		         log_quote((char[300]){0}, 300, message));
-		release_waiters(e, sqlstate, message ? message : "");
-		if (e->cached) {
-			TAILQ_REMOVE(&e->cat->entries, e, link);
-			e->cached = false;
-		}
-		e->state = ENTRY_READY; /* freed after its answers */
+		fail_load(e, sqlstate ? sqlstate : "XX000",
+		          message ? message : "");
 		return;
 	}
-	e->state = ENTRY_READY;
+	if (!read_rows(e, r, &sqlstate, &message)) {
+		fail_load(e, sqlstate, message);
+		return;
+	}
 	e->loaded_ms = clock_now_ms();
 	log_info("event=catalog_loaded table=%s columns=%zu unique_indexes=%zu",
 	         log_quote(q, sizeof(q), e->t.table), e->t.ncols,
 	         e->t.nindexes);
 	release_waiters(e, NULL, NULL);
+	/* A stale entry answers the lookups that joined it, then goes. */
+	set_entry_state(e, e->state == CE_LOADING ? CE_READY : CE_ORPHANED);
+	free_if_unheld(e);
 }
 
-static void got_conn(struct up_conn *c, void *arg)
+static void cat_got_conn(struct up_conn *c, void *arg)
 {
 	struct cat_entry *e = arg;
 	char *sql;
 
 	e->pool_wait = NULL;
 	if (c == NULL) {
-		release_waiters(e, "57P01", "the proxy is shutting down");
+		fail_load(e, "57P01", "the proxy is shutting down");
 		return;
 	}
-	sql = lookup_sql(e->t.schema, e->t.table);
-	if (sql == NULL || !up_exec(c, sql, NULL, loaded, e)) {
+	sql = sql_catalog_lookup(e->t.schema, e->t.table);
+	if (sql == NULL || !up_exec(c, sql, NULL, cat_loaded, e)) {
 		pool_release(e->cat->pool, c);
-		release_waiters(e, "08006", "cannot run the catalog query");
-		if (e->cached) {
-			TAILQ_REMOVE(&e->cat->entries, e, link);
-			e->cached = false;
-		}
-		e->state = ENTRY_READY;
+		fail_load(e, "08006", "cannot run the catalog query");
+	} else {
+		e->querying = true;
 	}
 	free(sql);
 }
@@ -340,7 +367,9 @@ struct catalog *cat_new(struct event_base *base, struct pool *pool,
 	cat->base = base;
 	cat->pool = pool;
 	cat->ttl_ms = (uint64_t)ttl_s * 1000u;
-	TAILQ_INIT(&cat->entries);
+	TAILQ_INIT(&cat->loading);
+	TAILQ_INIT(&cat->cached);
+	TAILQ_INIT(&cat->orphans);
 	TAILQ_INIT(&cat->ready);
 	cat->deliver_ev = event_new(base, -1, 0, deliver_cb, cat);
 	if (cat->deliver_ev == NULL) {
@@ -350,16 +379,20 @@ struct catalog *cat_new(struct event_base *base, struct pool *pool,
 	return cat;
 }
 
+/* The entry new lookups of schema.table use: cached or loading. */
 static struct cat_entry *find_entry(struct catalog *cat, const char *schema,
                                     const char *table)
 {
+	struct entry_list *lists[] = {&cat->cached, &cat->loading};
 	struct cat_entry *e;
 
-	TAILQ_FOREACH(e, &cat->entries, link)
-	{
-		if (strcmp(e->t.schema, schema) == 0 &&
-		    strcmp(e->t.table, table) == 0)
-			return e;
+	for (size_t i = 0; i < 2; i++) {
+		TAILQ_FOREACH(e, lists[i], link)
+		{
+			if (strcmp(e->t.schema, schema) == 0 &&
+			    strcmp(e->t.table, table) == 0)
+				return e;
+		}
 	}
 	return NULL;
 }
@@ -372,12 +405,11 @@ static struct cat_entry *new_entry(struct catalog *cat, const char *schema,
 	if (e == NULL)
 		return NULL;
 	e->cat = cat;
-	e->state = ENTRY_LOADING;
-	e->cached = true;
+	e->state = CE_LOADING;
 	TAILQ_INIT(&e->waiters);
 	e->t.schema = strdup(schema);
 	e->t.table = strdup(table);
-	e->pool_wait = pool_acquire(cat->pool, got_conn, e);
+	e->pool_wait = pool_acquire(cat->pool, cat_got_conn, e);
 	if (e->t.schema == NULL || e->t.table == NULL || e->pool_wait == NULL) {
 		if (e->pool_wait)
 			pool_cancel(cat->pool, e->pool_wait);
@@ -386,7 +418,7 @@ static struct cat_entry *new_entry(struct catalog *cat, const char *schema,
 		free(e);
 		return NULL;
 	}
-	TAILQ_INSERT_TAIL(&cat->entries, e, link);
+	TAILQ_INSERT_TAIL(&cat->loading, e, link);
 	return e;
 }
 
@@ -398,9 +430,9 @@ struct cat_lookup *cat_lookup(struct catalog *cat, const char *schema,
 
 	if (l == NULL)
 		return NULL;
-	if (e && e->state == ENTRY_READY && cat->ttl_ms &&
+	if (e && e->state == CE_READY && cat->ttl_ms &&
 	    clock_now_ms() - e->loaded_ms > cat->ttl_ms) {
-		cat_invalidate(cat, e->t.schema, e->t.table);
+		orphan_entry(e);
 		e = NULL;
 	}
 	if (e == NULL &&
@@ -411,7 +443,8 @@ struct cat_lookup *cat_lookup(struct catalog *cat, const char *schema,
 	l->entry = e;
 	l->cb = cb;
 	l->arg = arg;
-	if (e->state == ENTRY_LOADING) {
+	e->refs++;
+	if (e->state == CE_LOADING) {
 		TAILQ_INSERT_TAIL(&e->waiters, l, link);
 	} else {
 		TAILQ_INSERT_TAIL(&cat->ready, l, link);
@@ -420,38 +453,37 @@ struct cat_lookup *cat_lookup(struct catalog *cat, const char *schema,
 	return l;
 }
 
+static bool lookup_waits(const struct cat_lookup *l)
+{
+	const struct cat_lookup *x;
+
+	TAILQ_FOREACH(x, &l->entry->waiters, link)
+	{
+		if (x == l)
+			return true;
+	}
+	return false;
+}
+
 void cat_cancel(struct catalog *cat, struct cat_lookup *l)
 {
 	struct cat_entry *e = l->entry;
-	struct cat_lookup *x;
 
-	TAILQ_FOREACH(x, &e->waiters, link)
-	{
-		if (x == l) {
-			TAILQ_REMOVE(&e->waiters, l, link);
-			free(l);
-			return;
-		}
-	}
-	TAILQ_REMOVE(&cat->ready, l, link);
+	if (lookup_waits(l))
+		TAILQ_REMOVE(&e->waiters, l, link);
+	else
+		TAILQ_REMOVE(&cat->ready, l, link);
 	free(l);
+	e->refs--;
+	settle_stale(e);
 }
 
 void cat_invalidate(struct catalog *cat, const char *schema, const char *table)
 {
 	struct cat_entry *e = find_entry(cat, schema ? schema : "", table);
-	struct cat_lookup *l;
-	bool used = false;
 
-	if (e == NULL)
-		return;
-	TAILQ_REMOVE(&cat->entries, e, link);
-	e->cached = false;
-	if (e->state == ENTRY_LOADING)
-		return; /* answers its waiters, then goes */
-	TAILQ_FOREACH(l, &cat->ready, link) used |= l->entry == e;
-	if (!used)
-		free_entry(e);
+	if (e != NULL)
+		orphan_entry(e);
 }
 
 void cat_set_ttl(struct catalog *cat, unsigned ttl_s)
@@ -459,8 +491,24 @@ void cat_set_ttl(struct catalog *cat, unsigned ttl_s)
 	cat->ttl_ms = (uint64_t)ttl_s * 1000u;
 }
 
+static void answer_shutdown(struct cat_lookup *l)
+{
+	snprintf(l->sqlstate, sizeof(l->sqlstate), "57P01");
+	snprintf(l->message, sizeof(l->message), "the proxy is shutting down");
+	l->cb(NULL, l->sqlstate, l->message, l->arg);
+	l->entry->refs--;
+	free(l);
+}
+
+/*
+ * Every lookup is answered 57P01, then every entry on every list is freed.
+ * A query still running belongs to a connection the pool lent us; the
+ * pool (freed after the catalog) closes it with up_free, which drops its
+ * callback, so nothing calls back into a freed entry.
+ */
 void cat_free(struct catalog *cat)
 {
+	struct entry_list *lists[3];
 	struct cat_entry *e;
 	struct cat_lookup *l;
 
@@ -468,21 +516,19 @@ void cat_free(struct catalog *cat)
 		return;
 	while ((l = TAILQ_FIRST(&cat->ready)) != NULL) {
 		TAILQ_REMOVE(&cat->ready, l, link);
-		snprintf(l->sqlstate, sizeof(l->sqlstate), "57P01");
-		snprintf(l->message, sizeof(l->message), "shutting down");
-		answer(l);
+		answer_shutdown(l);
 	}
-	while ((e = TAILQ_FIRST(&cat->entries)) != NULL) {
-		while ((l = TAILQ_FIRST(&e->waiters)) != NULL) {
-			TAILQ_REMOVE(&e->waiters, l, link);
-			snprintf(l->sqlstate, sizeof(l->sqlstate), "57P01");
-			snprintf(l->message, sizeof(l->message),
-			         "shutting down");
-			answer(l);
+	lists[0] = &cat->loading;
+	lists[1] = &cat->cached;
+	lists[2] = &cat->orphans;
+	for (size_t i = 0; i < 3; i++) {
+		while ((e = TAILQ_FIRST(lists[i])) != NULL) {
+			while ((l = TAILQ_FIRST(&e->waiters)) != NULL) {
+				TAILQ_REMOVE(&e->waiters, l, link);
+				answer_shutdown(l);
+			}
+			free_entry(e);
 		}
-		if (e->pool_wait)
-			pool_cancel(cat->pool, e->pool_wait);
-		free_entry(e);
 	}
 	event_free(cat->deliver_ev);
 	free(cat);
@@ -509,7 +555,7 @@ bool cat_has_unique(const struct cat_table *t, const char *const *cols,
 			continue;
 		for (size_t j = 0; j < ncols; j++) {
 			if (bsearch(&cols[j], ix->cols, ix->ncols,
-			            sizeof(char *), cmp_str))
+			            sizeof(char *), cat_cmp_str))
 				found++;
 		}
 		if (found == ncols)

@@ -1,5 +1,5 @@
-/* coalesce.c: batches flush units per target, commits them, maps errors to
- * clients. */
+/* coalesce.c: flush units queued per target, and when a batch takes them.
+ * A batch's own life is in batch.c. */
 #include "coalesce.h"
 
 #include <inttypes.h>
@@ -7,131 +7,90 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "catalog.h"
 #include "clock.h"
+#include "coalesce_int.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
-#include "upstream.h"
+#include "timer.h"
 
-struct co_unit {
-	TAILQ_ENTRY(co_unit) link;
-	struct evbuffer *rows;
-	uint64_t nrows;
-	size_t bytes;
-	uint64_t queued_ms;
-	struct mt_series *series; /* its target's */
-	co_done_cb done;
-	void *arg;
-	/* Rows moved to the dead-letter table: "(...)" VALUES tuples. */
-	struct evbuffer *dead;
-	uint64_t ndead;
-	uint64_t *removed; /* original row numbers taken out, ascending */
-};
-TAILQ_HEAD(unit_list, co_unit);
+/* ---- metrics ---- */
 
-/*
- * A batch's life: WAITING for a connection (holding no units yet), then
- * RUNNING its statement, ROLLING_BACK after an error left a transaction
- * open, back to RUNNING for a retry, and gone when every unit it took has
- * its outcome.
- */
-enum batch_state { BATCH_WAITING, BATCH_RUNNING, BATCH_ROLLING_BACK };
+#define TABLE_FAMILY(var, metric, text)                                        \
+	static const struct mt_desc var = {                                    \
+	    .name = metric,                                                    \
+	    .help = text,                                                      \
+	    .type = MT_COUNTER,                                                \
+	    .nlabels = 2,                                                      \
+	    .labels = {"table", "mode"},                                       \
+	    .overflow = {"_other", "other"},                                   \
+	}
 
-struct co_batch {
-	TAILQ_ENTRY(co_batch) link;
-	struct co_target *t;
-	enum batch_state state;
-	uint64_t id;
-	struct unit_list units;
-	uint64_t rows;
-	size_t bytes;
-	struct pool_waiter *wait;
-	struct event *reacquire_ev; /* a retry's wait for a connection */
-	struct up_conn *conn;
-	struct evbuffer *data; /* what the statement streams (copied rows) */
-	char *sql;             /* the statement when it carries dead letters */
-	bool taken;            /* units were taken from the target's queue */
-	unsigned attempts;
-	bool one_by_one; /* after an error no line pins down: a unit per txn */
-};
-TAILQ_HEAD(batch_list, co_batch);
+TABLE_FAMILY(rows_received_d, "lbp_rows_received_total",
+             "Rows received from clients (checked), per table and mode.");
+TABLE_FAMILY(bytes_received_d, "lbp_bytes_received_total",
+             "Row bytes received from clients, per table and mode.");
+TABLE_FAMILY(rows_committed_d, "lbp_rows_committed_total",
+             "Rows committed to the server and acknowledged.");
+TABLE_FAMILY(bytes_committed_d, "lbp_bytes_committed_total",
+             "Row bytes committed to the server and acknowledged.");
+TABLE_FAMILY(rows_rejected_d, "lbp_rows_rejected_total",
+             "Rows of flush units answered with an error.");
+TABLE_FAMILY(rows_dead_d, "lbp_rows_dead_lettered_total",
+             "Rows moved to the table's dead-letter table.");
+TABLE_FAMILY(flushes_committed_d, "lbp_flushes_committed_total",
+             "Flush units committed and acknowledged.");
+TABLE_FAMILY(flushes_failed_d, "lbp_flushes_failed_total",
+             "Flush units answered with an error.");
+TABLE_FAMILY(batches_d, "lbp_batches_total",
+             "Transactions (batches) sent to the server.");
 
-struct co_target {
-	TAILQ_ENTRY(co_target) link;
-	struct coalescer *co;
-	unsigned refs;
-	char *key;
-	char *name;               /* schema.table, for logs */
-	struct mt_series *series; /* its metrics, outliving the target */
-	struct sql_target def;
-	char **strings; /* owned copies behind def */
-	size_t nstrings;
-	char *sql;       /* the batch statement */
-	char *dead_sql;  /* CREATE TABLE IF NOT EXISTS the dead-letter table */
-	char *dead_name; /* its quoted, qualified name */
-	struct unit_list queue;
-	uint64_t queued_rows;
-	size_t queued_bytes;
-	unsigned inflight; /* batches waiting or running */
-	unsigned waiting;  /* of which waiting for a connection */
-	struct event *delay_ev;
-	struct event *acquire_ev;
-};
-TAILQ_HEAD(target_list, co_target);
-
-struct coalescer {
-	struct event_base *base;
-	struct pool *pool;
-	struct catalog *cat;
-	struct co_config cfg;
-	struct target_list targets;
-	struct batch_list batches;
-	uint64_t next_batch_id;
-	struct co_stats stats;
-	bool draining; /* shutting down: no unit waits for batch limits */
+static const double batch_rows_le[] = {1,     10,     100,    1000,
+                                       10000, 100000, 1000000};
+static const struct mt_desc batch_rows_d = {
+    .name = "lbp_batch_rows",
+    .help = "Rows per batch.",
+    .type = MT_HISTOGRAM,
+    .buckets = batch_rows_le,
+    .nbuckets = sizeof(batch_rows_le) / sizeof(batch_rows_le[0]),
 };
 
-static void try_dispatch(struct co_target *t);
-static void run_batch(struct co_batch *b);
-static void free_target_if_unused(struct co_target *t);
-static bool t_has_dead(const struct co_target *t);
-
-static void set_timer(struct event *ev, uint64_t ms)
+void co_register_metrics(void)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000u),
-	                     .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
+	static const struct mt_desc *const all[] = {
+	    &rows_received_d,     &bytes_received_d, &rows_committed_d,
+	    &bytes_committed_d,   &rows_rejected_d,  &rows_dead_d,
+	    &flushes_committed_d, &flushes_failed_d, &batches_d,
+	    &batch_rows_d};
 
-	evtimer_add(ev, &tv);
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		mt_family(all[i]);
+}
+
+static void table_metrics(struct co_table_metrics *m, const char *table,
+                          enum sql_mode mode)
+{
+	const char *v[2] = {table, sql_mode_name(mode)};
+
+	m->rows_received = mt_child(mt_family(&rows_received_d), v);
+	m->bytes_received = mt_child(mt_family(&bytes_received_d), v);
+	m->rows_committed = mt_child(mt_family(&rows_committed_d), v);
+	m->bytes_committed = mt_child(mt_family(&bytes_committed_d), v);
+	m->rows_rejected = mt_child(mt_family(&rows_rejected_d), v);
+	m->rows_dead_lettered = mt_child(mt_family(&rows_dead_d), v);
+	m->flushes_committed = mt_child(mt_family(&flushes_committed_d), v);
+	m->flushes_failed = mt_child(mt_family(&flushes_failed_d), v);
+	m->batches = mt_child(mt_family(&batches_d), v);
 }
 
 /* ---- outcomes ---- */
 
-static void unit_outcome(struct coalescer *co, struct co_unit *u,
-                         const struct co_outcome *o)
+static void unit_free(struct co_unit *u)
 {
-	struct co_outcome full = *o;
-
-	struct mt_series *ms = u->series;
-
-	if (o->sqlstate == NULL) {
-		co->stats.units_committed++;
-		co->stats.rows_committed += u->nrows;
-		ms->flushes_committed++;
-		ms->rows_committed += u->nrows;
-		ms->bytes_committed += u->bytes;
-		full.rows = u->nrows;
-	} else {
-		co->stats.units_failed++;
-		ms->flushes_failed++;
-		ms->rows_rejected += u->nrows;
-	}
-	u->done(&full, u->arg);
 	evbuffer_free(u->rows);
 	if (u->dead)
 		evbuffer_free(u->dead);
@@ -139,9 +98,30 @@ static void unit_outcome(struct coalescer *co, struct co_unit *u,
 	free(u);
 }
 
-static void fail_unit(struct coalescer *co, struct co_unit *u,
-                      const char *sqlstate, const char *message,
-                      const char *detail, uint64_t row)
+static void unit_outcome(struct coalescer *co, struct co_unit *u,
+                         const struct co_outcome *o)
+{
+	const struct co_table_metrics *m = u->metrics;
+	struct co_outcome full = *o;
+
+	if (o->sqlstate == NULL) {
+		co->stats.units_committed++;
+		co->stats.rows_committed += u->nrows;
+		mt_add(m->flushes_committed, 1);
+		mt_add(m->rows_committed, u->nrows);
+		mt_add(m->bytes_committed, u->bytes);
+		full.rows = u->nrows;
+	} else {
+		co->stats.units_failed++;
+		mt_add(m->flushes_failed, 1);
+		mt_add(m->rows_rejected, u->nrows);
+	}
+	u->done(&full, u->arg);
+	unit_free(u);
+}
+
+void co_unit_fail(struct coalescer *co, struct co_unit *u, const char *sqlstate,
+                  const char *message, const char *detail, uint64_t row)
 {
 	struct co_outcome o = {.sqlstate = sqlstate,
 	                       .message = message ? message : "",
@@ -151,502 +131,25 @@ static void fail_unit(struct coalescer *co, struct co_unit *u,
 	unit_outcome(co, u, &o);
 }
 
-static void ack_unit(struct coalescer *co, struct co_unit *u)
+void co_unit_ack(struct coalescer *co, struct co_unit *u)
 {
 	struct co_outcome o = {0};
 
 	unit_outcome(co, u, &o);
 }
 
-/* Fails and removes every unit the batch holds. */
-static void fail_batch_units(struct co_batch *b, const char *sqlstate,
-                             const char *message, const char *detail)
-{
-	struct co_unit *u;
+/* ---- the queue ---- */
 
-	while ((u = TAILQ_FIRST(&b->units)) != NULL) {
-		TAILQ_REMOVE(&b->units, u, link);
-		fail_unit(b->t->co, u, sqlstate, message, detail, 0);
-	}
-	b->rows = 0;
-	b->bytes = 0;
+static void unqueue_unit(struct co_target *t, struct co_unit *u)
+{
+	TAILQ_REMOVE(&t->queue, u, link);
+	t->queued_rows -= u->nrows;
+	t->queued_bytes -= u->bytes;
+	t->co->stats.queued_units--;
+	t->co->stats.queued_bytes -= u->bytes;
 }
 
-static void finish_batch(struct co_batch *b)
-{
-	struct co_target *t = b->t;
-	struct coalescer *co = t->co;
-
-	if (b->conn)
-		pool_release(co->pool, b->conn);
-	if (b->data)
-		evbuffer_free(b->data);
-	if (b->reacquire_ev)
-		event_free(b->reacquire_ev);
-	free(b->sql);
-	TAILQ_REMOVE(&co->batches, b, link);
-	t->inflight--;
-	co->stats.inflight--;
-	free(b);
-	try_dispatch(t);
-	free_target_if_unused(t);
-}
-
-/* ---- running a batch ---- */
-
-static bool batch_data(struct co_batch *b, struct evbuffer *data)
-{
-	struct co_unit *u;
-
-	TAILQ_FOREACH(u, &b->units, link)
-	{
-		struct evbuffer_iovec vec[64];
-		struct evbuffer_ptr pos;
-		int n;
-
-		/*
-		 * A copy, not a reference: after an error the server answers
-		 * while CopyData may still sit in the socket's queue, and the
-		 * failed unit is freed at once. A memcpy is cheap next to the
-		 * network; the unit stays intact for retries.
-		 */
-		evbuffer_ptr_set(u->rows, &pos, 0, EVBUFFER_PTR_SET);
-		while ((n = evbuffer_peek(u->rows, -1, &pos, vec, 64)) > 0) {
-			size_t got = 0;
-
-			for (int i = 0; i < n && i < 64; i++) {
-				if (evbuffer_add(data, vec[i].iov_base,
-				                 vec[i].iov_len) != 0)
-					return false;
-				got += vec[i].iov_len;
-			}
-			if (n <= 64)
-				break;
-			evbuffer_ptr_set(u->rows, &pos, got, EVBUFFER_PTR_ADD);
-		}
-		if (b->one_by_one)
-			break;
-	}
-	return true;
-}
-
-/* The unit holding batch line `line` (1-based) and the line within it. */
-static struct co_unit *unit_at_line(struct co_batch *b, uint64_t line,
-                                    uint64_t *row)
-{
-	struct co_unit *u;
-
-	TAILQ_FOREACH(u, &b->units, link)
-	{
-		if (line <= u->nrows) {
-			*row = line;
-			return u;
-		}
-		line -= u->nrows;
-		if (b->one_by_one)
-			break;
-	}
-	return NULL;
-}
-
-static bool is_retryable(const char *sqlstate)
-{
-	/* deadlock_detected, serialization_failure */
-	return strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0;
-}
-
-static bool means_table_changed(const char *sqlstate)
-{
-	/* undefined table/column, datatype mismatch, wrong object type */
-	return strcmp(sqlstate, "42P01") == 0 ||
-	       strcmp(sqlstate, "42703") == 0 ||
-	       strcmp(sqlstate, "42804") == 0 || strcmp(sqlstate, "42809") == 0;
-}
-
-static void after_rollback(struct up_conn *c, const struct up_result *r,
-                           void *arg)
-{
-	struct co_batch *b = arg;
-
-	if (!r->ok) {
-		/* The connection is no good; the pool drops it. */
-		pool_release(b->t->co->pool, b->conn);
-		b->conn = NULL;
-	}
-	b->state = BATCH_RUNNING;
-	run_batch(b);
-}
-
-/* Runs the rest of the batch (a retry), rolling back first if needed. */
-static void continue_batch(struct co_batch *b, const struct up_result *r)
-{
-	if (TAILQ_EMPTY(&b->units)) {
-		finish_batch(b);
-		return;
-	}
-	if (b->conn && r->txn_status != 'I') {
-		b->state = BATCH_ROLLING_BACK;
-		if (up_exec(b->conn, "ROLLBACK", NULL, after_rollback, b))
-			return;
-		pool_release(b->t->co->pool, b->conn);
-		b->conn = NULL;
-	}
-	run_batch(b);
-}
-
-/* ---- dead letters ---- */
-
-/* The row's number in the unit as the client sent it. */
-static uint64_t original_row(const struct co_unit *u, uint64_t row)
-{
-	for (uint64_t i = 0; i < u->ndead; i++)
-		if (u->removed[i] <= row)
-			row++;
-	return row;
-}
-
-static bool remember_removed(struct co_unit *u, uint64_t orig)
-{
-	uint64_t *r = realloc(u->removed, (u->ndead + 1) * sizeof(*r));
-	uint64_t i;
-
-	if (r == NULL)
-		return false;
-	u->removed = r;
-	for (i = u->ndead; i > 0 && r[i - 1] > orig; i--)
-		r[i] = r[i - 1];
-	r[i] = orig;
-	u->ndead++;
-	return true;
-}
-
-/* Cuts row (1-based) out of the unit's rows into a NUL-terminated string. */
-static char *cut_row(struct co_unit *u, uint64_t row)
-{
-	struct evbuffer_ptr start, end;
-	struct evbuffer *rest = evbuffer_new();
-	char *text = NULL;
-	size_t len;
-
-	if (rest == NULL)
-		return NULL;
-	evbuffer_ptr_set(u->rows, &start, 0, EVBUFFER_PTR_SET);
-	for (uint64_t i = 1; i < row; i++) {
-		start = evbuffer_search(u->rows, "\n", 1, &start);
-		if (start.pos < 0)
-			goto out;
-		evbuffer_ptr_set(u->rows, &start, 1, EVBUFFER_PTR_ADD);
-	}
-	end = evbuffer_search(u->rows, "\n", 1, &start);
-	if (end.pos < 0)
-		goto out;
-	len = (size_t)(end.pos - start.pos);
-	text = malloc(len + 1);
-	if (text == NULL)
-		goto out;
-	/* rows before | the row (dropped) + its newline | rows after */
-	evbuffer_remove_buffer(u->rows, rest, (size_t)start.pos);
-	evbuffer_remove(u->rows, text, len);
-	text[len] = '\0';
-	evbuffer_drain(u->rows, 1);
-	evbuffer_add_buffer(rest, u->rows);
-	evbuffer_add_buffer(u->rows, rest);
-out:
-	evbuffer_free(rest);
-	return text;
-}
-
-/* Moves the rejected row to the unit's dead letters; false if it cannot. */
-static bool dead_letter_row(struct co_unit *u, uint64_t row,
-                            const struct pgw_notice *e)
-{
-	uint64_t orig = original_row(u, row);
-	char *text;
-	bool ok;
-
-	if (u->dead == NULL && (u->dead = evbuffer_new()) == NULL)
-		return false;
-	if ((text = cut_row(u, row)) == NULL)
-		return false;
-	u->bytes -= strlen(text) + 1;
-	u->nrows--;
-	if (evbuffer_get_length(u->dead) > 0)
-		evbuffer_add(u->dead, ", ", 2);
-	evbuffer_add(u->dead, "(", 1);
-	ok = sql_append_literal(u->dead, e->sqlstate ? e->sqlstate : "") &&
-	     evbuffer_add(u->dead, ", ", 2) == 0 &&
-	     sql_append_literal(u->dead, e->message ? e->message : "") &&
-	     evbuffer_add(u->dead, ", ", 2) == 0 &&
-	     sql_append_literal(u->dead, e->detail ? e->detail : "") &&
-	     evbuffer_add_printf(u->dead, ", %" PRIu64 ", ", orig) > 0 &&
-	     sql_append_literal(u->dead, text) &&
-	     evbuffer_add(u->dead, ")", 1) == 0 && remember_removed(u, orig);
-	free(text);
-	return ok;
-}
-
-/* The batch statement, with the dead letters of its units before COMMIT. */
-static char *statement_with_dead(struct co_batch *b)
-{
-	struct co_target *t = b->t;
-	struct evbuffer *q = evbuffer_new();
-	size_t base = strlen(t->sql) - strlen("COMMIT");
-	bool first = true;
-	struct co_unit *u;
-	char *sql = NULL;
-	size_t n;
-
-	if (q == NULL)
-		return NULL;
-	evbuffer_add_printf(q, "%s; ", t->dead_sql);
-	evbuffer_add(q, t->sql, base);
-	evbuffer_add_printf(q,
-	                    "INSERT INTO %s (sqlstate, message, detail, "
-	                    "flush_row, row_text) VALUES ",
-	                    t->dead_name);
-	TAILQ_FOREACH(u, &b->units, link)
-	{
-		if (u->ndead > 0) {
-			if (!first)
-				evbuffer_add(q, ", ", 2);
-			first = false;
-			/* copy: the unit keeps its letters for a retry */
-			evbuffer_add(q, evbuffer_pullup(u->dead, -1),
-			             evbuffer_get_length(u->dead));
-		}
-		if (b->one_by_one)
-			break;
-	}
-	evbuffer_add(q, "; COMMIT", 8);
-	n = evbuffer_get_length(q);
-	if ((sql = malloc(n + 1)) != NULL) {
-		evbuffer_remove(q, sql, n);
-		sql[n] = '\0';
-	}
-	evbuffer_free(q);
-	return sql;
-}
-
-static bool batch_has_dead(const struct co_batch *b)
-{
-	const struct co_unit *u;
-
-	TAILQ_FOREACH(u, &b->units, link)
-	{
-		if (u->ndead > 0)
-			return true;
-		if (b->one_by_one)
-			break;
-	}
-	return false;
-}
-
-static void on_server_error(struct co_batch *b, const struct up_result *r)
-{
-	struct coalescer *co = b->t->co;
-	const struct pgw_notice *e = &r->error;
-	const char *state = e->sqlstate ? e->sqlstate : "XX000";
-	uint64_t line, row;
-	struct co_unit *u;
-
-	if (means_table_changed(state))
-		cat_invalidate(co->cat, b->t->def.schema, b->t->def.table);
-	b->attempts++;
-	co->stats.batch_retries++;
-	if (is_retryable(state) && b->attempts <= co->cfg.max_retries) {
-		continue_batch(b, r);
-		return;
-	}
-	if (e->where && sql_copy_error_line(e->where, &line) &&
-	    (u = unit_at_line(b, line, &row)) != NULL) {
-		if (co->cfg.dead_letter && t_has_dead(b->t) &&
-		    dead_letter_row(u, row, e)) {
-			/* Progress every time: not a retry that counts. */
-			b->attempts--;
-			b->rows--;
-			b->t->series->rows_dead_lettered++;
-			continue_batch(b, r);
-			return;
-		}
-		/* The row is this unit's: it fails, the others go again. */
-		TAILQ_REMOVE(&b->units, u, link);
-		b->rows -= u->nrows;
-		b->bytes -= u->bytes;
-		fail_unit(co, u, state, e->message, e->detail, row);
-		if (b->attempts > co->cfg.max_retries && !b->one_by_one) {
-			b->one_by_one = true;
-			co->stats.batches_split++;
-		}
-		continue_batch(b, r);
-		return;
-	}
-	if (b->one_by_one ||
-	    TAILQ_FIRST(&b->units) == TAILQ_LAST(&b->units, unit_list)) {
-		/* Only one unit ran: the error is its own. */
-		u = TAILQ_FIRST(&b->units);
-		TAILQ_REMOVE(&b->units, u, link);
-		b->rows -= u->nrows;
-		b->bytes -= u->bytes;
-		fail_unit(co, u, state, e->message, e->detail, 0);
-	} else {
-		b->one_by_one = true;
-		co->stats.batches_split++;
-	}
-	continue_batch(b, r);
-}
-
-static void on_conn_lost(struct co_batch *b, const struct up_result *r)
-{
-	struct coalescer *co = b->t->co;
-	char msg[400];
-
-	pool_release(co->pool, b->conn);
-	b->conn = NULL;
-	b->attempts++;
-	if (r->copy_done && b->t->def.mode != 'u') {
-		/* COMMIT may have run: retrying could insert the rows twice. */
-		snprintf(msg, sizeof(msg),
-		         "the server connection was lost after the batch was "
-		         "sent; its rows may or may not be committed (%s)",
-		         r->conn_error ? r->conn_error : "");
-		if (b->one_by_one) {
-			struct co_unit *u = TAILQ_FIRST(&b->units);
-			TAILQ_REMOVE(&b->units, u, link);
-			fail_unit(co, u, "08007", msg, "", 0);
-		} else {
-			fail_batch_units(b, "08007", msg, "");
-		}
-		continue_batch(b, r);
-		return;
-	}
-	if (b->attempts > co->cfg.max_retries + 1) {
-		snprintf(msg, sizeof(msg), "gave up after %u attempts: %s",
-		         b->attempts, r->conn_error ? r->conn_error : "");
-		fail_batch_units(b, "08000", msg, "");
-		finish_batch(b);
-		return;
-	}
-	run_batch(b); /* on another connection */
-}
-
-static void batch_done(struct up_conn *c, const struct up_result *r, void *arg)
-{
-	struct co_batch *b = arg;
-	struct coalescer *co = b->t->co;
-	struct co_unit *u;
-
-	evbuffer_free(b->data);
-	b->data = NULL;
-	if (r->ok) {
-		while ((u = TAILQ_FIRST(&b->units)) != NULL) {
-			TAILQ_REMOVE(&b->units, u, link);
-			b->rows -= u->nrows;
-			b->bytes -= u->bytes;
-			ack_unit(co, u);
-			if (b->one_by_one)
-				break;
-		}
-		continue_batch(b, r);
-		return;
-	}
-	if (r->conn_lost) {
-		log_warn("batch=%" PRIu64 " event=batch_conn_lost target=%s "
-		         "copy_done=%d",
-		         b->id, b->t->name, (int)r->copy_done);
-		on_conn_lost(b, r);
-		return;
-	}
-	on_server_error(b, r);
-}
-
-static void got_conn(struct up_conn *c, void *arg);
-
-/*
- * A retry found no connection within acquire_timeout_ms. Its units never
- * committed (a batch whose COMMIT may have run is not retried), so failing
- * them is safe: their clients retry, rather than wait for the server
- * indefinitely.
- */
-static void reacquire_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct co_batch *b = arg;
-	struct coalescer *co = b->t->co;
-	struct pool_stats ps;
-	char msg[300];
-
-	if (b->wait == NULL)
-		return;
-	pool_cancel(co->pool, b->wait);
-	b->wait = NULL;
-	pool_get_stats(co->pool, &ps);
-	snprintf(msg, sizeof(msg),
-	         "the batch lost its server connection and no other came "
-	         "within %u ms (%u consecutive connection failures)",
-	         co->cfg.acquire_timeout_ms, ps.failures);
-	log_warn("batch=%" PRIu64 " event=batch_failed target=%s "
-	         "reason=reacquire_timeout rows=%" PRIu64,
-	         b->id, b->t->name, b->rows);
-	fail_batch_units(b, "08001", msg, "");
-	finish_batch(b);
-}
-
-static void run_batch(struct co_batch *b)
-{
-	struct coalescer *co = b->t->co;
-	struct evbuffer *data;
-
-	if (TAILQ_EMPTY(&b->units)) {
-		finish_batch(b);
-		return;
-	}
-	if (b->conn == NULL) {
-		b->state = BATCH_WAITING;
-		if (b->reacquire_ev == NULL)
-			b->reacquire_ev =
-			    evtimer_new(co->base, reacquire_timeout_cb, b);
-		b->wait = pool_acquire(co->pool, got_conn, b);
-		if (b->wait == NULL || b->reacquire_ev == NULL) {
-			if (b->wait)
-				pool_cancel(co->pool, b->wait);
-			b->wait = NULL;
-			fail_batch_units(b, "53200", "out of memory", "");
-			finish_batch(b);
-			return;
-		}
-		set_timer(b->reacquire_ev, co->cfg.acquire_timeout_ms);
-		return;
-	}
-	data = evbuffer_new();
-	b->state = BATCH_RUNNING;
-	free(b->sql);
-	b->sql = batch_has_dead(b) ? statement_with_dead(b) : NULL;
-	if (data == NULL || !batch_data(b, data) ||
-	    !up_exec(b->conn, b->sql ? b->sql : b->t->sql, data, batch_done,
-	             b)) {
-		/* An idle connection that refuses work is broken: another. */
-		if (data)
-			evbuffer_free(data);
-		co->stats.batch_retries++;
-		pool_release(co->pool, b->conn);
-		b->conn = NULL;
-		b->attempts++;
-		if (b->attempts > co->cfg.max_retries + 1) {
-			fail_batch_units(b, "08000", "cannot run the batch",
-			                 "");
-			finish_batch(b);
-			return;
-		}
-		run_batch(b);
-		return;
-	}
-	/* up_exec streams out of data; it is freed when the statement ends. */
-	b->data = data;
-}
-
-/* ---- forming batches ---- */
-
-/* Takes queued units, oldest first, up to the batch limits (at least one). */
-static void take_units(struct co_batch *b)
+void co_take_units(struct co_batch *b)
 {
 	struct co_target *t = b->t;
 	const struct co_config *cfg = &t->co->cfg;
@@ -656,74 +159,29 @@ static void take_units(struct co_batch *b)
 		if (b->rows > 0 && (b->rows + u->nrows > cfg->max_rows ||
 		                    b->bytes + u->bytes > cfg->max_bytes))
 			break;
-		TAILQ_REMOVE(&t->queue, u, link);
-		t->queued_rows -= u->nrows;
-		t->queued_bytes -= u->bytes;
-		t->co->stats.queued_units--;
-		t->co->stats.queued_bytes -= u->bytes;
+		unqueue_unit(t, u);
 		TAILQ_INSERT_TAIL(&b->units, u, link);
 		b->rows += u->nrows;
 		b->bytes += u->bytes;
 	}
-	b->taken = true;
 }
 
-static void got_conn(struct up_conn *c, void *arg)
-{
-	struct co_batch *b = arg;
-	struct co_target *t = b->t;
+/* ---- dispatch ---- */
 
-	b->wait = NULL;
-	if (b->reacquire_ev)
-		evtimer_del(b->reacquire_ev);
-	if (c == NULL) {
-		fail_batch_units(b, "57P01", "the proxy is shutting down", "");
-		finish_batch(b);
-		return;
-	}
-	b->conn = c;
-	if (!b->taken) {
-		t->waiting--;
-		take_units(b);
-		t->co->stats.batches++;
-		mt_batch(t->series, b->rows);
-		log_debug("batch=%" PRIu64 " event=batch_start target=%s "
-		          "rows=%" PRIu64 " bytes=%zu conn=%" PRIu64,
-		          b->id, t->name, b->rows, b->bytes, up_get_id(c));
-		/* More may be queued than one batch takes. */
-		try_dispatch(t);
-	}
-	run_batch(b);
-}
+static void free_target_if_unused(struct co_target *t);
 
 static void start_batch(struct co_target *t)
 {
-	struct coalescer *co = t->co;
-	struct co_batch *b = calloc(1, sizeof(*b));
-
-	if (b == NULL)
+	if (!batch_start(t))
 		return; /* the delay timer or the next unit tries again */
-	b->t = t;
-	b->id = ++co->next_batch_id;
-	b->state = BATCH_WAITING;
-	TAILQ_INIT(&b->units);
-	b->wait = pool_acquire(co->pool, got_conn, b);
-	if (b->wait == NULL) {
-		free(b);
-		return;
-	}
-	TAILQ_INSERT_TAIL(&co->batches, b, link);
-	t->inflight++;
-	t->waiting++;
-	co->stats.inflight++;
 	if (!evtimer_pending(t->acquire_ev, NULL))
-		set_timer(t->acquire_ev, co->cfg.acquire_timeout_ms);
+		timer_add_ms(t->acquire_ev, t->co->cfg.acquire_timeout_ms);
 }
 
-static void try_dispatch(struct co_target *t)
+void co_try_dispatch(struct co_target *t)
 {
 	const struct co_config *cfg = &t->co->cfg;
-	unsigned limit = t->def.mode == 'u' ? 1 : cfg->max_inflight;
+	unsigned limit = t->def.mode == SQL_UPSERT ? 1 : cfg->max_inflight;
 	struct co_unit *oldest = TAILQ_FIRST(&t->queue);
 	uint64_t age;
 
@@ -736,12 +194,20 @@ static void try_dispatch(struct co_target *t)
 		start_batch(t);
 		return;
 	}
-	set_timer(t->delay_ev, cfg->max_delay_ms - age);
+	timer_add_ms(t->delay_ev, cfg->max_delay_ms - age);
+}
+
+void co_batch_ended(struct co_target *t)
+{
+	co_try_dispatch(t);
+	free_target_if_unused(t);
 }
 
 static void delay_cb(evutil_socket_t fd, short what, void *arg)
 {
-	try_dispatch(arg);
+	(void)fd;
+	(void)what;
+	co_try_dispatch(arg);
 }
 
 /* No connection came in time: fail the units that waited too long. */
@@ -754,6 +220,8 @@ static void acquire_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct pool_stats ps;
 	char msg[300];
 
+	(void)fd;
+	(void)what;
 	if (t->waiting == 0)
 		return;
 	pool_get_stats(co->pool, &ps);
@@ -763,15 +231,11 @@ static void acquire_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	         limit, ps.failures);
 	while ((u = TAILQ_FIRST(&t->queue)) != NULL &&
 	       now - u->queued_ms >= limit) {
-		TAILQ_REMOVE(&t->queue, u, link);
-		t->queued_rows -= u->nrows;
-		t->queued_bytes -= u->bytes;
-		co->stats.queued_units--;
-		co->stats.queued_bytes -= u->bytes;
-		fail_unit(co, u, "08000", msg, "", 0);
+		unqueue_unit(t, u);
+		co_unit_fail(co, u, "08000", msg, "", 0);
 	}
 	u = TAILQ_FIRST(&t->queue);
-	set_timer(t->acquire_ev, u ? limit - (now - u->queued_ms) : limit);
+	timer_add_ms(t->acquire_ev, u ? limit - (now - u->queued_ms) : limit);
 }
 
 /* ---- targets ---- */
@@ -787,7 +251,7 @@ static char *target_key(const struct sql_target *d)
 		return NULL;
 	/* Names never hold control bytes (checked at Open): \x1e, \x1f split.
 	 */
-	evbuffer_add_printf(b, "%c\x1e%s\x1e%s\x1e", d->mode,
+	evbuffer_add_printf(b, "%d\x1e%s\x1e%s\x1e", (int)d->mode,
 	                    d->schema ? d->schema : "", d->table);
 	for (size_t i = 0; i < d->ncols; i++)
 		evbuffer_add_printf(b, "%s\x1f%s\x1f", d->cols[i],
@@ -872,8 +336,6 @@ static void free_target(struct co_target *t)
 	if (t->acquire_ev)
 		event_free(t->acquire_ev);
 	free(t->sql);
-	free(t->dead_sql);
-	free(t->dead_name);
 	free(t->key);
 	free(t->name);
 	free(t);
@@ -901,71 +363,37 @@ static uint64_t fnv1a(const char *s)
 
 static bool t_has_dead(const struct co_target *t)
 {
-	return t->dead_sql != NULL;
+	return t->dead_ok;
 }
 
-/* "<table>_dead_letter" beside the target, created when first needed. */
-static bool build_dead_sql(struct co_target *t)
-{
-	size_t n = strlen(t->def.table) + sizeof(CO_DEAD_LETTER_SUFFIX);
-	struct evbuffer *q = evbuffer_new();
-	char *name = malloc(n);
-	bool ok = false;
-
-	if (q == NULL || name == NULL)
-		goto out;
-	snprintf(name, n, "%s%s", t->def.table, CO_DEAD_LETTER_SUFFIX);
-	if (!sql_ident_valid(name) ||
-	    !sql_append_qualified(q, t->def.schema, name) ||
-	    evbuffer_add(q, "", 1) != 0)
-		goto out;
-	t->dead_name = strdup((const char *)evbuffer_pullup(q, -1));
-	evbuffer_drain(q, evbuffer_get_length(q));
-	evbuffer_add_printf(
-	    q,
-	    "CREATE TABLE IF NOT EXISTS %s (received_at "
-	    "timestamptz NOT NULL DEFAULT now(), sqlstate text, "
-	    "message text, detail text, flush_row bigint, "
-	    "row_text text)",
-	    t->dead_name);
-	evbuffer_add(q, "", 1);
-	t->dead_sql = strdup((const char *)evbuffer_pullup(q, -1));
-	ok = t->dead_name && t->dead_sql;
-out:
-	if (q)
-		evbuffer_free(q);
-	free(name);
-	return ok;
-}
-
-/* With dead_letter on, each target gets its table's statement once. */
+/* With dead_letter on, each target checks once that its table can have one. */
 static void setup_dead_letter(struct co_target *t)
 {
+	char *create;
+
 	if (!t->co->cfg.dead_letter || t_has_dead(t))
 		return;
-	if (!build_dead_sql(t)) {
+	create = sql_dead_letter_create(t->def.schema, t->def.table);
+	t->dead_ok = create != NULL;
+	free(create);
+	if (!t->dead_ok) {
 		/* e.g. a 60-byte table name leaves no room for the suffix */
 		log_warn("event=dead_letter_off target=%s reason=\"no valid "
 		         "dead-letter table name\"",
 		         t->name);
-		free(t->dead_name);
-		free(t->dead_sql);
-		t->dead_name = t->dead_sql = NULL;
 	}
 }
 
 static bool build_sql(struct co_target *t)
 {
-	char stage[40];
-
 	setup_dead_letter(t);
-
-	if (t->def.mode != 'u') {
+	if (t->def.mode != SQL_UPSERT) {
 		t->sql = sql_insert_batch(&t->def);
 		return t->sql != NULL;
 	}
-	snprintf(stage, sizeof(stage), "lbp_stage_%016" PRIx64, fnv1a(t->key));
-	t->sql = sql_upsert_batch(&t->def, stage);
+	snprintf(t->stage, sizeof(t->stage), "lbp_stage_%016" PRIx64,
+	         fnv1a(t->key));
+	t->sql = sql_upsert_batch(&t->def, t->stage);
 	return t->sql != NULL;
 }
 
@@ -986,11 +414,11 @@ static struct co_target *new_target(struct coalescer *co,
 	t->acquire_ev = evtimer_new(co->base, acquire_timeout_cb, t);
 	n = strlen(def->schema ? def->schema : "") + strlen(def->table) + 2;
 	t->name = malloc(n);
-	if (t->name)
+	if (t->name) {
 		snprintf(t->name, n, "%s%s%s", def->schema ? def->schema : "",
 		         def->schema && def->schema[0] ? "." : "", def->table);
-	if (t->name)
-		t->series = mt_series_get(t->name, def->mode);
+		table_metrics(&t->metrics, t->name, def->mode);
+	}
 	if (!t->delay_ev || !t->acquire_ev || !t->name || !copy_def(t, def) ||
 	    !build_sql(t)) {
 		free_target(t);
@@ -1030,6 +458,11 @@ void co_target_put(struct co_target *t)
 	free_target_if_unused(t);
 }
 
+const struct co_table_metrics *co_target_metrics(const struct co_target *t)
+{
+	return &t->metrics;
+}
+
 bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
                co_done_cb done, void *arg)
 {
@@ -1044,7 +477,7 @@ bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
 	evbuffer_add_buffer(u->rows, rows);
 	u->nrows = nrows;
 	u->queued_ms = clock_now_ms();
-	u->series = t->series;
+	u->metrics = &t->metrics;
 	u->done = done;
 	u->arg = arg;
 	TAILQ_INSERT_TAIL(&t->queue, u, link);
@@ -1052,7 +485,7 @@ bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
 	t->queued_bytes += u->bytes;
 	co->stats.queued_units++;
 	co->stats.queued_bytes += u->bytes;
-	try_dispatch(t);
+	co_try_dispatch(t);
 	return true;
 }
 
@@ -1069,6 +502,7 @@ struct coalescer *co_new(struct event_base *base, struct pool *pool,
 	co->pool = pool;
 	co->cat = cat;
 	co->cfg = *cfg;
+	co->batch_rows = mt_metric_of(&batch_rows_d);
 	TAILQ_INIT(&co->targets);
 	TAILQ_INIT(&co->batches);
 	return co;
@@ -1082,34 +516,18 @@ void co_free(struct coalescer *co)
 
 	if (co == NULL)
 		return;
-	while ((b = TAILQ_FIRST(&co->batches)) != NULL) {
-		TAILQ_REMOVE(&co->batches, b, link);
-		if (b->wait)
-			pool_cancel(co->pool, b->wait);
-		/* b->conn stays with the pool, which is freed after us. */
-		fail_batch_units(b, "57P01", "the proxy is shutting down", "");
-		if (b->data)
-			evbuffer_free(b->data);
-		if (b->reacquire_ev)
-			event_free(b->reacquire_ev);
-		free(b->sql);
-		free(b);
-	}
+	while ((b = TAILQ_FIRST(&co->batches)) != NULL)
+		batch_abandon(b);
 	while ((t = TAILQ_FIRST(&co->targets)) != NULL) {
 		while ((u = TAILQ_FIRST(&t->queue)) != NULL) {
-			TAILQ_REMOVE(&t->queue, u, link);
-			fail_unit(co, u, "57P01", "the proxy is shutting down",
-			          "", 0);
+			unqueue_unit(t, u);
+			co_unit_fail(co, u, "57P01",
+			             "the proxy is shutting down", "", 0);
 		}
 		TAILQ_REMOVE(&co->targets, t, link);
 		free_target(t);
 	}
 	free(co);
-}
-
-struct mt_series *co_target_series(const struct co_target *t)
-{
-	return t->series;
 }
 
 void co_set_config(struct coalescer *co, const struct co_config *cfg)
@@ -1121,7 +539,7 @@ void co_set_config(struct coalescer *co, const struct co_config *cfg)
 		next = TAILQ_NEXT(t, link);
 		setup_dead_letter(t);
 		/* a larger max_inflight may let queued units go now */
-		try_dispatch(t);
+		co_try_dispatch(t);
 	}
 }
 
@@ -1137,7 +555,7 @@ void co_drain(struct coalescer *co)
 	co->draining = true;
 	for (t = TAILQ_FIRST(&co->targets); t; t = next) {
 		next = TAILQ_NEXT(t, link);
-		try_dispatch(t);
+		co_try_dispatch(t);
 	}
 }
 

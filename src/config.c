@@ -983,8 +983,8 @@ static bool check_lakebase_auth(const struct cfg_lakebase *lb, char *err,
 	return true;
 }
 
-static bool check_lakebase(const struct cfg_lakebase *lb, char *err,
-                           size_t errlen)
+static bool cfg_check_lakebase(const struct cfg_lakebase *lb, char *err,
+                               size_t errlen)
 {
 	if (lb->workspace_host == NULL)
 		return check_lakebase_off(lb, err, errlen);
@@ -1060,7 +1060,7 @@ static bool check_whole(const struct config *cfg, char *err, size_t errlen)
 	return check_ingest(&cfg->ingest, err, errlen) &&
 	       check_frontend(&cfg->frontend, err, errlen) &&
 	       check_admin(&cfg->admin, err, errlen) &&
-	       check_lakebase(&cfg->lakebase, err, errlen) &&
+	       cfg_check_lakebase(&cfg->lakebase, err, errlen) &&
 	       check_sslrootcert(&cfg->upstream, err, errlen);
 }
 

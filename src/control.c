@@ -18,7 +18,10 @@
 #include "clock.h"
 #include "control_parse.h"
 #include "log.h"
+#include "rng.h"
 #include "secret.h"
+#include "strutil.h"
+#include "timer.h"
 
 /* Answers are small JSON objects; anything bigger is not one of them. */
 #define MAX_BODY_BYTES (1024u * 1024u)
@@ -66,23 +69,6 @@ struct ctl {
 	uint64_t rng;
 };
 
-/* xorshift64*: jitter needs spread, not secrecy. */
-static uint64_t next_random(struct ctl *c)
-{
-	c->rng ^= c->rng >> 12;
-	c->rng ^= c->rng << 25;
-	c->rng ^= c->rng >> 27;
-	return c->rng * 2685821657736338717ull;
-}
-
-static void set_timer(struct event *ev, uint64_t ms)
-{
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000u),
-	                     .tv_usec = (suseconds_t)(ms % 1000u) * 1000};
-
-	evtimer_add(ev, &tv);
-}
-
 static bool is_m2m(const struct ctl *c)
 {
 	return c->cfg->client_id != NULL;
@@ -93,7 +79,7 @@ static void finish_request(struct ctl *c, CURLcode rc);
 
 /* ---- libcurl on libevent ---- */
 
-static void check_done(struct ctl *c)
+static void ctl_check_done(struct ctl *c)
 {
 	CURLMsg *msg;
 	int left;
@@ -117,7 +103,7 @@ static void socket_ready(evutil_socket_t fd, short what, void *arg)
 	int running;
 
 	curl_multi_socket_action(c->multi, fd, flags, &running);
-	check_done(c);
+	ctl_check_done(c);
 }
 
 static void curl_timeout(evutil_socket_t fd, short what, void *arg)
@@ -126,7 +112,7 @@ static void curl_timeout(evutil_socket_t fd, short what, void *arg)
 	int running;
 
 	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(c);
+	ctl_check_done(c);
 }
 
 /* curl says which socket to watch for what; one persistent event each. */
@@ -163,7 +149,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 	if (timeout_ms < 0)
 		evtimer_del(c->curl_timer);
 	else
-		set_timer(c->curl_timer, (uint64_t)timeout_ms);
+		timer_add_ms(c->curl_timer, (uint64_t)timeout_ms);
 	return 0;
 }
 
@@ -208,7 +194,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
 
 /* ---- building a call ---- */
 
-static void free_req(struct ctl_req *r)
+static void ctl_free_req(struct ctl_req *r)
 {
 	if (r == NULL)
 		return;
@@ -372,7 +358,7 @@ static bool start_request(struct ctl *c, enum ctl_step step)
 	         CURLE_OK &&
 	     curl_multi_add_handle(c->multi, r->easy) == CURLM_OK;
 	if (!ok) {
-		free_req(r);
+		ctl_free_req(r);
 		return false;
 	}
 	log_debug("event=lakebase_call step=%s", step_names[step]);
@@ -541,7 +527,7 @@ static void call_failed(struct ctl *c, const struct ctl_req *r, long status,
 		c->ws_token = NULL;
 	}
 	delay = ctl_backoff_ms(c->failures, c->cfg->retry_base_ms,
-	                       c->cfg->retry_max_ms, next_random(c));
+	                       c->cfg->retry_max_ms, rng_next(&c->rng));
 	if (r->has_retry_after && (uint64_t)r->retry_after_s * 1000u > delay)
 		delay = (uint64_t)r->retry_after_s * 1000u;
 	log_target(c, target, sizeof(target));
@@ -563,7 +549,7 @@ static void call_failed(struct ctl *c, const struct ctl_req *r, long status,
 		log_error("event=lakebase_credential_expired reason=\"no new "
 		          "credential yet; new connections will fail\"");
 	}
-	set_timer(c->step_timer, delay);
+	timer_add_ms(c->step_timer, delay);
 }
 
 static void call_succeeded(struct ctl *c, enum ctl_step step)
@@ -603,7 +589,7 @@ static void finish_request(struct ctl *c, CURLcode rc)
 		call_failed(c, r, status, err);
 	else
 		call_succeeded(c, r->step);
-	free_req(r);
+	ctl_free_req(r);
 }
 
 /* ---- what to do next ---- */
@@ -630,7 +616,7 @@ static void run_next(struct ctl *c)
 		return;
 	step = next_step(c, now);
 	if (step == STEP_NONE) {
-		set_timer(c->step_timer, c->cred_refresh_ms - now);
+		timer_add_ms(c->step_timer, c->cred_refresh_ms - now);
 		return;
 	}
 	if (!start_request(c, step)) {
@@ -638,9 +624,10 @@ static void run_next(struct ctl *c)
 		log_error("event=lakebase_error step=%s error=\"cannot start "
 		          "the call (out of memory?)\"",
 		          step_names[step]);
-		set_timer(c->step_timer,
-		          ctl_backoff_ms(c->failures, c->cfg->retry_base_ms,
-		                         c->cfg->retry_max_ms, next_random(c)));
+		timer_add_ms(c->step_timer,
+		             ctl_backoff_ms(c->failures, c->cfg->retry_base_ms,
+		                            c->cfg->retry_max_ms,
+		                            rng_next(&c->rng)));
 	}
 }
 
@@ -675,15 +662,6 @@ static bool setup_multi(struct ctl *c)
 	       curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION,
 	                         on_curl_timer) == CURLM_OK &&
 	       curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c) == CURLM_OK;
-}
-
-static char *dup_or_null(const char *s, bool *ok)
-{
-	char *copy = s != NULL ? strdup(s) : NULL;
-
-	if (s != NULL && copy == NULL)
-		*ok = false;
-	return copy;
 }
 
 static bool copy_cfg(struct ctl *c, const struct cfg_lakebase *cfg)
@@ -730,8 +708,7 @@ struct ctl *ctl_new(struct event_base *base, const struct cfg_lakebase *cfg,
 	if (!copy_cfg(c, cfg))
 		goto oom;
 	c->once = once;
-	c->rng =
-	    clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x51af3c7e9d2b4a61ull;
+	c->rng = rng_seed();
 	c->api = strdup(cfg->workspace_host);
 	if (c->api == NULL)
 		goto oom;
@@ -741,7 +718,7 @@ struct ctl *ctl_new(struct event_base *base, const struct cfg_lakebase *cfg,
 	c->step_timer = evtimer_new(base, step_due, c);
 	if (c->curl_timer == NULL || c->step_timer == NULL || !setup_multi(c))
 		goto oom;
-	set_timer(c->step_timer, 0);
+	timer_add_ms(c->step_timer, 0);
 	return c;
 oom:
 	snprintf(err, errlen, "out of memory");
@@ -755,7 +732,7 @@ void ctl_free(struct ctl *c)
 		return;
 	if (c->req != NULL) {
 		curl_multi_remove_handle(c->multi, c->req->easy);
-		free_req(c->req);
+		ctl_free_req(c->req);
 	}
 	if (c->multi)
 		curl_multi_cleanup(c->multi);

@@ -9,9 +9,11 @@
 
 #include <event2/buffer.h>
 
+#include "bytes.h"
 #include "clock.h"
 #include "pgwire.h"
 #include "sqlgen.h"
+#include "timer.h"
 
 /* What a step of a relay loop left behind. */
 enum step { STEP_ON, STEP_STOP, STEP_GONE };
@@ -23,12 +25,6 @@ static struct evbuffer *cl_in(struct fe_client *cl)
 	return bufferevent_get_input(cl->bev);
 }
 
-static uint32_t peek_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
 /* The header of the next message: false while fewer than 5 bytes. */
 static bool peek_header(struct evbuffer *in, uint8_t *type, size_t *body)
 {
@@ -37,19 +33,11 @@ static bool peek_header(struct evbuffer *in, uint8_t *type, size_t *body)
 
 	if (evbuffer_copyout(in, h, sizeof(h)) != (ev_ssize_t)sizeof(h))
 		return false;
-	len = peek_be32(h + 1);
+	len = get_be32(h + 1);
 	*type = h[0];
 	/* a length under 4 or over INT32_MAX: caught by the callers' caps */
 	*body = len < 4 ? SIZE_MAX : (size_t)len - 4;
 	return true;
-}
-
-static void arm_ms(struct fe_client *cl, unsigned ms)
-{
-	struct timeval tv = {(time_t)(ms / 1000),
-	                     (suseconds_t)(ms % 1000) * 1000};
-
-	evtimer_add(cl->timer, &tv);
 }
 
 /* ---- what the server owes: ParseComplete and CloseComplete ---- */
@@ -115,7 +103,7 @@ void fe_relay_acquire(struct fe_client *cl)
 		fe_fail(cl, "53200", "out of memory");
 		return;
 	}
-	arm_ms(cl, cl->fe->acquire_timeout_ms);
+	timer_add_ms(cl->timer, cl->fe->acquire_timeout_ms);
 }
 
 void fe_relay_wait_timeout(struct fe_client *cl)
@@ -198,6 +186,8 @@ static void got_server(struct up_conn *up, void *arg)
 	}
 	cl->up = up;
 	cl->fe->stats.wait_us_sum += clock_now_us() - cl->wait_start_us;
+	mt_observe(cl->fe->m_wait,
+	           (double)(clock_now_us() - cl->wait_start_us) / 1e6);
 	fe_db_remember_params(cl->db, up);
 	if (up_get_user_data(up) == NULL && (srv = fps_server_new()) != NULL)
 		up_set_user_data(up, srv, fps_server_free);
@@ -333,9 +323,9 @@ static void give_back(struct fe_client *cl)
 		clean = false;
 	up_relay_end(up, clean ? cl->txn : 'E');
 	if (clean && cl->rewrite && cl->txn != 'I')
-		sql = "ROLLBACK";
+		sql = SQL_ROLLBACK;
 	else if (clean && !cl->rewrite) {
-		sql = "DISCARD ALL"; /* also drops every prepared statement */
+		sql = SQL_DISCARD_ALL; /* drops every prepared statement too */
 		up_set_user_data(up, NULL, NULL);
 	}
 	if (!clean)
@@ -371,7 +361,9 @@ static void after_ready(struct fe_client *cl)
 		return;
 	if (cl->txn != 'I') {
 		if (fe->cfg.idle_transaction_timeout_s > 0)
-			arm_ms(cl, fe->cfg.idle_transaction_timeout_s * 1000u);
+			timer_add_ms(cl->timer,
+			             fe->cfg.idle_transaction_timeout_s *
+			                 1000u);
 		return;
 	}
 	if (!cl->rewrite) {

@@ -27,6 +27,7 @@
 #include "pgwire.h"
 #include "scram_server.h"
 #include "secret.h"
+#include "timer.h"
 #include "tls.h"
 #include "userlist.h"
 
@@ -69,6 +70,8 @@ void fe_set_state(struct fe_client *cl, enum fe_state to)
 		       state_names[cl->state], state_names[to]);
 	cl->fe->stats.clients[cl->state]--;
 	cl->fe->stats.clients[to]++;
+	mt_set(cl->fe->m_clients[cl->state], cl->fe->stats.clients[cl->state]);
+	mt_set(cl->fe->m_clients[to], cl->fe->stats.clients[to]);
 	cl->state = to;
 }
 
@@ -79,12 +82,10 @@ struct evbuffer *fe_out(struct fe_client *cl)
 
 static void arm_timer_s(struct fe_client *cl, unsigned s)
 {
-	struct timeval tv = {(time_t)s, 0};
-
 	if (s == 0)
 		evtimer_del(cl->timer);
 	else
-		evtimer_add(cl->timer, &tv);
+		timer_add_ms(cl->timer, (uint64_t)s * 1000u);
 }
 
 /* Reads unless waiting for a server, closing, or the server is behind. */
@@ -114,6 +115,7 @@ static void free_client(struct fe_client *cl)
 
 	TAILQ_REMOVE(&fe->clients, cl, link);
 	fe->stats.clients[cl->state]--;
+	mt_set(fe->m_clients[cl->state], fe->stats.clients[cl->state]);
 	for (int i = 0; i < FE_NVARS; i++)
 		free(cl->vars[i]);
 	free(cl->user);
@@ -169,11 +171,8 @@ void fe_fail(struct fe_client *cl, const char *sqlstate, const char *fmt, ...)
 	/* freed by write_cb once the error is out, or by the timer */
 	arm_timer_s(
 	    cl, evbuffer_get_length(fe_out(cl)) == 0 ? 0 : FE_CLOSE_TIMEOUT_S);
-	if (evbuffer_get_length(fe_out(cl)) == 0) {
-		struct timeval now = {0, 0};
-
-		evtimer_add(cl->timer, &now);
-	}
+	if (evbuffer_get_length(fe_out(cl)) == 0)
+		timer_add_ms(cl->timer, 0);
 }
 
 /* ---- the pools: one per database (per user too with passthrough) ---- */
@@ -946,6 +945,7 @@ static struct fe_client *new_client(struct frontend *fe, evutil_socket_t fd,
 	}
 	TAILQ_INSERT_TAIL(&fe->clients, cl, link);
 	fe->stats.clients[FE_STARTUP]++;
+	mt_set(fe->m_clients[FE_STARTUP], fe->stats.clients[FE_STARTUP]);
 	return cl;
 }
 
@@ -1185,6 +1185,7 @@ struct frontend *fe_new(struct event_base *base, struct evdns_base *dns,
 	TAILQ_INIT(&fe->clients);
 	TAILQ_INIT(&fe->dbs);
 	TAILQ_INIT(&fe->cancels);
+	fe_register_metrics(fe);
 	fe->pool_cfg = cfg->pool;
 	if (!up_params_copy(&fe->up, upstream) ||
 	    RAND_bytes(fe->mock_key, sizeof(fe->mock_key)) != 1) {

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "fe_stmt.h"
+#include "metrics.h"
 #include "frontend.h"
 #include "log.h"
 #include "pool.h"
@@ -137,6 +138,8 @@ struct frontend {
 	bool draining;
 	uint64_t next_id;
 	struct fe_stats stats;
+	struct mt_metric *m_clients[FE_NSTATES]; /* fe_metrics.c */
+	struct mt_metric *m_wait;
 };
 
 #define fe_log(level, cl, fmt, ...)                                            \
@@ -156,6 +159,9 @@ struct evbuffer *fe_out(struct fe_client *cl);
 /* The login's last messages once a server told its parameters. */
 void fe_finish_login(struct fe_client *cl);
 void fe_db_remember_params(struct fe_db *db, struct up_conn *up);
+
+/* fe_metrics.c */
+void fe_register_metrics(struct frontend *fe);
 
 /* fe_relay.c */
 void fe_relay_client_input(struct fe_client *cl);

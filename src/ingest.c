@@ -123,7 +123,29 @@ struct ingest {
 	bool draining; /* shutting down: answer what is flushed, then close */
 	uint64_t next_id;
 	struct ing_stats stats;
+	struct mt_metric *flush_latency; /* seconds, Flush to answer */
 };
+
+static const double flush_latency_le[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
+                                          0.02,   0.05,  0.1,   0.2,   0.5,
+                                          1,      2,     5,     10,    30};
+static const struct mt_desc flush_latency_d = {
+    .name = "lbp_flush_ack_seconds",
+    .help = "From a client's Flush to its answer.",
+    .type = MT_HISTOGRAM,
+    .buckets = flush_latency_le,
+    .nbuckets = sizeof(flush_latency_le) / sizeof(flush_latency_le[0]),
+};
+
+void ing_register_metrics(void)
+{
+	mt_family(&flush_latency_d);
+}
+
+double ing_flush_latency_quantile(const struct ingest *ing, double q)
+{
+	return mt_quantile(ing->flush_latency, q);
+}
 
 #define sess_log(level, s, fmt, ...)                                           \
 	log_msg(level, "client=%" PRIu64 " " fmt, (s)->id, ##__VA_ARGS__)
@@ -139,6 +161,19 @@ static void set_state(struct session *s, enum sess_state to)
 	log_debug("client=%" PRIu64 " event=state from=%s to=%s", s->id,
 	          state_names[s->state], state_names[to]);
 	s->state = to;
+}
+
+/* The coalescer's mode for Open's mode byte (checked by igp_check_open). */
+static enum sql_mode sql_mode_of(char wire)
+{
+	switch (wire) {
+	case IGP_MODE_UPSERT:
+		return SQL_UPSERT;
+	case IGP_MODE_BULK:
+		return SQL_BULK_INSERT;
+	default:
+		return SQL_INSERT;
+	}
 }
 
 static void free_req(struct open_req *r)
@@ -222,20 +257,49 @@ static void free_pending(struct pending *p)
 	free(p);
 }
 
+/*
+ * An answer that cannot be encoded (out of memory) must not vanish while
+ * later ones go out: the client would wait for it forever, or pair the
+ * next Ack with the wrong Flush. The session is closed instead (from the
+ * loop, as its callers still use it); a closed connection tells the
+ * client that every unanswered flush may or may not have committed.
+ */
+static void answer_lost(struct session *s, struct pending *p)
+{
+	struct timeval now = {0, 0};
+
+	sess_log(LOG_ERROR, s,
+	         "event=answer_lost flush_id=%" PRIu64 " reason=out_of_memory "
+	         "action=close",
+	         p->flush_id);
+	free_pending(p);
+	set_state(s, S_DRAINING);
+	update_reading(s);
+	evtimer_add(s->drain_ev, &now);
+}
+
 static void send_answers(struct session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	struct pending *p;
 
 	while ((p = TAILQ_FIRST(&s->pendings)) != NULL && p->done) {
+		bool ok;
+
 		TAILQ_REMOVE(&s->pendings, p, link);
-		mt_flush_latency_us(clock_now_us() - p->flushed_us);
+		mt_observe(s->ing->flush_latency,
+		           (double)(clock_now_us() - p->flushed_us) / 1e6);
 		if (p->sqlstate[0] == '\0')
-			igp_put_ack(out, p->flush_id, p->rows);
+			ok = igp_put_ack(out, p->flush_id, p->rows);
 		else
-			igp_put_flush_error(out, p->flush_id, p->sqlstate,
-			                    p->message ? p->message : "",
-			                    p->detail ? p->detail : "", p->row);
+			ok = igp_put_flush_error(out, p->flush_id, p->sqlstate,
+			                         p->message ? p->message : "",
+			                         p->detail ? p->detail : "",
+			                         p->row);
+		if (!ok) {
+			answer_lost(s, p);
+			return;
+		}
 		free_pending(p);
 	}
 	if (s->ing->draining && s->state != S_CLOSING &&
@@ -445,7 +509,7 @@ static void opened(const struct cat_table *t, const char *sqlstate,
 		struct sql_target def = {
 		    .schema = r->schema,
 		    .table = r->table,
-		    .mode = r->mode,
+		    .mode = sql_mode_of(r->mode),
 		    .ncols = r->ncols,
 		    .cols = (const char *const *)r->cols,
 		    .types = types,
@@ -462,11 +526,11 @@ static void opened(const struct cat_table *t, const char *sqlstate,
 			s->ncols = (unsigned)r->ncols;
 			send_open_ok(s, types);
 			sess_log(LOG_INFO, s,
-			         "event=open peer=%s name=%s table=%s mode=%c "
+			         "event=open peer=%s name=%s table=%s mode=%s "
 			         "columns=%zu",
 			         s->peer, log_quote(q, sizeof(q), s->name),
 			         log_quote((char[200]){0}, 200, r->table),
-			         r->mode, r->ncols);
+			         sql_mode_name(sql_mode_of(r->mode)), r->ncols);
 			set_state(s, S_STREAM);
 			update_reading(s);
 			process_input(s); /* rows pipelined after Open */
@@ -531,7 +595,7 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 {
 	struct ingest *ing = s->ing;
 	struct ct_error err;
-	struct mt_series *ms;
+	const struct co_table_metrics *tm;
 	uint64_t rows = 0;
 
 	s->unit_bytes += f->len;
@@ -554,9 +618,9 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 	}
 	ing->stats.rows_received += rows;
 	s->unit_rows += rows;
-	ms = co_target_series(s->target);
-	ms->rows_received += rows;
-	ms->bytes_received += f->len;
+	tm = co_target_metrics(s->target);
+	mt_add(tm->rows_received, rows);
+	mt_add(tm->bytes_received, f->len);
 	if (evbuffer_add(s->unit, f->body, f->len) != 0)
 		fail_unit(s, "53200", 0, "out of memory");
 }
@@ -592,10 +656,11 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 	p->flushed_us = clock_now_us();
 	TAILQ_INSERT_TAIL(&s->pendings, p, link);
 	if (s->unit_sqlstate[0]) {
-		struct mt_series *ms = co_target_series(s->target);
+		const struct co_table_metrics *tm =
+		    co_target_metrics(s->target);
 
-		ms->flushes_failed++;
-		ms->rows_rejected += s->unit_rows;
+		mt_add(tm->flushes_failed, 1);
+		mt_add(tm->rows_rejected, s->unit_rows);
 		set_outcome(p, s->unit_sqlstate, s->unit_message, "",
 		            s->unit_row);
 		log_flush_failed(s, p);
@@ -894,6 +959,7 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 	ing->cfg.listen = NULL; /* cfg's strings are not ours */
 	ing->cfg.auth_token = NULL;
 	TAILQ_INIT(&ing->sessions);
+	ing->flush_latency = mt_metric_of(&flush_latency_d);
 	ing->resume_ev = event_new(base, -1, 0, resume_cb, ing);
 	ing->relisten_ev = evtimer_new(base, relisten_cb, ing);
 	if (cfg->auth_token)

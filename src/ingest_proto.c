@@ -1,35 +1,19 @@
 /* ingest_proto.c: pure encoder and decoder of the ingest protocol messages. */
 #include "ingest_proto.h"
 
-#include "sqlgen.h"
-
-#include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
+
+#include "bytes.h"
+#include "sqlgen.h"
 
 /* The length field counts itself and must fit a signed int32, as in v3. */
 #define IGP_MAX_BODY ((size_t)INT32_MAX - 4)
 
 /* ---- big-endian helpers ---- */
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	put_be16(p, (uint16_t)(v >> 16));
-	put_be16(p + 2, (uint16_t)v);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
-}
 
 /* ---- encoding: a body is built in a scratch buffer, then framed ---- */
 
@@ -365,7 +349,7 @@ static bool fail(const struct open_err *e, const char *state, const char *pre,
 	return false;
 }
 
-static int cmp_str(const void *a, const void *b)
+static int igp_cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -379,13 +363,13 @@ static const char **sorted_copy(const char *const *list, size_t n)
 		return NULL;
 	if (n > 0)
 		memcpy(s, list, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), cmp_str);
+	qsort(s, n, sizeof(*s), igp_cmp_str);
 	return s;
 }
 
 static bool in_sorted(const char **sorted, size_t n, const char *name)
 {
-	return n > 0 && bsearch(&name, sorted, n, sizeof(*sorted), cmp_str);
+	return n > 0 && bsearch(&name, sorted, n, sizeof(*sorted), igp_cmp_str);
 }
 
 /* NULL when the list has no duplicate, else one of the duplicated names. */
@@ -403,8 +387,8 @@ static const char *find_duplicate(const char *const *list, size_t n, bool *oom)
 	return dup;
 }
 
-static bool names_valid(const struct open_err *e, const char *const *list,
-                        size_t n, const char *what)
+static bool igp_names_valid(const struct open_err *e, const char *const *list,
+                            size_t n, const char *what)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (!sql_ident_valid(list[i]))
@@ -438,10 +422,10 @@ static bool check_names(const struct open_err *e, const struct igp_open *o)
 		return fail(e, "42602", "invalid schema name ", o->schema, "");
 	if (v[0] != '\0' && !sql_ident_valid(v))
 		return fail(e, "42602", "invalid version column name ", v, "");
-	return names_valid(e, o->cols, o->ncols, "invalid column name ") &&
-	       names_valid(e, o->keys, o->nkeys, "invalid key name ") &&
-	       names_valid(e, o->coalesce, o->ncoalesce,
-	                   "invalid coalesce column name ");
+	return igp_names_valid(e, o->cols, o->ncols, "invalid column name ") &&
+	       igp_names_valid(e, o->keys, o->nkeys, "invalid key name ") &&
+	       igp_names_valid(e, o->coalesce, o->ncoalesce,
+	                       "invalid coalesce column name ");
 }
 
 /* Keys, version and coalesce columns only make sense for upsert. */

@@ -80,7 +80,7 @@ static bool open_log(const struct config *cfg, bool check_only, char *err,
 }
 
 /* The control plane's lookups once, as the daemon would do them at start. */
-static bool check_lakebase(const struct config *cfg)
+static bool main_check_lakebase(const struct config *cfg)
 {
 	char host[512], err[1024], when[40];
 	int64_t expires_ms;
@@ -122,7 +122,7 @@ static int run(const char *path, bool check_only)
 	if (check_only) {
 		cfg_print(&cfg, stdout);
 		fflush(stdout);
-		rc = check_lakebase(&cfg) ? 0 : 1;
+		rc = main_check_lakebase(&cfg) ? 0 : 1;
 		goto out;
 	}
 	srv = server_new(&cfg, path, environ, err, sizeof(err));

@@ -1,9 +1,12 @@
 /* pgwire.c: pure encoder and decoder of PostgreSQL v3 protocol messages. */
 #include "pgwire.h"
 
-#include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
+
+#include "bytes.h"
 
 /*
  * The length field is a signed int32 that counts itself, so a body may hold
@@ -15,25 +18,6 @@
 #define PGW_STARTUP_HEADER_LEN 8
 
 /* ---- big-endian helpers ---- */
-
-static inline uint16_t get_be16(const uint8_t *p)
-{
-	return (uint16_t)((uint16_t)p[0] << 8 | p[1]);
-}
-
-static inline uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 /* Casting an out-of-range unsigned to signed is implementation-defined. */
 static inline int32_t to_int32(uint32_t v)

@@ -13,7 +13,11 @@
 
 #include "clock.h"
 #include "log.h"
+#include "rng.h"
 #include "secret.h"
+#include "sqlgen.h"
+#include "strutil.h"
+#include "timer.h"
 
 /* Maintenance runs at least this often: checks, lifetimes, refills. */
 #define MAINTAIN_EVERY_MS 1000u
@@ -78,16 +82,8 @@ struct pool {
 	uint64_t rng;
 };
 
-/* xorshift64*: jitter needs spread, not secrecy. */
-static uint64_t next_random(struct pool *p)
-{
-	p->rng ^= p->rng >> 12;
-	p->rng ^= p->rng << 25;
-	p->rng ^= p->rng >> 27;
-	return p->rng * 2685821657736338717ull;
-}
-
-static struct pool_conn_list *list_of(struct pool *p, enum pool_conn_state s)
+static struct pool_conn_list *pool_list_of(struct pool *p,
+                                           enum pool_conn_state s)
 {
 	switch (s) {
 	case PC_OPENING:
@@ -114,10 +110,10 @@ static void move_conn(struct pool_conn *pc, enum pool_conn_state to)
 	log_debug("conn=%" PRIu64 " event=pool_state from=%s to=%s",
 	          up_get_id(pc->up), pc_state_names[pc->state],
 	          pc_state_names[to]);
-	TAILQ_REMOVE(list_of(p, pc->state), pc, link);
+	TAILQ_REMOVE(pool_list_of(p, pc->state), pc, link);
 	p->n[pc->state]--;
 	pc->state = to;
-	TAILQ_INSERT_TAIL(list_of(p, to), pc, link);
+	TAILQ_INSERT_TAIL(pool_list_of(p, to), pc, link);
 	p->n[to]++;
 	if (to == PC_IDLE)
 		pc->idle_since_ms = clock_now_ms();
@@ -128,56 +124,9 @@ static void kick(struct pool *p)
 	event_active(p->maint_ev, 0, 0);
 }
 
-static char *dup_or_null(const char *s, bool *ok)
-{
-	char *copy = s != NULL ? strdup(s) : NULL;
-
-	if (s != NULL && copy == NULL)
-		*ok = false;
-	return copy;
-}
-
-static void params_clear(struct up_params *up)
-{
-	free((char *)up->host);
-	secret_free((char *)up->password);
-	free((char *)up->dbname);
-	free((char *)up->user);
-	free((char *)up->application_name);
-	if (up->ssl_ctx != NULL)
-		SSL_CTX_free(up->ssl_ctx);
-	memset(up, 0, sizeof(*up));
-}
-
-/*
- * dst = src with its own copies of the strings and its own reference to
- * the TLS context, so that whoever gave src may free it. false on OOM.
- */
-static bool params_copy(struct up_params *dst, const struct up_params *src)
-{
-	bool ok = true;
-
-	*dst = *src;
-	dst->ssl_ctx = NULL;
-	dst->host = dup_or_null(src->host, &ok);
-	dst->password = dup_or_null(src->password, &ok);
-	dst->dbname = dup_or_null(src->dbname, &ok);
-	dst->user = dup_or_null(src->user, &ok);
-	dst->application_name = dup_or_null(src->application_name, &ok);
-	if (ok && src->ssl_ctx != NULL) {
-		if (SSL_CTX_up_ref(src->ssl_ctx) == 1)
-			dst->ssl_ctx = src->ssl_ctx;
-		else
-			ok = false;
-	}
-	if (!ok)
-		params_clear(dst);
-	return ok;
-}
-
 static void free_conn(struct pool_conn *pc)
 {
-	params_clear(&pc->params);
+	up_params_clear(&pc->params);
 	free(pc);
 }
 
@@ -186,7 +135,7 @@ static void drop_conn(struct pool_conn *pc)
 {
 	struct pool *p = pc->pool;
 
-	TAILQ_REMOVE(list_of(p, pc->state), pc, link);
+	TAILQ_REMOVE(pool_list_of(p, pc->state), pc, link);
 	p->n[pc->state]--;
 	p->closed++;
 	up_free(pc->up);
@@ -215,7 +164,7 @@ static unsigned backoff_ms(struct pool *p)
 	if (d > p->cfg.reconnect_max_ms)
 		d = p->cfg.reconnect_max_ms;
 	/* Equal jitter: half fixed, half random, so retries stay spread. */
-	return (unsigned)(d / 2 + next_random(p) % (d / 2 + 1));
+	return (unsigned)(d / 2 + rng_next(&p->rng) % (d / 2 + 1));
 }
 
 /* ---- connection events ---- */
@@ -229,7 +178,7 @@ static void set_expiry(struct pool_conn *pc, uint64_t from)
 
 	pc->expires_ms = 0;
 	if (life > 0)
-		pc->expires_ms = from + life - next_random(p) % (spread + 1);
+		pc->expires_ms = from + life - rng_next(&p->rng) % (spread + 1);
 }
 
 static void conn_ready(struct up_conn *up, void *arg)
@@ -290,7 +239,7 @@ static void open_conn(struct pool *p)
 	pc->state = PC_OPENING;
 	pc->opened_ms = clock_now_ms();
 	pc->gen = p->gen;
-	if (!params_copy(&pc->params, &p->params)) {
+	if (!up_params_copy(&pc->params, &p->params)) {
 		free(pc);
 		return;
 	}
@@ -305,7 +254,8 @@ static void open_conn(struct pool *p)
 
 /* ---- maintenance ---- */
 
-static void check_done(struct up_conn *up, const struct up_result *r, void *arg)
+static void pool_check_done(struct up_conn *up, const struct up_result *r,
+                            void *arg)
 {
 	struct pool_conn *pc = arg;
 
@@ -344,7 +294,7 @@ static void check_idle(struct pool *p, uint64_t now)
 		/* An empty query is the cheapest round trip the server knows.
 		 */
 		move_conn(pc, PC_CHECKING);
-		if (!up_exec(pc->up, ";", NULL, check_done, pc))
+		if (!up_exec(pc->up, SQL_PING, NULL, pool_check_done, pc))
 			up_close(pc->up, UP_CLOSE_INTERNAL, "cannot run check");
 	}
 }
@@ -397,7 +347,6 @@ static void maintain_cb(evutil_socket_t fd, short what, void *arg)
 	struct pool *p = arg;
 	uint64_t now = clock_now_ms();
 	uint64_t wait = MAINTAIN_EVERY_MS;
-	struct timeval tv;
 
 	check_idle(p, now);
 	serve_waiters(p);
@@ -405,9 +354,7 @@ static void maintain_cb(evutil_socket_t fd, short what, void *arg)
 	if (p->failures > 0 && p->n[PC_OPENING] == 0 &&
 	    p->next_attempt_ms > now && p->next_attempt_ms - now < wait)
 		wait = p->next_attempt_ms - now;
-	tv.tv_sec = (time_t)(wait / 1000u);
-	tv.tv_usec = (suseconds_t)(wait % 1000u) * 1000;
-	evtimer_add(p->maint_ev, &tv);
+	timer_add_ms(p->maint_ev, wait);
 }
 
 /* ---- public ---- */
@@ -500,9 +447,9 @@ bool pool_set_endpoint(struct pool *p, const struct up_params *params)
 	if (want.host == NULL)
 		want.host = p->params.host;
 	want.password = p->params.password;
-	if (!params_copy(&next, &want))
+	if (!up_params_copy(&next, &want))
 		return false;
-	params_clear(&p->params);
+	up_params_clear(&p->params);
 	p->params = next;
 	log_info("event=pool_endpoint host=%s port=%u dbname=%s user=%s "
 	         "sslmode=%s",
@@ -537,7 +484,7 @@ void pool_reconfigure(struct pool *p, const struct cfg_pool *pc)
 	/* A shorter lifetime should not wait for the old, longer one. */
 	for (size_t i = 0; i < sizeof(open_states) / sizeof(open_states[0]);
 	     i++) {
-		TAILQ_FOREACH(c, list_of(p, open_states[i]), link)
+		TAILQ_FOREACH(c, pool_list_of(p, open_states[i]), link)
 		set_expiry(c, c->opened_ms);
 	}
 	log_info("event=pool_config min_size=%u max_size=%u "
@@ -560,8 +507,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 	p->base = base;
 	p->dns = dns;
 	p->cfg = *pc;
-	p->rng =
-	    clock_now_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+	p->rng = rng_seed();
 	TAILQ_INIT(&p->opening);
 	TAILQ_INIT(&p->idle);
 	TAILQ_INIT(&p->checking);
@@ -569,7 +515,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 	TAILQ_INIT(&p->waiters);
 	/* host and password go through their setters below */
 	rest.host = rest.password = NULL;
-	if (!params_copy(&p->params, &rest)) {
+	if (!up_params_copy(&p->params, &rest)) {
 		free(p);
 		return NULL;
 	}
@@ -602,12 +548,12 @@ void pool_free(struct pool *p)
 		free(w);
 	}
 	for (int s = PC_OPENING; s <= PC_LENT; s++) {
-		while ((pc = TAILQ_FIRST(list_of(p, s))) != NULL)
+		while ((pc = TAILQ_FIRST(pool_list_of(p, s))) != NULL)
 			drop_conn(pc);
 	}
 	if (p->maint_ev)
 		event_free(p->maint_ev);
-	params_clear(&p->params);
+	up_params_clear(&p->params);
 	free(p);
 }
 

@@ -16,6 +16,7 @@
 #include "catalog.h"
 #include "clock.h"
 #include "coalesce.h"
+#include "gauges.h"
 #include "control.h"
 #include "frontend.h"
 #include "ingest.h"
@@ -92,8 +93,10 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (waited_ms >= (uint64_t)s->cfg->server.shutdown_timeout_s * 1000u) {
+		/* Some client was not answered: not a clean stop. */
 		log_warn("event=drain_timeout after_s=%u action=exit",
 		         s->cfg->server.shutdown_timeout_s);
+		s->exit_code = 1;
 		event_base_loopexit(s->base, NULL);
 	}
 }
@@ -111,6 +114,8 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 
 	if (s->drain_ev != NULL) {
 		log_info("event=signal signal=%s action=exit_now", name);
+		if (!ing_is_idle(s->ing) || !co_is_idle(s->co))
+			s->exit_code = 1; /* clients left unanswered */
 		event_base_loopexit(s->base, NULL);
 		return;
 	}
@@ -167,7 +172,8 @@ static void log_stats(struct server *s)
 	pool_log_stats(s->pool);
 	if (s->fe != NULL)
 		log_frontend_stats(s->fe);
-	snprintf(p99, sizeof(p99), "%g", mt_flush_latency_quantile(0.99));
+	snprintf(p99, sizeof(p99), "%g",
+	         ing_flush_latency_quantile(s->ing, 0.99));
 	ing_get_stats(s->ing, &is);
 	co_get_stats(s->co, &cs);
 	log_info(
@@ -369,28 +375,33 @@ static void process_usage(double *cpu_s, uint64_t *rss_bytes)
 	fclose(f);
 }
 
-static void server_gauges(struct mt_gauges *g, void *arg)
+/* The registry's collector: module stats become metrics at scrape time. */
+static void server_collect(void *arg)
 {
 	struct server *s = arg;
+	struct gg_values v = {0};
 	char why[8];
 
-	pool_get_stats(s->pool, &g->pool);
-	ing_get_stats(s->ing, &g->ing);
-	co_get_stats(s->co, &g->co);
-	g->credential_expires_ms = s->ctl ? s->cred_expires_ms : -1;
-	g->ready = server_ready(why, sizeof(why), s);
-	g->draining = s->drain_ev != NULL;
-	g->start_time_s = s->start_time_s;
-	process_usage(&g->cpu_s, &g->rss_bytes);
+	pool_get_stats(s->pool, &v.pool);
+	ing_get_stats(s->ing, &v.ing);
+	co_get_stats(s->co, &v.co);
+	v.credential_expires_ms = s->ctl ? s->cred_expires_ms : -1;
+	v.ready = server_ready(why, sizeof(why), s);
+	v.draining = s->drain_ev != NULL;
+	v.start_time_s = s->start_time_s;
+	process_usage(&v.cpu_s, &v.rss_bytes);
+	gg_collect(&v);
+	if (s->fe != NULL)
+		fe_update_metrics(s->fe);
 }
 
 static bool start_admin(struct server *s, char *err, size_t errlen)
 {
-	struct admin_probe probe = {
-	    .gauges = server_gauges, .ready = server_ready, .arg = s};
+	struct admin_probe probe = {.ready = server_ready, .arg = s};
 
 	if (s->cfg->admin.listen == NULL)
 		return true;
+	mt_set_collector(server_collect, s);
 	s->admin = admin_new(s->base, &s->cfg->admin, &probe, err, errlen);
 	return s->admin != NULL;
 }
@@ -408,6 +419,7 @@ struct server *server_new(const struct config *cfg, const char *path,
 	s->start_time_s = (double)clock_wall_ms() / 1000.0;
 	s->cfg_path = path;
 	s->envp = envp;
+	gg_register(); /* the exposition's families, in order, before traffic */
 	s->base = event_base_new();
 	if (s->base == NULL) {
 		snprintf(err, errlen, "cannot create the event loop");
@@ -454,7 +466,10 @@ fail:
 int server_run(struct server *s)
 {
 	log_info("event=start version=%s", LBP_VERSION);
-	event_base_dispatch(s->base);
+	if (event_base_dispatch(s->base) != 0) {
+		log_error("event=loop_failed");
+		s->exit_code = 1;
+	}
 	log_stats(s);
 	log_info("event=stop");
 	return s->exit_code;

@@ -2,16 +2,32 @@
  * runs. */
 #include "sqlgen.h"
 
-#include "copytext.h"
-
-#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/buffer.h>
+
+#include "copytext.h"
 
 /* The stage table's arrival-order column; no target column may share it. */
 #define SEQ_COL "lbp_seq"
 
 /* ---- names and literals ---- */
+
+const char *sql_mode_name(enum sql_mode mode)
+{
+	switch (mode) {
+	case SQL_INSERT:
+		return "insert";
+	case SQL_BULK_INSERT:
+		return "bulk-insert";
+	case SQL_UPSERT:
+		return "upsert";
+	}
+	return "unknown";
+}
 
 bool sql_ident_valid(const char *name)
 {
@@ -149,7 +165,7 @@ static bool add_ident_list(struct evbuffer *out, const char *prefix,
 	return true;
 }
 
-static bool names_valid(const char *const *names, size_t n)
+static bool sql_names_valid(const char *const *names, size_t n)
 {
 	if (n > 0 && names == NULL)
 		return false;
@@ -164,13 +180,13 @@ static bool names_valid(const char *const *names, size_t n)
 static bool target_valid(const struct sql_target *t)
 {
 	if (t == NULL || t->ncols == 0 || !sql_ident_valid(t->table) ||
-	    !names_valid(t->cols, t->ncols))
+	    !sql_names_valid(t->cols, t->ncols))
 		return false;
 	if (t->schema != NULL && t->schema[0] != '\0' &&
 	    !sql_ident_valid(t->schema))
 		return false;
-	return names_valid(t->keys, t->nkeys) &&
-	       names_valid(t->coalesce, t->ncoalesce) &&
+	return sql_names_valid(t->keys, t->nkeys) &&
+	       sql_names_valid(t->coalesce, t->ncoalesce) &&
 	       (!has_version(t) || sql_ident_valid(t->version_col));
 }
 
@@ -184,18 +200,25 @@ static bool add_copy(struct evbuffer *out, const char *schema,
 	       add_str(out, ") FROM STDIN");
 }
 
+static bool insert_target_valid(const struct sql_target *t)
+{
+	return target_valid(t) &&
+	       (t->mode == SQL_INSERT || t->mode == SQL_BULK_INSERT);
+}
+
+/* BEGIN; COPY ... FROM STDIN (the batch without its COMMIT) */
+static bool add_insert_body(struct evbuffer *out, const struct sql_target *t)
+{
+	return add_str(out, "BEGIN; ") && add_copy(out, t->schema, t->table, t);
+}
+
 char *sql_insert_batch(const struct sql_target *t)
 {
 	struct evbuffer *b;
 
-	if (!target_valid(t) || (t->mode != 'i' && t->mode != 'b'))
+	if (!insert_target_valid(t) || (b = evbuffer_new()) == NULL)
 		return NULL;
-	b = evbuffer_new();
-	if (b == NULL)
-		return NULL;
-	return take_text(b, add_str(b, "BEGIN; ") &&
-	                        add_copy(b, t->schema, t->table, t) &&
-	                        add_str(b, "; COMMIT"));
+	return take_text(b, add_insert_body(b, t) && add_str(b, "; COMMIT"));
 }
 
 /* ---- staged upsert ---- */
@@ -335,7 +358,7 @@ static bool add_upsert(struct evbuffer *out, const struct sql_target *t,
 
 static bool upsert_target_valid(const struct sql_target *t, const char *stage)
 {
-	if (!target_valid(t) || t->mode != 'u' || t->nkeys == 0 ||
+	if (!target_valid(t) || t->mode != SQL_UPSERT || t->nkeys == 0 ||
 	    t->types == NULL || !sql_ident_valid(stage))
 		return false;
 	for (size_t i = 0; i < t->ncols; i++) {
@@ -346,19 +369,122 @@ static bool upsert_target_valid(const struct sql_target *t, const char *stage)
 	return true;
 }
 
+/* CREATE TEMP TABLE ...; BEGIN; COPY ...; INSERT ... ON CONFLICT ... */
+static bool add_upsert_body(struct evbuffer *out, const struct sql_target *t,
+                            const char *stage)
+{
+	return add_stage_table(out, t, stage) && add_str(out, "; BEGIN; ") &&
+	       add_copy(out, NULL, stage, t) && add_str(out, "; ") &&
+	       add_upsert(out, t, stage);
+}
+
 char *sql_upsert_batch(const struct sql_target *t, const char *stage)
 {
 	struct evbuffer *b;
 
-	if (!upsert_target_valid(t, stage))
+	if (!upsert_target_valid(t, stage) || (b = evbuffer_new()) == NULL)
 		return NULL;
-	b = evbuffer_new();
-	if (b == NULL)
+	return take_text(b, add_upsert_body(b, t, stage) &&
+	                        add_str(b, "; COMMIT"));
+}
+
+/* ---- dead letters ---- */
+
+/* "<table>_dead_letter" in t's schema, quoted; false if not a valid name. */
+static bool add_dead_letter_name(struct evbuffer *out, const char *schema,
+                                 const char *table)
+{
+	struct evbuffer *name = evbuffer_new();
+	bool ok;
+
+	ok = name != NULL && add_str(name, table) &&
+	     add_str(name, SQL_DEAD_LETTER_SUFFIX) &&
+	     evbuffer_add(name, "", 1) == 0 &&
+	     sql_ident_valid((const char *)evbuffer_pullup(name, -1)) &&
+	     sql_append_qualified(out, schema,
+	                          (const char *)evbuffer_pullup(name, -1));
+	if (name)
+		evbuffer_free(name);
+	return ok;
+}
+
+static bool add_dead_letter_create(struct evbuffer *out, const char *schema,
+                                   const char *table)
+{
+	return add_str(out, "CREATE TABLE IF NOT EXISTS ") &&
+	       add_dead_letter_name(out, schema, table) &&
+	       add_str(out, " (received_at timestamptz NOT NULL DEFAULT "
+	                    "now(), sqlstate text, message text, detail text, "
+	                    "flush_row bigint, row_text text)");
+}
+
+char *sql_dead_letter_create(const char *schema, const char *table)
+{
+	struct evbuffer *b;
+
+	if (table == NULL || (b = evbuffer_new()) == NULL)
 		return NULL;
-	return take_text(
-	    b, add_stage_table(b, t, stage) && add_str(b, "; BEGIN; ") &&
-	           add_copy(b, NULL, stage, t) && add_str(b, "; ") &&
-	           add_upsert(b, t, stage) && add_str(b, "; COMMIT"));
+	return take_text(b, add_dead_letter_create(b, schema, table));
+}
+
+bool sql_append_dead_letter_row(struct evbuffer *out,
+                                const struct sql_dead_letter *d)
+{
+	char row[24];
+
+	snprintf(row, sizeof(row), "%" PRIu64, d->flush_row);
+	return add_str(out, evbuffer_get_length(out) > 0 ? ", (" : "(") &&
+	       sql_append_literal(out, d->sqlstate ? d->sqlstate : "") &&
+	       add_str(out, ", ") &&
+	       sql_append_literal(out, d->message ? d->message : "") &&
+	       add_str(out, ", ") &&
+	       sql_append_literal(out, d->detail ? d->detail : "") &&
+	       add_str(out, ", ") && add_str(out, row) && add_str(out, ", ") &&
+	       sql_append_literal(out, d->row_text ? d->row_text : "") &&
+	       add_str(out, ")");
+}
+
+/* Every letter buffer's bytes, in order; they are left as they were. */
+static bool add_letters(struct evbuffer *out, struct evbuffer *const *letters,
+                        size_t n)
+{
+	bool first = true;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t len = evbuffer_get_length(letters[i]);
+
+		if (len == 0)
+			continue;
+		if ((!first && !add_str(out, ", ")) ||
+		    evbuffer_add(out, evbuffer_pullup(letters[i], -1), len) !=
+		        0)
+			return false;
+		first = false;
+	}
+	return !first; /* at least one row */
+}
+
+char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
+                                  struct evbuffer *const *letters,
+                                  size_t nletters)
+{
+	bool upsert = t != NULL && t->mode == SQL_UPSERT;
+	struct evbuffer *b;
+	bool ok;
+
+	if (upsert ? !upsert_target_valid(t, stage) : !insert_target_valid(t))
+		return NULL;
+	if ((b = evbuffer_new()) == NULL)
+		return NULL;
+	ok = add_dead_letter_create(b, t->schema, t->table) &&
+	     add_str(b, "; ") &&
+	     (upsert ? add_upsert_body(b, t, stage) : add_insert_body(b, t)) &&
+	     add_str(b, "; INSERT INTO ") &&
+	     add_dead_letter_name(b, t->schema, t->table) &&
+	     add_str(b, " (sqlstate, message, detail, flush_row, row_text) "
+	                "VALUES ") &&
+	     add_letters(b, letters, nletters) && add_str(b, "; COMMIT");
+	return take_text(b, ok);
 }
 
 /* ---- COPY error context ---- */
@@ -422,4 +548,36 @@ bool sql_copy_error_line(const char *where, uint64_t *line)
 		s = *eol == '\n' ? eol + 1 : eol;
 	}
 	return last != NULL && parse_copy_line(last, last_eol, line);
+}
+
+char *sql_catalog_lookup(const char *schema, const char *table)
+{
+	struct evbuffer *name = evbuffer_new();
+	struct evbuffer *q = evbuffer_new();
+	bool ok;
+
+	ok = name != NULL && q != NULL &&
+	     sql_append_qualified(name, schema, table) &&
+	     evbuffer_add(name, "", 1) == 0 &&
+	     add_str(q, "WITH r AS (SELECT to_regclass(") &&
+	     sql_append_literal(q, (const char *)evbuffer_pullup(name, -1)) &&
+	     add_str(
+	         q, ") AS oid) "
+	            "SELECT 'a', r.oid::text, c.relkind::text, NULL, 0::bigint "
+	            "FROM r LEFT JOIN pg_class c ON c.oid = r.oid "
+	            "UNION ALL SELECT 'c', a.attname::text, "
+	            "format_type(a.atttypid, a.atttypmod), "
+	            "a.attnotnull::text, a.attnum::bigint FROM r "
+	            "JOIN pg_attribute a ON a.attrelid = r.oid "
+	            "AND a.attnum > 0 AND NOT a.attisdropped "
+	            "UNION ALL SELECT 'u', i.indexrelid::text, "
+	            "a.attname::text, NULL, "
+	            "i.indexrelid::bigint * 2000 + a.attnum FROM r "
+	            "JOIN pg_index i ON i.indrelid = r.oid AND i.indisunique "
+	            "AND i.indpred IS NULL AND i.indexprs IS NULL "
+	            "JOIN pg_attribute a ON a.attrelid = r.oid AND "
+	            "a.attnum = ANY(i.indkey) ORDER BY 1, 5");
+	if (name)
+		evbuffer_free(name);
+	return q ? take_text(q, ok) : NULL;
 }

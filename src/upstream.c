@@ -27,6 +27,8 @@
 #include "metrics.h"
 #include "scram.h"
 #include "secret.h"
+#include "strutil.h"
+#include "timer.h"
 #include "tls.h"
 
 /* CopyData messages are cut at this size; the server does not care. */
@@ -103,6 +105,32 @@ struct up_conn {
 			conn_log(LOG_DEBUG, c, fmt, ##__VA_ARGS__);            \
 	} while (0)
 
+/* ErrorResponses by SQLSTATE; a code that is not 5 characters is "?????". */
+static const struct mt_desc errors_d = {
+    .name = "lbp_upstream_errors_total",
+    .help = "ErrorResponses from the server, by SQLSTATE.",
+    .type = MT_COUNTER,
+    .nlabels = 1,
+    .labels = {"sqlstate"},
+    .overflow = {"other"},
+    .max_children = 128,
+};
+
+void up_register_metrics(void)
+{
+	mt_family(&errors_d);
+}
+
+static void up_count_error(const char *sqlstate)
+{
+	char code[6] = "?????";
+	const char *v[1] = {code};
+
+	if (sqlstate != NULL && strlen(sqlstate) == 5)
+		memcpy(code, sqlstate, 5);
+	mt_add(mt_child(mt_family(&errors_d), v), 1);
+}
+
 static const char *const state_names[] = {
     "resolving", "connecting", "ssl_request", "tls_handshake", "login",
     "idle",      "busy",       "relay",       "closed"};
@@ -125,7 +153,7 @@ const char *up_close_reason_name(enum up_close_reason r)
 	return reason_names[r];
 }
 
-static void set_state(struct up_conn *c, enum up_state s)
+static void up_set_state(struct up_conn *c, enum up_state s)
 {
 	conn_debug(c, "event=state from=%s to=%s", up_state_name(c->state),
 	           up_state_name(s));
@@ -134,26 +162,14 @@ static void set_state(struct up_conn *c, enum up_state s)
 
 static void arm_timer(struct up_conn *c, unsigned ms)
 {
-	struct timeval tv = {.tv_sec = ms / 1000,
-	                     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-
 	if (ms == 0) {
 		evtimer_del(c->timer);
 		return;
 	}
-	evtimer_add(c->timer, &tv);
+	timer_add_ms(c->timer, ms);
 }
 
 /* ---- parameters ---- */
-
-static char *dup_or_null(const char *s, bool *ok)
-{
-	char *copy = s != NULL ? strdup(s) : NULL;
-
-	if (s != NULL && copy == NULL)
-		*ok = false;
-	return copy;
-}
 
 void up_params_clear(struct up_params *p)
 {
@@ -308,7 +324,7 @@ void up_close(struct up_conn *c, enum up_close_reason why, const char *detail)
 	         log_quote(q, sizeof(q), c->last_error));
 	if (why == UP_CLOSE_BY_OWNER)
 		say_goodbye(c);
-	set_state(c, UP_CLOSED);
+	up_set_state(c, UP_CLOSED);
 	teardown_io(c);
 	/* The owner hears of it from the loop, never from inside its own call.
 	 */
@@ -572,7 +588,7 @@ static void handle_fatal(struct up_conn *c, const struct pgw_frame *f,
 		up_close(c, UP_CLOSE_PROTOCOL, "malformed ErrorResponse");
 		return;
 	}
-	mt_upstream_error(n.sqlstate);
+	up_count_error(n.sqlstate);
 	if (why == UP_CLOSE_AUTH && n.sqlstate &&
 	    strncmp(n.sqlstate, "28", 2) != 0)
 		why = UP_CLOSE_SERVER; /* e.g. 53300 too many connections */
@@ -710,7 +726,7 @@ static void login_done(struct up_conn *c)
 	scram_client_free(c->scram);
 	c->scram = NULL;
 	c->txn_status = 'I';
-	set_state(c, UP_IDLE);
+	up_set_state(c, UP_IDLE);
 	conn_log(LOG_INFO, c,
 	         "event=ready backend_pid=%" PRIu32 " server_version=%s tls=%s",
 	         c->backend_pid, log_quote(q, sizeof(q), ver ? ver : "?"),
@@ -888,7 +904,7 @@ static bool store_error(struct up_conn *c, const struct pgw_frame *f)
 
 	if (pgw_parse_notice(f, &n) != PGW_OK)
 		return false;
-	mt_upstream_error(n.sqlstate);
+	up_count_error(n.sqlstate);
 	if (c->copy_src) {
 		/* The server drops whatever COPY data still comes; stop
 		 * sending. */
@@ -912,7 +928,7 @@ static void finish_statement(struct up_conn *c, const struct pgw_frame *f)
 	c->res.ok = c->res.error.owned == NULL && !c->copy_streaming;
 	c->res.txn_status = status;
 	c->txn_status = status;
-	set_state(c, UP_IDLE);
+	up_set_state(c, UP_IDLE);
 	c->depth++;
 	finish_exec(c);
 	leave_callback(c);
@@ -986,7 +1002,7 @@ bool up_exec(struct up_conn *c, const char *sql, struct evbuffer *copy_data,
 	c->cb_arg = arg;
 	c->copy_src = copy_data;
 	c->copy_streaming = false;
-	set_state(c, UP_BUSY);
+	up_set_state(c, UP_BUSY);
 	arm_timer(c, c->p.query_timeout_ms);
 	return true;
 }
@@ -999,7 +1015,7 @@ bool up_relay_begin(struct up_conn *c, const struct up_relay *r)
 		return false;
 	c->relay = *r;
 	arm_timer(c, 0);
-	set_state(c, UP_RELAY);
+	up_set_state(c, UP_RELAY);
 	/* The server may have said something while idle: look now. */
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
 		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
@@ -1013,7 +1029,7 @@ void up_relay_end(struct up_conn *c, char txn_status)
 	memset(&c->relay, 0, sizeof(c->relay));
 	c->txn_status = txn_status;
 	bufferevent_enable(c->bev, EV_READ);
-	set_state(c, UP_IDLE);
+	up_set_state(c, UP_IDLE);
 }
 
 struct evbuffer *up_relay_input(struct up_conn *c)
@@ -1038,7 +1054,7 @@ void up_relay_read(struct up_conn *c, bool on)
 
 /* ---- socket events ---- */
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static void up_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct up_conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
@@ -1077,7 +1093,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	leave_callback(c);
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+static void up_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct up_conn *c = arg;
 
@@ -1102,7 +1118,7 @@ static void send_startup(struct up_conn *c)
 	    /* "already exists, skipping" per batch is noise */
 	    c->p.notices ? NULL : "client_min_messages", "warning", NULL};
 
-	set_state(c, UP_LOGIN);
+	up_set_state(c, UP_LOGIN);
 	if (c->cancel_only) {
 		/* The server reads it and hangs up: EOF ends the connection. */
 		if (!pgw_put_cancel_request(bufferevent_get_output(c->bev),
@@ -1204,7 +1220,7 @@ static void use_bufferevent(struct up_conn *c, struct bufferevent *bev)
 	bufferevent_set_max_single_read(bev, MAX_SINGLE_IO);
 	bufferevent_set_max_single_write(bev, MAX_SINGLE_IO);
 	bufferevent_setwatermark(bev, EV_WRITE, COPY_QUEUE_LOW, 0);
-	bufferevent_setcb(bev, read_cb, write_cb, bev_event_cb, c);
+	bufferevent_setcb(bev, up_read_cb, up_write_cb, bev_event_cb, c);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
@@ -1229,7 +1245,7 @@ static void start_tls(struct up_conn *c)
 	}
 	/* PostgreSQL may close without close_notify; that is just EOF. */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	set_state(c, UP_TLS_HANDSHAKE);
+	up_set_state(c, UP_TLS_HANDSHAKE);
 	use_bufferevent(c, bev);
 }
 
@@ -1294,7 +1310,7 @@ static void tcp_connected(struct up_conn *c)
 		          strerror(errno));
 		return;
 	}
-	set_state(c, UP_SSL_REQUEST);
+	up_set_state(c, UP_SSL_REQUEST);
 	c->io_ev =
 	    event_new(c->base, c->fd, EV_READ | EV_PERSIST, ssl_answer_cb, c);
 	if (c->io_ev == NULL || event_add(c->io_ev, NULL) != 0)
@@ -1376,7 +1392,7 @@ static void try_next_address(struct up_conn *c)
 		conn_debug(c, "event=connecting addr=%s", addr);
 		if (!open_socket(c, ai))
 			continue;
-		set_state(c, UP_CONNECTING);
+		up_set_state(c, UP_CONNECTING);
 		c->io_ev = event_new(c->base, c->fd, EV_WRITE, connect_cb, c);
 		if (c->io_ev == NULL || event_add(c->io_ev, NULL) != 0) {
 			up_close(c, UP_CLOSE_INTERNAL, "out of memory");

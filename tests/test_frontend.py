@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "harness"))
+import promtext  # noqa: E402
 from pgharness import PgServer  # noqa: E402
 from proxyproc import (SMALL_ASAN_QUARANTINE, ProxyProcess, free_port, proxy_binary,  # noqa: E402
                        proxy_sections, write_ini)
@@ -179,6 +180,31 @@ def test_prepared_statements_survive_transaction_pooling(front: FrontDoor, pg: P
         # psycopg did prepare (by name) and keeps using its statement
         assert c.execute("SELECT 1", prepare=True).fetchone() == (1,)
         c.close()
+
+
+def test_metrics_count_clients_waits_and_traffic(front: FrontDoor) -> None:
+    def scrape() -> promtext.Samples:
+        status, body, _ = front.proxy.admin_get("/metrics")
+        assert status == 200
+        return promtext.parse(body)
+
+    with front.connect() as c, front.connect() as idle:
+        idle.execute("SELECT 1")
+        with c.transaction():
+            c.execute("SELECT repeat('x', 100000)").fetchone()
+            m = scrape()
+            assert promtext.value(m, "lbp_frontend_clients", state="active") == 1
+            assert promtext.value(m, "lbp_frontend_clients", state="idle") == 1
+            assert promtext.value(m, "lbp_frontend_server_connections", database=front.pg.dbname,
+                                  user="", state="lent") == 1
+        with pytest.raises(psycopg.OperationalError):
+            front.connect(password="wrong")
+        m = scrape()
+    assert promtext.value(m, "lbp_frontend_events_total", event="transactions") >= 2
+    assert promtext.value(m, "lbp_frontend_events_total", event="auth_failures") == 1
+    assert promtext.value(m, "lbp_frontend_wait_seconds_count") >= 2
+    assert promtext.value(m, "lbp_frontend_bytes_total", direction="to_client") > 100000
+    assert promtext.value(m, "lbp_frontend_bytes_total", direction="to_server") > 0
 
 
 def test_transactions_keep_their_connection_and_errors_stay_inside(front: FrontDoor) -> None:

@@ -49,22 +49,6 @@ static struct up_params params(void)
 	return p;
 }
 
-static struct cfg_pool pool_cfg(unsigned min, unsigned max)
-{
-	struct cfg_pool c = {
-	    .min_size = min,
-	    .max_size = max,
-	    .max_lifetime_s = 3600,
-	    .connect_timeout_ms = 2000,
-	    .login_timeout_ms = 5000,
-	    .query_timeout_ms = 10000,
-	    .health_check_s = 30,
-	    .reconnect_base_ms = 50,
-	    .reconnect_max_ms = 500,
-	};
-	return c;
-}
-
 struct idle_goal {
 	struct pool *pool;
 	unsigned idle;
@@ -156,7 +140,7 @@ static void wait_server_pids(unsigned want, const char *gone)
 
 START_TEST(warm_pool_shows_in_pg_stat_ssl)
 {
-	struct cfg_pool pc = pool_cfg(3, 6);
+	struct cfg_pool pc = harness_pool_cfg(3, 6);
 	struct up_params p = params();
 	struct pool *pool = pool_new(base, dns, &p, &pc);
 
@@ -193,7 +177,7 @@ static bool all_called(void *arg)
 
 START_TEST(acquire_grows_to_max_then_queues)
 {
-	struct cfg_pool pc = pool_cfg(1, 4);
+	struct cfg_pool pc = harness_pool_cfg(1, 4);
 	struct up_params p = params();
 	struct pool *pool = pool_new(base, dns, &p, &pc);
 	struct borrower b[5] = {{0}};
@@ -227,7 +211,7 @@ END_TEST
 
 START_TEST(terminated_backend_is_replaced)
 {
-	struct cfg_pool pc = pool_cfg(3, 6);
+	struct cfg_pool pc = harness_pool_cfg(3, 6);
 	struct up_params p = params();
 	struct pool *pool = pool_new(base, dns, &p, &pc);
 	char before[1024], out[128], sql[128];
@@ -252,7 +236,7 @@ END_TEST
 
 START_TEST(pool_whole_again_after_server_restart)
 {
-	struct cfg_pool pc = pool_cfg(3, 6);
+	struct cfg_pool pc = harness_pool_cfg(3, 6);
 	struct up_params p = params();
 	struct pool *pool = pool_new(base, dns, &p, &pc);
 	char before[1024];
@@ -269,7 +253,7 @@ END_TEST
 
 START_TEST(idle_connections_are_checked)
 {
-	struct cfg_pool pc = pool_cfg(2, 2);
+	struct cfg_pool pc = harness_pool_cfg(2, 2);
 	struct up_params p = params();
 	struct pool *pool;
 	char out[256];
@@ -291,7 +275,7 @@ END_TEST
 
 START_TEST(connections_recycled_after_max_lifetime)
 {
-	struct cfg_pool pc = pool_cfg(2, 2);
+	struct cfg_pool pc = harness_pool_cfg(2, 2);
 	struct up_params p = params();
 	struct pool *pool;
 	char before[1024];
@@ -319,7 +303,7 @@ static bool opening_at_most_one(struct pool *pool)
 
 START_TEST(down_server_sees_a_trickle_not_a_storm)
 {
-	struct cfg_pool pc = pool_cfg(8, 8);
+	struct cfg_pool pc = harness_pool_cfg(8, 8);
 	struct up_params p = params();
 	struct pool *pool;
 	struct pool_stats s;
@@ -352,7 +336,7 @@ static void count_failing(unsigned failures, void *arg)
 /* The control plane's use: no host at first, then host and new passwords. */
 START_TEST(waits_for_host_then_takes_new_password)
 {
-	struct cfg_pool pc = pool_cfg(2, 2);
+	struct cfg_pool pc = harness_pool_cfg(2, 2);
 	struct up_params p = params();
 	struct pool *pool;
 	struct pool_stats s;
@@ -393,7 +377,7 @@ static void borrow(struct pool *pool, struct borrower *b)
 /* A reload's new sizes: more room serves waiters, less closes idle ones. */
 START_TEST(reconfigure_grows_and_shrinks)
 {
-	struct cfg_pool pc = pool_cfg(1, 1);
+	struct cfg_pool pc = harness_pool_cfg(1, 1);
 	struct up_params p = params();
 	struct pool *pool = pool_new(base, dns, &p, &pc);
 	struct borrower b[3] = {{0}};
@@ -406,7 +390,7 @@ START_TEST(reconfigure_grows_and_shrinks)
 	testloop_run_for(base, 0.3);
 	ck_assert(!b[1].called);
 
-	pc = pool_cfg(1, 2);
+	pc = harness_pool_cfg(1, 2);
 	pool_reconfigure(pool, &pc);
 	ck_assert(testloop_until(base, testloop_flag, &b[1].called, 10));
 	pool_release(pool, b[0].conn);
@@ -414,14 +398,14 @@ START_TEST(reconfigure_grows_and_shrinks)
 	wait_idle(pool, 2);
 
 	/* smaller: the idle surplus goes now */
-	pc = pool_cfg(1, 1);
+	pc = harness_pool_cfg(1, 1);
 	pool_reconfigure(pool, &pc);
 	pool_get_stats(pool, &s);
 	ck_assert_uint_eq(s.idle, 1);
 	ck_assert_uint_eq(s.closed, 1);
 	wait_server_pids(1, NULL);
 
-	pc = pool_cfg(3, 4);
+	pc = harness_pool_cfg(3, 4);
 	pool_reconfigure(pool, &pc);
 	wait_idle(pool, 3);
 	for (int i = 0; i < 3; i++)
@@ -430,7 +414,7 @@ START_TEST(reconfigure_grows_and_shrinks)
 		ck_assert(testloop_until(base, testloop_flag, &b[i].called, 5));
 
 	/* smaller while all are lent: closed as they come back */
-	pc = pool_cfg(0, 1);
+	pc = harness_pool_cfg(0, 1);
 	pool_reconfigure(pool, &pc);
 	pool_get_stats(pool, &s);
 	ck_assert_uint_eq(s.lent, 3);
@@ -481,7 +465,7 @@ static void wait_app(const char *app, unsigned want)
 /* New connection settings: idle connections now, lent ones on release. */
 START_TEST(set_endpoint_replaces_connections)
 {
-	struct cfg_pool pc = pool_cfg(2, 4);
+	struct cfg_pool pc = harness_pool_cfg(2, 4);
 	struct up_params p = params();
 	struct pool *pool = pool_new(base, dns, &p, &pc);
 	struct borrower lent = {0};

@@ -27,4 +27,21 @@ static inline struct up_params harness_up_params(const struct harness_env *e,
 	return p;
 }
 
+/* Pool settings for the tests: quick timeouts and reconnects. */
+static inline struct cfg_pool harness_pool_cfg(unsigned min, unsigned max)
+{
+	struct cfg_pool c = {
+	    .min_size = min,
+	    .max_size = max,
+	    .max_lifetime_s = 3600,
+	    .connect_timeout_ms = 2000,
+	    .login_timeout_ms = 5000,
+	    .query_timeout_ms = 10000,
+	    .health_check_s = 30,
+	    .reconnect_base_ms = 50,
+	    .reconnect_max_ms = 500,
+	};
+	return c;
+}
+
 #endif

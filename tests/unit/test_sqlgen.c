@@ -137,7 +137,7 @@ START_TEST(test_insert_batch)
 {
 	struct sql_target t = {.schema = "public",
 	                       .table = "t",
-	                       .mode = 'i',
+	                       .mode = SQL_INSERT,
 	                       .ncols = 2,
 	                       .cols = cols2};
 	char *sql = sql_insert_batch(&t);
@@ -146,7 +146,7 @@ START_TEST(test_insert_batch)
 	                 "BEGIN; COPY \"public\".\"t\" (\"id\", \"v\") FROM "
 	                 "STDIN; COMMIT");
 	free(sql);
-	t.mode = 'b';
+	t.mode = SQL_BULK_INSERT;
 	t.schema = NULL;
 	t.table = "we\"ird";
 	sql = sql_insert_batch(&t);
@@ -160,10 +160,10 @@ START_TEST(test_insert_refused)
 {
 	static const char *const bad[] = {"id", ""};
 	struct sql_target t = {
-	    .table = "t", .mode = 'u', .ncols = 2, .cols = cols2};
+	    .table = "t", .mode = SQL_UPSERT, .ncols = 2, .cols = cols2};
 
 	ck_assert_ptr_null(sql_insert_batch(&t));
-	t.mode = 'i';
+	t.mode = SQL_INSERT;
 	t.ncols = 0;
 	ck_assert_ptr_null(sql_insert_batch(&t));
 	t.ncols = 2;
@@ -194,7 +194,7 @@ static struct sql_target upsert_target(void)
 {
 	return (struct sql_target){.schema = "public",
 	                           .table = "tgt",
-	                           .mode = 'u',
+	                           .mode = SQL_UPSERT,
 	                           .ncols = 4,
 	                           .cols = ucols,
 	                           .types = utypes,
@@ -283,7 +283,7 @@ START_TEST(test_upsert_keys_only_and_order)
 	static const char *const ty[] = {"text", "int", "uuid"};
 	static const char *const k[] = {"k2", "k1"};
 	struct sql_target t = {.table = "m",
-	                       .mode = 'u',
+	                       .mode = SQL_UPSERT,
 	                       .ncols = 2,
 	                       .cols = c + 1,
 	                       .types = ty + 1,
@@ -325,7 +325,7 @@ START_TEST(test_statement_indexes)
 	ck_assert_uint_eq(semis, SQL_UPSERT_COMMIT_INDEX);
 	ck_assert_ptr_nonnull(strstr(sql, "; COMMIT"));
 	free(sql);
-	t.mode = 'i';
+	t.mode = SQL_INSERT;
 	sql = sql_insert_batch(&t);
 	semis = 0;
 	for (const char *p = sql; *p != '\0'; p++)
@@ -346,7 +346,7 @@ START_TEST(test_upsert_refused)
 	t.nkeys = 0;
 	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
 	t = upsert_target();
-	t.mode = 'i';
+	t.mode = SQL_INSERT;
 	ck_assert_ptr_null(sql_upsert_batch(&t, "s"));
 	t = upsert_target();
 	t.types = NULL;
@@ -415,6 +415,126 @@ START_TEST(test_copy_error_line_malformed)
 }
 END_TEST
 
+/* ---- dead letters and the catalog statement ---- */
+
+START_TEST(test_dead_letter_create)
+{
+	char long_name[64];
+	char *sql = sql_dead_letter_create("s\"x", "ev");
+
+	ck_assert_str_eq(
+	    sql, "CREATE TABLE IF NOT EXISTS \"s\"\"x\".\"ev_dead_letter\" "
+	         "(received_at timestamptz NOT NULL DEFAULT now(), "
+	         "sqlstate text, message text, detail text, flush_row "
+	         "bigint, row_text text)");
+	free(sql);
+	/* 51 + 12 = 63 bytes fits; 52 does not */
+	memset(long_name, 'a', 51);
+	long_name[51] = '\0';
+	sql = sql_dead_letter_create(NULL, long_name);
+	ck_assert_ptr_nonnull(sql);
+	free(sql);
+	long_name[51] = 'a';
+	long_name[52] = '\0';
+	ck_assert_ptr_null(sql_dead_letter_create(NULL, long_name));
+	ck_assert_ptr_null(sql_dead_letter_create(NULL, NULL));
+}
+END_TEST
+
+START_TEST(test_dead_letter_rows)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct sql_dead_letter d = {.sqlstate = "23505",
+	                            .message = "dup 'x'",
+	                            .detail = NULL,
+	                            .flush_row = 18446744073709551615ull,
+	                            .row_text = "1\t\\N"};
+	char *got;
+
+	ck_assert(sql_append_dead_letter_row(b, &d));
+	d.sqlstate = NULL;
+	d.flush_row = 2;
+	d.row_text = "";
+	ck_assert(sql_append_dead_letter_row(b, &d));
+	got = text_of(b);
+	ck_assert_str_eq(got,
+	                 "('23505', 'dup ''x''', '', 18446744073709551615, "
+	                 "E'1\t\\\\N'), ('', 'dup ''x''', '', 2, '')");
+	free(got);
+	evbuffer_free(b);
+}
+END_TEST
+
+START_TEST(test_batch_with_dead_letters)
+{
+	static const char *const types2[] = {"bigint", "text"};
+	static const char *const key[] = {"id"};
+	struct sql_target t = {.schema = "public",
+	                       .table = "t",
+	                       .mode = SQL_INSERT,
+	                       .ncols = 2,
+	                       .cols = cols2};
+	struct evbuffer *l[3] = {evbuffer_new(), evbuffer_new(),
+	                         evbuffer_new()};
+	struct sql_dead_letter d = {"22P02", "bad", "", 3, "x"};
+	char *sql, *plain;
+
+	/* no letters at all: no statement */
+	ck_assert_ptr_null(sql_batch_with_dead_letters(&t, NULL, l, 3));
+	ck_assert(sql_append_dead_letter_row(l[0], &d));
+	d.flush_row = 1;
+	ck_assert(sql_append_dead_letter_row(l[2], &d));
+	sql = sql_batch_with_dead_letters(&t, NULL, l, 3);
+	ck_assert_str_eq(
+	    sql, "CREATE TABLE IF NOT EXISTS \"public\".\"t_dead_letter\" "
+	         "(received_at timestamptz NOT NULL DEFAULT now(), sqlstate "
+	         "text, message text, detail text, flush_row bigint, row_text "
+	         "text); BEGIN; COPY \"public\".\"t\" (\"id\", \"v\") FROM "
+	         "STDIN; INSERT INTO \"public\".\"t_dead_letter\" (sqlstate, "
+	         "message, detail, flush_row, row_text) VALUES ('22P02', "
+	         "'bad', '', 3, 'x'), ('22P02', 'bad', '', 1, 'x'); COMMIT");
+	free(sql);
+	/* the letters are read, not drained: a retry sends them again */
+	ck_assert_uint_gt(evbuffer_get_length(l[0]), 0);
+	/* upsert: the staged statements, then the letters */
+	t.mode = SQL_UPSERT;
+	t.types = types2;
+	t.nkeys = 1;
+	t.keys = key;
+	sql = sql_batch_with_dead_letters(&t, "lbp_stage_1", l, 1);
+	plain = sql_upsert_batch(&t, "lbp_stage_1");
+	ck_assert_ptr_nonnull(sql);
+	ck_assert_ptr_nonnull(plain);
+	plain[strlen(plain) - strlen("; COMMIT")] = '\0';
+	ck_assert_ptr_nonnull(strstr(sql, plain));
+	ck_assert_ptr_nonnull(
+	    strstr(sql, "VALUES ('22P02', 'bad', '', 3, 'x'); COMMIT"));
+	free(sql);
+	free(plain);
+	ck_assert_ptr_null(sql_batch_with_dead_letters(&t, "", l, 1));
+	for (int i = 0; i < 3; i++)
+		evbuffer_free(l[i]);
+}
+END_TEST
+
+START_TEST(test_catalog_lookup)
+{
+	char *sql = sql_catalog_lookup("we'ird", "t\"x");
+
+	ck_assert_ptr_nonnull(sql);
+	/* the qualified name, quoted as an identifier, inside a literal */
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "WITH r AS (SELECT to_regclass('\"we''ird\".\"t\"\"x\"')"
+	         " AS oid) SELECT 'a', r.oid::text"));
+	ck_assert_ptr_nonnull(strstr(sql, "ORDER BY 1, 5"));
+	free(sql);
+	sql = sql_catalog_lookup(NULL, "back\\slash");
+	ck_assert_ptr_nonnull(
+	    strstr(sql, "to_regclass(E'\"back\\\\slash\"') AS oid"));
+	free(sql);
+}
+END_TEST
+
 static Suite *sqlgen_suite(void)
 {
 	Suite *s = suite_create("sqlgen");
@@ -436,6 +556,10 @@ static Suite *sqlgen_suite(void)
 	tcase_add_test(stmt, test_upsert_keys_only_and_order);
 	tcase_add_test(stmt, test_statement_indexes);
 	tcase_add_test(stmt, test_upsert_refused);
+	tcase_add_test(stmt, test_dead_letter_create);
+	tcase_add_test(stmt, test_dead_letter_rows);
+	tcase_add_test(stmt, test_batch_with_dead_letters);
+	tcase_add_test(stmt, test_catalog_lookup);
 	suite_add_tcase(s, stmt);
 	tcase_add_test(err, test_copy_error_line);
 	tcase_add_test(err, test_copy_error_line_malformed);
