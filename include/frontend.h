@@ -26,9 +26,12 @@
  *   any       -> CLOSING (last message queued) -> freed
  *
  * Where the INSERT coalescer (issue 11) plugs in: every client message that
- * arrives while no server connection is held passes fe_route() in
- * fe_relay.c first; today it always forwards, the coalescer will take the
- * statements it recognises aside there and answer them itself, in order.
+ * arrives while the client holds no server connection passes idle_step()
+ * in fe_relay.c, which today asks the pool for a connection. That is the
+ * place to take a recognised statement aside (whole messages up to the
+ * Sync are in the client's input buffer there) and answer it when its
+ * batch commits; the client's later messages must then wait behind it, so
+ * that its answers keep their order (a state between IDLE and WAITING).
  */
 
 #include <stdbool.h>

@@ -37,6 +37,10 @@ install_apt() {
   if [ -n "${LBP_WITH_TESTS:-}" ] && ! command -v docker-compose >/dev/null 2>&1; then
     APT_PACKAGES+=(docker-compose)
   fi
+  # tests/test_jdbc.py compiles a small Java program against pgJDBC (scripts/fetch-pgjdbc.sh).
+  if [ -n "${LBP_WITH_TESTS:-}" ] && ! command -v javac >/dev/null 2>&1; then
+    APT_PACKAGES+=(openjdk-17-jdk-headless)
+  fi
   # scripts/check-format.sh, part of the tests: the C sources against .clang-format.
   if [ -n "${LBP_WITH_TESTS:-}" ]; then
     APT_PACKAGES+=(clang-format)

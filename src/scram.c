@@ -12,6 +12,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "strutil.h"
+
 /* 18 random bytes: 144 bits, 24 base64 characters, no padding. */
 #define SCRAM_NONCE_RAW_LEN 18
 /* Bound for a caller-supplied (test) nonce or user name. */
@@ -68,20 +70,6 @@ struct attr_cursor {
 	const uint8_t *p;
 	size_t left;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static bool size_add(size_t a, size_t b, size_t *out)
 {

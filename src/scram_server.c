@@ -10,6 +10,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "strutil.h"
+
 #define VERIFIER_PREFIX "SCRAM-SHA-256$"
 /* 18 random bytes: 24 base64 characters, as PostgreSQL's server nonce. */
 #define SERVER_NONCE_RAW 18
@@ -36,19 +38,6 @@ struct scram_server {
 	char *server_final;
 	size_t server_final_len;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* malloc'd copy of len bytes with a NUL; lengths are bounded by callers. */
 static char *dup_bytes(const void *p, size_t len)

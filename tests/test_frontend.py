@@ -30,6 +30,14 @@ PLAIN_USER = "plainuser"
 PLAIN_PASSWORD = "plain pass\"word"
 
 
+def other_port(*taken: int) -> int:
+    """A free port that is none of taken (the kernel may hand one out twice)."""
+    while True:
+        port = free_port()
+        if port not in taken:
+            return port
+
+
 def userlist_line(user: str, password: str) -> str:
     """The documented way: lakebase-proxy --userlist-line USER, password on stdin."""
     out = subprocess.run([str(proxy_binary()), "--userlist-line", user], input=password + "\n",
@@ -58,11 +66,17 @@ class FrontDoor:
         }
         fe.update(frontend)
         pool = {"min_size": 1, "max_size": 2}
-        sections = proxy_sections(pg, free_port(), pool=pool, frontend=fe)
+        sections = proxy_sections(pg, other_port(self.port), pool=pool, frontend=fe)
         self.ini = write_ini(tmp_path / f"fe-{self.port}.ini", sections)
-        self.proxy = ProxyProcess(self.ini, {"LAKEBASE_PROXY_UPSTREAM_PASSWORD": pg.password,
+        self.start(env)
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        admin = other_port(self.port)
+        self.proxy = ProxyProcess(self.ini, {"LAKEBASE_PROXY_UPSTREAM_PASSWORD": self.pg.password,
+                                             "LAKEBASE_PROXY_ADMIN_LISTEN": f"127.0.0.1:{admin}",
                                              **(env or {})})
-        self.proxy.wait_log(r"event=fe_listening")
+        # every listener is up once the loop starts
+        self.proxy.wait_log(r"event=start version")
 
     def dsn(self, user: str = APP_USER, password: str = APP_PASSWORD, **kw: object) -> str:
         params: dict[str, object] = {
@@ -74,7 +88,13 @@ class FrontDoor:
 
     def connect(self, **kw: object) -> psycopg.Connection:
         autocommit = bool(kw.pop("autocommit", True))
-        return psycopg.connect(self.dsn(**kw), autocommit=autocommit)
+        try:
+            return psycopg.connect(self.dsn(**kw), autocommit=autocommit)
+        except psycopg.OperationalError:
+            if self.proxy.proc.poll() is not None:  # say why, not just "refused"
+                raise AssertionError(f"the proxy exited ({self.proxy.proc.returncode}):\n"
+                                     + self.proxy.log[-3000:])
+            raise
 
     def psql(self, sql: str, **kw: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["psql", self.dsn(**kw), "-X", "-At", "-v", "ON_ERROR_STOP=1",
@@ -300,14 +320,8 @@ def test_pgbench_many_clients_over_four_connections(pg: PgServer, tmp_path: Path
     try:
         # max_size 4 for this one, as the issue asks
         f.stop()
-        sections = proxy_sections(pg, free_port(), pool={"min_size": 1, "max_size": 4},
-                                  frontend={"listen": f"127.0.0.1:{f.port}",
-                                            "auth_file": f.userlist,
-                                            "tls_cert_file": tmp_path / "fe.crt",
-                                            "tls_key_file": tmp_path / "fe.key"})
-        f.proxy = ProxyProcess(write_ini(tmp_path / "pgbench.ini", sections),
-                               {"LAKEBASE_PROXY_UPSTREAM_PASSWORD": pg.password})
-        f.proxy.wait_log(r"event=fe_listening")
+        f.ini.write_text(f.ini.read_text().replace("max_size = 2", "max_size = 4"))
+        f.start()
         run_pgbench(f, "-i", "-s", "1", "-q")
         for mode in ("prepared", "simple"):
             # -n: no VACUUM and no TRUNCATE of the history between the runs. pgbench
@@ -328,6 +342,30 @@ def test_pgbench_many_clients_over_four_connections(pg: PgServer, tmp_path: Path
         f.stop()
         pg.admin_sql("DROP TABLE IF EXISTS pgbench_accounts, pgbench_branches, "
                      "pgbench_history, pgbench_tellers")
+
+
+def test_two_thousand_idle_clients(pg: PgServer, tmp_path: Path) -> None:
+    """2,000 logged-in clients over a pool of two: idle clients hold no server connection."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    f = FrontDoor(pg, tmp_path, max_client_conn=2500)
+    conns: list[psycopg.Connection] = []
+    try:
+        with ThreadPoolExecutor(16) as ex:
+            conns = list(ex.map(lambda _: f.connect(), range(2000)))
+        status, body, _ = f.proxy.admin_get("/metrics")
+        m = promtext.parse(body)
+        assert promtext.value(m, "lbp_frontend_clients", state="idle") == 2000
+        lent = [promtext.value(m, "lbp_frontend_server_connections", database=pg.dbname,
+                               user="", state=s) for s in ("idle", "lent", "opening")]
+        assert sum(lent) <= 2
+        # every one of them still answers
+        for c in conns[::100]:
+            assert c.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        for c in conns:
+            c.close()
+        f.stop()
 
 
 # ---- cancel and failures ----

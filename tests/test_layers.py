@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RANKS = {
     # pure helpers and codecs: no I/O, no other module above them
     "bytes": 0, "clock": 0, "timer": 0, "rng": 0, "strutil": 0, "secret": 0, "log": 0,
-    "metrics": 0, "copytext": 0, "netaddr": 0, "scram": 0, "fe_stmt": 0,
-    "pgwire": 1, "config": 1, "control_parse": 1, "sqlgen": 1, "scram_server": 1,
-    "userlist": 1,
+    "metrics": 0, "copytext": 0, "netaddr": 0, "fe_stmt": 0,
+    "pgwire": 1, "config": 1, "control_parse": 1, "sqlgen": 1, "scram": 1, "userlist": 1,
+    "scram_server": 2,
     "tls": 2, "ingest_proto": 2, "reload": 2,
     # I/O, bottom up
     "upstream": 3, "control": 3, "admin": 3,

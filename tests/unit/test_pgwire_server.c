@@ -9,17 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "testutil.h"
 
 #define LIT(s) (const uint8_t *)(s), (sizeof(s) - 1)
-
-static void wr_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 /* length + code + body in an exact heap block (ASan sees overreads). */
 static uint8_t *startup_of(uint32_t code, const uint8_t *body, size_t len,
@@ -28,8 +21,8 @@ static uint8_t *startup_of(uint32_t code, const uint8_t *body, size_t len,
 	uint8_t *p = malloc(8 + len);
 
 	REQUIRE(p != NULL);
-	wr_be32(p, (uint32_t)(8 + len));
-	wr_be32(p + 4, code);
+	put_be32(p, (uint32_t)(8 + len));
+	put_be32(p + 4, code);
 	if (len > 0)
 		memcpy(p + 8, body, len);
 	*total = 8 + len;
@@ -100,7 +93,7 @@ START_TEST(test_startup_requests)
 	ck_assert_int_eq(parse_startup(PGW_GSSENC_REQUEST_CODE, NULL, 0, &s),
 	                 PGW_OK);
 	ck_assert_int_eq(s.kind, PGW_STARTUP_GSSENC);
-	wr_be32(cancel, 4242);
+	put_be32(cancel, 4242);
 	memcpy(cancel + 4, key, 4);
 	ck_assert_int_eq(
 	    parse_startup(PGW_CANCEL_REQUEST_CODE, cancel, sizeof(cancel), &s),
@@ -151,15 +144,15 @@ START_TEST(test_startup_lengths)
 	size_t n = 0;
 
 	/* too short, too long: refused from the length alone */
-	wr_be32(hdr, 7);
+	put_be32(hdr, 7);
 	ck_assert_int_eq(pgw_parse_startup(hdr, 4, &s), PGW_ERROR);
-	wr_be32(hdr, PGW_MAX_STARTUP_LEN + 1);
+	put_be32(hdr, PGW_MAX_STARTUP_LEN + 1);
 	ck_assert_int_eq(pgw_parse_startup(hdr, 4, &s), PGW_ERROR);
-	wr_be32(hdr, 0xffffffffu);
+	put_be32(hdr, 0xffffffffu);
 	ck_assert_int_eq(pgw_parse_startup(hdr, 4, &s), PGW_ERROR);
 	/* fewer than 4 bytes, or fewer than the length: wait */
 	ck_assert_int_eq(pgw_parse_startup(hdr, 3, &s), PGW_AGAIN);
-	wr_be32(hdr, 100);
+	put_be32(hdr, 100);
 	ck_assert_int_eq(pgw_parse_startup(hdr, 8, &s), PGW_AGAIN);
 	/* 65 parameters: one too many */
 	big = malloc(4000);
@@ -432,11 +425,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return run_suite(suite());
 }
