@@ -123,6 +123,7 @@ static void free_client(struct fe_client *cl)
 	secret_free(cl->password);
 	scram_server_free(cl->scram);
 	up_free(cl->probe);
+	up_params_clear(&cl->probe_params);
 	fps_client_free(cl->stmts);
 	free(cl->expect);
 	event_free(cl->timer);
@@ -384,7 +385,8 @@ static void probe_closed(struct up_conn *c, void *arg)
 		cl->fe->stats.refused++;
 	fe_fail(cl, sqlstate[0] ? sqlstate : "08006", "%s",
 	        sqlstate[0] && colon ? colon + 2 : msg);
-	up_free(c);
+	up_free(c); /* deferred: c stays readable until we return */
+	up_params_clear(&cl->probe_params);
 }
 
 /* A login to the server: the database, and with passthrough the password. */
@@ -402,8 +404,9 @@ static void start_probe(struct fe_client *cl)
 	fe_set_state(cl, FE_LOGIN);
 	fe_update_reading(cl);
 	fe_db_params(fe, &probe_db, &params);
-	cl->probe = up_connect(fe->base, fe->dns, &params, 0, &ev);
-	if (cl->probe == NULL)
+	if (!up_params_copy(&cl->probe_params, &params) ||
+	    (cl->probe = up_connect(fe->base, fe->dns, &cl->probe_params, 0,
+	                            &ev)) == NULL)
 		fe_fail(cl, "53200", "out of memory");
 }
 
@@ -612,6 +615,7 @@ static void cancel_done(struct up_conn *c, void *arg)
 
 	TAILQ_REMOVE(&fc->fe->cancels, fc, link);
 	up_free(c); /* from its own callback: deferred by upstream.c */
+	up_params_clear(&fc->params);
 	free(fc);
 }
 
@@ -644,11 +648,16 @@ static void handle_cancel(struct frontend *fe, const struct pgw_startup *s)
 	fc = calloc(1, sizeof(*fc));
 	if (fc == NULL)
 		return;
+	if (!up_params_copy(&fc->params, &params)) {
+		free(fc);
+		return;
+	}
 	fc->fe = fe;
-	fc->c = up_cancel(fe->base, fe->dns, &params, up_get_id(cl->up),
+	fc->c = up_cancel(fe->base, fe->dns, &fc->params, up_get_id(cl->up),
 	                  up_backend_pid(cl->up), up_backend_secret(cl->up),
 	                  cancel_done, fc);
 	if (fc->c == NULL) {
+		up_params_clear(&fc->params);
 		free(fc);
 		return;
 	}
@@ -1243,6 +1252,7 @@ void fe_free(struct frontend *fe)
 	while ((fc = TAILQ_FIRST(&fe->cancels)) != NULL) {
 		TAILQ_REMOVE(&fe->cancels, fc, link);
 		up_free(fc->c);
+		up_params_clear(&fc->params);
 		free(fc);
 	}
 	while ((db = TAILQ_FIRST(&fe->dbs)) != NULL) {

@@ -86,6 +86,7 @@ struct fe_client {
 	struct event *kick;  /* process input later, from the loop */
 
 	struct up_conn *probe; /* a first login to a database not seen yet */
+	struct up_params probe_params; /* its own copies: fe->up may change */
 
 	/* relaying */
 	struct up_conn *up;
@@ -116,6 +117,7 @@ struct fe_cancel {
 	TAILQ_ENTRY(fe_cancel) link;
 	struct frontend *fe;
 	struct up_conn *c;
+	struct up_params params; /* its own copies: fe->up may change */
 };
 TAILQ_HEAD(fe_cancel_list, fe_cancel);
 
