@@ -144,6 +144,68 @@ def test_login_failures_tell_the_client_why(front: FrontDoor) -> None:
         front.proxy.wait_log(rf"event=client_error sqlstate={state} ")
 
 
+def raw(front: FrontDoor, data: bytes, read: int = 1) -> bytes:
+    """Sends data in one write and returns what comes back (until EOF or `read` bytes)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", front.port), timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while len(out) < read:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+def startup_packet(code: int, body: bytes = b"") -> bytes:
+    return (8 + len(body)).to_bytes(4, "big") + code.to_bytes(4, "big") + body
+
+
+def test_startup_requests_answered_as_postgresql_does(front: FrontDoor) -> None:
+    ssl_request = startup_packet(80877103)
+    gss_request = startup_packet(80877104)
+    assert raw(front, ssl_request) == b"S"
+    assert raw(front, gss_request) == b"N"
+    # Plaintext after the SSLRequest, before the TLS handshake: refused, no 'S'
+    # (CVE-2021-23222, server side).
+    assert raw(front, ssl_request + b"Q\x00\x00\x00\x09SELECT\x00", read=1) == b""
+    front.proxy.wait_log(r"sqlstate=08P01 error=\"unencrypted data after SSLRequest\"")
+    # Protocol 3.2 and an option: told 3.0 and the option back, then (plaintext here) 28000.
+    body = b"user\x00app\x00_pq_.x\x00y\x00\x00"
+    out = raw(front, startup_packet(3 << 16 | 2, body), read=4096)
+    assert out[:1] == b"v"
+    vlen = int.from_bytes(out[1:5], "big")
+    assert out[5:13] == (0).to_bytes(4, "big") + (1).to_bytes(4, "big")
+    assert out[13:1 + vlen] == b"_pq_.x\x00"
+    assert out[1 + vlen:2 + vlen] == b"E" and b"C28000" in out
+    # A length over 10000 bytes is refused at once.
+    assert raw(front, (20000).to_bytes(4, "big") + (3 << 16).to_bytes(4, "big")) == b""
+
+
+def test_pool_exhausted_clients_wait_then_get_53300(pg: PgServer, tmp_path: Path) -> None:
+    f = FrontDoor(pg, tmp_path)
+    try:
+        f.stop()
+        f.ini.write_text(f.ini.read_text().replace("max_size = 2", "max_size = 1")
+                         + "\n[batch]\nacquire_timeout_ms = 1500\n")
+        f.start()
+        holder = f.connect(autocommit=False)
+        holder.execute("SELECT 1")  # holds the one server connection
+        waiter = f.connect()
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.OperationalError, match="no server connection became free"):
+            waiter.execute("SELECT 2")
+        assert time.monotonic() - t0 >= 1.4
+        holder.commit()
+        with f.connect() as c:  # free again
+            assert c.execute("SELECT 3").fetchone() == (3,)
+        holder.close()
+    finally:
+        f.stop()
+
+
 def test_too_many_clients_get_53300(pg: PgServer, tmp_path: Path) -> None:
     f = FrontDoor(pg, tmp_path, max_client_conn=2)
     try:
