@@ -571,3 +571,44 @@ def test_passthrough_logs_in_upstream_with_the_clients_password(pg: PgServer, pg
         assert "TLS is required" in plain.stderr
     finally:
         f.stop()
+
+
+def test_passthrough_with_lakebase_tokens_from_the_workspace(pg: PgServer, pg_admin,
+                                                             tmp_path: Path) -> None:
+    """Clients log in with database credentials they fetch from the (fake) workspace API;
+    each new token revokes the last one for new logins, as the fake's Lakebase does."""
+    import json
+    import ssl
+    import urllib.request
+    import uuid
+
+    from fake_databricks import FakeDatabricks
+
+    fake = FakeDatabricks(tmp_path, pg)
+
+    def token() -> str:
+        req = urllib.request.Request(
+            fake.url + "/api/2.0/database/credentials", method="POST",
+            data=json.dumps({"request_id": str(uuid.uuid4()),
+                             "instance_names": [fake.instance]}).encode(),
+            headers={"Authorization": f"Bearer {fake.pat}",
+                     "Content-Type": "application/json"})
+        ctx = ssl.create_default_context(cafile=str(pg.ca_file))
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return json.load(r)["token"]
+
+    f = FrontDoor(pg, tmp_path, auth="passthrough")
+    try:
+        t1 = token()
+        with f.connect(user=pg.user, password=t1) as c:
+            assert c.execute("SELECT current_user").fetchone() == (pg.user,)
+            t2 = token()
+            assert c.execute("SELECT 1").fetchone() == (1,)  # pooled: keeps working
+            with pytest.raises(psycopg.OperationalError, match="password authentication"):
+                f.connect(user=pg.user, password=t1)  # revoked for new logins
+            with f.connect(user=pg.user, password=t2) as c2:
+                assert c2.execute("SELECT 2").fetchone() == (2,)
+        assert t1 not in f.proxy.log and t2 not in f.proxy.log  # tokens are never logged
+    finally:
+        f.stop()
+        fake.stop()
