@@ -135,9 +135,16 @@ char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
 
 /*
  * The catalog's one statement about a table (schema NULL or "": the
- * search_path's), rows tagged by kind and sorted by it, five columns each:
- *   'a', oid, relkind, NULL, 0         the relation; always first, oid NULL
- *                                      when there is no such table
+ * search_path's). The table is found by the names rule (docs/ingest-
+ * protocol.md, Open): an exact match first (without a schema, the first in
+ * the search path), else the only one equal ignoring the case of ASCII
+ * letters. Rows tagged by kind and sorted by it, five columns each:
+ *   'a', oid, relkind, schema, 0       the relation; always first; oid,
+ *                                      relkind and schema NULL when no
+ *                                      relation or several match
+ *   'b', name, candidates, NULL, 0     the relation's name as the catalog
+ *                                      has it; when several match instead,
+ *                                      candidates lists them ("s.t, s.T")
  *   'c', name, format_type(), attnotnull ("true"/"false"), attnum
  *   'u', index oid, column name, NULL, sort key
  *                                      one row per column of each unique

@@ -5,7 +5,9 @@
 #   (packages only: docker/Dockerfile.test installs them before it copies the code).
 #   LBP_WITH_BENCH=1 also installs what bench/run needs (pgbouncer).
 #   LBP_WITH_TESTS=1 also provides what only the tests use: promtool (in .tools/bin) for the
-#   metrics tests, docker-compose for checking docker/docker-compose.yml.
+#   metrics tests, docker-compose for checking docker/docker-compose.yml, and for running it
+#   (tests/test_compose.py) a Docker engine (docker.io) and mmdebstrap for the base image,
+#   unless LBP_SKIP_DOCKER_TESTS says why that test cannot run here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +43,12 @@ install_apt() {
   if [ -n "${LBP_WITH_TESTS:-}" ] && ! command -v javac >/dev/null 2>&1; then
     APT_PACKAGES+=(openjdk-17-jdk-headless)
   fi
+  # tests/test_compose.py builds the images and runs the compose file: an engine (dockerd,
+  # started by the test) and mmdebstrap for the Debian base image (scripts/docker-base.sh).
+  if [ -n "${LBP_WITH_TESTS:-}" ] && [ -z "${LBP_SKIP_DOCKER_TESTS:-}" ]; then
+    command -v dockerd >/dev/null 2>&1 || APT_PACKAGES+=(docker.io)
+    APT_PACKAGES+=(mmdebstrap)
+  fi
   # scripts/check-format.sh, part of the tests: the C sources against .clang-format.
   if [ -n "${LBP_WITH_TESTS:-}" ]; then
     APT_PACKAGES+=(clang-format)
@@ -67,6 +75,10 @@ install_python() {
     # from this checkout through PYTHONPATH, so a stale install elsewhere cannot shadow it.
     python3 -c 'import pyspark' 2>/dev/null || missing+=("pyspark>=3.5")
     python3 -c 'import databricks.sdk' 2>/dev/null || missing+=("databricks-sdk")
+  fi
+  # The upsert property test (python/tests/test_upsert_property.py).
+  if [ -n "${LBP_WITH_TESTS:-}" ]; then
+    python3 -c 'import hypothesis' 2>/dev/null || missing+=("hypothesis>=6")
   fi
   if [ ${#missing[@]} -eq 0 ]; then
     log "python packages: all present"

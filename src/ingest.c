@@ -452,24 +452,135 @@ static void handle_hello(struct session *s, const struct pgw_frame *f)
 	set_state(s, S_OPEN);
 }
 
+/* "a, b, c": the table's columns (those equal to like ignoring case). */
+static const char *column_names(const struct cat_table *t, const char *like,
+                                char *buf, size_t size)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < t->ncols && used + 1 < size; i++) {
+		int n;
+
+		if (like != NULL && !cat_same_folded(t->cols[i].name, like))
+			continue;
+		n = snprintf(buf + used, size - used, "%s\"%s\"",
+		             used ? ", " : "", t->cols[i].name);
+		if (n < 0)
+			break;
+		used += (size_t)n < size - used ? (size_t)n : size - used - 1;
+	}
+	return buf;
+}
+
+/*
+ * *name replaced by the catalog's spelling of the column it means (the
+ * names rule: exact, else the only one equal ignoring ASCII case); types[]
+ * gets its type when given. false after telling the client.
+ */
+static bool resolve_column(struct session *s, const struct cat_table *t,
+                           char **name, const char **type)
+{
+	bool ambiguous;
+	const struct cat_column *c = cat_find_column(t, *name, &ambiguous);
+	char *copy;
+
+	if (c == NULL) {
+		char names[300];
+
+		fatal(s, ambiguous ? "42702" : "42703",
+		      "column \"%s\" of table \"%s\" %s (%s)", *name,
+		      t->rel_name,
+		      ambiguous ? "matches several columns when case is "
+		                  "ignored; write the exact name"
+		                : "does not exist",
+		      column_names(t, ambiguous ? *name : NULL, names,
+		                   sizeof(names)));
+		return false;
+	}
+	if (type != NULL)
+		*type = c->type;
+	if (strcmp(c->name, *name) == 0)
+		return true;
+	if ((copy = strdup(c->name)) == NULL) {
+		fatal(s, "53200", "out of memory");
+		return false;
+	}
+	free(*name);
+	*name = copy;
+	return true;
+}
+
+static bool resolve_list(struct session *s, const struct cat_table *t,
+                         char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!resolve_column(s, t, &names[i], NULL))
+			return false;
+	}
+	return true;
+}
+
+/* Two asked names that mean one column (userId, userid) are refused. */
+static bool distinct_columns(struct session *s)
+{
+	const struct open_req *r = &s->req;
+
+	for (size_t i = 0; i < r->ncols; i++) {
+		for (size_t j = i + 1; j < r->ncols; j++) {
+			if (strcmp(r->cols[i], r->cols[j]) == 0) {
+				fatal(s, "42701",
+				      "two columns of the stream both mean "
+				      "column \"%s\"",
+				      r->cols[i]);
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/*
+ * The request in the catalog's names: the table and every column. A schema
+ * stays empty when the client relied on the search_path (the table's name,
+ * unique there ignoring case, finds the same table; metrics keep the form
+ * the client used).
+ */
+static bool resolve_names(struct session *s, const struct cat_table *t,
+                          const char **types)
+{
+	struct open_req *r = &s->req;
+	char *schema = strdup(r->schema[0] ? t->rel_schema : "");
+	char *table = strdup(t->rel_name);
+
+	if (schema == NULL || table == NULL) {
+		free(schema);
+		free(table);
+		fatal(s, "53200", "out of memory");
+		return false;
+	}
+	free(r->schema);
+	free(r->table);
+	r->schema = schema;
+	r->table = table;
+	for (size_t i = 0; i < r->ncols; i++) {
+		if (!resolve_column(s, t, &r->cols[i], &types[i]))
+			return false;
+	}
+	return distinct_columns(s) && resolve_list(s, t, r->keys, r->nkeys) &&
+	       resolve_list(s, t, r->coalesce, r->ncoalesce) &&
+	       (r->version_col[0] == '\0' ||
+	        resolve_column(s, t, &r->version_col, NULL));
+}
+
 /* The table as it is: every asked column exists, upsert keys are unique. */
 static bool check_against_table(struct session *s, const struct cat_table *t,
                                 const char **types)
 {
 	const struct open_req *r = &s->req;
 
-	for (size_t i = 0; i < r->ncols; i++) {
-		const struct cat_column *c = cat_find_column(t, r->cols[i]);
-
-		if (c == NULL) {
-			fatal(s, "42703",
-			      "column \"%s\" of table \"%s\" does not "
-			      "exist",
-			      r->cols[i], r->table);
-			return false;
-		}
-		types[i] = c->type;
-	}
+	if (!resolve_names(s, t, types))
+		return false;
 	if (r->mode == IGP_MODE_UPSERT &&
 	    !cat_has_unique(t, (const char *const *)r->keys, r->nkeys)) {
 		fatal(s, "42P10",
