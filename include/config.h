@@ -113,6 +113,29 @@ struct cfg_log {
 	char *file;              /* append lines here; NULL = stderr */
 };
 
+/* [frontend]: the PostgreSQL front door (docs/frontend.md). */
+enum fe_auth_mode { FE_AUTH_SCRAM = 0, FE_AUTH_PASSTHROUGH };
+enum fe_pool_mode { FE_POOL_TRANSACTION = 0, FE_POOL_SESSION };
+enum fe_tls_mode { FE_TLS_OFF = 0, FE_TLS_ALLOW, FE_TLS_REQUIRE };
+const char *fe_auth_mode_name(enum fe_auth_mode m);
+const char *fe_pool_mode_name(enum fe_pool_mode m);
+const char *fe_tls_mode_name(enum fe_tls_mode m);
+
+struct cfg_frontend {
+	char
+	    *listen; /* NULL = no front door; host:port, [v6]:port, unix:/dir */
+	char *auth_file;        /* PgBouncer userlist; needed by auth = scram */
+	enum fe_auth_mode auth; /* scram */
+	enum fe_pool_mode pool_mode; /* transaction */
+	char *tls_cert_file;         /* PEM; with tls_key_file */
+	char *tls_key_file;
+	enum fe_tls_mode tls;                /* require */
+	unsigned max_client_conn;            /* 1000 */
+	char *databases;                     /* "*" or a comma list */
+	unsigned max_prepared_statements;    /* 200 per server connection */
+	unsigned idle_transaction_timeout_s; /* 0 = none */
+};
+
 struct cfg_server {
 	unsigned
 	    shutdown_timeout_s; /* 30: SIGTERM drain before exiting anyway */
@@ -123,11 +146,16 @@ struct config {
 	struct cfg_upstream upstream;
 	struct cfg_pool pool;
 	struct cfg_ingest ingest;
+	struct cfg_frontend frontend;
 	struct cfg_batch batch;
 	struct cfg_admin admin;
 	struct cfg_lakebase lakebase;
 	struct cfg_log log;
 };
+
+/* Is database one that [frontend] databases lets clients ask for? */
+bool cfg_frontend_database_allowed(const struct cfg_frontend *fe,
+                                   const char *database);
 
 /*
  * Fills defaults (strings heap-allocated). false only on OOM. A string

@@ -18,6 +18,8 @@ struct evbuffer;
 
 /* Fixed statements. */
 #define SQL_ROLLBACK "ROLLBACK"
+/* Resets a session (settings, prepared statements, temp tables, ...). */
+#define SQL_DISCARD_ALL "DISCARD ALL"
 /* The cheapest round trip, for health checks: an empty query. */
 #define SQL_PING ";"
 
@@ -86,6 +88,14 @@ char *sql_insert_batch(const struct sql_target *t);
  */
 #define SQL_UPSERT_COMMIT_INDEX 4
 char *sql_upsert_batch(const struct sql_target *t, const char *stage);
+
+/*
+ * SET "name" TO 'value'; ... for session parameters a front-door client's
+ * transaction carries to a server connection (names quoted: PostgreSQL
+ * matches parameter names without regard to case). NULL on OOM or n 0.
+ */
+char *sql_set_params(const char *const *names, const char *const *values,
+                     size_t n);
 
 /*
  * Dead letters: rows the server rejected, kept beside the target in

@@ -40,6 +40,10 @@ install_apt() {
   if [ -n "${LBP_WITH_TESTS:-}" ] && ! command -v docker-compose >/dev/null 2>&1; then
     APT_PACKAGES+=(docker-compose)
   fi
+  # tests/test_jdbc.py compiles a small Java program against pgJDBC (scripts/fetch-pgjdbc.sh).
+  if [ -n "${LBP_WITH_TESTS:-}" ] && ! command -v javac >/dev/null 2>&1; then
+    APT_PACKAGES+=(openjdk-17-jdk-headless)
+  fi
   # tests/test_compose.py builds the images and runs the compose file: an engine (dockerd,
   # started by the test) and mmdebstrap for the Debian base image (scripts/docker-base.sh).
   if [ -n "${LBP_WITH_TESTS:-}" ] && [ -z "${LBP_SKIP_DOCKER_TESTS:-}" ]; then

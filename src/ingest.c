@@ -1194,68 +1194,19 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 /* ---- listening ---- */
 
-static evutil_socket_t unix_socket(struct ingest *ing, const char *path,
-                                   char *err, size_t errlen)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	struct stat st;
-	evutil_socket_t fd;
-
-	/* A socket left by a crashed run would make bind fail: remove it. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path);
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		snprintf(err, errlen, "cannot listen on unix:%s: %s", path,
-		         strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	evutil_make_socket_nonblocking(fd);
-	evutil_make_socket_closeonexec(fd);
-	snprintf(ing->unix_path, sizeof(ing->unix_path), "%s", path);
-	return fd;
-}
-
 static bool start_listening(struct ingest *ing, char *err, size_t errlen)
 {
-	const unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE;
 	struct na_listen addr;
-	struct evutil_addrinfo hints = {0}, *ai = NULL;
-	char port[8];
 
 	if (!na_parse_listen(ing->cfg.listen, &addr, err, errlen))
 		return false;
-	if (addr.is_unix) {
-		evutil_socket_t fd = unix_socket(ing, addr.path, err, errlen);
-
-		if (fd < 0)
-			return false;
-		ing->listener = evconnlistener_new(ing->base, accept_cb, ing,
-		                                   flags, 512, fd);
-	} else {
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = EVUTIL_AI_PASSIVE;
-		snprintf(port, sizeof(port), "%u", (unsigned)addr.port);
-		/* At start, before the loop runs: blocking here is fine. */
-		if (evutil_getaddrinfo(addr.host, port, &hints, &ai) != 0) {
-			snprintf(err, errlen, "cannot resolve listen host %s",
-			         addr.host);
-			return false;
-		}
-		ing->listener = evconnlistener_new_bind(
-		    ing->base, accept_cb, ing, flags, 512, ai->ai_addr,
-		    (int)ai->ai_addrlen);
-		evutil_freeaddrinfo(ai);
-	}
-	if (ing->listener == NULL) {
-		snprintf(err, errlen, "cannot listen on %s: %s",
-		         ing->cfg.listen, strerror(errno));
+	ing->listener =
+	    na_listener_new(ing->base, &addr, accept_cb, ing, err, errlen);
+	if (ing->listener == NULL)
 		return false;
-	}
+	if (addr.is_unix)
+		snprintf(ing->unix_path, sizeof(ing->unix_path), "%s",
+		         addr.path);
 	evconnlistener_set_error_cb(ing->listener, accept_error_cb);
 	log_info("event=listening addr=%s auth=%s", ing->cfg.listen,
 	         ing->token ? "token" : "none");

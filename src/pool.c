@@ -125,47 +125,9 @@ static void kick(struct pool *p)
 	event_active(p->maint_ev, 0, 0);
 }
 
-static void params_clear(struct up_params *up)
-{
-	free((char *)up->host);
-	secret_free((char *)up->password);
-	free((char *)up->dbname);
-	free((char *)up->user);
-	free((char *)up->application_name);
-	if (up->ssl_ctx != NULL)
-		SSL_CTX_free(up->ssl_ctx);
-	memset(up, 0, sizeof(*up));
-}
-
-/*
- * dst = src with its own copies of the strings and its own reference to
- * the TLS context, so that whoever gave src may free it. false on OOM.
- */
-static bool params_copy(struct up_params *dst, const struct up_params *src)
-{
-	bool ok = true;
-
-	*dst = *src;
-	dst->ssl_ctx = NULL;
-	dst->host = dup_or_null(src->host, &ok);
-	dst->password = dup_or_null(src->password, &ok);
-	dst->dbname = dup_or_null(src->dbname, &ok);
-	dst->user = dup_or_null(src->user, &ok);
-	dst->application_name = dup_or_null(src->application_name, &ok);
-	if (ok && src->ssl_ctx != NULL) {
-		if (SSL_CTX_up_ref(src->ssl_ctx) == 1)
-			dst->ssl_ctx = src->ssl_ctx;
-		else
-			ok = false;
-	}
-	if (!ok)
-		params_clear(dst);
-	return ok;
-}
-
 static void free_conn(struct pool_conn *pc)
 {
-	params_clear(&pc->params);
+	up_params_clear(&pc->params);
 	free(pc);
 }
 
@@ -300,7 +262,7 @@ static void open_conn(struct pool *p)
 	pc->state = PC_OPENING;
 	pc->opened_ms = clock_now_ms();
 	pc->gen = p->gen;
-	if (!params_copy(&pc->params, &p->params)) {
+	if (!up_params_copy(&pc->params, &p->params)) {
 		free(pc);
 		return;
 	}
@@ -518,9 +480,9 @@ bool pool_set_endpoint(struct pool *p, const struct up_params *params)
 	if (want.host == NULL)
 		want.host = p->params.host;
 	want.password = p->params.password;
-	if (!params_copy(&next, &want))
+	if (!up_params_copy(&next, &want))
 		return false;
-	params_clear(&p->params);
+	up_params_clear(&p->params);
 	p->params = next;
 	log_info("event=pool_endpoint host=%s port=%u dbname=%s user=%s "
 	         "sslmode=%s",
@@ -586,7 +548,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 	TAILQ_INIT(&p->waiters);
 	/* host and password go through their setters below */
 	rest.host = rest.password = NULL;
-	if (!params_copy(&p->params, &rest)) {
+	if (!up_params_copy(&p->params, &rest)) {
 		free(p);
 		return NULL;
 	}
@@ -624,7 +586,7 @@ void pool_free(struct pool *p)
 	}
 	if (p->maint_ev)
 		event_free(p->maint_ev);
-	params_clear(&p->params);
+	up_params_clear(&p->params);
 	free(p);
 }
 

@@ -124,6 +124,21 @@ static char *take_text(struct evbuffer *b, bool ok)
 	return s;
 }
 
+char *sql_set_params(const char *const *names, const char *const *values,
+                     size_t n)
+{
+	struct evbuffer *b = evbuffer_new();
+	bool ok = b != NULL && n > 0;
+
+	for (size_t i = 0; ok && i < n; i++)
+		ok = add_str(b, i ? ";SET " : "SET ") &&
+		     sql_append_ident(b, names[i]) && add_str(b, " TO ") &&
+		     sql_append_literal(b, values[i]);
+	if (b == NULL)
+		return NULL;
+	return take_text(b, ok);
+}
+
 static bool in_list(const char *const *list, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++) {

@@ -120,6 +120,19 @@ END_TEST
 
 static const char *const cols2[] = {"id", "v"};
 
+START_TEST(test_set_params)
+{
+	const char *names[] = {"TimeZone", "application_name"};
+	const char *values[] = {"Europe/Paris", "it's \\ mine"};
+	char *sql = sql_set_params(names, values, 2);
+
+	ck_assert_str_eq(sql, "SET \"TimeZone\" TO 'Europe/Paris';"
+	                      "SET \"application_name\" TO E'it''s \\\\ mine'");
+	free(sql);
+	ck_assert_ptr_null(sql_set_params(names, values, 0));
+}
+END_TEST
+
 START_TEST(test_insert_batch)
 {
 	struct sql_target t = {.schema = "public",
@@ -664,6 +677,7 @@ static Suite *sqlgen_suite(void)
 	tcase_add_test(quote, test_ident_valid);
 	tcase_add_test(quote, test_append_ident);
 	tcase_add_test(quote, test_append_literal);
+	tcase_add_test(quote, test_set_params);
 	suite_add_tcase(s, quote);
 	tcase_add_test(stmt, test_insert_batch);
 	tcase_add_test(stmt, test_insert_refused);
