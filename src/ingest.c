@@ -132,7 +132,8 @@ struct ingest {
 	struct catalog *cat;
 	struct coalescer *co;
 	struct cfg_ingest cfg;
-	char *token; /* owned copy; NULL = none */
+	char *token;   /* owned copy; NULL = none */
+	char *pg_door; /* where PostgreSQL clients go; NULL: no front door */
 	struct evconnlistener *listener;
 	char unix_path[108];
 	struct session_list sessions;
@@ -922,6 +923,7 @@ static bool refuse_postgres(struct session *s, struct evbuffer *in)
 	ev_ssize_t n = evbuffer_copyout(in, head, sizeof(head));
 	enum pgw_rc rc = igp_detect_postgres(head, n > 0 ? (size_t)n : 0);
 	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+	char msg[400];
 
 	if (rc != PGW_OK)
 		return rc == PGW_AGAIN && n > 0;
@@ -938,11 +940,16 @@ static bool refuse_postgres(struct session *s, struct evbuffer *in)
 	         "event=session_error sqlstate=08P01 "
 	         "error=\"a PostgreSQL client at the ingest port\"");
 	s->ing->stats.protocol_errors++;
-	igp_put_pg_fatal(bufferevent_get_output(s->bev), "08P01",
-	                 "this is the lakebase-proxy ingest port, which speaks "
-	                 "its own protocol (docs/ingest-protocol.md), not "
-	                 "PostgreSQL's; connect PostgreSQL clients to the "
-	                 "database server itself");
+	snprintf(msg, sizeof(msg),
+	         "this is the lakebase-proxy ingest port, which speaks its own "
+	         "protocol (docs/ingest-protocol.md), not PostgreSQL's; %s%s",
+	         s->ing->pg_door
+	             ? "PostgreSQL clients connect to its front door "
+	               "at "
+	             : "its PostgreSQL front door is off ([frontend] "
+	               "listen)",
+	         s->ing->pg_door ? s->ing->pg_door : "");
+	igp_put_pg_fatal(bufferevent_get_output(s->bev), "08P01", msg);
 	set_state(s, S_DRAINING);
 	update_reading(s);
 	evtimer_add(s->drain_ev, &tv);
@@ -1278,6 +1285,7 @@ void ing_free(struct ingest *ing)
 	if (ing->relisten_ev)
 		event_free(ing->relisten_ev);
 	secret_free(ing->token);
+	free(ing->pg_door);
 	free((char *)ing->cfg.listen);
 	free(ing);
 }
@@ -1285,6 +1293,17 @@ void ing_free(struct ingest *ing)
 bool ing_set_token(struct ingest *ing, const char *token)
 {
 	return secret_replace(&ing->token, token);
+}
+
+bool ing_set_postgres_door(struct ingest *ing, const char *where)
+{
+	char *copy = where ? strdup(where) : NULL;
+
+	if (where && copy == NULL)
+		return false;
+	free(ing->pg_door);
+	ing->pg_door = copy;
+	return true;
 }
 
 void ing_get_stats(const struct ingest *ing, struct ing_stats *s)

@@ -315,7 +315,14 @@ static bool start_frontend(struct server *s, char *err, size_t errlen)
 	if (s->cfg->lakebase.workspace_host != NULL)
 		params.host = params.password = NULL; /* on_credential */
 	s->fe = fe_new(s->base, s->dns, s->cfg, &params, err, errlen);
-	return s->fe != NULL;
+	if (s->fe == NULL)
+		return false;
+	/* A PostgreSQL client at the ingest port is told where to go. */
+	if (!ing_set_postgres_door(s->ing, s->cfg->frontend.listen)) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	return true;
 }
 
 /* /readyz: a logged-in server connection and a live credential. */

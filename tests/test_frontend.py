@@ -66,7 +66,8 @@ class FrontDoor:
         }
         fe.update(frontend)
         pool = {"min_size": 1, "max_size": 2}
-        sections = proxy_sections(pg, other_port(self.port), pool=pool, frontend=fe)
+        self.ingest_port = other_port(self.port)
+        sections = proxy_sections(pg, self.ingest_port, pool=pool, frontend=fe)
         self.ini = write_ini(tmp_path / f"fe-{self.port}.ini", sections)
         self.start(env)
 
@@ -126,6 +127,16 @@ def test_psql_logs_in_with_scram_over_tls_and_runs_queries(front: FrontDoor) -> 
     assert r.stdout.strip() == f"{front.pg.user}|42|my-psql"
     r = front.psql("SELECT 1", user=PLAIN_USER, password=PLAIN_PASSWORD)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_postgresql_client_at_the_ingest_port_is_sent_to_the_front_door(
+        front: FrontDoor) -> None:
+    res = subprocess.run(
+        ["psql", "-X", "-w", "-c", "SELECT 1",
+         f"host=127.0.0.1 port={front.ingest_port} user=x dbname=y sslmode=disable "
+         "connect_timeout=15"], capture_output=True, text=True, timeout=90)
+    assert res.returncode != 0
+    assert f"connect to its front door at 127.0.0.1:{front.port}" in res.stderr, res.stderr
 
 
 def test_login_failures_tell_the_client_why(front: FrontDoor) -> None:

@@ -273,6 +273,8 @@ def test_a_postgresql_client_is_told_where_it_is(proxy: tuple[ProxyProcess, str]
         capture_output=True, text=True, timeout=90)
     assert res.returncode != 0
     assert told in res.stderr, res.stderr
+    if sslmode == "disable":  # this proxy has no [frontend] listen
+        assert "its PostgreSQL front door is off ([frontend] listen)" in res.stderr
 
 
 # ---- item 11: slowloris on the ingest port ----
