@@ -11,6 +11,11 @@
  * With [admin] auth_token set, /metrics needs "Authorization: Bearer
  * <token>" (401 otherwise); the probes stay open, they tell nothing but
  * up or down. Off loopback the token is required (config.c).
+ *
+ * Abuse stays local: at most cfg->max_connections are open (more are
+ * answered 503 and closed), none is admitted while the process is near
+ * its fd limit (those stay for the ingest port), and every request must be
+ * whole and answered within cfg->request_timeout_ms.
  */
 
 #include <stdbool.h>

@@ -32,6 +32,8 @@ struct cat_index {
 struct cat_table {
 	char *schema; /* as asked ("" = search_path) */
 	char *table;
+	char *rel_schema; /* the relation's names as the catalog has them */
+	char *rel_name;
 	size_t ncols;
 	struct cat_column *cols; /* in attnum order */
 	size_t nindexes;
@@ -40,7 +42,8 @@ struct cat_table {
 
 /*
  * t is NULL on failure, with a SQLSTATE and message to pass to the client
- * (42P01 no such table, 42809 not a table, or the server's error). t lives
+ * (42P01 no such table, or several equal ignoring case (the message names
+ * them), 42809 not a table, or the server's error). t lives
  * until the callback returns; copy what you keep.
  */
 typedef void (*cat_cb)(const struct cat_table *t, const char *sqlstate,
@@ -59,11 +62,19 @@ struct cat_lookup *cat_lookup(struct catalog *cat, const char *schema,
                               const char *table, cat_cb cb, void *arg);
 /* Withdraws a lookup whose callback has not run (its requester is gone). */
 void cat_cancel(struct catalog *cat, struct cat_lookup *l);
+/* Drops the entries of schema.table, asked so or resolved to it. */
 void cat_invalidate(struct catalog *cat, const char *schema, const char *table);
 
-/* The column named name, or NULL. */
+/* Equal when the case of ASCII letters is ignored (and only theirs). */
+bool cat_same_folded(const char *a, const char *b);
+/*
+ * The column a client's name means: the one named exactly so, else the only
+ * one whose name is equal ignoring the case of ASCII letters (as PostgreSQL
+ * folds unquoted names). NULL when there is none, or several (*ambiguous
+ * true then).
+ */
 const struct cat_column *cat_find_column(const struct cat_table *t,
-                                         const char *name);
+                                         const char *name, bool *ambiguous);
 /* Is there a unique index on exactly these columns (in any order)? */
 bool cat_has_unique(const struct cat_table *t, const char *const *cols,
                     size_t ncols);

@@ -37,6 +37,9 @@ struct cfg_upstream {
 	char *sslrootcert;         /* file path, or "system"; NULL = system */
 	char *application_name;    /* "lakebase-proxy" */
 	unsigned keepalive_idle_s; /* 30 */
+	unsigned keepalive_interval_s; /* 10: between unanswered probes */
+	unsigned keepalive_count;      /* 3 unanswered probes end it */
+	unsigned tcp_user_timeout_ms;  /* 15000 unacknowledged; 0 = OS's */
 };
 
 struct cfg_pool {
@@ -49,17 +52,19 @@ struct cfg_pool {
 	unsigned health_check_s;    /* 30: idle connections older get a check */
 	unsigned reconnect_base_ms; /* 100: first backoff after a failure */
 	unsigned reconnect_max_ms;  /* 30000: backoff ceiling */
+	unsigned stall_timeout_ms;  /* 10000: /readyz fails past it; 0 = off */
 };
 
 struct cfg_ingest {
-	char *listen;                 /* "127.0.0.1:5480" or "unix:/path" */
-	char *auth_token;             /* secret; required off loopback */
-	unsigned max_clients;         /* 1024 */
-	uint64_t max_frame_bytes;     /* 1 MiB */
-	uint64_t max_flush_bytes;     /* 8 MiB: largest flush unit */
-	uint64_t client_buffer_bytes; /* 16 MiB flushed, unacked, per client */
-	uint64_t global_buffer_bytes; /* 256 MiB over all clients */
-	unsigned idle_timeout_s;      /* 600 */
+	char *listen;                  /* "127.0.0.1:5480" or "unix:/path" */
+	char *auth_token;              /* secret; required off loopback */
+	unsigned max_clients;          /* 1024 */
+	uint64_t max_frame_bytes;      /* 1 MiB */
+	uint64_t max_flush_bytes;      /* 8 MiB: largest flush unit */
+	uint64_t client_buffer_bytes;  /* 16 MiB flushed, unacked, per client */
+	uint64_t global_buffer_bytes;  /* 256 MiB over all clients */
+	unsigned idle_timeout_s;       /* 600 since the last whole message */
+	unsigned handshake_timeout_ms; /* 10000 from accept to Open */
 };
 
 struct cfg_batch {
@@ -76,6 +81,8 @@ struct cfg_batch {
 struct cfg_admin {
 	char *listen;     /* "127.0.0.1:9187"; empty = no admin endpoint */
 	char *auth_token; /* secret; for /metrics; required off loopback */
+	unsigned max_connections;    /* 16 open at once; more are refused */
+	unsigned request_timeout_ms; /* 10000: a whole request and its reply */
 };
 
 /*
@@ -106,6 +113,29 @@ struct cfg_log {
 	char *file;              /* append lines here; NULL = stderr */
 };
 
+/* [frontend]: the PostgreSQL front door (docs/frontend.md). */
+enum fe_auth_mode { FE_AUTH_SCRAM = 0, FE_AUTH_PASSTHROUGH };
+enum fe_pool_mode { FE_POOL_TRANSACTION = 0, FE_POOL_SESSION };
+enum fe_tls_mode { FE_TLS_OFF = 0, FE_TLS_ALLOW, FE_TLS_REQUIRE };
+const char *fe_auth_mode_name(enum fe_auth_mode m);
+const char *fe_pool_mode_name(enum fe_pool_mode m);
+const char *fe_tls_mode_name(enum fe_tls_mode m);
+
+struct cfg_frontend {
+	char
+	    *listen; /* NULL = no front door; host:port, [v6]:port, unix:/dir */
+	char *auth_file;        /* PgBouncer userlist; needed by auth = scram */
+	enum fe_auth_mode auth; /* scram */
+	enum fe_pool_mode pool_mode; /* transaction */
+	char *tls_cert_file;         /* PEM; with tls_key_file */
+	char *tls_key_file;
+	enum fe_tls_mode tls;                /* require */
+	unsigned max_client_conn;            /* 1000 */
+	char *databases;                     /* "*" or a comma list */
+	unsigned max_prepared_statements;    /* 200 per server connection */
+	unsigned idle_transaction_timeout_s; /* 0 = none */
+};
+
 struct cfg_server {
 	unsigned
 	    shutdown_timeout_s; /* 30: SIGTERM drain before exiting anyway */
@@ -116,11 +146,16 @@ struct config {
 	struct cfg_upstream upstream;
 	struct cfg_pool pool;
 	struct cfg_ingest ingest;
+	struct cfg_frontend frontend;
 	struct cfg_batch batch;
 	struct cfg_admin admin;
 	struct cfg_lakebase lakebase;
 	struct cfg_log log;
 };
+
+/* Is database one that [frontend] databases lets clients ask for? */
+bool cfg_frontend_database_allowed(const struct cfg_frontend *fe,
+                                   const char *database);
 
 /*
  * Fills defaults (strings heap-allocated). false only on OOM. A string

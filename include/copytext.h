@@ -51,12 +51,13 @@ enum ct_rc ct_check_rows(const uint8_t *data, size_t len, unsigned ncols,
                          uint64_t *rows, struct ct_error *err);
 
 /*
- * Length of the valid UTF-8 sequence at s[0..left), or 0 if it is invalid
- * (overlong, surrogate, above U+10FFFF, stray continuation, truncated).
+ * In rows that passed ct_check_rows: the 1-based number of the first row
+ * in which a field whose 0-based index has mask[index] set is NULL (\N
+ * alone), with *field set to that index; 0 when there is none. mask has
+ * ncols entries.
  */
-size_t ct_utf8_seq_len(const uint8_t *s, size_t left);
-/* Is all of s[0..len) valid UTF-8? */
-bool ct_utf8_valid(const uint8_t *s, size_t len);
+uint64_t ct_find_null(const uint8_t *data, size_t len, const bool *mask,
+                      unsigned ncols, unsigned *field);
 
 /* A short English description, e.g. "wrong number of fields". */
 const char *ct_rc_text(enum ct_rc rc);

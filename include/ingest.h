@@ -51,6 +51,12 @@ double ing_flush_latency_quantile(const struct ingest *ing, double q);
 /* A new token (NULL: none) for sessions from now on; false on OOM (the old
  * one stays). Sessions already past their hello are not asked again. */
 bool ing_set_token(struct ingest *ing, const char *token);
+/*
+ * Where PostgreSQL clients should connect instead (the front door's listen
+ * address; NULL: it is off), for the error a PostgreSQL client that reached
+ * the ingest port gets. Copied; false on OOM (the old one stays).
+ */
+bool ing_set_postgres_door(struct ingest *ing, const char *where);
 
 /*
  * Shutting down: stop accepting and reading; every session is answered

@@ -79,8 +79,20 @@ void igp_open_free(struct igp_open *o);
 bool igp_open_check(const struct igp_open *o, char sqlstate[6], char *msg,
                     size_t msglen);
 enum pgw_rc igp_parse_flush(const struct pgw_frame *f, uint64_t *flush_id);
+/* Close has an empty body; anything in it is a malformed message. */
+enum pgw_rc igp_parse_close(const struct pgw_frame *f);
+/*
+ * The largest body a frame of at most max_frame_bytes has: the limit
+ * counts the length field too (section 2), so this is what
+ * pgw_frame_next's max_body gets.
+ */
+size_t igp_max_body(uint64_t max_frame_bytes);
 
-/* ---- encoding answers (the proxy); false on OOM ---- */
+/*
+ * ---- encoding answers (the proxy); false on OOM ----
+ * The message and detail of Error and FlushError go out as valid UTF-8
+ * whatever they hold: invalid bytes, control bytes and DEL become \xNN.
+ */
 
 bool igp_put_hello_ok(struct evbuffer *out, uint32_t max_frame,
                       uint64_t max_flush, const char *server_name);
@@ -93,6 +105,18 @@ bool igp_put_flush_error(struct evbuffer *out, uint64_t flush_id,
 bool igp_put_error(struct evbuffer *out, const char *sqlstate,
                    const char *message);
 bool igp_put_close_ok(struct evbuffer *out);
+
+/*
+ * A PostgreSQL client at the ingest port: its first message (SSLRequest,
+ * GSSENCRequest, CancelRequest or a StartupMessage) starts with a length,
+ * so its first byte is 0 where ours is a letter. PGW_OK when the first 8
+ * bytes of p are such a message, PGW_ERROR when they cannot be,
+ * PGW_AGAIN when fewer than 8 bytes came and they still could.
+ */
+enum pgw_rc igp_detect_postgres(const uint8_t *p, size_t len);
+/* A PostgreSQL ErrorResponse (severity FATAL) such a client can show. */
+bool igp_put_pg_fatal(struct evbuffer *out, const char *sqlstate,
+                      const char *message);
 
 /* ---- the client side (load generator, tests) ---- */
 

@@ -33,7 +33,9 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
 /*
  * Quotes and escapes s into buf so it is one safe log value, e.g.
- * msg="relation \"t\" does not exist". Never fails: truncates with "...".
+ * msg="relation \"t\" does not exist". Control bytes, DEL and bytes that are
+ * not valid UTF-8 become \xNN, so a line is UTF-8 whatever s holds. Never
+ * fails: truncates with "..." (never inside a UTF-8 sequence).
  * Returns buf.
  */
 const char *log_quote(char *buf, size_t size, const char *s);

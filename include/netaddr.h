@@ -19,4 +19,19 @@ bool na_parse_listen(const char *s, struct na_listen *out, char *err,
 /* Unix sockets, localhost, 127.0.0.0/8 and ::1 are loopback. */
 bool na_is_loopback(const struct na_listen *l);
 
+/*
+ * A listening socket on addr, driven by base: TCP (the host resolved now,
+ * blocking: call it at start), or a unix socket (a stale socket file at
+ * the path is removed first). NULL with err filled.
+ */
+struct event_base;
+struct evconnlistener;
+struct sockaddr;
+typedef void (*na_accept_cb)(struct evconnlistener *l, int fd,
+                             struct sockaddr *sa, int socklen, void *arg);
+struct evconnlistener *na_listener_new(struct event_base *base,
+                                       const struct na_listen *addr,
+                                       na_accept_cb cb, void *arg, char *err,
+                                       size_t errlen);
+
 #endif

@@ -31,9 +31,11 @@ enum pgw_rc {
 /* Default ceiling on a backend message; DataRow of a catalog query is small. */
 #define PGW_MAX_BACKEND_MESSAGE (16u * 1024 * 1024)
 
-/* Protocol 3.0 and the two special request codes. */
-#define PGW_PROTOCOL_V3      196608u
-#define PGW_SSL_REQUEST_CODE 80877103u
+/* Protocol 3.0 and the special request codes of the startup phase. */
+#define PGW_PROTOCOL_V3         196608u
+#define PGW_SSL_REQUEST_CODE    80877103u
+#define PGW_GSSENC_REQUEST_CODE 80877104u
+#define PGW_CANCEL_REQUEST_CODE 80877102u
 
 /* Backend message types. */
 #define PGW_MSG_AUTH              'R'
@@ -51,6 +53,22 @@ enum pgw_rc {
 #define PGW_MSG_NOTICE            'N'
 #define PGW_MSG_NOTIFICATION      'A'
 #define PGW_MSG_NEGOTIATE_VERSION 'v'
+
+/* Frontend message types (what a client sends after the startup packet). */
+#define PGW_FE_QUERY         'Q'
+#define PGW_FE_PARSE         'P'
+#define PGW_FE_BIND          'B'
+#define PGW_FE_DESCRIBE      'D'
+#define PGW_FE_EXECUTE       'E'
+#define PGW_FE_CLOSE         'C'
+#define PGW_FE_SYNC          'S'
+#define PGW_FE_FLUSH         'H'
+#define PGW_FE_FUNCTION_CALL 'F'
+#define PGW_FE_COPY_DATA     'd'
+#define PGW_FE_COPY_DONE     'c'
+#define PGW_FE_COPY_FAIL     'f'
+#define PGW_FE_PASSWORD      'p' /* also SASLInitialResponse, SASLResponse */
+#define PGW_FE_TERMINATE     'X'
 
 /* Authentication request codes (the int32 after 'R'). */
 enum pgw_auth_code {
@@ -230,6 +248,132 @@ enum pgw_rc pgw_parse_notice(const struct pgw_frame *f, struct pgw_notice *n);
  */
 bool pgw_notice_dup(const struct pgw_notice *src, struct pgw_notice *dst);
 void pgw_notice_free(struct pgw_notice *n);
+
+/*
+ * ==== the server side: what a proxy that clients log in to needs ====
+ */
+
+/*
+ * The first packet of a connection has no type byte: int32 length (which
+ * counts itself), int32 code, body. PostgreSQL refuses packets over 10000
+ * bytes; so do we, as soon as the length is seen.
+ */
+#define PGW_MAX_STARTUP_LEN    10000u
+#define PGW_MAX_STARTUP_PARAMS 64
+/* A CancelRequest's key: 4 bytes in 3.0, up to 256 from protocol 3.2. */
+#define PGW_MAX_CANCEL_KEY 256u
+
+enum pgw_startup_kind {
+	PGW_STARTUP_SSL,    /* SSLRequest */
+	PGW_STARTUP_GSSENC, /* GSSENCRequest */
+	PGW_STARTUP_CANCEL, /* CancelRequest */
+	PGW_STARTUP_PROTO   /* StartupMessage of protocol major 3 */
+};
+
+struct pgw_startup {
+	enum pgw_startup_kind kind;
+	size_t len;     /* the whole packet, for pgw_startup_consume */
+	uint16_t minor; /* PGW_STARTUP_PROTO: the minor version asked for */
+	/* PGW_STARTUP_PROTO: name/value pairs in order, pointing into the
+	 * packet; user and database point at their values (NULL: absent). */
+	size_t nparams;
+	const char *names[PGW_MAX_STARTUP_PARAMS];
+	const char *values[PGW_MAX_STARTUP_PARAMS];
+	const char *user;
+	const char *database;
+	size_t noptions; /* names that start with "_pq_." (protocol options) */
+	/* PGW_STARTUP_CANCEL */
+	uint32_t cancel_pid;
+	const uint8_t *cancel_key;
+	size_t cancel_key_len;
+};
+
+/*
+ * Parses a startup-phase packet at the front of buf. PGW_AGAIN: more bytes
+ * needed. PGW_ERROR: a length under 8 or over PGW_MAX_STARTUP_LEN, an
+ * unknown code or protocol major, a parameter list that is not NUL-ended
+ * name/value pairs ending with an empty name and nothing after, an empty or
+ * repeated name, more than PGW_MAX_STARTUP_PARAMS pairs, a request code
+ * with a body (or a CancelRequest key outside 4..256 bytes).
+ */
+enum pgw_rc pgw_parse_startup(const uint8_t *buf, size_t avail,
+                              struct pgw_startup *s);
+/* The same on an evbuffer; pointers are valid until the consume. */
+enum pgw_rc pgw_startup_next(struct evbuffer *in, struct pgw_startup *s);
+void pgw_startup_consume(struct evbuffer *in, const struct pgw_startup *s);
+
+/* ---- backend encoders: each appends one whole message; false on OOM ---- */
+
+/* 'R' with code and the bytes after it (SASL data, or none). */
+bool pgw_put_auth(struct evbuffer *out, uint32_t code, const void *data,
+                  size_t len);
+/* AuthenticationSASL offering one mechanism. */
+bool pgw_put_auth_sasl(struct evbuffer *out, const char *mechanism);
+bool pgw_put_param_status(struct evbuffer *out, const char *name,
+                          const char *value);
+bool pgw_put_backend_key(struct evbuffer *out, uint32_t pid, uint32_t secret);
+bool pgw_put_ready(struct evbuffer *out, char status);
+/*
+ * ErrorResponse (type PGW_MSG_ERROR) or NoticeResponse (PGW_MSG_NOTICE)
+ * with every field of n that is not NULL, in the order PostgreSQL sends.
+ */
+bool pgw_put_notice(struct evbuffer *out, uint8_t type,
+                    const struct pgw_notice *n);
+/* An error with severity, SQLSTATE and message only ("FATAL", "28P01"...). */
+bool pgw_put_error(struct evbuffer *out, const char *severity,
+                   const char *sqlstate, const char *message);
+/* NegotiateProtocolVersion: our newest minor and the options we refuse. */
+bool pgw_put_negotiate_version(struct evbuffer *out, uint32_t minor,
+                               const char *const *options, size_t n);
+/* CancelRequest (16 bytes, no type byte), as sent to a server. */
+bool pgw_put_cancel_request(struct evbuffer *out, uint32_t pid,
+                            uint32_t secret);
+
+/* ---- decoders of what a client sends (PGW_OK or PGW_ERROR) ---- */
+
+/* PasswordMessage: one string (a cleartext password here). */
+enum pgw_rc pgw_parse_password(const struct pgw_frame *f, const char **pw);
+/* SASLInitialResponse: mechanism and its data (length -1: none). */
+enum pgw_rc pgw_parse_sasl_initial(const struct pgw_frame *f,
+                                   const char **mechanism, const uint8_t **data,
+                                   size_t *len);
+/* SASLResponse: the whole body is the mechanism's data. */
+enum pgw_rc pgw_parse_sasl_response(const struct pgw_frame *f,
+                                    const uint8_t **data, size_t *len);
+
+/* ---- extended-protocol messages a proxy renames (prepared statements) ---- */
+
+/* Parse: statement name, then the rest (query, parameter types) as is. */
+struct pgw_parse_msg {
+	const char *name;
+	const char *query;
+	const uint8_t *rest; /* from the query to the end of the body */
+	size_t rest_len;
+};
+/* PGW_ERROR unless: name, query, int16 count >= 0, count * 4 bytes, end. */
+enum pgw_rc pgw_parse_parse(const struct pgw_frame *f, struct pgw_parse_msg *p);
+
+/* Bind: portal and statement names, then the rest (formats, values). */
+struct pgw_bind_msg {
+	const char *portal;
+	const char *statement;
+	const uint8_t *rest;
+	size_t rest_len;
+};
+/* Only the two names are checked: the server checks the rest. */
+enum pgw_rc pgw_parse_bind(const struct pgw_frame *f, struct pgw_bind_msg *b);
+
+/* Describe and Close: 'S' (statement) or 'P' (portal), and a name. */
+enum pgw_rc pgw_parse_target(const struct pgw_frame *f, char *kind,
+                             const char **name);
+
+/* A message from pieces, e.g. a renamed Parse. false on OOM or oversize. */
+struct pgw_piece {
+	const void *data;
+	size_t len;
+};
+bool pgw_put_pieces(struct evbuffer *out, uint8_t type,
+                    const struct pgw_piece *pieces, size_t n);
 
 /* NegotiateProtocolVersion: the newest minor version the server supports. */
 enum pgw_rc pgw_parse_negotiate_version(const struct pgw_frame *f,

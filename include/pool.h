@@ -12,6 +12,10 @@
  *   CHECKING (idle, running a check)   -> idle list is left; checking list
  *   LENT     (handed to a caller)      -> lent list
  *
+ * When a connection dies of its server or the network, the idle ones are
+ * suspect: each runs a check before it is lent (a blackhole kills them all
+ * silently).
+ *
  * Failed connects back off exponentially with jitter, and while the server
  * is failing only one connect is tried at a time, so a down server sees a
  * trickle, not a storm. Idle connections are checked after health_check_s
@@ -43,6 +47,9 @@ struct pool_stats {
 	uint64_t closed;   /* connections closed, ever */
 	uint64_t failed;   /* connects or logins that failed, ever */
 	unsigned failures; /* consecutive failures now (0 = healthy) */
+	/* Connections wait on the server and none has heard from it for this
+	 * long (0: none waits). */
+	uint64_t stalled_ms;
 };
 
 /*

@@ -30,6 +30,7 @@ enum rl_action {
 	RL_CONTROL_MOVED = 1u << 9,
 	RL_INGEST_TOKEN = 1u << 10, /* ing_set_token: new sessions only */
 	RL_ADMIN_TOKEN = 1u << 11,  /* admin_set_token: the next request */
+	RL_FRONTEND = 1u << 12,     /* [frontend] but listen: fe_reconfigure */
 };
 
 /* More than the settings table holds (checked by a unit test). */

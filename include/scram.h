@@ -56,6 +56,37 @@ bool scram_client_final(struct scram_client *sc, const uint8_t *server_first,
 bool scram_verify_server(struct scram_client *sc, const uint8_t *server_final,
                          size_t server_len, char *err, size_t errlen);
 
+/*
+ * ---- primitives shared with the server side (scram_server.c) ----
+ */
+#define SCRAM_KEY_LEN 32 /* SHA-256 output */
+
+/* RFC 5802 "printable" (0x21..0x7e but ','), and at least one byte. */
+bool scram_is_nonce(const uint8_t *s, size_t len);
+/*
+ * Strict base64 (padded, canonical, no whitespace) into a malloc'd buffer;
+ * false on anything else or OOM.
+ */
+bool scram_b64_decode(const uint8_t *in, size_t len, uint8_t **out,
+                      size_t *out_len);
+/* Base64 into a malloc'd NUL-terminated string; NULL on OOM. */
+char *scram_b64_encode(const uint8_t *in, size_t len, size_t *out_len);
+bool scram_hmac_sha256(const uint8_t *key, size_t key_len, const void *data,
+                       size_t data_len, uint8_t out[SCRAM_KEY_LEN]);
+bool scram_sha256(const uint8_t *data, size_t len, uint8_t out[SCRAM_KEY_LEN]);
+
+/* Everything a proof and a server signature are computed from. */
+struct scram_keys {
+	uint8_t salted_password[SCRAM_KEY_LEN];
+	uint8_t client_key[SCRAM_KEY_LEN];
+	uint8_t stored_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN];
+};
+/* PBKDF2 (1..SCRAM_MAX_ITERATIONS rounds) and the keys RFC 5802 derives. */
+bool scram_derive_keys(const char *password, size_t password_len,
+                       const uint8_t *salt, size_t salt_len,
+                       uint32_t iterations, struct scram_keys *k);
+
 /* "md5" + md5hex(md5hex(password + user) + salt): 35 chars and a NUL. */
 #define SCRAM_MD5_LEN 36
 bool scram_md5_response(const char *user, const char *password,

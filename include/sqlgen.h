@@ -18,6 +18,8 @@ struct evbuffer;
 
 /* Fixed statements. */
 #define SQL_ROLLBACK "ROLLBACK"
+/* Resets a session (settings, prepared statements, temp tables, ...). */
+#define SQL_DISCARD_ALL "DISCARD ALL"
 /* The cheapest round trip, for health checks: an empty query. */
 #define SQL_PING ";"
 
@@ -88,6 +90,14 @@ char *sql_insert_batch(const struct sql_target *t);
 char *sql_upsert_batch(const struct sql_target *t, const char *stage);
 
 /*
+ * SET "name" TO 'value'; ... for session parameters a front-door client's
+ * transaction carries to a server connection (names quoted: PostgreSQL
+ * matches parameter names without regard to case). NULL on OOM or n 0.
+ */
+char *sql_set_params(const char *const *names, const char *const *values,
+                     size_t n);
+
+/*
  * Dead letters: rows the server rejected, kept beside the target in
  * "<table>_dead_letter" (same schema) instead of failing their flush.
  */
@@ -125,9 +135,16 @@ char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
 
 /*
  * The catalog's one statement about a table (schema NULL or "": the
- * search_path's), rows tagged by kind and sorted by it, five columns each:
- *   'a', oid, relkind, NULL, 0         the relation; always first, oid NULL
- *                                      when there is no such table
+ * search_path's). The table is found by the names rule (docs/ingest-
+ * protocol.md, Open): an exact match first (without a schema, the first in
+ * the search path), else the only one equal ignoring the case of ASCII
+ * letters. Rows tagged by kind and sorted by it, five columns each:
+ *   'a', oid, relkind, schema, 0       the relation; always first; oid,
+ *                                      relkind and schema NULL when no
+ *                                      relation or several match
+ *   'b', name, candidates, NULL, 0     the relation's name as the catalog
+ *                                      has it; when several match instead,
+ *                                      candidates lists them ("s.t, s.T")
  *   'c', name, format_type(), attnotnull ("true"/"false"), attnum
  *   'u', index oid, column name, NULL, sort key
  *                                      one row per column of each unique

@@ -2,7 +2,9 @@
 #ifndef LBP_STRUTIL_H
 #define LBP_STRUTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,19 @@ static inline char *dup_or_null(const char *s, bool *ok)
 	if (s != NULL && copy == NULL)
 		*ok = false;
 	return copy;
+}
+
+/* Formats into err (errlen bytes) when there is one: NULL or 0 is fine. */
+static inline void __attribute__((format(printf, 3, 4)))
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
 }
 
 #endif

@@ -26,6 +26,14 @@ SSL_CTX *tls_client_ctx_new(enum sslmode mode, const char *rootcert, char *err,
 SSL *tls_client_ssl_new(SSL_CTX *ctx, enum sslmode mode, const char *host,
                         char *err, size_t errlen);
 
+/*
+ * A server context for clients of the front door: the PEM certificate
+ * chain and its key, TLS 1.2 at least, no compression or renegotiation.
+ * NULL with err filled when a file does not load or they do not match.
+ */
+SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
+                            char *err, size_t errlen);
+
 /* Most recent OpenSSL error (or verify result of ssl) as one line. */
 void tls_error_text(SSL *ssl, char *buf, size_t size);
 

@@ -13,6 +13,7 @@
  *   RESOLVING -> CONNECTING -> SSL_REQUEST -> TLS_HANDSHAKE -> LOGIN -> IDLE
  *                          \______________ sslmode=disable ___/
  *   IDLE <-> BUSY (one up_exec at a time)
+ *   IDLE <-> RELAY (a front-door client's messages, up_relay_begin/_end)
  *   any state -> CLOSED (error, timeout, server gone, or up_close)
  *
  * The owner learns of readiness and of the end through up_events; after
@@ -44,6 +45,8 @@ enum up_state {
 	UP_LOGIN,
 	UP_IDLE,
 	UP_BUSY,
+	UP_RELAY, /* lent to a front-door client: bytes flow through its owner
+	           */
 	UP_CLOSED
 };
 const char *up_state_name(enum up_state s);
@@ -62,7 +65,21 @@ struct up_params {
 	unsigned login_timeout_ms;
 	unsigned query_timeout_ms;
 	unsigned keepalive_idle_s;
+	unsigned keepalive_interval_s;
+	unsigned keepalive_count;
+	unsigned tcp_user_timeout_ms; /* 0: the kernel's default */
+	/* true: the server's notices at its default level (front-door
+	 * clients see them); false: only warnings and worse */
+	bool notices;
 };
+
+/*
+ * dst = src with its own copies of every string and its own reference to
+ * the TLS context, so that whoever gave src may free it. false on OOM (dst
+ * then holds nothing). up_params_clear frees them (the password wiped).
+ */
+bool up_params_copy(struct up_params *dst, const struct up_params *src);
+void up_params_clear(struct up_params *p);
 
 /* Why a connection ended, for the owner's backoff and its log line. */
 enum up_close_reason {
@@ -107,6 +124,28 @@ const char *up_last_error(const struct up_conn *c);
 const char *up_login_sqlstate(const struct up_conn *c);
 /* A server ParameterStatus value, e.g. "server_version"; NULL if unknown. */
 const char *up_server_param(const struct up_conn *c, const char *name);
+/*
+ * clock_now_ms() of the last bytes from the server (of the start, before
+ * any), and whether the connection now waits for the server to answer
+ * (connecting, logging in, or a statement in flight).
+ */
+uint64_t up_last_progress_ms(const struct up_conn *c);
+bool up_waits_on_server(const struct up_conn *c);
+/* The i-th ParameterStatus the server sent (i from 0); false past the end. */
+bool up_server_param_at(const struct up_conn *c, size_t i, const char **name,
+                        const char **value);
+/* Records a ParameterStatus the owner saw while relaying. */
+void up_store_param(struct up_conn *c, const char *name, const char *value);
+/* The secret of BackendKeyData, for a CancelRequest. */
+uint32_t up_backend_secret(const struct up_conn *c);
+
+/*
+ * Data an owner keeps with the connection (the front door: which prepared
+ * statements it holds); free_fn(data) runs when the connection is freed.
+ * Setting again frees the old data first.
+ */
+void up_set_user_data(struct up_conn *c, void *data, void (*free_fn)(void *));
+void *up_get_user_data(const struct up_conn *c);
 
 /* ---- running statements ---- */
 
@@ -168,5 +207,45 @@ void up_set_copy_refill(struct up_conn *c, up_refill_cb refill, void *arg);
 
 /* Registers the server-error counter family (metrics.h). */
 void up_register_metrics(void);
+
+/*
+ * ---- relaying (the PostgreSQL front door) ----
+ *
+ * In state RELAY the connection does not read the server's messages
+ * itself: bytes from the server wait in up_relay_input() and the owner
+ * takes them out (on_input says when more came); the owner appends whole
+ * client messages to up_relay_output(). No query timeout runs. The owner
+ * watches ReadyForQuery and ends the relay when the transaction is over,
+ * with the status it saw, so that pool_release can judge the connection.
+ */
+struct up_relay {
+	void (*on_input)(struct up_conn *c, void *arg);
+	/* What was queued for the server fell under the low watermark. */
+	void (*on_drained)(struct up_conn *c, void *arg);
+	/* The connection closed while relaying (before the pool hears it). */
+	void (*on_closed)(struct up_conn *c, void *arg);
+	void *arg;
+};
+/* IDLE -> RELAY. false in any other state. */
+bool up_relay_begin(struct up_conn *c, const struct up_relay *r);
+/* RELAY -> IDLE with the transaction status the owner saw last. */
+void up_relay_end(struct up_conn *c, char txn_status);
+struct evbuffer *up_relay_input(struct up_conn *c);
+struct evbuffer *up_relay_output(struct up_conn *c);
+/* Stops (false) or resumes reading from the server: backpressure. */
+void up_relay_read(struct up_conn *c, bool on);
+
+/*
+ * Sends a CancelRequest for backend (pid, secret) over a new connection
+ * made with params (TLS as configured), then closes it. Fire and forget:
+ * the returned handle only lets the caller free it early (up_free) when
+ * it shuts down; done(arg) runs once it is over, and the caller frees it
+ * then. NULL on OOM.
+ */
+struct up_conn *up_cancel(struct event_base *base, struct evdns_base *dns,
+                          const struct up_params *params, uint64_t id,
+                          uint32_t pid, uint32_t secret,
+                          void (*done)(struct up_conn *c, void *arg),
+                          void *arg);
 
 #endif

@@ -38,6 +38,8 @@ TABLE_DDL = ("event_id bigint PRIMARY KEY, ts timestamptz, device text, "
              "reading double precision, ok boolean")
 # The tokens of an external proxy (--proxy): from the environment, so they are not in `ps`.
 TOKEN_ENV = "LBP_INGEST_TOKEN"
+# How much longer than --duration a stream goes on while no micro-batch with rows completed.
+STARTUP_GRACE_S = 300
 ADMIN_TOKEN_ENV = "LBP_ADMIN_TOKEN"
 
 import promtext  # noqa: E402  (tests/harness, on the path above)
@@ -87,8 +89,10 @@ def server_connections(pg) -> int:
 def run_stream(spark, addr: str, rate: int, partitions: int, duration: float,
                sample: Callable[[], tuple[int, Optional[int], float]],
                conns: Callable[[], int], token: Optional[str] = None) -> dict[str, Any]:
-    """Streams for `duration` seconds; every 3 s prints sample() (rows so far, batches or None,
-    p99 flush-to-ack seconds of the interval or NaN) and conns() (the proxy's server
+    """Streams for `duration` seconds, and on (at most STARTUP_GRACE_S more) until a
+    micro-batch with rows has completed, which a loaded machine can take longer than a short
+    duration to get to; every 3 s prints sample() (rows so far, batches or None, p99
+    flush-to-ack seconds of the interval or NaN) and conns() (the proxy's server
     connections)."""
     from lakebase_foreachwriter import LakebaseForeachWriter
     from pyspark.sql import functions as F
@@ -110,7 +114,22 @@ def run_stream(spark, addr: str, rate: int, partitions: int, duration: float,
     last_rows, last_batches, last_t = 0, 0, start
     print(f"{'elapsed':>8} {'rows/s':>9} {'acked rows':>11} {'p99 ack ms':>10} "
           f"{'rows/batch':>10} {'server conns':>12}", flush=True)
-    while time.monotonic() - start < duration:
+    extended = False
+
+    def go_on() -> bool:
+        nonlocal extended
+        elapsed = time.monotonic() - start
+        if elapsed < duration:
+            return True
+        if completed_rows(query.recentProgress) or elapsed >= duration + STARTUP_GRACE_S:
+            return False
+        if not extended:
+            say(f"no micro-batch with rows has completed yet: streaming on "
+                f"(at most {STARTUP_GRACE_S} s more)")
+            extended = True
+        return True
+
+    while go_on():
         time.sleep(3)
         if query.exception():
             raise RuntimeError(f"the streaming query failed: {query.exception()}")
@@ -262,7 +281,8 @@ def run_external(args: argparse.Namespace) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=60, help="seconds of streaming (60)")
+    ap.add_argument("--duration", type=float, default=60, help="seconds of streaming (60); longer while no micro-batch with rows "
+                         f"has completed (at most {STARTUP_GRACE_S} s more)")
     ap.add_argument("--rate", type=int, default=5000, help="rows per second generated (5000)")
     ap.add_argument("--partitions", type=int, default=4, help="Spark partitions (4)")
     ap.add_argument("--build-dir", default=str(ROOT / "build"))

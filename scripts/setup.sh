@@ -5,7 +5,10 @@
 #   (packages only: docker/Dockerfile.test installs them before it copies the code).
 #   LBP_WITH_BENCH=1 also installs what bench/run needs (pgbouncer).
 #   LBP_WITH_TESTS=1 also provides what only the tests use: promtool (in .tools/bin) for the
-#   metrics tests, docker-compose for checking docker/docker-compose.yml.
+#   metrics tests, docker-compose for checking docker/docker-compose.yml, and for running it
+#   (tests/test_compose.py) a Docker engine (docker.io) and mmdebstrap for the base image,
+#   unless LBP_SKIP_DOCKER_TESTS says why that test cannot run here; iproute2 and iptables for
+#   the fault tests (tests/faults), clang for the fuzz harnesses (tests/fuzz).
 #   LBP_WITH_SPARK=1 also installs PySpark (4.3 or newer: real-time mode), Java, Maven and a
 #   Kafka client, and fetches the Kafka broker and Spark's Kafka source jars once into a cache
 #   (scripts/fetch-jars.sh) for the Kafka / real-time-mode tests and bench/rtm.
@@ -44,9 +47,24 @@ install_apt() {
   if [ -n "${LBP_WITH_TESTS:-}" ] && ! command -v docker-compose >/dev/null 2>&1; then
     APT_PACKAGES+=(docker-compose)
   fi
+  # tests/test_jdbc.py compiles a small Java program against pgJDBC (scripts/fetch-pgjdbc.sh).
+  if [ -n "${LBP_WITH_TESTS:-}" ] && ! command -v javac >/dev/null 2>&1; then
+    APT_PACKAGES+=(openjdk-17-jdk-headless)
+  fi
+  # tests/test_compose.py builds the images and runs the compose file: an engine (dockerd,
+  # started by the test) and mmdebstrap for the Debian base image (scripts/docker-base.sh).
+  if [ -n "${LBP_WITH_TESTS:-}" ] && [ -z "${LBP_SKIP_DOCKER_TESTS:-}" ]; then
+    command -v dockerd >/dev/null 2>&1 || APT_PACKAGES+=(docker.io)
+    APT_PACKAGES+=(mmdebstrap)
+  fi
   # scripts/check-format.sh, part of the tests: the C sources against .clang-format.
   if [ -n "${LBP_WITH_TESTS:-}" ]; then
     APT_PACKAGES+=(clang-format)
+    # tests/faults: network namespaces, veth pairs and DROP rules (iptables-legacy: this
+    # kernel's netfilter is driven through the legacy tables; no sch_netem is needed).
+    APT_PACKAGES+=(iproute2 iptables)
+    # tests/fuzz: the libFuzzer harnesses run for a bounded time (clang + compiler-rt).
+    APT_PACKAGES+=(clang libclang-rt-14-dev)
   fi
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -74,6 +92,10 @@ install_python() {
     python3 -c 'import databricks.sdk' 2>/dev/null || missing+=("databricks-sdk")
     # The Kafka producer of the Kafka / real-time-mode tests and bench/rtm.
     python3 -c 'import confluent_kafka' 2>/dev/null || missing+=("confluent-kafka>=2.3")
+  fi
+  # The upsert property test (python/tests/test_upsert_property.py).
+  if [ -n "${LBP_WITH_TESTS:-}" ]; then
+    python3 -c 'import hypothesis' 2>/dev/null || missing+=("hypothesis>=6")
   fi
   if [ ${#missing[@]} -eq 0 ]; then
     log "python packages: all present"

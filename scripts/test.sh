@@ -26,6 +26,11 @@ scripts/check-format.sh || status=1
 echo "== C tests (ctest, $BUILD_DIR) =="
 (cd "$BUILD_DIR" && ctest --output-on-failure -j1) || status=1
 
+# Every libFuzzer harness for a bounded time (its grown corpus is cached outside the checkout);
+# `tests/fuzz/run --minutes N` for a longer hunt.
+echo "== Fuzz (libFuzzer, ${LBP_FUZZ_SECONDS:-20} s per harness) =="
+tests/fuzz/run --seconds "${LBP_FUZZ_SECONDS:-20}" || status=1
+
 echo "== Python tests (pytest) =="
 pytest_dirs=(tests)
 [ -d python/tests ] && pytest_dirs+=(python/tests)

@@ -257,6 +257,15 @@ static bool dead_letter_row(struct co_unit *u, uint64_t row,
 
 /* ---- after the statement ---- */
 
+/* The rest of the batch runs again, or the batch is done. */
+static void batch_next(struct co_batch *b)
+{
+	if (TAILQ_EMPTY(&b->units))
+		batch_finish(b);
+	else
+		batch_run(b);
+}
+
 static void batch_after_rollback(struct up_conn *c, const struct up_result *r,
                                  void *arg)
 {
@@ -268,16 +277,18 @@ static void batch_after_rollback(struct up_conn *c, const struct up_result *r,
 		pool_release(b->t->co->pool, b->conn);
 		b->conn = NULL;
 	}
-	batch_run(b);
+	batch_next(b);
 }
 
-/* Runs the rest of the batch (a retry), rolling back first if needed. */
+/*
+ * Runs the rest of the batch (a retry), or finishes it. A transaction the
+ * server failed cleanly (a permission, a constraint) is rolled back first
+ * either way: the connection is fine after ROLLBACK, and handing it back
+ * in a failed transaction would make the pool close it and log in anew,
+ * once per rejected batch.
+ */
 static void batch_continue(struct co_batch *b, const struct up_result *r)
 {
-	if (TAILQ_EMPTY(&b->units)) {
-		batch_finish(b);
-		return;
-	}
 	if (b->conn && r->txn_status != 'I') {
 		batch_set_state(b, BATCH_ROLLING_BACK);
 		if (up_exec(b->conn, SQL_ROLLBACK, NULL, batch_after_rollback,
@@ -286,7 +297,7 @@ static void batch_continue(struct co_batch *b, const struct up_result *r)
 		pool_release(b->t->co->pool, b->conn);
 		b->conn = NULL;
 	}
-	batch_run(b);
+	batch_next(b);
 }
 
 /* The unit holding batch line `line` (1-based) and the line within it. */

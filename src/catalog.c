@@ -86,6 +86,8 @@ static void free_table(struct cat_table *t)
 	free(t->indexes);
 	free(t->schema);
 	free(t->table);
+	free(t->rel_schema);
+	free(t->rel_name);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -262,27 +264,59 @@ static bool add_column(struct cat_table *t, const char *name, const char *type,
 	return cols[t->ncols - 1].name && cols[t->ncols - 1].type;
 }
 
-/* Fills e->t from the rows; false with sqlstate and message otherwise. */
-static bool read_rows(struct cat_entry *e, const struct up_result *r,
-                      const char **sqlstate, const char **message)
+/*
+ * The relation rows ('a', 'b': sql_catalog_lookup) into t's resolved
+ * names; false with sqlstate and message (in buf when it names the
+ * candidates) when there is no single table.
+ */
+static bool read_relation(struct cat_table *t, const struct up_result *r,
+                          const char **sqlstate, const char **message,
+                          char *buf, size_t size)
 {
-	struct cat_table *t = &e->t;
-	char last_id[32] = "";
+	const char *kind, *candidates;
 
 	*sqlstate = "42P01";
 	*message = "table not found";
-	if (r->nrows == 0 || r->ncols != 5 || r->truncated ||
-	    up_result_cell(r, 0, 1) == NULL)
+	if (r->nrows < 2 || r->ncols != 5 || r->truncated ||
+	    (kind = up_result_cell(r, 1, 0)) == NULL || kind[0] != 'b')
 		return false;
+	candidates = up_result_cell(r, 1, 2);
+	if (up_result_cell(r, 0, 1) == NULL) {
+		if (candidates != NULL) {
+			snprintf(buf, size,
+			         "several tables match when case is ignored: "
+			         "%s; write the exact name",
+			         candidates);
+			*message = buf;
+		}
+		return false;
+	}
 	if (strcmp(up_result_cell(r, 0, 2), "r") != 0 &&
 	    strcmp(up_result_cell(r, 0, 2), "p") != 0) {
 		*sqlstate = "42809";
 		*message = "not a table (a view, sequence or the like)";
 		return false;
 	}
+	if (up_result_cell(r, 0, 3) == NULL || up_result_cell(r, 1, 1) == NULL)
+		return false;
 	*sqlstate = "53200";
 	*message = "out of memory";
-	for (size_t i = 1; i < r->nrows; i++) {
+	t->rel_schema = strdup(up_result_cell(r, 0, 3));
+	t->rel_name = strdup(up_result_cell(r, 1, 1));
+	return t->rel_schema != NULL && t->rel_name != NULL;
+}
+
+/* Fills e->t from the rows; false with sqlstate and message otherwise. */
+static bool read_rows(struct cat_entry *e, const struct up_result *r,
+                      const char **sqlstate, const char **message, char *buf,
+                      size_t size)
+{
+	struct cat_table *t = &e->t;
+	char last_id[32] = "";
+
+	if (!read_relation(t, r, sqlstate, message, buf, size))
+		return false;
+	for (size_t i = 2; i < r->nrows; i++) {
 		const char *kind = up_result_cell(r, i, 0);
 		const char *a = up_result_cell(r, i, 1);
 		const char *b = up_result_cell(r, i, 2);
@@ -306,7 +340,7 @@ static void cat_loaded(struct up_conn *c, const struct up_result *r, void *arg)
 {
 	struct cat_entry *e = arg;
 	const char *sqlstate = NULL, *message = NULL;
-	char q[300];
+	char q[300], msg[256];
 
 	e->querying = false;
 	pool_release(e->cat->pool, c);
@@ -321,7 +355,7 @@ static void cat_loaded(struct up_conn *c, const struct up_result *r, void *arg)
 		          message ? message : "");
 		return;
 	}
-	if (!read_rows(e, r, &sqlstate, &message)) {
+	if (!read_rows(e, r, &sqlstate, &message, msg, sizeof(msg))) {
 		fail_load(e, sqlstate, message);
 		return;
 	}
@@ -478,12 +512,30 @@ void cat_cancel(struct catalog *cat, struct cat_lookup *l)
 	settle_stale(e);
 }
 
+/* Is e's loaded relation schema.table (the catalog's names)? */
+static bool resolves_to(const struct cat_entry *e, const char *schema,
+                        const char *table)
+{
+	return e->t.rel_name != NULL && strcmp(e->t.rel_name, table) == 0 &&
+	       (schema[0] == '\0' || strcmp(e->t.rel_schema, schema) == 0);
+}
+
+/*
+ * A batch names its table as resolved ("public"."events"), a lookup as
+ * asked ("Events"): entries matching either way go.
+ */
 void cat_invalidate(struct catalog *cat, const char *schema, const char *table)
 {
-	struct cat_entry *e = find_entry(cat, schema ? schema : "", table);
+	struct cat_entry *e, *next;
 
-	if (e != NULL)
+	schema = schema ? schema : "";
+	if ((e = find_entry(cat, schema, table)) != NULL)
 		orphan_entry(e);
+	for (e = TAILQ_FIRST(&cat->cached); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, link);
+		if (resolves_to(e, schema, table))
+			orphan_entry(e);
+	}
 }
 
 void cat_set_ttl(struct catalog *cat, unsigned ttl_s)
@@ -534,14 +586,38 @@ void cat_free(struct catalog *cat)
 	free(cat);
 }
 
-const struct cat_column *cat_find_column(const struct cat_table *t,
-                                         const char *name)
+bool cat_same_folded(const char *a, const char *b)
 {
+	for (; *a != '\0' && *b != '\0'; a++, b++) {
+		char x = (*a >= 'A' && *a <= 'Z') ? (char)(*a + 32) : *a;
+		char y = (*b >= 'A' && *b <= 'Z') ? (char)(*b + 32) : *b;
+
+		if (x != y)
+			return false;
+	}
+	return *a == *b;
+}
+
+const struct cat_column *cat_find_column(const struct cat_table *t,
+                                         const char *name, bool *ambiguous)
+{
+	const struct cat_column *found = NULL;
+
+	*ambiguous = false;
 	for (size_t i = 0; i < t->ncols; i++) {
 		if (strcmp(t->cols[i].name, name) == 0)
 			return &t->cols[i];
 	}
-	return NULL;
+	for (size_t i = 0; i < t->ncols; i++) {
+		if (!cat_same_folded(t->cols[i].name, name))
+			continue;
+		if (found != NULL) {
+			*ambiguous = true;
+			return NULL;
+		}
+		found = &t->cols[i];
+	}
+	return found;
 }
 
 bool cat_has_unique(const struct cat_table *t, const char *const *cols,

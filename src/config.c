@@ -18,14 +18,15 @@
 #define SECRET_MASK "********"
 
 enum cfg_type {
-	CFG_STRING,   /* char *; empty is an error unless optional */
-	CFG_SECRET,   /* char *; optional; never printed, never in errors */
-	CFG_UINT,     /* unsigned, min..max */
-	CFG_UINT64,   /* uint64_t, min..max */
-	CFG_PORT,     /* uint16_t, 1..65535 */
-	CFG_BOOL,     /* bool: on/off, true/false, yes/no, 1/0 */
-	CFG_SSLMODE,  /* enum sslmode */
-	CFG_LOG_LEVEL /* enum log_level */
+	CFG_STRING,    /* char *; empty is an error unless optional */
+	CFG_SECRET,    /* char *; optional; never printed, never in errors */
+	CFG_UINT,      /* unsigned, min..max */
+	CFG_UINT64,    /* uint64_t, min..max */
+	CFG_PORT,      /* uint16_t, 1..65535 */
+	CFG_BOOL,      /* bool: on/off, true/false, yes/no, 1/0 */
+	CFG_SSLMODE,   /* enum sslmode */
+	CFG_LOG_LEVEL, /* enum log_level */
+	CFG_ENUM       /* an enum of the names in cfg_key.names */
 };
 
 struct cfg_key {
@@ -37,12 +38,33 @@ struct cfg_key {
 	uint64_t min, max; /* numbers only */
 	const char *def;   /* default, as written in the file; NULL: unset */
 	bool optional;     /* strings: an empty value means unset (NULL) */
+	const char *const
+	    *names; /* CFG_ENUM: value i is names[i]; NULL-ended */
 };
 
 #define KEY(sec, name, t)                                                      \
 	.section = #sec, .key = #name,                                         \
 	.offset = offsetof(struct config, sec.name),                           \
 	.size = sizeof(((struct config *)0)->sec.name), .type = (t)
+
+static const char *const fe_auth_names[] = {"scram", "passthrough", NULL};
+static const char *const fe_pool_names[] = {"transaction", "session", NULL};
+static const char *const fe_tls_names[] = {"off", "allow", "require", NULL};
+
+const char *fe_auth_mode_name(enum fe_auth_mode m)
+{
+	return (unsigned)m <= FE_AUTH_PASSTHROUGH ? fe_auth_names[m] : "?";
+}
+
+const char *fe_pool_mode_name(enum fe_pool_mode m)
+{
+	return (unsigned)m <= FE_POOL_SESSION ? fe_pool_names[m] : "?";
+}
+
+const char *fe_tls_mode_name(enum fe_tls_mode m)
+{
+	return (unsigned)m <= FE_TLS_REQUIRE ? fe_tls_names[m] : "?";
+}
 
 /*
  * Every setting, in the order --check-config prints them. The defaults here
@@ -61,6 +83,12 @@ static const struct cfg_key keys[] = {
     {KEY(upstream, application_name, CFG_STRING), .def = "lakebase-proxy"},
     {KEY(upstream, keepalive_idle_s, CFG_UINT), .min = 1, .max = 86400,
      .def = "30"},
+    {KEY(upstream, keepalive_interval_s, CFG_UINT), .min = 1, .max = 3600,
+     .def = "10"},
+    {KEY(upstream, keepalive_count, CFG_UINT), .min = 1, .max = 100,
+     .def = "3"},
+    {KEY(upstream, tcp_user_timeout_ms, CFG_UINT), .min = 0, .max = 3600000,
+     .def = "15000"},
     {KEY(pool, min_size, CFG_UINT), .min = 0, .max = 1000, .def = "2"},
     {KEY(pool, max_size, CFG_UINT), .min = 1, .max = 1000, .def = "8"},
     {KEY(pool, max_lifetime_s, CFG_UINT), .min = 1, .max = 2592000,
@@ -76,6 +104,8 @@ static const struct cfg_key keys[] = {
      .def = "100"},
     {KEY(pool, reconnect_max_ms, CFG_UINT), .min = 1, .max = 3600000,
      .def = "30000"},
+    {KEY(pool, stall_timeout_ms, CFG_UINT), .min = 0, .max = 3600000,
+     .def = "10000"},
     {KEY(ingest, listen, CFG_STRING), .def = "127.0.0.1:5480"},
     {KEY(ingest, auth_token, CFG_SECRET), .optional = true},
     {KEY(ingest, max_clients, CFG_UINT), .min = 1, .max = 100000,
@@ -88,8 +118,25 @@ static const struct cfg_key keys[] = {
      .max = 4294967296, .def = "16777216"},
     {KEY(ingest, global_buffer_bytes, CFG_UINT64), .min = 1024,
      .max = 68719476736, .def = "268435456"},
+    {KEY(ingest, handshake_timeout_ms, CFG_UINT), .min = 100, .max = 600000,
+     .def = "10000"},
     {KEY(ingest, idle_timeout_s, CFG_UINT), .min = 1, .max = 86400,
      .def = "600"},
+    {KEY(frontend, listen, CFG_STRING), .optional = true},
+    {KEY(frontend, auth_file, CFG_STRING), .optional = true},
+    {KEY(frontend, auth, CFG_ENUM), .def = "scram", .names = fe_auth_names},
+    {KEY(frontend, pool_mode, CFG_ENUM), .def = "transaction",
+     .names = fe_pool_names},
+    {KEY(frontend, tls_cert_file, CFG_STRING), .optional = true},
+    {KEY(frontend, tls_key_file, CFG_STRING), .optional = true},
+    {KEY(frontend, tls, CFG_ENUM), .def = "require", .names = fe_tls_names},
+    {KEY(frontend, max_client_conn, CFG_UINT), .min = 1, .max = 100000,
+     .def = "1000"},
+    {KEY(frontend, databases, CFG_STRING), .def = "*"},
+    {KEY(frontend, max_prepared_statements, CFG_UINT), .min = 0, .max = 100000,
+     .def = "200"},
+    {KEY(frontend, idle_transaction_timeout_s, CFG_UINT), .min = 0,
+     .max = 86400, .def = "0"},
     {KEY(batch, max_rows, CFG_UINT64), .min = 1, .max = 100000000,
      .def = "50000"},
     {KEY(batch, max_bytes, CFG_UINT64), .min = 1024, .max = 1073741824,
@@ -103,6 +150,10 @@ static const struct cfg_key keys[] = {
     {KEY(batch, dead_letter, CFG_BOOL), .def = "off"},
     {KEY(admin, listen, CFG_STRING), .def = "127.0.0.1:9187", .optional = true},
     {KEY(admin, auth_token, CFG_SECRET), .optional = true},
+    {KEY(admin, max_connections, CFG_UINT), .min = 1, .max = 10000,
+     .def = "16"},
+    {KEY(admin, request_timeout_ms, CFG_UINT), .min = 100, .max = 600000,
+     .def = "10000"},
     {KEY(lakebase, workspace_host, CFG_STRING), .optional = true},
     {KEY(lakebase, instance_name, CFG_STRING), .optional = true},
     {KEY(lakebase, endpoint, CFG_STRING), .optional = true},
@@ -338,6 +389,27 @@ static bool set_log_level(void *field, const char *value, char *why,
 	return false;
 }
 
+static bool set_enum(void *field, const struct cfg_key *k, const char *value,
+                     char *why, size_t whylen)
+{
+	char quoted[80], list[200];
+	size_t n = 0;
+
+	for (int i = 0; k->names[i] != NULL; i++) {
+		if (strcmp(value, k->names[i]) == 0) {
+			*(int *)field = i;
+			return true;
+		}
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s",
+		                      i ? ", " : "", k->names[i]);
+		if (n >= sizeof(list))
+			n = sizeof(list) - 1;
+	}
+	put_err(why, whylen, "%s is not one of: %s",
+	        log_quote(quoted, sizeof(quoted), value), list);
+	return false;
+}
+
 /* Parses value into k's field of cfg; on false, why says what is wrong. */
 static bool set_value(struct config *cfg, const struct cfg_key *k,
                       const char *value, char *why, size_t whylen)
@@ -358,6 +430,8 @@ static bool set_value(struct config *cfg, const struct cfg_key *k,
 		return set_sslmode(field, value, why, whylen);
 	case CFG_LOG_LEVEL:
 		return set_log_level(field, value, why, whylen);
+	case CFG_ENUM:
+		return set_enum(field, k, value, why, whylen);
 	}
 	put_err(why, whylen, "unknown setting type");
 	return false;
@@ -381,6 +455,8 @@ static size_t type_size(enum cfg_type type)
 		return sizeof(enum sslmode);
 	case CFG_LOG_LEVEL:
 		return sizeof(enum log_level);
+	case CFG_ENUM:
+		return sizeof(int);
 	}
 	return 0;
 }
@@ -757,6 +833,110 @@ static bool check_admin(const struct cfg_admin *ad, char *err, size_t errlen)
 	return true;
 }
 
+/* Each comma-separated item of s, spaces trimmed, compared with name. */
+static bool list_has(const char *s, const char *name, bool *empty_item)
+{
+	bool found = false;
+
+	*empty_item = false;
+	while (*s != '\0') {
+		const char *end = strchr(s, ',');
+		size_t len;
+
+		if (end == NULL)
+			end = s + strlen(s);
+		while (*s == ' ')
+			s++;
+		len = (size_t)(end - s);
+		while (len > 0 && s[len - 1] == ' ')
+			len--;
+		if (len == 0)
+			*empty_item = true;
+		if (name != NULL && len == strlen(name) &&
+		    memcmp(s, name, len) == 0)
+			found = true;
+		s = *end ? end + 1 : end;
+	}
+	return found;
+}
+
+bool cfg_frontend_database_allowed(const struct cfg_frontend *fe,
+                                   const char *database)
+{
+	bool empty;
+
+	if (fe->databases == NULL)
+		return false;
+	if (strcmp(fe->databases, "*") == 0)
+		return true;
+	return list_has(fe->databases, database, &empty);
+}
+
+static bool check_frontend_tls(const struct cfg_frontend *fe,
+                               const struct na_listen *addr, char *err,
+                               size_t errlen)
+{
+	if ((fe->tls_cert_file == NULL) != (fe->tls_key_file == NULL)) {
+		put_err(err, errlen,
+		        "[frontend] tls_cert_file and "
+		        "tls_key_file go together");
+		return false;
+	}
+	if (fe->tls != FE_TLS_OFF && fe->tls_cert_file == NULL) {
+		put_err(err, errlen,
+		        "[frontend] tls = %s needs tls_cert_file and "
+		        "tls_key_file (or tls = off on loopback)",
+		        fe_tls_mode_name(fe->tls));
+		return false;
+	}
+	/* Passwords and data would cross the network in the clear. */
+	if (!na_is_loopback(addr) && fe->tls != FE_TLS_REQUIRE) {
+		put_err(err, errlen,
+		        "[frontend] listen %s is not a loopback address: "
+		        "tls = require is mandatory there",
+		        fe->listen);
+		return false;
+	}
+	if (fe->auth == FE_AUTH_PASSTHROUGH && !addr->is_unix &&
+	    fe->tls == FE_TLS_OFF) {
+		put_err(err, errlen,
+		        "[frontend] auth = passthrough has clients send their "
+		        "password in cleartext: it needs tls = require or "
+		        "allow (or a unix: listen address)");
+		return false;
+	}
+	return true;
+}
+
+static bool check_frontend(const struct cfg_frontend *fe, char *err,
+                           size_t errlen)
+{
+	struct na_listen addr;
+	char why[300];
+	bool empty;
+
+	if (fe->listen == NULL)
+		return true; /* no front door */
+	if (!na_parse_listen(fe->listen, &addr, why, sizeof(why))) {
+		put_err(err, errlen, "[frontend] listen: %s", why);
+		return false;
+	}
+	if (fe->auth == FE_AUTH_SCRAM && fe->auth_file == NULL) {
+		put_err(err, errlen,
+		        "[frontend] auth = scram needs auth_file (a userlist: "
+		        "\"user\" \"secret\" per line)");
+		return false;
+	}
+	list_has(fe->databases, NULL, &empty);
+	if (empty && strcmp(fe->databases, "*") != 0) {
+		put_err(err, errlen,
+		        "[frontend] databases: an empty name in "
+		        "the list (use * for any)");
+		return false;
+	}
+	return check_frontend_tls(fe, &addr, err, errlen);
+}
+
 /* Names go into API paths unescaped, so only path-safe characters. */
 static bool is_api_name(const char *s, bool slashes)
 {
@@ -892,6 +1072,7 @@ static bool check_whole(const struct config *cfg, char *err, size_t errlen)
 		return false;
 	}
 	return check_ingest(&cfg->ingest, err, errlen) &&
+	       check_frontend(&cfg->frontend, err, errlen) &&
 	       check_admin(&cfg->admin, err, errlen) &&
 	       cfg_check_lakebase(&cfg->lakebase, err, errlen) &&
 	       check_sslrootcert(&cfg->upstream, err, errlen);
@@ -946,6 +1127,8 @@ static const char *format_value(const struct config *cfg,
 		return sslmode_name(*(const enum sslmode *)field);
 	case CFG_LOG_LEVEL:
 		return log_level_name(*(const enum log_level *)field);
+	case CFG_ENUM:
+		return k->names[*(const int *)field];
 	}
 	return "";
 }

@@ -1,6 +1,8 @@
 /* copytext.c: checks the framing, escapes and UTF-8 of COPY text rows. */
 #include "copytext.h"
 
+#include "utf8.h"
+
 /* What a byte means to the scanner; PLAIN bytes need no further look. */
 enum byte_class {
 	B_PLAIN = 0,
@@ -23,79 +25,6 @@ static const uint8_t byte_class[256] = {
     [0xb0] = HIGH16,      [0xc0] = HIGH16, [0xd0] = HIGH16, [0xe0] = HIGH16,
     [0xf0] = HIGH16,
 };
-
-/* ---- UTF-8 ---- */
-
-static bool is_cont(uint8_t b)
-{
-	return (b & 0xc0) == 0x80;
-}
-
-/*
- * The second byte's range depends on the lead: it is what excludes
- * overlongs (E0, F0), surrogates (ED) and code points above U+10FFFF (F4).
- */
-static bool second_ok(uint8_t lead, uint8_t b)
-{
-	switch (lead) {
-	case 0xe0:
-		return b >= 0xa0 && b <= 0xbf;
-	case 0xed:
-		return b >= 0x80 && b <= 0x9f;
-	case 0xf0:
-		return b >= 0x90 && b <= 0xbf;
-	case 0xf4:
-		return b >= 0x80 && b <= 0x8f;
-	default:
-		return is_cont(b);
-	}
-}
-
-/* Sequence length announced by a lead byte; 0 for bytes that lead nothing. */
-static size_t lead_len(uint8_t lead)
-{
-	if (lead < 0x80)
-		return 1;
-	if (lead >= 0xc2 && lead <= 0xdf)
-		return 2;
-	if (lead >= 0xe0 && lead <= 0xef)
-		return 3;
-	if (lead >= 0xf0 && lead <= 0xf4)
-		return 4;
-	return 0; /* continuation, C0/C1 overlong leads, F5..FF */
-}
-
-size_t ct_utf8_seq_len(const uint8_t *s, size_t left)
-{
-	size_t n;
-
-	if (left == 0)
-		return 0;
-	n = lead_len(s[0]);
-	if (n <= 1 || n > left)
-		return n > left ? 0 : n;
-	if (!second_ok(s[0], s[1]))
-		return 0;
-	for (size_t i = 2; i < n; i++) {
-		if (!is_cont(s[i]))
-			return 0;
-	}
-	return n;
-}
-
-bool ct_utf8_valid(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		size_t n = ct_utf8_seq_len(s + i, len - i);
-
-		if (n == 0)
-			return false;
-		i += n;
-	}
-	return true;
-}
 
 /* ---- rows ---- */
 
@@ -179,7 +108,7 @@ static enum ct_rc on_backslash(struct scan *s)
 
 static enum ct_rc on_high(struct scan *s)
 {
-	size_t n = ct_utf8_seq_len(s->data + s->pos, s->len - s->pos);
+	size_t n = utf8_seq_len(s->data + s->pos, s->len - s->pos);
 
 	if (n == 0)
 		return scan_fail(s, CT_BAD_UTF8, s->pos);
@@ -215,6 +144,33 @@ static size_t skip_plain(const uint8_t *d, size_t pos, size_t len)
 	while (pos < len && byte_class[d[pos]] == B_PLAIN)
 		pos++;
 	return pos;
+}
+
+uint64_t ct_find_null(const uint8_t *data, size_t len, const bool *mask,
+                      unsigned ncols, unsigned *field)
+{
+	uint64_t row = 1;
+	unsigned f = 0;
+	size_t start = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (data[i] != '\t' && data[i] != '\n')
+			continue;
+		/* Checked rows: raw tabs and newlines only separate. */
+		if (f < ncols && mask[f] && i - start == 2 &&
+		    data[start] == '\\' && data[start + 1] == 'N') {
+			*field = f;
+			return row;
+		}
+		start = i + 1;
+		if (data[i] == '\n') {
+			row++;
+			f = 0;
+		} else {
+			f++;
+		}
+	}
+	return 0;
 }
 
 enum ct_rc ct_check_rows(const uint8_t *data, size_t len, unsigned ncols,

@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "bytes.h"
 #include "catalog.h"
 #include "clock.h"
 #include "coalesce.h"
@@ -30,10 +31,12 @@
 #include "netaddr.h"
 #include "pgwire.h"
 #include "secret.h"
+#include "timer.h"
 
-/* Stop reading a client whose unread answers pile up past this. */
-#define OUTPUT_HIGH (1024u * 1024)
-#define OUTPUT_LOW  (256u * 1024)
+/* Stop reading a client whose unread answers pile up past this (about
+ * 3000 Acks): a client that does not read them costs little. */
+#define OUTPUT_HIGH (64u * 1024)
+#define OUTPUT_LOW  (16u * 1024)
 /*
  * What a flush unit costs beyond its rows (the unit, its answer record,
  * their buffers), counted against the memory limits so that a client
@@ -49,17 +52,24 @@ enum sess_state {
 	S_OPENING, /* catalog lookup in flight; input waits in the buffer */
 	S_STREAM,  /* rows and flushes */
 	S_CLOSING, /* Close received; answering what is outstanding */
+	S_FAILING, /* fatal error; answering flushes in flight, then Error */
 	S_DRAINING /* last message queued; gone once it is written */
 };
 
-static const char *const state_names[] = {"hello",  "open",    "opening",
-                                          "stream", "closing", "draining"};
+static const char *const state_names[] = {
+    "hello", "open", "opening", "stream", "closing", "failing", "draining"};
 
-/* One flushed unit, answered in Flush order. Outlives its session if the
- * client goes while the unit is in flight (session NULL then). */
+/*
+ * One flushed unit, answered in Flush order: on its session's list. If the
+ * client goes while the unit is in flight, it moves to the ingest's orphans
+ * (session NULL) until the coalescer is done with it: its bytes count
+ * against global_buffer_bytes until then, whoever owns them. Once the
+ * ingest itself is freed, ing is NULL too.
+ */
 struct pending {
 	TAILQ_ENTRY(pending) link;
 	struct session *s;
+	struct ingest *ing;
 	uint64_t flush_id;
 	bool done;
 	uint64_t rows;
@@ -89,11 +99,15 @@ struct session {
 	char peer[64];
 	char name[IGP_MAX_CLIENT_NAME + 1];
 	struct event *drain_ev;
+	/* Until Open: the handshake deadline; then the idle timeout, re-armed
+	 * by every whole message (not every byte: a slow drip is idle). */
+	struct event *idle_ev;
 
 	struct open_req req;
 	struct cat_lookup *lookup;
 	struct co_target *target;
 	unsigned ncols;
+	bool *key_mask; /* upsert: which columns are keys (never NULL) */
 
 	/* the flush unit being received */
 	struct evbuffer *unit;
@@ -106,6 +120,10 @@ struct session {
 	struct pending_list pendings;
 	size_t pending_bytes;
 	bool reading;
+
+	/* S_FAILING: the Error sent once every flush in flight is answered */
+	char fatal_state[6];
+	char fatal_msg[400];
 };
 TAILQ_HEAD(session_list, session);
 
@@ -114,10 +132,12 @@ struct ingest {
 	struct catalog *cat;
 	struct coalescer *co;
 	struct cfg_ingest cfg;
-	char *token; /* owned copy; NULL = none */
+	char *token;   /* owned copy; NULL = none */
+	char *pg_door; /* where PostgreSQL clients go; NULL: no front door */
 	struct evconnlistener *listener;
 	char unix_path[108];
 	struct session_list sessions;
+	struct pending_list orphans; /* in flight, their clients gone */
 	struct event *resume_ev;
 	struct event *relisten_ev;
 	bool draining; /* shutting down: answer what is flushed, then close */
@@ -224,16 +244,43 @@ static bool copy_req(struct open_req *r, const struct igp_open *o)
 	return ok && r->schema && r->table && r->version_col;
 }
 
-/* Sends Error and lets the session go once it is written. */
+/* Sends Error now and lets the session go once it is written. */
+static void send_fatal(struct session *s, const char *sqlstate, const char *msg)
+{
+	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+
+	igp_put_error(bufferevent_get_output(s->bev), sqlstate, msg);
+	set_state(s, S_DRAINING);
+	update_reading(s);
+	evtimer_add(s->drain_ev, &tv);
+}
+
+static bool in_flight(const struct session *s)
+{
+	const struct pending *p;
+
+	TAILQ_FOREACH(p, &s->pendings, link)
+	{
+		if (!p->done)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A fatal error. Flushes already handed to the coalescer will commit or
+ * fail whatever happens now, so each is answered before the Error (spec
+ * 3.2: what committed was acknowledged before it); nothing after them is
+ * read, and the unit being received is dropped.
+ */
 static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[400], q[500];
 	va_list ap;
-	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
 
-	if (s->state == S_DRAINING)
+	if (s->state == S_DRAINING || s->state == S_FAILING)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -242,10 +289,14 @@ static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
 	         sqlstate, log_quote(q, sizeof(q), msg));
 	if (strcmp(sqlstate, "08P01") == 0)
 		s->ing->stats.protocol_errors++;
-	igp_put_error(bufferevent_get_output(s->bev), sqlstate, msg);
-	set_state(s, S_DRAINING);
+	if (!in_flight(s)) {
+		send_fatal(s, sqlstate, msg);
+		return;
+	}
+	snprintf(s->fatal_state, sizeof(s->fatal_state), "%s", sqlstate);
+	snprintf(s->fatal_msg, sizeof(s->fatal_msg), "%s", msg);
+	set_state(s, S_FAILING);
 	update_reading(s);
-	evtimer_add(s->drain_ev, &tv);
 }
 
 /* ---- answers ---- */
@@ -302,6 +353,10 @@ static void send_answers(struct session *s)
 		}
 		free_pending(p);
 	}
+	if (s->state == S_FAILING && TAILQ_EMPTY(&s->pendings)) {
+		send_fatal(s, s->fatal_state, s->fatal_msg);
+		return;
+	}
 	if (s->ing->draining && s->state != S_CLOSING &&
 	    TAILQ_EMPTY(&s->pendings)) {
 		fatal(s, "57P01",
@@ -350,7 +405,13 @@ static void unit_done(const struct co_outcome *o, void *arg)
 	struct ingest *ing;
 
 	if (s == NULL) {
-		/* The client left; the unit still had to commit or fail. */
+		/* The client left; the unit still had to commit or fail. Its
+		 * bytes were held until now. */
+		if (p->ing != NULL) {
+			TAILQ_REMOVE(&p->ing->orphans, p, link);
+			p->ing->stats.buffered_bytes -= p->bytes;
+			event_active(p->ing->resume_ev, 0, 0);
+		}
 		free_pending(p);
 		return;
 	}
@@ -373,7 +434,7 @@ static bool wants_input(const struct session *s)
 	const struct ingest *ing = s->ing;
 
 	if (s->state == S_OPENING || s->state == S_DRAINING ||
-	    s->state == S_CLOSING || ing->draining)
+	    s->state == S_CLOSING || s->state == S_FAILING || ing->draining)
 		return false;
 	return s->pending_bytes < ing->cfg.client_buffer_bytes &&
 	       ing->stats.buffered_bytes < ing->cfg.global_buffer_bytes &&
@@ -452,24 +513,135 @@ static void handle_hello(struct session *s, const struct pgw_frame *f)
 	set_state(s, S_OPEN);
 }
 
+/* "a, b, c": the table's columns (those equal to like ignoring case). */
+static const char *column_names(const struct cat_table *t, const char *like,
+                                char *buf, size_t size)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < t->ncols && used + 1 < size; i++) {
+		int n;
+
+		if (like != NULL && !cat_same_folded(t->cols[i].name, like))
+			continue;
+		n = snprintf(buf + used, size - used, "%s\"%s\"",
+		             used ? ", " : "", t->cols[i].name);
+		if (n < 0)
+			break;
+		used += (size_t)n < size - used ? (size_t)n : size - used - 1;
+	}
+	return buf;
+}
+
+/*
+ * *name replaced by the catalog's spelling of the column it means (the
+ * names rule: exact, else the only one equal ignoring ASCII case); types[]
+ * gets its type when given. false after telling the client.
+ */
+static bool resolve_column(struct session *s, const struct cat_table *t,
+                           char **name, const char **type)
+{
+	bool ambiguous;
+	const struct cat_column *c = cat_find_column(t, *name, &ambiguous);
+	char *copy;
+
+	if (c == NULL) {
+		char names[300];
+
+		fatal(s, ambiguous ? "42702" : "42703",
+		      "column \"%s\" of table \"%s\" %s (%s)", *name,
+		      t->rel_name,
+		      ambiguous ? "matches several columns when case is "
+		                  "ignored; write the exact name"
+		                : "does not exist",
+		      column_names(t, ambiguous ? *name : NULL, names,
+		                   sizeof(names)));
+		return false;
+	}
+	if (type != NULL)
+		*type = c->type;
+	if (strcmp(c->name, *name) == 0)
+		return true;
+	if ((copy = strdup(c->name)) == NULL) {
+		fatal(s, "53200", "out of memory");
+		return false;
+	}
+	free(*name);
+	*name = copy;
+	return true;
+}
+
+static bool resolve_list(struct session *s, const struct cat_table *t,
+                         char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!resolve_column(s, t, &names[i], NULL))
+			return false;
+	}
+	return true;
+}
+
+/* Two asked names that mean one column (userId, userid) are refused. */
+static bool distinct_columns(struct session *s)
+{
+	const struct open_req *r = &s->req;
+
+	for (size_t i = 0; i < r->ncols; i++) {
+		for (size_t j = i + 1; j < r->ncols; j++) {
+			if (strcmp(r->cols[i], r->cols[j]) == 0) {
+				fatal(s, "42701",
+				      "two columns of the stream both mean "
+				      "column \"%s\"",
+				      r->cols[i]);
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/*
+ * The request in the catalog's names: the table and every column. A schema
+ * stays empty when the client relied on the search_path (the table's name,
+ * unique there ignoring case, finds the same table; metrics keep the form
+ * the client used).
+ */
+static bool resolve_names(struct session *s, const struct cat_table *t,
+                          const char **types)
+{
+	struct open_req *r = &s->req;
+	char *schema = strdup(r->schema[0] ? t->rel_schema : "");
+	char *table = strdup(t->rel_name);
+
+	if (schema == NULL || table == NULL) {
+		free(schema);
+		free(table);
+		fatal(s, "53200", "out of memory");
+		return false;
+	}
+	free(r->schema);
+	free(r->table);
+	r->schema = schema;
+	r->table = table;
+	for (size_t i = 0; i < r->ncols; i++) {
+		if (!resolve_column(s, t, &r->cols[i], &types[i]))
+			return false;
+	}
+	return distinct_columns(s) && resolve_list(s, t, r->keys, r->nkeys) &&
+	       resolve_list(s, t, r->coalesce, r->ncoalesce) &&
+	       (r->version_col[0] == '\0' ||
+	        resolve_column(s, t, &r->version_col, NULL));
+}
+
 /* The table as it is: every asked column exists, upsert keys are unique. */
 static bool check_against_table(struct session *s, const struct cat_table *t,
                                 const char **types)
 {
 	const struct open_req *r = &s->req;
 
-	for (size_t i = 0; i < r->ncols; i++) {
-		const struct cat_column *c = cat_find_column(t, r->cols[i]);
-
-		if (c == NULL) {
-			fatal(s, "42703",
-			      "column \"%s\" of table \"%s\" does not "
-			      "exist",
-			      r->cols[i], r->table);
-			return false;
-		}
-		types[i] = c->type;
-	}
+	if (!resolve_names(s, t, types))
+		return false;
 	if (r->mode == IGP_MODE_UPSERT &&
 	    !cat_has_unique(t, (const char *const *)r->keys, r->nkeys)) {
 		fatal(s, "42P10",
@@ -485,6 +657,24 @@ static void send_open_ok(struct session *s, const char *const *types)
 {
 	igp_put_open_ok(bufferevent_get_output(s->bev), (uint16_t)s->req.ncols,
 	                (const char *const *)s->req.cols, types);
+}
+
+/* Upsert: a NULL key is refused on arrival, so the client learns its row
+ * (the server would only say the batch's statement failed). */
+static bool make_key_mask(struct session *s)
+{
+	const struct open_req *r = &s->req;
+
+	if (r->mode != IGP_MODE_UPSERT)
+		return true;
+	s->key_mask = calloc(r->ncols, sizeof(*s->key_mask));
+	if (s->key_mask == NULL)
+		return false;
+	for (size_t i = 0; i < r->ncols; i++)
+		for (size_t k = 0; k < r->nkeys; k++)
+			if (strcmp(r->cols[i], r->keys[k]) == 0)
+				s->key_mask[i] = true;
+	return true;
 }
 
 static void opened(const struct cat_table *t, const char *sqlstate,
@@ -520,7 +710,7 @@ static void opened(const struct cat_table *t, const char *sqlstate,
 		    .coalesce = (const char *const *)r->coalesce,
 		};
 		s->target = co_target_get(s->ing->co, &def);
-		if (s->target == NULL) {
+		if (s->target == NULL || !make_key_mask(s)) {
 			fatal(s, "53200", "out of memory");
 		} else {
 			s->ncols = (unsigned)r->ncols;
@@ -596,7 +786,8 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 	struct ingest *ing = s->ing;
 	struct ct_error err;
 	const struct co_table_metrics *tm;
-	uint64_t rows = 0;
+	uint64_t rows = 0, row;
+	unsigned field;
 
 	s->unit_bytes += f->len;
 	if (s->unit_sqlstate[0])
@@ -614,6 +805,15 @@ static void handle_rows(struct session *s, const struct pgw_frame *f)
 		          "message)",
 		          s->unit_rows + err.row, ct_rc_text(err.rc),
 		          err.offset);
+		return;
+	}
+	if (s->key_mask != NULL &&
+	    (row = ct_find_null(f->body, f->len, s->key_mask, s->ncols,
+	                        &field)) > 0) {
+		fail_unit(s, "23502", s->unit_rows + row,
+		          "row %" PRIu64 " of the flush: null value in key "
+		          "column \"%s\" (upsert keys cannot be NULL)",
+		          s->unit_rows + row, s->req.cols[field]);
 		return;
 	}
 	ing->stats.rows_received += rows;
@@ -652,6 +852,7 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 		return;
 	}
 	p->s = s;
+	p->ing = ing;
 	p->flush_id = id;
 	p->flushed_us = clock_now_us();
 	TAILQ_INSERT_TAIL(&s->pendings, p, link);
@@ -692,6 +893,12 @@ static void handle_stream(struct session *s, const struct pgw_frame *f)
 		handle_flush(s, f);
 		break;
 	case IGP_MSG_CLOSE:
+		if (igp_parse_close(f) != PGW_OK) {
+			fatal(s, "08P01",
+			      "malformed Close message (it has no "
+			      "body)");
+			break;
+		}
 		/* Rows after the last Flush are discarded, as documented. */
 		reset_unit(s);
 		set_state(s, S_CLOSING);
@@ -702,6 +909,51 @@ static void handle_stream(struct session *s, const struct pgw_frame *f)
 		fatal(s, "08P01", "unexpected message '%c' in a stream",
 		      f->type >= 0x20 && f->type < 0x7f ? f->type : '?');
 	}
+}
+
+/*
+ * A PostgreSQL client (psql, a JDBC URL with the wrong port) would wait for
+ * a Hello answer it cannot read until the idle timeout; it gets a
+ * PostgreSQL error it can show instead. true: it was one (or may still
+ * be: fewer than 8 bytes came), stop reading frames.
+ */
+static bool refuse_postgres(struct session *s, struct evbuffer *in)
+{
+	uint8_t head[8];
+	ev_ssize_t n = evbuffer_copyout(in, head, sizeof(head));
+	enum pgw_rc rc = igp_detect_postgres(head, n > 0 ? (size_t)n : 0);
+	struct timeval tv = {DRAIN_TIMEOUT_S, 0};
+	char msg[400];
+
+	if (rc != PGW_OK)
+		return rc == PGW_AGAIN && n > 0;
+	/* Encryption asked first: "no", so that the StartupMessage that
+	 * follows in the clear gets the error (libpq shows no error sent in
+	 * answer to SSLRequest). */
+	if (get_be32(head + 4) != PGW_PROTOCOL_V3 &&
+	    get_be32(head + 4) != PGW_SSL_REQUEST_CODE - 1) {
+		evbuffer_drain(in, sizeof(head));
+		bufferevent_write(s->bev, "N", 1);
+		return false;
+	}
+	sess_log(LOG_WARN, s,
+	         "event=session_error sqlstate=08P01 "
+	         "error=\"a PostgreSQL client at the ingest port\"");
+	s->ing->stats.protocol_errors++;
+	snprintf(msg, sizeof(msg),
+	         "this is the lakebase-proxy ingest port, which speaks its own "
+	         "protocol (docs/ingest-protocol.md), not PostgreSQL's; %s%s",
+	         s->ing->pg_door
+	             ? "PostgreSQL clients connect to its front door "
+	               "at "
+	             : "its PostgreSQL front door is off ([frontend] "
+	               "listen)",
+	         s->ing->pg_door ? s->ing->pg_door : "");
+	igp_put_pg_fatal(bufferevent_get_output(s->bev), "08P01", msg);
+	set_state(s, S_DRAINING);
+	update_reading(s);
+	evtimer_add(s->drain_ev, &tv);
+	return true;
 }
 
 /* Frames until the buffer is empty or the session must wait. */
@@ -716,10 +968,12 @@ static void process_input(struct session *s)
 		                    s->state != S_STREAM))
 			return;
 		/* Before the handshake, frames are small: no memory for
-		 * strangers. */
+		 * strangers. The limit counts the length field too. */
 		max = s->state == S_HELLO ? IGP_PREAUTH_MAX_FRAME
 		                          : s->ing->cfg.max_frame_bytes;
-		switch (pgw_frame_next(in, max, &f)) {
+		if (s->state == S_HELLO && refuse_postgres(s, in))
+			return;
+		switch (pgw_frame_next(in, igp_max_body(max), &f)) {
 		case PGW_AGAIN:
 			return;
 		case PGW_ERROR:
@@ -736,6 +990,10 @@ static void process_input(struct session *s)
 		else
 			handle_stream(s, &f);
 		pgw_frame_consume(in, &f);
+		if (s->state == S_OPENING || s->state == S_STREAM)
+			timer_add_ms(s->idle_ev,
+			             (uint64_t)s->ing->cfg.idle_timeout_s *
+			                 1000u);
 		update_reading(s);
 	}
 }
@@ -753,9 +1011,10 @@ static void destroy_session(struct session *s)
 			free_pending(p);
 			continue;
 		}
-		/* In flight: it still commits; its answer has nowhere to go. */
-		ing->stats.buffered_bytes -= p->bytes;
+		/* In flight: it still commits; its answer has nowhere to go,
+		 * and its bytes stay counted until it is done (unit_done). */
 		p->s = NULL;
+		TAILQ_INSERT_TAIL(&ing->orphans, p, link);
 	}
 	if (s->lookup)
 		cat_cancel(ing->cat, s->lookup);
@@ -767,8 +1026,10 @@ static void destroy_session(struct session *s)
 	sess_log(LOG_DEBUG, s, "event=session_end state=%s",
 	         state_names[s->state]);
 	free_req(&s->req);
+	free(s->key_mask);
 	evbuffer_free(s->unit);
 	event_free(s->drain_ev);
+	event_free(s->idle_ev);
 	bufferevent_free(s->bev);
 	free(s);
 	event_active(ing->resume_ev, 0, 0); /* global memory may be free now */
@@ -800,19 +1061,31 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	process_input(arg);
 }
 
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	const struct cfg_ingest *cfg = &s->ing->cfg;
+
+	if (s->state == S_HELLO || s->state == S_OPEN) {
+		fatal(s, "08006", "no Hello and Open within %u ms",
+		      cfg->handshake_timeout_ms);
+		return;
+	}
+	if (s->state != S_STREAM && s->state != S_OPENING)
+		return; /* closing or failing: the drain timer decides */
+	/* Waiting for its answers, or held back by us, is not being idle. */
+	if (!TAILQ_EMPTY(&s->pendings) || s->state == S_OPENING ||
+	    !s->reading) {
+		timer_add_ms(s->idle_ev, (uint64_t)cfg->idle_timeout_s * 1000u);
+		return;
+	}
+	fatal(s, "08006", "no whole message for %u s", cfg->idle_timeout_s);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
-	if (what & BEV_EVENT_TIMEOUT) {
-		/* Waiting for its answers is not being idle. */
-		if (!TAILQ_EMPTY(&s->pendings) || s->state == S_OPENING) {
-			bufferevent_enable(bev, EV_READ);
-			return;
-		}
-		fatal(s, "08006", "idle for %u s", s->ing->cfg.idle_timeout_s);
-		return;
-	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		if (!TAILQ_EMPTY(&s->pendings) || s->state == S_STREAM)
 			sess_log(
@@ -844,7 +1117,6 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
                                    const struct sockaddr *sa)
 {
 	struct session *s = calloc(1, sizeof(*s));
-	struct timeval idle = {(time_t)ing->cfg.idle_timeout_s, 0};
 
 	if (s == NULL)
 		return NULL;
@@ -857,7 +1129,9 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 	s->bev = bufferevent_socket_new(ing->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->unit = evbuffer_new();
 	s->drain_ev = evtimer_new(ing->base, drain_timeout_cb, s);
-	if (s->bev == NULL || s->unit == NULL || s->drain_ev == NULL) {
+	s->idle_ev = evtimer_new(ing->base, idle_cb, s);
+	if (s->bev == NULL || s->unit == NULL || s->drain_ev == NULL ||
+	    s->idle_ev == NULL) {
 		if (s->bev)
 			bufferevent_free(s->bev);
 		else
@@ -866,6 +1140,8 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 			evbuffer_free(s->unit);
 		if (s->drain_ev)
 			event_free(s->drain_ev);
+		if (s->idle_ev)
+			event_free(s->idle_ev);
 		free(s);
 		return NULL;
 	}
@@ -873,7 +1149,7 @@ static struct session *new_session(struct ingest *ing, evutil_socket_t fd,
 	bufferevent_setwatermark(s->bev, EV_READ, 0,
 	                         ing->cfg.max_frame_bytes + 64 * 1024);
 	bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_LOW, 0);
-	bufferevent_set_timeouts(s->bev, &idle, NULL);
+	timer_add_ms(s->idle_ev, ing->cfg.handshake_timeout_ms);
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	TAILQ_INSERT_TAIL(&ing->sessions, s, link);
@@ -925,68 +1201,19 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 /* ---- listening ---- */
 
-static evutil_socket_t unix_socket(struct ingest *ing, const char *path,
-                                   char *err, size_t errlen)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	struct stat st;
-	evutil_socket_t fd;
-
-	/* A socket left by a crashed run would make bind fail: remove it. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-		unlink(path);
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		snprintf(err, errlen, "cannot listen on unix:%s: %s", path,
-		         strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	evutil_make_socket_nonblocking(fd);
-	evutil_make_socket_closeonexec(fd);
-	snprintf(ing->unix_path, sizeof(ing->unix_path), "%s", path);
-	return fd;
-}
-
 static bool start_listening(struct ingest *ing, char *err, size_t errlen)
 {
-	const unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE;
 	struct na_listen addr;
-	struct evutil_addrinfo hints = {0}, *ai = NULL;
-	char port[8];
 
 	if (!na_parse_listen(ing->cfg.listen, &addr, err, errlen))
 		return false;
-	if (addr.is_unix) {
-		evutil_socket_t fd = unix_socket(ing, addr.path, err, errlen);
-
-		if (fd < 0)
-			return false;
-		ing->listener = evconnlistener_new(ing->base, accept_cb, ing,
-		                                   flags, 512, fd);
-	} else {
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = EVUTIL_AI_PASSIVE;
-		snprintf(port, sizeof(port), "%u", (unsigned)addr.port);
-		/* At start, before the loop runs: blocking here is fine. */
-		if (evutil_getaddrinfo(addr.host, port, &hints, &ai) != 0) {
-			snprintf(err, errlen, "cannot resolve listen host %s",
-			         addr.host);
-			return false;
-		}
-		ing->listener = evconnlistener_new_bind(
-		    ing->base, accept_cb, ing, flags, 512, ai->ai_addr,
-		    (int)ai->ai_addrlen);
-		evutil_freeaddrinfo(ai);
-	}
-	if (ing->listener == NULL) {
-		snprintf(err, errlen, "cannot listen on %s: %s",
-		         ing->cfg.listen, strerror(errno));
+	ing->listener =
+	    na_listener_new(ing->base, &addr, accept_cb, ing, err, errlen);
+	if (ing->listener == NULL)
 		return false;
-	}
+	if (addr.is_unix)
+		snprintf(ing->unix_path, sizeof(ing->unix_path), "%s",
+		         addr.path);
 	evconnlistener_set_error_cb(ing->listener, accept_error_cb);
 	log_info("event=listening addr=%s auth=%s", ing->cfg.listen,
 	         ing->token ? "token" : "none");
@@ -1008,6 +1235,7 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 	ing->cfg.listen = NULL; /* cfg's strings are not ours */
 	ing->cfg.auth_token = NULL;
 	TAILQ_INIT(&ing->sessions);
+	TAILQ_INIT(&ing->orphans);
 	ing->flush_latency = mt_metric_of(&flush_latency_d);
 	ing->resume_ev = event_new(base, -1, 0, resume_cb, ing);
 	ing->relisten_ev = evtimer_new(base, relisten_cb, ing);
@@ -1030,6 +1258,7 @@ struct ingest *ing_new(struct event_base *base, struct catalog *cat,
 void ing_free(struct ingest *ing)
 {
 	struct session *s;
+	struct pending *p;
 
 	if (ing == NULL)
 		return;
@@ -1046,11 +1275,17 @@ void ing_free(struct ingest *ing)
 		               bufferevent_getfd(s->bev));
 		destroy_session(s);
 	}
+	/* The coalescer still calls back for these; they find no ingest. */
+	while ((p = TAILQ_FIRST(&ing->orphans)) != NULL) {
+		TAILQ_REMOVE(&ing->orphans, p, link);
+		p->ing = NULL;
+	}
 	if (ing->resume_ev)
 		event_free(ing->resume_ev);
 	if (ing->relisten_ev)
 		event_free(ing->relisten_ev);
 	secret_free(ing->token);
+	free(ing->pg_door);
 	free((char *)ing->cfg.listen);
 	free(ing);
 }
@@ -1058,6 +1293,17 @@ void ing_free(struct ingest *ing)
 bool ing_set_token(struct ingest *ing, const char *token)
 {
 	return secret_replace(&ing->token, token);
+}
+
+bool ing_set_postgres_door(struct ingest *ing, const char *where)
+{
+	char *copy = where ? strdup(where) : NULL;
+
+	if (where && copy == NULL)
+		return false;
+	free(ing->pg_door);
+	ing->pg_door = copy;
+	return true;
 }
 
 void ing_get_stats(const struct ingest *ing, struct ing_stats *s)

@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 
 #include "bytes.h"
+#include "utf8.h"
 #include "sqlgen.h"
 
 /* The length field counts itself and must fit a signed int32, as in v3. */
@@ -49,6 +50,34 @@ static bool body_str(struct evbuffer *b, const char *s)
 	return evbuffer_add(b, s, strlen(s) + 1) == 0;
 }
 
+/*
+ * Text the proxy echoes (names a client sent, server messages): valid
+ * UTF-8 on the wire whatever came in. A byte that is not part of a valid
+ * UTF-8 sequence, a control byte and DEL become the four characters \xNN.
+ */
+static bool body_text(struct evbuffer *b, const char *s)
+{
+	const uint8_t *p = (const uint8_t *)(s != NULL ? s : "");
+	size_t left = strlen((const char *)p);
+
+	while (left > 0) {
+		size_t n = utf8_seq_len(p, left);
+		char esc[5];
+
+		if (n == 0 || (n == 1 && (p[0] < 0x20 || p[0] == 0x7f))) {
+			snprintf(esc, sizeof(esc), "\\x%02x", p[0]);
+			if (evbuffer_add(b, esc, 4) != 0)
+				return false;
+			n = 1;
+		} else if (evbuffer_add(b, p, n) != 0) {
+			return false;
+		}
+		p += n;
+		left -= n;
+	}
+	return evbuffer_add(b, "", 1) == 0;
+}
+
 static bool body_str_list(struct evbuffer *b, uint16_t n,
                           const char *const *list)
 {
@@ -79,7 +108,13 @@ static bool put_frame(struct evbuffer *out, uint8_t type, struct evbuffer *body)
 	if (evbuffer_expand(out, sizeof(hdr) + len) != 0 ||
 	    evbuffer_add(out, hdr, sizeof(hdr)) != 0)
 		return false;
-	return len == 0 || evbuffer_add_buffer(out, body) == 0;
+	/*
+	 * Copied, not moved: moving would hang the body's own chain (1 KiB
+	 * or more, for an Ack of 21 bytes) on out, so that answers waiting to
+	 * be written would cost fifty times their size.
+	 */
+	return len == 0 ||
+	       evbuffer_add(out, evbuffer_pullup(body, -1), len) == 0;
 }
 
 /* Frames the body when built_ok, and frees it either way. */
@@ -151,7 +186,7 @@ bool igp_put_flush_error(struct evbuffer *out, uint64_t flush_id,
 		return false;
 	return finish(out, IGP_MSG_FLUSH_ERROR, b,
 	              body_u64(b, flush_id) && body_str(b, sqlstate) &&
-	                  body_str(b, message) && body_str(b, detail) &&
+	                  body_text(b, message) && body_text(b, detail) &&
 	                  body_u64(b, row));
 }
 
@@ -163,12 +198,47 @@ bool igp_put_error(struct evbuffer *out, const char *sqlstate,
 	if (b == NULL)
 		return false;
 	return finish(out, IGP_MSG_ERROR, b,
-	              body_str(b, sqlstate) && body_str(b, message));
+	              body_str(b, sqlstate) && body_text(b, message));
 }
 
 bool igp_put_close_ok(struct evbuffer *out)
 {
 	return put_frame(out, IGP_MSG_CLOSE_OK, NULL);
+}
+
+enum pgw_rc igp_detect_postgres(const uint8_t *p, size_t len)
+{
+	uint32_t code;
+
+	if (len == 0)
+		return PGW_AGAIN;
+	if (p[0] != 0)
+		return PGW_ERROR; /* a length below 16 MiB: ours is a letter */
+	if (len < 8)
+		return PGW_AGAIN;
+	code = get_be32(p + 4);
+	/* 1234.5679 SSL, 1234.5680 GSS, 1234.5678 cancel, 3.0 startup */
+	if (code == PGW_SSL_REQUEST_CODE || code == PGW_SSL_REQUEST_CODE + 1 ||
+	    code == PGW_SSL_REQUEST_CODE - 1 || code == PGW_PROTOCOL_V3)
+		return PGW_OK;
+	return PGW_ERROR;
+}
+
+/* ErrorResponse: 'E', length, then (code byte, string) fields, then 0. */
+bool igp_put_pg_fatal(struct evbuffer *out, const char *sqlstate,
+                      const char *message)
+{
+	struct evbuffer *b = evbuffer_new();
+	bool ok;
+
+	if (b == NULL)
+		return false;
+	ok = evbuffer_add(b, "SFATAL", 7) == 0 &&
+	     evbuffer_add(b, "VFATAL", 7) == 0 &&
+	     evbuffer_add(b, "C", 1) == 0 && body_str(b, sqlstate) &&
+	     evbuffer_add(b, "M", 1) == 0 && body_text(b, message) &&
+	     evbuffer_add(b, "", 1) == 0;
+	return finish(out, 'E', b, ok);
 }
 
 /* A name the proxy would refuse is refused here too, so tests see it. */
@@ -255,16 +325,19 @@ enum pgw_rc igp_parse_hello(const struct pgw_frame *f, struct igp_hello *h)
 }
 
 /*
- * A string list into a fresh heap array. The count is bounded, and checked
- * against the bytes left (each string takes at least its NUL) before the
- * allocation, so a hostile count can not make us allocate much.
+ * A string list into a fresh heap array. The count is checked against the
+ * bytes left (each string takes at least its NUL) before the allocation,
+ * so a hostile count can not make us allocate more than the frame's size
+ * in pointers. Counts above IGP_MAX_COLUMNS decode: a well-formed Open
+ * asking for too many is igp_open_check's to refuse (22023), not a
+ * malformed message.
  */
 static bool cur_str_list(struct pgw_cursor *c, uint16_t *n, const char ***list)
 {
 	const char **arr;
 
 	*list = NULL;
-	if (!pgw_cur_u16(c, n) || *n > IGP_MAX_COLUMNS || *n > c->left)
+	if (!pgw_cur_u16(c, n) || *n > c->left)
 		return false;
 	if (*n == 0)
 		return true;
@@ -316,6 +389,18 @@ void igp_open_free(struct igp_open *o)
 	free(o->keys);
 	free(o->coalesce);
 	memset(o, 0, sizeof(*o));
+}
+
+enum pgw_rc igp_parse_close(const struct pgw_frame *f)
+{
+	struct pgw_cursor c;
+
+	return pgw_cur_done(&c, pgw_cur_init(&c, f, IGP_MSG_CLOSE));
+}
+
+size_t igp_max_body(uint64_t max_frame_bytes)
+{
+	return max_frame_bytes > 4 ? (size_t)(max_frame_bytes - 4) : 0;
 }
 
 enum pgw_rc igp_parse_flush(const struct pgw_frame *f, uint64_t *flush_id)

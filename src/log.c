@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "utf8.h"
+
 static enum log_level current_level = LOG_INFO;
 static int log_fd = -1; /* [log] file, or -1: stderr */
 
@@ -140,15 +142,24 @@ const char *log_quote(char *buf, size_t size, const char *s)
 	if (s == NULL)
 		s = "";
 	buf[o++] = '"';
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+	/* Valid UTF-8 sequences stay whole; a byte of an invalid one is
+	 * escaped, so every line is UTF-8 whatever a client sent. */
+	for (const unsigned char *p = (const unsigned char *)s,
+	                         *end = p + strlen(s);
+	     p < end; p++) {
+		size_t seq = utf8_seq_len(p, (size_t)(end - p));
 		char esc[5];
 		size_t elen;
 
-		if (*p == '"' || *p == '\\') {
+		if (seq > 1) {
+			memcpy(esc, p, seq); /* at most 4 bytes */
+			elen = seq;
+			p += seq - 1;
+		} else if (*p == '"' || *p == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)*p;
 			elen = 2;
-		} else if (*p < 0x20 || *p == 0x7f) {
+		} else if (seq == 0 || *p < 0x20 || *p == 0x7f) {
 			esc[0] = '\\';
 			esc[1] = 'x';
 			esc[2] = hex[*p >> 4];

@@ -10,7 +10,12 @@
 #include "control_parse.h"
 #include "log.h"
 #include "server.h"
+#include "scram_server.h"
 #include "tls.h"
+#include "userlist.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 extern char **environ;
 
@@ -18,6 +23,7 @@ static void usage(FILE *out)
 {
 	fputs(
 	    "Usage: lakebase-proxy [--config FILE] [--check-config]\n"
+	    "       lakebase-proxy --userlist-line USER < password\n"
 	    "       lakebase-proxy --version | --help\n"
 	    "\n"
 	    "Streams many small writes into PostgreSQL / Databricks Lakebase\n"
@@ -34,6 +40,11 @@ static void usage(FILE *out)
 	    "                      [lakebase], also look up the host and a\n"
 	    "                      credential once and print the host and\n"
 	    "                      the credential's expiry; exit\n"
+	    "      --userlist-line USER\n"
+	    "                      read a password from the first line of\n"
+	    "                      stdin and print a [frontend] auth_file "
+	    "line\n"
+	    "                      for USER with its SCRAM-SHA-256 verifier\n"
 	    "  -V, --version       print the version and exit\n"
 	    "  -h, --help          print this help and exit\n",
 	    out);
@@ -128,6 +139,40 @@ out:
 	return rc;
 }
 
+/*
+ * "user" "SCRAM-SHA-256$4096:..." for the auth_file, from a password on
+ * stdin (never the command line: ps would show it). Random salt.
+ */
+static int userlist_line(const char *user)
+{
+	char pw[1024], *text = NULL, *line = NULL;
+	uint8_t salt[SCRAM_DEFAULT_SALT_LEN];
+	struct scram_secret s;
+	size_t n;
+
+	if (fgets(pw, sizeof(pw), stdin) == NULL) {
+		fputs("lakebase-proxy: no password on stdin\n", stderr);
+		return 1;
+	}
+	n = strcspn(pw, "\r\n");
+	pw[n] = '\0';
+	if (n == 0 || RAND_bytes(salt, sizeof(salt)) != 1 ||
+	    !scram_secret_make(pw, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS,
+	                       &s) ||
+	    (text = scram_secret_format(&s)) == NULL ||
+	    (line = ul_format_line(user, text)) == NULL) {
+		fputs("lakebase-proxy: empty password or no memory\n", stderr);
+		OPENSSL_cleanse(pw, sizeof(pw));
+		free(text);
+		return 1;
+	}
+	OPENSSL_cleanse(pw, sizeof(pw));
+	fputs(line, stdout);
+	free(text);
+	free(line);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -135,6 +180,7 @@ int main(int argc, char **argv)
 	    {"check-config", no_argument, NULL, 'k'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"userlist-line", required_argument, NULL, 'u'},
 	    {NULL, 0, NULL, 0}};
 	const char *path = NULL;
 	bool check_only = false;
@@ -148,6 +194,8 @@ int main(int argc, char **argv)
 		case 'k':
 			check_only = true;
 			break;
+		case 'u':
+			return userlist_line(optarg);
 		case 'V':
 			printf("lakebase-proxy %s\n", LBP_VERSION);
 			return 0;

@@ -6,6 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+#include <event2/util.h>
 
 static bool parse_port(const char *s, uint16_t *port)
 {
@@ -77,4 +84,66 @@ bool na_is_loopback(const struct na_listen *l)
 	if (inet_pton(AF_INET6, l->host, &a6) == 1)
 		return IN6_IS_ADDR_LOOPBACK(&a6);
 	return false;
+}
+
+static evutil_socket_t unix_socket(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct stat st;
+	evutil_socket_t fd;
+
+	/* A socket left by a crashed run would make bind fail: remove it. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		snprintf(err, errlen, "cannot listen on unix:%s: %s", path,
+		         strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	return fd;
+}
+
+struct evconnlistener *na_listener_new(struct event_base *base,
+                                       const struct na_listen *addr,
+                                       na_accept_cb cb, void *arg, char *err,
+                                       size_t errlen)
+{
+	const unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE;
+	struct evutil_addrinfo hints = {0}, *ai = NULL;
+	struct evconnlistener *l;
+	char port[8];
+
+	if (addr->is_unix) {
+		evutil_socket_t fd = unix_socket(addr->path, err, errlen);
+
+		if (fd < 0)
+			return NULL;
+		l = evconnlistener_new(base, cb, arg, flags, 512, fd);
+	} else {
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_flags = EVUTIL_AI_PASSIVE;
+		snprintf(port, sizeof(port), "%u", (unsigned)addr->port);
+		if (evutil_getaddrinfo(addr->host, port, &hints, &ai) != 0) {
+			snprintf(err, errlen, "cannot resolve listen host %s",
+			         addr->host);
+			return NULL;
+		}
+		l = evconnlistener_new_bind(base, cb, arg, flags, 512,
+		                            ai->ai_addr, (int)ai->ai_addrlen);
+		evutil_freeaddrinfo(ai);
+	}
+	if (l == NULL && addr->is_unix)
+		snprintf(err, errlen, "cannot listen on unix:%s: %s",
+		         addr->path, strerror(errno));
+	else if (l == NULL)
+		snprintf(err, errlen, "cannot listen on %s:%u: %s", addr->host,
+		         (unsigned)addr->port, strerror(errno));
+	return l;
 }

@@ -34,18 +34,12 @@ static inline int16_t to_int16(uint16_t v)
 
 /* ---- encoders ---- */
 
-/* One piece of a message body, appended in order. */
-struct chunk {
-	const void *data;
-	size_t len;
-};
-
 /*
  * Appends type, length and the chunks. Space is reserved first so that an
  * allocation failure leaves no half-written message behind in out.
  */
 static bool put_message(struct evbuffer *out, uint8_t type,
-                        const struct chunk *chunks, size_t n)
+                        const struct pgw_piece *chunks, size_t n)
 {
 	uint8_t hdr[PGW_HEADER_LEN];
 	size_t body = 0;
@@ -76,9 +70,9 @@ static bool put_empty(struct evbuffer *out, uint8_t type)
 }
 
 /* A C string with its terminating NUL, as the protocol sends strings. */
-static struct chunk cstr_chunk(const char *s)
+static struct pgw_piece cstr_chunk(const char *s)
 {
-	return (struct chunk){s, strlen(s) + 1};
+	return (struct pgw_piece){s, strlen(s) + 1};
 }
 
 bool pgw_put_ssl_request(struct evbuffer *out)
@@ -134,7 +128,7 @@ bool pgw_put_startup(struct evbuffer *out, const char *const *params)
 
 bool pgw_put_password(struct evbuffer *out, const char *password)
 {
-	struct chunk c = cstr_chunk(password);
+	struct pgw_piece c = cstr_chunk(password);
 
 	return put_message(out, 'p', &c, 1);
 }
@@ -149,7 +143,7 @@ bool pgw_put_sasl_initial(struct evbuffer *out, const char *mechanism,
 		return false;
 	put_be32(len_field, data == NULL ? UINT32_MAX : (uint32_t)len);
 
-	struct chunk c[] = {
+	struct pgw_piece c[] = {
 	    cstr_chunk(mechanism),
 	    {len_field, sizeof(len_field)},
 	    {data, len},
@@ -159,21 +153,21 @@ bool pgw_put_sasl_initial(struct evbuffer *out, const char *mechanism,
 
 bool pgw_put_sasl_response(struct evbuffer *out, const void *data, size_t len)
 {
-	struct chunk c = {data, len};
+	struct pgw_piece c = {data, len};
 
 	return put_message(out, 'p', &c, 1);
 }
 
 bool pgw_put_query(struct evbuffer *out, const char *sql)
 {
-	struct chunk c = cstr_chunk(sql);
+	struct pgw_piece c = cstr_chunk(sql);
 
 	return put_message(out, 'Q', &c, 1);
 }
 
 bool pgw_put_copy_data(struct evbuffer *out, const void *data, size_t len)
 {
-	struct chunk c = {data, len};
+	struct pgw_piece c = {data, len};
 
 	return put_message(out, 'd', &c, 1);
 }
@@ -208,7 +202,7 @@ bool pgw_put_copy_done(struct evbuffer *out)
 
 bool pgw_put_copy_fail(struct evbuffer *out, const char *reason)
 {
-	struct chunk c = cstr_chunk(reason);
+	struct pgw_piece c = cstr_chunk(reason);
 
 	return put_message(out, 'f', &c, 1);
 }
@@ -761,4 +755,332 @@ enum pgw_rc pgw_parse_negotiate_version(const struct pgw_frame *f,
 	*minor = (uint32_t)ver;
 	*nunknown = (uint32_t)count;
 	return pgw_cur_done(&c, true);
+}
+
+/* ==== the server side ==== */
+
+/* ---- startup-phase packets ---- */
+
+/*
+ * Name/value pairs until an empty name, which must be the last byte. Names
+ * are unique and non-empty; user and database are picked out.
+ */
+static bool read_startup_params(struct pgw_cursor *c, struct pgw_startup *s)
+{
+	const char *name, *value;
+
+	for (;;) {
+		if (!pgw_cur_str(c, &name))
+			return false;
+		if (name[0] == '\0')
+			return c->left == 0;
+		if (!pgw_cur_str(c, &value) ||
+		    s->nparams == PGW_MAX_STARTUP_PARAMS)
+			return false;
+		for (size_t i = 0; i < s->nparams; i++) {
+			if (strcmp(s->names[i], name) == 0)
+				return false;
+		}
+		s->names[s->nparams] = name;
+		s->values[s->nparams++] = value;
+		if (strcmp(name, "user") == 0)
+			s->user = value;
+		else if (strcmp(name, "database") == 0)
+			s->database = value;
+		else if (strncmp(name, "_pq_.", 5) == 0)
+			s->noptions++;
+	}
+}
+
+static bool read_cancel(struct pgw_cursor *c, struct pgw_startup *s)
+{
+	s->kind = PGW_STARTUP_CANCEL;
+	if (!pgw_cur_u32(c, &s->cancel_pid) || c->left < 4 ||
+	    c->left > PGW_MAX_CANCEL_KEY)
+		return false;
+	s->cancel_key_len = c->left;
+	return pgw_cur_bytes(c, c->left, &s->cancel_key);
+}
+
+/* The body after length and code, by code. */
+static bool read_startup_body(struct pgw_cursor *c, uint32_t code,
+                              struct pgw_startup *s)
+{
+	switch (code) {
+	case PGW_SSL_REQUEST_CODE:
+		s->kind = PGW_STARTUP_SSL;
+		return c->left == 0;
+	case PGW_GSSENC_REQUEST_CODE:
+		s->kind = PGW_STARTUP_GSSENC;
+		return c->left == 0;
+	case PGW_CANCEL_REQUEST_CODE:
+		return read_cancel(c, s);
+	}
+	if (code >> 16 != 3)
+		return false;
+	s->kind = PGW_STARTUP_PROTO;
+	s->minor = (uint16_t)(code & 0xffff);
+	return read_startup_params(c, s);
+}
+
+enum pgw_rc pgw_parse_startup(const uint8_t *buf, size_t avail,
+                              struct pgw_startup *s)
+{
+	struct pgw_cursor c;
+	uint32_t len, code;
+
+	memset(s, 0, sizeof(*s));
+	if (avail < 4)
+		return PGW_AGAIN;
+	len = get_be32(buf);
+	if (len < PGW_STARTUP_HEADER_LEN || len > PGW_MAX_STARTUP_LEN)
+		return PGW_ERROR;
+	if (avail < len)
+		return PGW_AGAIN;
+	code = get_be32(buf + 4);
+	c.p = buf + PGW_STARTUP_HEADER_LEN;
+	c.left = len - PGW_STARTUP_HEADER_LEN;
+	if (!read_startup_body(&c, code, s))
+		return PGW_ERROR;
+	s->len = len;
+	return PGW_OK;
+}
+
+enum pgw_rc pgw_startup_next(struct evbuffer *in, struct pgw_startup *s)
+{
+	uint8_t hdr[4];
+	uint32_t len;
+	uint8_t *p;
+
+	memset(s, 0, sizeof(*s));
+	if (evbuffer_copyout(in, hdr, sizeof(hdr)) != (ev_ssize_t)sizeof(hdr))
+		return PGW_AGAIN;
+	len = get_be32(hdr);
+	if (len < PGW_STARTUP_HEADER_LEN || len > PGW_MAX_STARTUP_LEN)
+		return PGW_ERROR;
+	if (evbuffer_get_length(in) < len)
+		return PGW_AGAIN;
+	p = evbuffer_pullup(in, (ev_ssize_t)len);
+	if (p == NULL)
+		return PGW_ERROR;
+	return pgw_parse_startup(p, len, s);
+}
+
+void pgw_startup_consume(struct evbuffer *in, const struct pgw_startup *s)
+{
+	evbuffer_drain(in, s->len);
+}
+
+/* ---- backend encoders ---- */
+
+bool pgw_put_auth(struct evbuffer *out, uint32_t code, const void *data,
+                  size_t len)
+{
+	uint8_t code_be[4];
+
+	if (data == NULL && len != 0)
+		return false;
+	put_be32(code_be, code);
+	struct pgw_piece c[] = {{code_be, sizeof(code_be)}, {data, len}};
+	return put_message(out, PGW_MSG_AUTH, c, 2);
+}
+
+/* The mechanism list is NUL-separated and ends with an empty name. */
+bool pgw_put_auth_sasl(struct evbuffer *out, const char *mechanism)
+{
+	uint8_t code_be[4];
+
+	put_be32(code_be, PGW_AUTH_SASL);
+	struct pgw_piece c[] = {
+	    {code_be, sizeof(code_be)}, cstr_chunk(mechanism), {"", 1}};
+	return put_message(out, PGW_MSG_AUTH, c, 3);
+}
+
+bool pgw_put_param_status(struct evbuffer *out, const char *name,
+                          const char *value)
+{
+	struct pgw_piece c[] = {cstr_chunk(name), cstr_chunk(value)};
+
+	return put_message(out, PGW_MSG_PARAMETER_STATUS, c, 2);
+}
+
+bool pgw_put_backend_key(struct evbuffer *out, uint32_t pid, uint32_t secret)
+{
+	uint8_t body[8];
+	struct pgw_piece c = {body, sizeof(body)};
+
+	put_be32(body, pid);
+	put_be32(body + 4, secret);
+	return put_message(out, PGW_MSG_BACKEND_KEY, &c, 1);
+}
+
+bool pgw_put_ready(struct evbuffer *out, char status)
+{
+	struct pgw_piece c = {&status, 1};
+
+	if (status != 'I' && status != 'T' && status != 'E')
+		return false;
+	return put_message(out, PGW_MSG_READY, &c, 1);
+}
+
+/* Field code byte, value and NUL of every present field, then a 0 byte. */
+bool pgw_put_notice(struct evbuffer *out, uint8_t type,
+                    const struct pgw_notice *n)
+{
+	struct pgw_notice tmp = *n;
+	struct pgw_piece c[NOTICE_NFIELDS * 2 + 1];
+	size_t k = 0;
+
+	if (type != PGW_MSG_ERROR && type != PGW_MSG_NOTICE)
+		return false;
+	for (size_t i = 0; i < NOTICE_NFIELDS; i++) {
+		const char *v = *notice_slot(&tmp, i);
+
+		if (v == NULL)
+			continue;
+		c[k++] = (struct pgw_piece){&notice_fields[i].code, 1};
+		c[k++] = cstr_chunk(v);
+	}
+	c[k++] = (struct pgw_piece){"", 1};
+	return put_message(out, type, c, k);
+}
+
+bool pgw_put_error(struct evbuffer *out, const char *severity,
+                   const char *sqlstate, const char *message)
+{
+	struct pgw_notice n = {.severity = severity,
+	                       .severity_nl = severity,
+	                       .sqlstate = sqlstate,
+	                       .message = message};
+
+	return pgw_put_notice(out, PGW_MSG_ERROR, &n);
+}
+
+bool pgw_put_negotiate_version(struct evbuffer *out, uint32_t minor,
+                               const char *const *options, size_t n)
+{
+	struct evbuffer *body = evbuffer_new();
+	uint8_t be[8];
+	bool ok;
+
+	if (body == NULL || n > INT32_MAX || minor > INT32_MAX) {
+		if (body != NULL)
+			evbuffer_free(body);
+		return false;
+	}
+	put_be32(be, minor);
+	put_be32(be + 4, (uint32_t)n);
+	ok = evbuffer_add(body, be, sizeof(be)) == 0;
+	for (size_t i = 0; ok && i < n; i++)
+		ok =
+		    evbuffer_add(body, options[i], strlen(options[i]) + 1) == 0;
+	if (ok) {
+		size_t len = evbuffer_get_length(body);
+		struct pgw_piece c = {evbuffer_pullup(body, -1), len};
+
+		ok = c.data != NULL &&
+		     put_message(out, PGW_MSG_NEGOTIATE_VERSION, &c, 1);
+	}
+	evbuffer_free(body);
+	return ok;
+}
+
+bool pgw_put_cancel_request(struct evbuffer *out, uint32_t pid, uint32_t secret)
+{
+	uint8_t msg[16];
+
+	put_be32(msg, sizeof(msg));
+	put_be32(msg + 4, PGW_CANCEL_REQUEST_CODE);
+	put_be32(msg + 8, pid);
+	put_be32(msg + 12, secret);
+	return evbuffer_add(out, msg, sizeof(msg)) == 0;
+}
+
+/* ---- decoders of client messages ---- */
+
+enum pgw_rc pgw_parse_password(const struct pgw_frame *f, const char **pw)
+{
+	struct pgw_cursor c;
+	bool ok = pgw_cur_init(&c, f, PGW_FE_PASSWORD) && pgw_cur_str(&c, pw);
+
+	return pgw_cur_done(&c, ok);
+}
+
+enum pgw_rc pgw_parse_sasl_initial(const struct pgw_frame *f,
+                                   const char **mechanism, const uint8_t **data,
+                                   size_t *len)
+{
+	struct pgw_cursor c;
+	int32_t n;
+
+	if (!pgw_cur_init(&c, f, PGW_FE_PASSWORD) ||
+	    !pgw_cur_str(&c, mechanism) || !pgw_cur_i32(&c, &n) || n < -1)
+		return PGW_ERROR;
+	if (n == -1) {
+		*data = NULL;
+		*len = 0;
+		return pgw_cur_done(&c, true);
+	}
+	*len = (size_t)n;
+	return pgw_cur_done(&c, pgw_cur_bytes(&c, (size_t)n, data));
+}
+
+enum pgw_rc pgw_parse_sasl_response(const struct pgw_frame *f,
+                                    const uint8_t **data, size_t *len)
+{
+	struct pgw_cursor c;
+
+	if (!pgw_cur_init(&c, f, PGW_FE_PASSWORD))
+		return PGW_ERROR;
+	*len = c.left;
+	return pgw_cur_done(&c, pgw_cur_bytes(&c, c.left, data));
+}
+
+/* ---- extended-protocol messages ---- */
+
+enum pgw_rc pgw_parse_parse(const struct pgw_frame *f, struct pgw_parse_msg *p)
+{
+	struct pgw_cursor c;
+	int16_t n;
+	const uint8_t *types;
+
+	if (!pgw_cur_init(&c, f, PGW_FE_PARSE) || !pgw_cur_str(&c, &p->name))
+		return PGW_ERROR;
+	p->rest = c.p;
+	p->rest_len = c.left;
+	if (!pgw_cur_str(&c, &p->query) || !pgw_cur_i16(&c, &n) || n < 0)
+		return PGW_ERROR;
+	return pgw_cur_done(&c, pgw_cur_bytes(&c, (size_t)n * 4, &types));
+}
+
+enum pgw_rc pgw_parse_bind(const struct pgw_frame *f, struct pgw_bind_msg *b)
+{
+	struct pgw_cursor c;
+
+	if (!pgw_cur_init(&c, f, PGW_FE_BIND) || !pgw_cur_str(&c, &b->portal) ||
+	    !pgw_cur_str(&c, &b->statement))
+		return PGW_ERROR;
+	b->rest = c.p;
+	b->rest_len = c.left;
+	return PGW_OK;
+}
+
+enum pgw_rc pgw_parse_target(const struct pgw_frame *f, char *kind,
+                             const char **name)
+{
+	struct pgw_cursor c;
+	uint8_t k;
+
+	if ((f->type != PGW_FE_DESCRIBE && f->type != PGW_FE_CLOSE) ||
+	    !pgw_cur_init(&c, f, f->type) || !pgw_cur_u8(&c, &k) ||
+	    (k != 'S' && k != 'P'))
+		return PGW_ERROR;
+	*kind = (char)k;
+	return pgw_cur_done(&c, pgw_cur_str(&c, name));
+}
+
+bool pgw_put_pieces(struct evbuffer *out, uint8_t type,
+                    const struct pgw_piece *pieces, size_t n)
+{
+	return put_message(out, type, pieces, n);
 }

@@ -40,6 +40,7 @@ struct pool_conn {
 	uint64_t idle_since_ms; /* last time it became idle or was checked */
 	uint64_t gen;           /* the pool's settings generation it began in */
 	bool dead;              /* closed while lent: freed on release */
+	bool suspect; /* idle while a peer died of its server or network */
 	/* Its own copies: the pool's may change while it is open. */
 	struct up_params params;
 };
@@ -124,47 +125,9 @@ static void kick(struct pool *p)
 	event_active(p->maint_ev, 0, 0);
 }
 
-static void params_clear(struct up_params *up)
-{
-	free((char *)up->host);
-	secret_free((char *)up->password);
-	free((char *)up->dbname);
-	free((char *)up->user);
-	free((char *)up->application_name);
-	if (up->ssl_ctx != NULL)
-		SSL_CTX_free(up->ssl_ctx);
-	memset(up, 0, sizeof(*up));
-}
-
-/*
- * dst = src with its own copies of the strings and its own reference to
- * the TLS context, so that whoever gave src may free it. false on OOM.
- */
-static bool params_copy(struct up_params *dst, const struct up_params *src)
-{
-	bool ok = true;
-
-	*dst = *src;
-	dst->ssl_ctx = NULL;
-	dst->host = dup_or_null(src->host, &ok);
-	dst->password = dup_or_null(src->password, &ok);
-	dst->dbname = dup_or_null(src->dbname, &ok);
-	dst->user = dup_or_null(src->user, &ok);
-	dst->application_name = dup_or_null(src->application_name, &ok);
-	if (ok && src->ssl_ctx != NULL) {
-		if (SSL_CTX_up_ref(src->ssl_ctx) == 1)
-			dst->ssl_ctx = src->ssl_ctx;
-		else
-			ok = false;
-	}
-	if (!ok)
-		params_clear(dst);
-	return ok;
-}
-
 static void free_conn(struct pool_conn *pc)
 {
-	params_clear(&pc->params);
+	up_params_clear(&pc->params);
 	free(pc);
 }
 
@@ -233,10 +196,32 @@ static void conn_ready(struct up_conn *up, void *arg)
 	kick(p);
 }
 
+/*
+ * A connection died of the server or the network (not of a login refused
+ * or our own close): the idle ones may be dead too, silently (a blackhole
+ * tells nothing until something is sent). Each is checked before it is
+ * lent, so no caller's work waits on a dead one.
+ */
+static void pool_suspect_idle(struct pool *p, const struct up_conn *up)
+{
+	enum up_close_reason why = up_close_reason(up);
+	struct pool_conn *pc;
+
+	if (why != UP_CLOSE_SERVER && why != UP_CLOSE_TIMEOUT)
+		return;
+	TAILQ_FOREACH(pc, &p->idle, link)
+	{
+		pc->suspect = true;
+	}
+}
+
 static void conn_closed(struct up_conn *up, void *arg)
 {
 	struct pool_conn *pc = arg;
 	struct pool *p = pc->pool;
+
+	if (pc->state != PC_OPENING)
+		pool_suspect_idle(p, up);
 
 	if (pc->state == PC_OPENING) {
 		unsigned delay;
@@ -277,7 +262,7 @@ static void open_conn(struct pool *p)
 	pc->state = PC_OPENING;
 	pc->opened_ms = clock_now_ms();
 	pc->gen = p->gen;
-	if (!params_copy(&pc->params, &p->params)) {
+	if (!up_params_copy(&pc->params, &p->params)) {
 		free(pc);
 		return;
 	}
@@ -298,6 +283,7 @@ static void pool_check_done(struct up_conn *up, const struct up_result *r,
 	struct pool_conn *pc = arg;
 
 	if (r->ok && r->txn_status == 'I') {
+		pc->suspect = false;
 		move_conn(pc, PC_IDLE);
 		kick(pc->pool);
 		return;
@@ -307,6 +293,14 @@ static void pool_check_done(struct up_conn *up, const struct up_result *r,
 		log_warn("conn=%" PRIu64 " event=check_failed", up_get_id(up));
 		up_close(up, UP_CLOSE_PROTOCOL, "health check failed");
 	}
+}
+
+static void pool_start_check(struct pool_conn *pc)
+{
+	/* An empty query is the cheapest round trip the server knows. */
+	move_conn(pc, PC_CHECKING);
+	if (!up_exec(pc->up, SQL_PING, NULL, pool_check_done, pc))
+		up_close(pc->up, UP_CLOSE_INTERNAL, "cannot run check");
 }
 
 static void check_idle(struct pool *p, uint64_t now)
@@ -327,13 +321,10 @@ static void check_idle(struct pool *p, uint64_t now)
 			drop_conn(pc);
 			continue;
 		}
-		if (quiet == 0 || now - pc->idle_since_ms < quiet)
+		if (!pc->suspect &&
+		    (quiet == 0 || now - pc->idle_since_ms < quiet))
 			continue;
-		/* An empty query is the cheapest round trip the server knows.
-		 */
-		move_conn(pc, PC_CHECKING);
-		if (!up_exec(pc->up, SQL_PING, NULL, pool_check_done, pc))
-			up_close(pc->up, UP_CLOSE_INTERNAL, "cannot run check");
+		pool_start_check(pc);
 	}
 }
 
@@ -372,6 +363,10 @@ static void serve_waiters(struct pool *p)
 		struct pool_waiter *w = TAILQ_FIRST(&p->waiters);
 		struct pool_conn *pc = TAILQ_FIRST(&p->idle);
 
+		if (pc->suspect) {
+			pool_start_check(pc); /* lent once it answers */
+			continue;
+		}
 		TAILQ_REMOVE(&p->waiters, w, link);
 		p->nwaiters--;
 		move_conn(pc, PC_LENT);
@@ -485,9 +480,9 @@ bool pool_set_endpoint(struct pool *p, const struct up_params *params)
 	if (want.host == NULL)
 		want.host = p->params.host;
 	want.password = p->params.password;
-	if (!params_copy(&next, &want))
+	if (!up_params_copy(&next, &want))
 		return false;
-	params_clear(&p->params);
+	up_params_clear(&p->params);
 	p->params = next;
 	log_info("event=pool_endpoint host=%s port=%u dbname=%s user=%s "
 	         "sslmode=%s",
@@ -553,7 +548,7 @@ struct pool *pool_new(struct event_base *base, struct evdns_base *dns,
 	TAILQ_INIT(&p->waiters);
 	/* host and password go through their setters below */
 	rest.host = rest.password = NULL;
-	if (!params_copy(&p->params, &rest)) {
+	if (!up_params_copy(&p->params, &rest)) {
 		free(p);
 		return NULL;
 	}
@@ -591,7 +586,7 @@ void pool_free(struct pool *p)
 	}
 	if (p->maint_ev)
 		event_free(p->maint_ev);
-	params_clear(&p->params);
+	up_params_clear(&p->params);
 	free(p);
 }
 
@@ -646,8 +641,35 @@ void pool_release(struct pool *p, struct up_conn *c)
 	kick(p);
 }
 
+/*
+ * How long connections have waited on the server without any of them
+ * hearing from it: 0 while none waits. Idle ones count as heard from
+ * when they last were.
+ */
+static uint64_t stalled_ms(const struct pool *p, uint64_t now)
+{
+	const struct pool_conn_list *lists[] = {&p->opening, &p->idle,
+	                                        &p->checking, &p->lent};
+	uint64_t newest = 0;
+	bool waiting = false;
+	const struct pool_conn *pc;
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		TAILQ_FOREACH(pc, lists[i], link)
+		{
+			uint64_t t = up_last_progress_ms(pc->up);
+
+			waiting = waiting || up_waits_on_server(pc->up);
+			if (t > newest)
+				newest = t;
+		}
+	}
+	return waiting && now > newest ? now - newest : 0;
+}
+
 void pool_get_stats(const struct pool *p, struct pool_stats *s)
 {
+	s->stalled_ms = stalled_ms(p, clock_now_ms());
 	s->opening = p->n[PC_OPENING];
 	s->idle = p->n[PC_IDLE];
 	s->checking = p->n[PC_CHECKING];

@@ -35,6 +35,18 @@ static const struct rl_rule rules[] = {
     /* secrets rotate without a restart; sessions already in keep going */
     {"ingest", "auth_token", RL_INGEST_TOKEN},
     {"admin", "auth_token", RL_ADMIN_TOKEN},
+    /* [frontend] but listen (the socket stays): new logins and the next
+     * transaction use them */
+    {"frontend", "auth_file", RL_FRONTEND},
+    {"frontend", "auth", RL_FRONTEND},
+    {"frontend", "pool_mode", RL_FRONTEND},
+    {"frontend", "tls_cert_file", RL_FRONTEND},
+    {"frontend", "tls_key_file", RL_FRONTEND},
+    {"frontend", "tls", RL_FRONTEND},
+    {"frontend", "max_client_conn", RL_FRONTEND},
+    {"frontend", "databases", RL_FRONTEND},
+    {"frontend", "max_prepared_statements", RL_FRONTEND},
+    {"frontend", "idle_transaction_timeout_s", RL_FRONTEND},
 };
 
 static const struct rl_rule *find_rule(const char *section, const char *key)

@@ -12,7 +12,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#define SCRAM_KEY_LEN 32 /* SHA-256 output */
+#include "strutil.h"
+
 /* 18 random bytes: 144 bits, 24 base64 characters, no padding. */
 #define SCRAM_NONCE_RAW_LEN 18
 /* Bound for a caller-supplied (test) nonce or user name. */
@@ -70,20 +71,6 @@ struct attr_cursor {
 	size_t left;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static bool size_add(size_t a, size_t b, size_t *out)
 {
 	if (a > SIZE_MAX - b)
@@ -134,7 +121,7 @@ static bool is_nonce_char(uint8_t c)
 	return c >= 0x21 && c <= 0x7e && c != ',';
 }
 
-static bool is_nonce(const uint8_t *s, size_t len)
+bool scram_is_nonce(const uint8_t *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		if (!is_nonce_char(s[i]))
@@ -182,8 +169,8 @@ static bool is_b64_text(const uint8_t *in, size_t len, size_t pad)
  * so the alphabet is checked here and the real length is computed from
  * the padding.
  */
-static bool b64_decode(const uint8_t *in, size_t len, uint8_t **out,
-                       size_t *out_len)
+bool scram_b64_decode(const uint8_t *in, size_t len, uint8_t **out,
+                      size_t *out_len)
 {
 	size_t pad = 0, cap;
 	uint8_t *buf;
@@ -210,7 +197,7 @@ static bool b64_decode(const uint8_t *in, size_t len, uint8_t **out,
 }
 
 /* Base64 of len bytes into a malloc'd NUL-terminated string. */
-static char *b64_encode(const uint8_t *in, size_t len, size_t *out_len)
+char *scram_b64_encode(const uint8_t *in, size_t len, size_t *out_len)
 {
 	size_t cap;
 	char *buf;
@@ -232,8 +219,8 @@ static char *b64_encode(const uint8_t *in, size_t len, size_t *out_len)
 	return buf;
 }
 
-static bool hmac_sha256(const uint8_t *key, size_t key_len, const void *data,
-                        size_t data_len, uint8_t out[SCRAM_KEY_LEN])
+bool scram_hmac_sha256(const uint8_t *key, size_t key_len, const void *data,
+                       size_t data_len, uint8_t out[SCRAM_KEY_LEN])
 {
 	unsigned int n = 0;
 
@@ -245,7 +232,7 @@ static bool hmac_sha256(const uint8_t *key, size_t key_len, const void *data,
 	return n == SCRAM_KEY_LEN;
 }
 
-static bool sha256(const uint8_t *data, size_t len, uint8_t out[SCRAM_KEY_LEN])
+bool scram_sha256(const uint8_t *data, size_t len, uint8_t out[SCRAM_KEY_LEN])
 {
 	unsigned int n = 0;
 
@@ -285,7 +272,8 @@ static bool set_random_nonce(struct scram_client *sc)
 
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		return false;
-	sc->client_nonce = b64_encode(raw, sizeof(raw), &sc->client_nonce_len);
+	sc->client_nonce =
+	    scram_b64_encode(raw, sizeof(raw), &sc->client_nonce_len);
 	return sc->client_nonce != NULL;
 }
 
@@ -293,7 +281,8 @@ static bool set_fixed_nonce(struct scram_client *sc, const char *nonce)
 {
 	size_t len = strnlen(nonce, SCRAM_MAX_NAME_LEN + 1);
 
-	if (len > SCRAM_MAX_NAME_LEN || !is_nonce((const uint8_t *)nonce, len))
+	if (len > SCRAM_MAX_NAME_LEN ||
+	    !scram_is_nonce((const uint8_t *)nonce, len))
 		return false;
 	sc->client_nonce = strdup(nonce);
 	sc->client_nonce_len = len;
@@ -465,7 +454,7 @@ static bool parse_nonce(const struct scram_client *sc, const uint8_t *val,
 		        "nonce");
 		return false;
 	}
-	if (!is_nonce(val, len)) {
+	if (!scram_is_nonce(val, len)) {
 		set_err(err, errlen, "server nonce has non-printable bytes");
 		return false;
 	}
@@ -511,7 +500,7 @@ static bool parse_salt_iterations(struct attr_cursor *c,
 		        "server-first-message: expected s=<salt>,");
 		return false;
 	}
-	if (!b64_decode(val, len, &sf->salt, &sf->salt_len)) {
+	if (!scram_b64_decode(val, len, &sf->salt, &sf->salt_len)) {
 		set_err(err, errlen, "server salt is not valid base64");
 		return false;
 	}
@@ -560,34 +549,34 @@ static bool parse_server_first(const struct scram_client *sc,
 	return true;
 }
 
-/* Everything the proof and the server signature are computed from. */
-struct scram_keys {
-	uint8_t salted_password[SCRAM_KEY_LEN];
-	uint8_t client_key[SCRAM_KEY_LEN];
-	uint8_t stored_key[SCRAM_KEY_LEN];
-	uint8_t server_key[SCRAM_KEY_LEN];
-};
-
-static bool derive_keys(const struct scram_client *sc,
-                        const struct server_first *sf, struct scram_keys *k)
+bool scram_derive_keys(const char *password, size_t password_len,
+                       const uint8_t *salt, size_t salt_len,
+                       uint32_t iterations, struct scram_keys *k)
 {
 	static const char client_key[] = "Client Key";
 	static const char server_key[] = "Server Key";
 
-	/* Lengths and count were bounded by prepare_password and the parser. */
-	if (sf->salt_len > INT_MAX || sf->iterations > SCRAM_MAX_ITERATIONS)
+	if (password_len > INT_MAX || salt_len > INT_MAX || iterations == 0 ||
+	    iterations > SCRAM_MAX_ITERATIONS)
 		return false;
-	if (!PKCS5_PBKDF2_HMAC(sc->password, (int)sc->password_len, sf->salt,
-	                       (int)sf->salt_len, (int)sf->iterations,
-	                       EVP_sha256(), SCRAM_KEY_LEN, k->salted_password))
+	if (!PKCS5_PBKDF2_HMAC(password, (int)password_len, salt, (int)salt_len,
+	                       (int)iterations, EVP_sha256(), SCRAM_KEY_LEN,
+	                       k->salted_password))
 		return false;
-	if (!hmac_sha256(k->salted_password, SCRAM_KEY_LEN, client_key,
-	                 sizeof(client_key) - 1, k->client_key))
+	if (!scram_hmac_sha256(k->salted_password, SCRAM_KEY_LEN, client_key,
+	                       sizeof(client_key) - 1, k->client_key))
 		return false;
-	if (!sha256(k->client_key, SCRAM_KEY_LEN, k->stored_key))
+	if (!scram_sha256(k->client_key, SCRAM_KEY_LEN, k->stored_key))
 		return false;
-	return hmac_sha256(k->salted_password, SCRAM_KEY_LEN, server_key,
-	                   sizeof(server_key) - 1, k->server_key);
+	return scram_hmac_sha256(k->salted_password, SCRAM_KEY_LEN, server_key,
+	                         sizeof(server_key) - 1, k->server_key);
+}
+
+static bool derive_keys(const struct scram_client *sc,
+                        const struct server_first *sf, struct scram_keys *k)
+{
+	return scram_derive_keys(sc->password, sc->password_len, sf->salt,
+	                         sf->salt_len, sf->iterations, k);
 }
 
 /*
@@ -601,13 +590,13 @@ static bool compute_proof(struct scram_client *sc, const struct scram_keys *k,
 	uint8_t client_sig[SCRAM_KEY_LEN];
 	bool ok = false;
 
-	if (!hmac_sha256(k->stored_key, SCRAM_KEY_LEN, auth, auth_len,
-	                 client_sig))
+	if (!scram_hmac_sha256(k->stored_key, SCRAM_KEY_LEN, auth, auth_len,
+	                       client_sig))
 		goto out;
 	for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
 		proof[i] = k->client_key[i] ^ client_sig[i];
-	ok = hmac_sha256(k->server_key, SCRAM_KEY_LEN, auth, auth_len,
-	                 sc->server_signature);
+	ok = scram_hmac_sha256(k->server_key, SCRAM_KEY_LEN, auth, auth_len,
+	                       sc->server_signature);
 out:
 	OPENSSL_cleanse(client_sig, sizeof(client_sig));
 	return ok;
@@ -676,7 +665,7 @@ static bool finish_client_final(struct scram_client *sc,
 	if (!derive_keys(sc, sf, &keys) ||
 	    !compute_proof(sc, &keys, auth, auth_len, proof))
 		goto out;
-	proof_b64 = b64_encode(proof, sizeof(proof), &proof_b64_len);
+	proof_b64 = scram_b64_encode(proof, sizeof(proof), &proof_b64_len);
 	if (proof_b64 == NULL)
 		goto out;
 	ok = store_client_final(sc, final_wo, final_wo_len, proof_b64,
@@ -756,7 +745,8 @@ static bool check_verifier(const struct scram_client *sc, const uint8_t *val,
 		        "after v= (extensions are not supported)");
 		return false;
 	}
-	if (!b64_decode(val, len, &sig, &sig_len) || sig_len != SCRAM_KEY_LEN) {
+	if (!scram_b64_decode(val, len, &sig, &sig_len) ||
+	    sig_len != SCRAM_KEY_LEN) {
 		set_err(err, errlen,
 		        "server signature is not 32 bytes of "
 		        "base64");

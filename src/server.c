@@ -18,6 +18,7 @@
 #include "coalesce.h"
 #include "gauges.h"
 #include "control.h"
+#include "frontend.h"
 #include "ingest.h"
 #include "log.h"
 #include "metrics.h"
@@ -45,6 +46,7 @@ struct server {
 	struct catalog *cat;
 	struct coalescer *co;
 	struct ingest *ing;
+	struct frontend *fe; /* NULL with [frontend] listen empty */
 	struct admin *admin; /* NULL with [admin] listen empty */
 	struct event *sigterm_ev;
 	struct event *sigint_ev;
@@ -75,6 +77,9 @@ void server_up_params(const struct config *cfg, struct up_params *out)
 	    .login_timeout_ms = p->login_timeout_ms,
 	    .query_timeout_ms = p->query_timeout_ms,
 	    .keepalive_idle_s = u->keepalive_idle_s,
+	    .keepalive_interval_s = u->keepalive_interval_s,
+	    .keepalive_count = u->keepalive_count,
+	    .tcp_user_timeout_ms = u->tcp_user_timeout_ms,
 	};
 }
 
@@ -84,7 +89,8 @@ static void drain_check_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *s = arg;
 	uint64_t waited_ms = (uint64_t)(++s->drain_ticks) * 100u;
 
-	if (ing_is_idle(s->ing) && co_is_idle(s->co)) {
+	if (ing_is_idle(s->ing) && co_is_idle(s->co) &&
+	    (s->fe == NULL || fe_is_idle(s->fe))) {
 		log_info("event=drained after_ms=%" PRIu64, waited_ms);
 		event_base_loopexit(s->base, NULL);
 		return;
@@ -119,6 +125,8 @@ static void stop_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("event=signal signal=%s action=drain timeout_s=%u", name,
 	         s->cfg->server.shutdown_timeout_s);
 	ing_drain(s->ing);
+	if (s->fe != NULL)
+		fe_drain(s->fe);
 	co_drain(s->co);
 	s->drain_ev = event_new(s->base, -1, EV_PERSIST, drain_check_cb, s);
 	if (s->drain_ev == NULL || event_add(s->drain_ev, &tick) != 0)
@@ -141,6 +149,23 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 	server_reload(s);
 }
 
+static void log_frontend_stats(const struct frontend *fe)
+{
+	struct fe_stats st;
+
+	fe_get_stats(fe, &st);
+	log_info("event=frontend_stats idle=%u waiting=%u active=%u "
+	         "login=%u pools=%u server_lent=%u transactions=%" PRIu64
+	         " queries=%" PRIu64 " auth_failures=%" PRIu64
+	         " refused=%" PRIu64 " server_lost=%" PRIu64,
+	         st.clients[FE_IDLE], st.clients[FE_WAITING],
+	         st.clients[FE_ACTIVE],
+	         st.clients[FE_STARTUP] + st.clients[FE_TLS] +
+	             st.clients[FE_AUTH] + st.clients[FE_LOGIN],
+	         st.pools, st.server_lent, st.transactions, st.queries,
+	         st.auth_failures, st.refused, st.server_lost);
+}
+
 static void log_stats(struct server *s)
 {
 	struct ing_stats is;
@@ -148,6 +173,8 @@ static void log_stats(struct server *s)
 	char p99[32];
 
 	pool_log_stats(s->pool);
+	if (s->fe != NULL)
+		log_frontend_stats(s->fe);
 	snprintf(p99, sizeof(p99), "%g",
 	         ing_flush_latency_quantile(s->ing, 0.99));
 	ing_get_stats(s->ing, &is);
@@ -209,7 +236,8 @@ static void on_credential(const char *host, const char *token,
 
 	s->cred_expires_ms = expires_ms;
 	if (!pool_set_password(s->pool, token) ||
-	    !pool_set_host(s->pool, host)) {
+	    !pool_set_host(s->pool, host) ||
+	    (s->fe != NULL && !fe_set_credential(s->fe, host, token))) {
 		log_error("event=lakebase_error step=apply error=\"out of "
 		          "memory\"");
 		return;
@@ -276,6 +304,27 @@ static bool start_ingest(struct server *s, char *err, size_t errlen)
 	return s->ing != NULL;
 }
 
+static bool start_frontend(struct server *s, char *err, size_t errlen)
+{
+	struct up_params params;
+
+	if (s->cfg->frontend.listen == NULL)
+		return true;
+	server_up_params(s->cfg, &params);
+	params.ssl_ctx = s->ssl_ctx;
+	if (s->cfg->lakebase.workspace_host != NULL)
+		params.host = params.password = NULL; /* on_credential */
+	s->fe = fe_new(s->base, s->dns, s->cfg, &params, err, errlen);
+	if (s->fe == NULL)
+		return false;
+	/* A PostgreSQL client at the ingest port is told where to go. */
+	if (!ing_set_postgres_door(s->ing, s->cfg->frontend.listen)) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	return true;
+}
+
 /* /readyz: a logged-in server connection and a live credential. */
 static bool server_ready(char *why, size_t whylen, void *arg)
 {
@@ -303,6 +352,14 @@ static bool server_ready(char *why, size_t whylen, void *arg)
 		snprintf(why, whylen,
 		         "upstream failing (%u connects failed in a row)",
 		         ps.failures);
+		return false;
+	}
+	if (s->cfg->pool.stall_timeout_ms > 0 &&
+	    ps.stalled_ms >= s->cfg->pool.stall_timeout_ms) {
+		snprintf(why, whylen,
+		         "no upstream connection made progress for %" PRIu64
+		         " ms",
+		         ps.stalled_ms);
 		return false;
 	}
 	/* min_size 0 keeps no connection: then not failing is all we know. */
@@ -352,6 +409,8 @@ static void server_collect(void *arg)
 	v.start_time_s = s->start_time_s;
 	process_usage(&v.cpu_s, &v.rss_bytes);
 	gg_collect(&v);
+	if (s->fe != NULL)
+		fe_update_metrics(s->fe);
 }
 
 static bool start_admin(struct server *s, char *err, size_t errlen)
@@ -414,7 +473,7 @@ struct server *server_new(const struct config *cfg, const char *path,
 		goto fail;
 	}
 	if (!start_control(s, err, errlen) || !start_ingest(s, err, errlen) ||
-	    !start_admin(s, err, errlen))
+	    !start_frontend(s, err, errlen) || !start_admin(s, err, errlen))
 		goto fail;
 	return s;
 fail:
@@ -440,6 +499,7 @@ void server_free(struct server *s)
 		return;
 	/* Users before what they use: sessions, batches, lookups, the pool. */
 	admin_free(s->admin);
+	fe_free(s->fe);
 	ing_free(s->ing);
 	co_free(s->co);
 	cat_free(s->cat);
@@ -586,7 +646,8 @@ static void reload_endpoint(struct server *s, struct reload *r)
 	params.ssl_ctx = s->ssl_ctx;
 	if (r->cfg->lakebase.workspace_host != NULL)
 		params.host = NULL; /* the control plane's stays */
-	if (!pool_set_endpoint(s->pool, &params))
+	if (!pool_set_endpoint(s->pool, &params) ||
+	    (s->fe != NULL && !fe_set_endpoint(s->fe, &params)))
 		log_error("event=reload_error step=upstream "
 		          "error=\"out of memory\"");
 }
@@ -603,6 +664,25 @@ static void reload_control(struct server *s, struct reload *r)
 		s->retire_on_credential = true;
 }
 
+/*
+ * The front door reads its auth_file (and TLS files) on every SIGHUP, as
+ * the file may have changed without the config; if one does not load,
+ * the front door keeps the running ones.
+ */
+static void reload_frontend(struct server *s, const struct config *cfg,
+                            unsigned todo)
+{
+	char err[600];
+
+	if (!fe_reconfigure(s->fe, cfg, err, sizeof(err)))
+		log_error("event=reload_error step=frontend error=%s",
+		          log_quote((char[700]){0}, 700, err));
+	if ((todo & RL_PASSWORD) && cfg->lakebase.workspace_host == NULL &&
+	    !fe_set_credential(s->fe, NULL, cfg->upstream.password))
+		log_error("event=reload_error step=frontend_password "
+		          "error=\"out of memory\"");
+}
+
 static void reload_apply(struct server *s, struct reload *r)
 {
 	const struct config *cfg = r->cfg;
@@ -613,8 +693,11 @@ static void reload_apply(struct server *s, struct reload *r)
 		log_set_level(cfg->log.level);
 	if ((todo & RL_STATS) && !set_stats_period(s, cfg->log.stats_period_s))
 		log_error("event=reload_error step=stats_period_s");
-	if (todo & RL_POOL)
+	if (todo & RL_POOL) {
 		pool_reconfigure(s->pool, &cfg->pool);
+		if (s->fe != NULL)
+			fe_set_pool_config(s->fe, &cfg->pool);
+	}
 	if (todo & RL_BATCH) {
 		co_config_from(cfg, &cc);
 		co_set_config(s->co, &cc);
@@ -633,6 +716,8 @@ static void reload_apply(struct server *s, struct reload *r)
 	    !ing_set_token(s->ing, cfg->ingest.auth_token))
 		log_error("event=reload_error step=ingest_token "
 		          "error=\"out of memory\"");
+	if (s->fe != NULL)
+		reload_frontend(s, cfg, todo);
 	/* No admin endpoint: a token for it changes nothing. */
 	if ((todo & RL_ADMIN_TOKEN) && s->admin != NULL &&
 	    !admin_set_token(s->admin, cfg->admin.auth_token))

@@ -9,7 +9,7 @@
 
 #include <event2/buffer.h>
 
-#include "copytext.h"
+#include "utf8.h"
 
 /* The stage table's arrival-order column; no target column may share it. */
 #define SEQ_COL "lbp_seq"
@@ -44,7 +44,7 @@ bool sql_ident_valid(const char *name)
 		if (b < 0x20 || b == 0x7f)
 			return false;
 	}
-	return ct_utf8_valid((const uint8_t *)name, len);
+	return utf8_valid((const uint8_t *)name, len);
 }
 
 static bool add_str(struct evbuffer *out, const char *s)
@@ -122,6 +122,21 @@ static char *take_text(struct evbuffer *b, bool ok)
 	}
 	evbuffer_free(b);
 	return s;
+}
+
+char *sql_set_params(const char *const *names, const char *const *values,
+                     size_t n)
+{
+	struct evbuffer *b = evbuffer_new();
+	bool ok = b != NULL && n > 0;
+
+	for (size_t i = 0; ok && i < n; i++)
+		ok = add_str(b, i ? ";SET " : "SET ") &&
+		     sql_append_ident(b, names[i]) && add_str(b, " TO ") &&
+		     sql_append_literal(b, values[i]);
+	if (b == NULL)
+		return NULL;
+	return take_text(b, ok);
 }
 
 static bool in_list(const char *const *list, size_t n, const char *name)
@@ -239,16 +254,12 @@ static bool add_last_non_null(struct evbuffer *out, const struct sql_target *t,
 	       sql_append_ident(out, col);
 }
 
-/*
- * With a version column the winning row carries the merge; otherwise a
- * coalesce column looks past the last row to its last non-NULL value.
- */
+/* A coalesce column looks past the last row to its last non-NULL value. */
 static bool add_select_list(struct evbuffer *out, const struct sql_target *t)
 {
 	for (size_t i = 0; i < t->ncols; i++) {
 		const char *c = t->cols[i];
-		bool merge = !has_version(t) &&
-		             in_list(t->coalesce, t->ncoalesce, c) &&
+		bool merge = in_list(t->coalesce, t->ncoalesce, c) &&
 		             !in_list(t->keys, t->nkeys, c);
 
 		if (i > 0 && !add_str(out, ", "))
@@ -261,22 +272,10 @@ static bool add_select_list(struct evbuffer *out, const struct sql_target *t)
 }
 
 /*
- * Which row of a key wins. Without version: the last. With one: the
- * greatest, the earliest of equals; among rows whose version is NULL the
- * last, because replayed one by one each of them replaces the one before
- * (the stored version is NULL then).
+ * Without a version column the rows of a key merge exactly into one: the
+ * last row, each coalesce column's last non-NULL value.
+ * SELECT DISTINCT ON (keys) ... FROM stage ORDER BY keys, lbp_seq DESC
  */
-static bool add_winner_order(struct evbuffer *out, const struct sql_target *t)
-{
-	if (!has_version(t))
-		return add_str(out, SEQ_COL " DESC");
-	return sql_append_ident(out, t->version_col) &&
-	       add_str(out, " DESC NULLS LAST, CASE WHEN ") &&
-	       sql_append_ident(out, t->version_col) &&
-	       add_str(out, " IS NULL THEN -" SEQ_COL " ELSE " SEQ_COL " END");
-}
-
-/* SELECT DISTINCT ON (keys) ... FROM stage ORDER BY keys, winner */
 static bool add_merge_select(struct evbuffer *out, const struct sql_target *t,
                              const char *stage)
 {
@@ -286,7 +285,7 @@ static bool add_merge_select(struct evbuffer *out, const struct sql_target *t,
 	       add_str(out, " FROM ") && sql_append_ident(out, stage) &&
 	       add_str(out, " ORDER BY ") &&
 	       add_ident_list(out, "", t->keys, t->nkeys) &&
-	       add_str(out, ", ") && add_winner_order(out, t);
+	       add_str(out, ", " SEQ_COL " DESC");
 }
 
 /* "c" = EXCLUDED."c", or COALESCE(EXCLUDED."c", t."c") to keep old values. */
@@ -302,9 +301,11 @@ static bool add_assignment(struct evbuffer *out, const struct sql_target *t,
 	       add_str(out, ")");
 }
 
+/* 0.1's rule: greater, or either version NULL; equal does not update. */
 static bool add_version_guard(struct evbuffer *out, const char *v)
 {
-	return add_str(out, " WHERE t.") && sql_append_ident(out, v) &&
+	return add_str(out, " WHERE EXCLUDED.") && sql_append_ident(out, v) &&
+	       add_str(out, " IS NULL OR t.") && sql_append_ident(out, v) &&
 	       add_str(out, " IS NULL OR EXCLUDED.") &&
 	       sql_append_ident(out, v) && add_str(out, " > t.") &&
 	       sql_append_ident(out, v);
@@ -328,9 +329,260 @@ static bool add_conflict_action(struct evbuffer *out,
 	return !has_version(t) || add_version_guard(out, t->version_col);
 }
 
+/* ---- upsert with a version column: rounds ---- */
+
+/*
+ * Whether a row applies depends on the stored version at that moment, so
+ * rows of one key cannot in general be merged into one. The batch is
+ * applied in rounds instead: round r holds the r-th remaining row of every
+ * key, each round one INSERT ... ON CONFLICT with the row-at-a-time rule.
+ * Before numbering, rows that provably change nothing are dropped (SQL
+ * compares the versions, with the column type's own ordering):
+ *  - a row whose version is not NULL and not greater than the previous
+ *    row's (of the same key) never applies: that row left a stored version
+ *    at least as great;
+ *  - a row is dropped when the next remaining row b of its key always
+ *    applies after it (b's version NULL, or both not NULL and b's greater)
+ *    and overrides everything it wrote (every coalesce column of b is not
+ *    NULL, or the row's is NULL).
+ * Inside the rounds, column i of the target is lbp_c<i>, so target names
+ * never meet the helper columns (only lbp_seq is reserved).
+ */
+
+static size_t col_index(const struct sql_target *t, const char *name)
+{
+	size_t i = 0;
+
+	while (i < t->ncols && strcmp(t->cols[i], name) != 0)
+		i++;
+	return i;
+}
+
+/* alias.lbp_<kind><i + 1>, e.g. x.lbp_c3; no "alias." for "" */
+static bool add_slot(struct evbuffer *out, const char *alias, const char *kind,
+                     size_t i)
+{
+	return evbuffer_add_printf(out, "%s%slbp_%s%zu", alias,
+	                           alias[0] != '\0' ? "." : "", kind,
+	                           i + 1) > 0;
+}
+
+static bool add_slot_of(struct evbuffer *out, const char *alias,
+                        const char *kind, const struct sql_target *t,
+                        const char *name)
+{
+	return add_slot(out, alias, kind, col_index(t, name));
+}
+
+static bool add_key_slots(struct evbuffer *out, const char *alias,
+                          const struct sql_target *t)
+{
+	for (size_t i = 0; i < t->nkeys; i++) {
+		if ((i > 0 && !add_str(out, ", ")) ||
+		    !add_slot_of(out, alias, "c", t, t->keys[i]))
+			return false;
+	}
+	return true;
+}
+
+/* PARTITION BY <keys> ORDER BY <alias>.lbp_seq */
+static bool add_key_window(struct evbuffer *out, const char *alias,
+                           const struct sql_target *t)
+{
+	return add_str(out, "PARTITION BY ") && add_key_slots(out, alias, t) &&
+	       add_str(out, " ORDER BY ") && add_str(out, alias) &&
+	       add_str(out, "." SEQ_COL);
+}
+
+/* The stage renamed, with the previous row's version of the same key. */
+static bool add_rounds_inner(struct evbuffer *out, const struct sql_target *t,
+                             const char *stage)
+{
+	if (!add_str(out, "SELECT s." SEQ_COL))
+		return false;
+	for (size_t i = 0; i < t->ncols; i++) {
+		if (!add_str(out, ", s.") ||
+		    !sql_append_ident(out, t->cols[i]) ||
+		    !add_str(out, " AS ") || !add_slot(out, "", "c", i))
+			return false;
+	}
+	return add_str(out, ", lag(s.") &&
+	       sql_append_ident(out, t->version_col) &&
+	       add_str(out, ") OVER (PARTITION BY ") &&
+	       add_ident_list(out, "s.", t->keys, t->nkeys) &&
+	       add_str(out, " ORDER BY s." SEQ_COL ") AS lbp_pv FROM ") &&
+	       sql_append_ident(out, stage) && add_str(out, " s");
+}
+
+/* lead() of the version and of each coalesce column, over the window w */
+static bool add_rounds_leads(struct evbuffer *out, const struct sql_target *t)
+{
+	if (!add_str(out, ", lead(") ||
+	    !add_slot_of(out, "y", "c", t, t->version_col) ||
+	    !add_str(out, ") OVER w AS ") ||
+	    !add_slot_of(out, "", "n", t, t->version_col))
+		return false;
+	for (size_t i = 0; i < t->ncoalesce; i++) {
+		if (strcmp(t->coalesce[i], t->version_col) == 0)
+			continue;
+		if (!add_str(out, ", lead(") ||
+		    !add_slot_of(out, "y", "c", t, t->coalesce[i]) ||
+		    !add_str(out, ") OVER w AS ") ||
+		    !add_slot_of(out, "", "n", t, t->coalesce[i]))
+			return false;
+	}
+	return true;
+}
+
+/* Rows that are not at least the previous row's version, with the leads. */
+static bool add_rounds_middle(struct evbuffer *out, const struct sql_target *t,
+                              const char *stage)
+{
+	size_t v = col_index(t, t->version_col);
+
+	return add_str(out, "SELECT y.*, lead(y." SEQ_COL ") OVER w AS "
+	                    "lbp_nseq") &&
+	       add_rounds_leads(out, t) && add_str(out, " FROM (") &&
+	       add_rounds_inner(out, t, stage) &&
+	       add_str(out, ") y WHERE NOT (") && add_slot(out, "y", "c", v) &&
+	       add_str(out, " IS NOT NULL AND y.lbp_pv IS NOT NULL AND "
+	                    "y.lbp_pv >= ") &&
+	       add_slot(out, "y", "c", v) && add_str(out, ") WINDOW w AS (") &&
+	       add_key_window(out, "y", t) && add_str(out, ")");
+}
+
+/* The next row always applies and overrides this one: it may go. */
+static bool add_rounds_absorbed(struct evbuffer *out,
+                                const struct sql_target *t)
+{
+	size_t v = col_index(t, t->version_col);
+
+	if (!add_str(out, "(") || !add_slot(out, "x", "n", v) ||
+	    !add_str(out, " IS NULL OR (") || !add_slot(out, "x", "c", v) ||
+	    !add_str(out, " IS NOT NULL AND ") || !add_slot(out, "x", "n", v) ||
+	    !add_str(out, " > ") || !add_slot(out, "x", "c", v) ||
+	    !add_str(out, "))"))
+		return false;
+	for (size_t i = 0; i < t->ncoalesce; i++) {
+		size_t c = col_index(t, t->coalesce[i]);
+
+		if (!add_str(out, " AND (") || !add_slot(out, "x", "n", c) ||
+		    !add_str(out, " IS NOT NULL OR ") ||
+		    !add_slot(out, "x", "c", c) || !add_str(out, " IS NULL)"))
+			return false;
+	}
+	return true;
+}
+
+/* The remaining rows, each with its round (1 for the first of its key). */
+static bool add_rounds_query(struct evbuffer *out, const struct sql_target *t,
+                             const char *stage)
+{
+	return add_str(out, "SELECT x.*, row_number() OVER (") &&
+	       add_key_window(out, "x", t) &&
+	       add_str(out, ") AS lbp_round FROM (") &&
+	       add_rounds_middle(out, t, stage) &&
+	       add_str(out, ") x WHERE x.lbp_nseq IS NULL OR NOT (") &&
+	       add_rounds_absorbed(out, t) && add_str(out, ")");
+}
+
+/*
+ * One round, and the number of rounds, in one statement (the rounds query
+ * runs once a round):
+ *   WITH q AS MATERIALIZED (<rounds>), i AS (INSERT ... SELECT <round
+ *   lbp.r of q> ORDER BY keys ON CONFLICT ...) SELECT max(lbp_round) INTO n
+ */
+static bool add_round(struct evbuffer *out, const struct sql_target *t,
+                      const char *stage)
+{
+	if (!add_str(out, "WITH q AS MATERIALIZED (") ||
+	    !add_rounds_query(out, t, stage) ||
+	    !add_str(out, "), i AS (INSERT INTO ") ||
+	    !sql_append_qualified(out, t->schema, t->table) ||
+	    !add_str(out, " AS t (") ||
+	    !add_ident_list(out, "", t->cols, t->ncols) ||
+	    !add_str(out, ") SELECT "))
+		return false;
+	for (size_t i = 0; i < t->ncols; i++) {
+		if ((i > 0 && !add_str(out, ", ")) ||
+		    !add_slot(out, "q", "c", i))
+			return false;
+	}
+	return add_str(out, " FROM q WHERE q.lbp_round = lbp.r ORDER BY ") &&
+	       add_key_slots(out, "q", t) && add_str(out, " ON CONFLICT (") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, ") ") && add_conflict_action(out, t) &&
+	       add_str(out, ") SELECT coalesce(max(q.lbp_round), 0) INTO n "
+	                    "FROM q");
+}
+
+/* No key twice in the stage: one INSERT of the stage, as round 1 would. */
+static bool add_unique_insert(struct evbuffer *out, const struct sql_target *t,
+                              const char *stage)
+{
+	return add_str(out, "INSERT INTO ") &&
+	       sql_append_qualified(out, t->schema, t->table) &&
+	       add_str(out, " AS t (") &&
+	       add_ident_list(out, "", t->cols, t->ncols) &&
+	       add_str(out, ") SELECT ") &&
+	       add_ident_list(out, "", t->cols, t->ncols) &&
+	       add_str(out, " FROM ") && sql_append_ident(out, stage) &&
+	       add_str(out, " ORDER BY ") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, " ON CONFLICT (") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, ") ") && add_conflict_action(out, t);
+}
+
+/*
+ * The DO block's body: when no key repeats (the common case), the stage in
+ * one INSERT; otherwise one INSERT per round, as many rounds as needed.
+ */
+static bool add_rounds_body(struct evbuffer *out, const struct sql_target *t,
+                            const char *stage)
+{
+	return add_str(out, "BEGIN IF NOT EXISTS (SELECT FROM ") &&
+	       sql_append_ident(out, stage) && add_str(out, " GROUP BY ") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, " HAVING count(*) > 1) THEN ") &&
+	       add_unique_insert(out, t, stage) &&
+	       add_str(out, "; ELSE <<lbp>> DECLARE r bigint := 1; n bigint := "
+	                    "1; BEGIN WHILE r <= n LOOP ") &&
+	       add_round(out, t, stage) &&
+	       add_str(out, "; r := r + 1; END LOOP; END; END IF; END");
+}
+
+/*
+ * DO $tag$<body>$tag$ with a dollar-quote tag the body does not contain
+ * (quoted names and type names may hold '$').
+ */
+static bool add_rounds_upsert(struct evbuffer *out, const struct sql_target *t,
+                              const char *stage)
+{
+	struct evbuffer *body = evbuffer_new();
+	char tag[32];
+	bool ok = body != NULL && add_rounds_body(body, t, stage);
+
+	for (int n = 0; ok && n < 100; n++) {
+		snprintf(tag, sizeof(tag), "$lbp%d$", n);
+		if (evbuffer_search(body, tag, strlen(tag), NULL).pos < 0) {
+			ok = add_str(out, "DO ") && add_str(out, tag) &&
+			     evbuffer_add_buffer(out, body) == 0 &&
+			     add_str(out, tag);
+			evbuffer_free(body);
+			return ok;
+		}
+	}
+	if (body != NULL)
+		evbuffer_free(body);
+	return false;
+}
+
 static bool add_upsert(struct evbuffer *out, const struct sql_target *t,
                        const char *stage)
 {
+	if (has_version(t))
+		return add_rounds_upsert(out, t, stage);
 	return add_str(out, "INSERT INTO ") &&
 	       sql_append_qualified(out, t->schema, t->table) &&
 	       add_str(out, " AS t (") &&
@@ -351,7 +603,16 @@ static bool upsert_target_valid(const struct sql_target *t, const char *stage)
 		    strcmp(t->cols[i], SEQ_COL) == 0)
 			return false;
 	}
-	return true;
+	/* Keys, version and coalesce columns are columns of the batch. */
+	for (size_t i = 0; i < t->nkeys; i++) {
+		if (col_index(t, t->keys[i]) == t->ncols)
+			return false;
+	}
+	for (size_t i = 0; i < t->ncoalesce; i++) {
+		if (col_index(t, t->coalesce[i]) == t->ncols)
+			return false;
+	}
+	return !has_version(t) || col_index(t, t->version_col) < t->ncols;
 }
 
 /* CREATE TEMP TABLE ...; BEGIN; COPY ...; INSERT ... ON CONFLICT ... */
@@ -535,34 +796,78 @@ bool sql_copy_error_line(const char *where, uint64_t *line)
 	return last != NULL && parse_copy_line(last, last_eol, line);
 }
 
+/* translate(<text>, 'A..Z', 'a..z'): ASCII letters folded, nothing else. */
+#define SQL_FOLD_TAIL                                                          \
+	", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
+
+/* translate(<column>) = translate(<literal>) */
+static bool add_folded_eq(struct evbuffer *q, const char *col, const char *lit)
+{
+	return add_str(q, "translate(") && add_str(q, col) &&
+	       add_str(q, SQL_FOLD_TAIL " = translate(") &&
+	       sql_append_literal(q, lit) && add_str(q, SQL_FOLD_TAIL);
+}
+
+/*
+ * cand: the tables (and views, foreign tables) whose name equals the asked
+ * one ignoring the case of ASCII letters, in the asked schema (same rule)
+ * or, without one, in the schemas PostgreSQL searches, with their search
+ * path position and whether both names match exactly. pick: the first exact
+ * match in path order, else the only candidate, else none.
+ */
+static bool add_catalog_candidates(struct evbuffer *q, const char *schema,
+                                   const char *table)
+{
+	bool has_schema = schema != NULL && schema[0] != '\0';
+
+	return add_str(q, "WITH cand AS (SELECT c.oid, c.relkind, n.nspname, "
+	                  "c.relname, array_position(current_schemas(true), "
+	                  "n.nspname) AS pos, c.relname = ") &&
+	       sql_append_literal(q, table) &&
+	       (!has_schema || (add_str(q, " AND n.nspname = ") &&
+	                        sql_append_literal(q, schema))) &&
+	       add_str(q,
+	               " AS exact FROM pg_class c JOIN pg_namespace n ON "
+	               "n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', "
+	               "'v', 'f') AND ") &&
+	       add_folded_eq(q, "c.relname", table) && add_str(q, " AND ") &&
+	       (has_schema
+	            ? add_folded_eq(q, "n.nspname", schema)
+	            : add_str(q, "n.nspname = ANY(current_schemas(true))")) &&
+	       add_str(q,
+	               "), pick AS (SELECT * FROM cand WHERE exact OR (SELECT "
+	               "count(*) FROM cand) = 1 ORDER BY exact DESC, pos NULLS "
+	               "LAST LIMIT 1), r AS (SELECT (SELECT oid FROM pick) AS "
+	               "oid) ");
+}
+
 char *sql_catalog_lookup(const char *schema, const char *table)
 {
-	struct evbuffer *name = evbuffer_new();
-	struct evbuffer *q = evbuffer_new();
+	struct evbuffer *q;
 	bool ok;
 
-	ok = name != NULL && q != NULL &&
-	     sql_append_qualified(name, schema, table) &&
-	     evbuffer_add(name, "", 1) == 0 &&
-	     add_str(q, "WITH r AS (SELECT to_regclass(") &&
-	     sql_append_literal(q, (const char *)evbuffer_pullup(name, -1)) &&
-	     add_str(
-	         q, ") AS oid) "
-	            "SELECT 'a', r.oid::text, c.relkind::text, NULL, 0::bigint "
-	            "FROM r LEFT JOIN pg_class c ON c.oid = r.oid "
-	            "UNION ALL SELECT 'c', a.attname::text, "
-	            "format_type(a.atttypid, a.atttypmod), "
-	            "a.attnotnull::text, a.attnum::bigint FROM r "
-	            "JOIN pg_attribute a ON a.attrelid = r.oid "
-	            "AND a.attnum > 0 AND NOT a.attisdropped "
-	            "UNION ALL SELECT 'u', i.indexrelid::text, "
-	            "a.attname::text, NULL, "
-	            "i.indexrelid::bigint * 2000 + a.attnum FROM r "
-	            "JOIN pg_index i ON i.indrelid = r.oid AND i.indisunique "
-	            "AND i.indpred IS NULL AND i.indexprs IS NULL "
-	            "JOIN pg_attribute a ON a.attrelid = r.oid AND "
-	            "a.attnum = ANY(i.indkey) ORDER BY 1, 5");
-	if (name)
-		evbuffer_free(name);
-	return q ? take_text(q, ok) : NULL;
+	if (table == NULL || (q = evbuffer_new()) == NULL)
+		return NULL;
+	ok =
+	    add_catalog_candidates(q, schema, table) &&
+	    add_str(
+	        q, "SELECT 'a', r.oid::text, p.relkind::text, p.nspname::text, "
+	           "0::bigint FROM r LEFT JOIN pick p ON true "
+	           "UNION ALL SELECT 'b', (SELECT relname::text FROM pick), "
+	           "(SELECT string_agg(quote_ident(nspname) || '.' || "
+	           "quote_ident(relname), ', ' ORDER BY pos, nspname, relname) "
+	           "FROM cand WHERE NOT EXISTS (SELECT FROM pick)), NULL, 0 "
+	           "UNION ALL SELECT 'c', a.attname::text, "
+	           "format_type(a.atttypid, a.atttypmod), "
+	           "a.attnotnull::text, a.attnum::bigint FROM r "
+	           "JOIN pg_attribute a ON a.attrelid = r.oid "
+	           "AND a.attnum > 0 AND NOT a.attisdropped "
+	           "UNION ALL SELECT 'u', i.indexrelid::text, "
+	           "a.attname::text, NULL, "
+	           "i.indexrelid::bigint * 2000 + a.attnum FROM r "
+	           "JOIN pg_index i ON i.indrelid = r.oid AND i.indisunique "
+	           "AND i.indpred IS NULL AND i.indexprs IS NULL "
+	           "JOIN pg_attribute a ON a.attrelid = r.oid AND "
+	           "a.attnum = ANY(i.indkey) ORDER BY 1, 5");
+	return take_text(q, ok);
 }

@@ -119,6 +119,40 @@ fail:
 	return NULL;
 }
 
+SSL_CTX *tls_server_ctx_new(const char *cert_file, const char *key_file,
+                            char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	char what[1200];
+
+	if (ctx == NULL) {
+		openssl_error_text(err, errlen, "SSL_CTX_new failed");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION |
+	                             SSL_OP_NO_RENEGOTIATION |
+	                             SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		snprintf(what, sizeof(what), "cannot load tls_cert_file %s",
+		         cert_file);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(what, sizeof(what),
+		         "cannot load tls_key_file %s (or it does not match "
+		         "the certificate)",
+		         key_file);
+		goto fail;
+	}
+	return ctx;
+fail:
+	openssl_error_text(err, errlen, what);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 void tls_error_text(SSL *ssl, char *buf, size_t size)
 {
 	long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;

@@ -26,6 +26,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "scram.h"
+#include "secret.h"
+#include "strutil.h"
 #include "timer.h"
 #include "tls.h"
 
@@ -63,8 +65,18 @@ struct up_conn {
 	struct scram_client *scram;
 	bool scram_verified;
 	uint32_t backend_pid;
+	uint32_t backend_secret;
+	bool cancel_only; /* up_cancel: send the CancelRequest, then wait */
+	uint32_t cancel_pid, cancel_secret;
+	void (*cancel_done)(struct up_conn *c, void *arg);
+	void *cancel_arg;
+	struct up_relay relay; /* state RELAY */
+	void *user_data;
+	void (*user_free)(void *);
 	char txn_status;
 	struct server_param params[MAX_SERVER_PARAMS];
+
+	uint64_t progress_ms; /* last bytes from the server, or the start */
 
 	enum up_close_reason close_reason;
 	char last_error[512];
@@ -122,8 +134,8 @@ static void up_count_error(const char *sqlstate)
 }
 
 static const char *const state_names[] = {
-    "resolving", "connecting", "ssl_request", "tls_handshake",
-    "login",     "idle",       "busy",        "closed"};
+    "resolving", "connecting", "ssl_request", "tls_handshake", "login",
+    "idle",      "busy",       "relay",       "closed"};
 
 const char *up_state_name(enum up_state s)
 {
@@ -157,6 +169,42 @@ static void arm_timer(struct up_conn *c, unsigned ms)
 		return;
 	}
 	timer_add_ms(c->timer, ms);
+}
+
+/* ---- parameters ---- */
+
+void up_params_clear(struct up_params *p)
+{
+	free((char *)p->host);
+	secret_free((char *)p->password);
+	free((char *)p->dbname);
+	free((char *)p->user);
+	free((char *)p->application_name);
+	if (p->ssl_ctx != NULL)
+		SSL_CTX_free(p->ssl_ctx);
+	memset(p, 0, sizeof(*p));
+}
+
+bool up_params_copy(struct up_params *dst, const struct up_params *src)
+{
+	bool ok = true;
+
+	*dst = *src;
+	dst->ssl_ctx = NULL;
+	dst->host = dup_or_null(src->host, &ok);
+	dst->password = dup_or_null(src->password, &ok);
+	dst->dbname = dup_or_null(src->dbname, &ok);
+	dst->user = dup_or_null(src->user, &ok);
+	dst->application_name = dup_or_null(src->application_name, &ok);
+	if (ok && src->ssl_ctx != NULL) {
+		if (SSL_CTX_up_ref(src->ssl_ctx) == 1)
+			dst->ssl_ctx = src->ssl_ctx;
+		else
+			ok = false;
+	}
+	if (!ok)
+		up_params_clear(dst);
+	return ok;
 }
 
 /* ---- results ---- */
@@ -314,6 +362,8 @@ static void destroy(struct up_conn *c)
 		free(c->params[i].name);
 		free(c->params[i].value);
 	}
+	if (c->user_free != NULL)
+		c->user_free(c->user_data);
 	free(c);
 }
 
@@ -364,6 +414,13 @@ static void closed_cb(evutil_socket_t fd, short what, void *arg)
 	struct up_conn *c = arg;
 
 	c->depth++;
+	if (c->relay.on_closed != NULL) {
+		void (*relay_closed)(struct up_conn *, void *) =
+		    c->relay.on_closed;
+
+		c->relay.on_closed = NULL;
+		relay_closed(c, c->relay.arg);
+	}
 	if (c->cb) {
 		if (c->copy_src)
 			evbuffer_drain(c->copy_src,
@@ -425,8 +482,50 @@ const char *up_server_param(const struct up_conn *c, const char *name)
 	return NULL;
 }
 
-static void store_server_param(struct up_conn *c, const char *name,
-                               const char *value)
+uint64_t up_last_progress_ms(const struct up_conn *c)
+{
+	return c->progress_ms;
+}
+
+bool up_waits_on_server(const struct up_conn *c)
+{
+	return c->state != UP_IDLE && c->state != UP_CLOSED;
+}
+
+uint32_t up_backend_secret(const struct up_conn *c)
+{
+	return c->backend_secret;
+}
+
+bool up_server_param_at(const struct up_conn *c, size_t i, const char **name,
+                        const char **value)
+{
+	for (size_t k = 0; k < MAX_SERVER_PARAMS; k++) {
+		if (c->params[k].name == NULL)
+			continue;
+		if (i-- == 0) {
+			*name = c->params[k].name;
+			*value = c->params[k].value;
+			return true;
+		}
+	}
+	return false;
+}
+
+void up_set_user_data(struct up_conn *c, void *data, void (*free_fn)(void *))
+{
+	if (c->user_free != NULL)
+		c->user_free(c->user_data);
+	c->user_data = data;
+	c->user_free = free_fn;
+}
+
+void *up_get_user_data(const struct up_conn *c)
+{
+	return c->user_data;
+}
+
+void up_store_param(struct up_conn *c, const char *name, const char *value)
 {
 	struct server_param *slot = NULL;
 
@@ -474,7 +573,7 @@ static bool handle_async(struct up_conn *c, const struct pgw_frame *f)
 	case PGW_MSG_PARAMETER_STATUS:
 		if (pgw_parse_param_status(f, &ps) != PGW_OK)
 			return false;
-		store_server_param(c, ps.name, ps.value);
+		up_store_param(c, ps.name, ps.value);
 		return true;
 	case PGW_MSG_NOTICE:
 		if (pgw_parse_notice(f, &n) != PGW_OK)
@@ -663,6 +762,7 @@ static void handle_login_frame(struct up_conn *c, const struct pgw_frame *f)
 		if (pgw_parse_backend_key(f, &key) != PGW_OK)
 			break;
 		c->backend_pid = key.pid;
+		c->backend_secret = key.secret;
 		return;
 	case PGW_MSG_ERROR:
 		handle_fatal(c, f, UP_CLOSE_AUTH);
@@ -919,6 +1019,51 @@ bool up_exec(struct up_conn *c, const char *sql, struct evbuffer *copy_data,
 	return true;
 }
 
+/* ---- relaying ---- */
+
+bool up_relay_begin(struct up_conn *c, const struct up_relay *r)
+{
+	if (c->state != UP_IDLE || c->free_pending)
+		return false;
+	c->relay = *r;
+	arm_timer(c, 0);
+	up_set_state(c, UP_RELAY);
+	/* The server may have said something while idle: look now. */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+	return true;
+}
+
+void up_relay_end(struct up_conn *c, char txn_status)
+{
+	if (c->state != UP_RELAY)
+		return;
+	memset(&c->relay, 0, sizeof(c->relay));
+	c->txn_status = txn_status;
+	bufferevent_enable(c->bev, EV_READ);
+	up_set_state(c, UP_IDLE);
+}
+
+struct evbuffer *up_relay_input(struct up_conn *c)
+{
+	return bufferevent_get_input(c->bev);
+}
+
+struct evbuffer *up_relay_output(struct up_conn *c)
+{
+	return bufferevent_get_output(c->bev);
+}
+
+void up_relay_read(struct up_conn *c, bool on)
+{
+	if (c->state != UP_RELAY)
+		return;
+	if (on)
+		bufferevent_enable(c->bev, EV_READ);
+	else
+		bufferevent_disable(c->bev, EV_READ);
+}
+
 /* ---- socket events ---- */
 
 static void up_read_cb(struct bufferevent *bev, void *arg)
@@ -928,10 +1073,18 @@ static void up_read_cb(struct bufferevent *bev, void *arg)
 	struct pgw_frame f;
 	enum pgw_rc rc;
 
+	c->progress_ms = clock_now_ms();
 	if (c->state == UP_BUSY)
 		arm_timer(c, c->p.query_timeout_ms); /* progress */
 	c->depth++;
 	while (c->state != UP_CLOSED && !c->free_pending) {
+		if (c->state == UP_RELAY) {
+			c->relay.on_input(c, c->relay.arg);
+			/* still relaying: what is left waits for the owner */
+			if (c->state == UP_RELAY ||
+			    evbuffer_get_length(in) == 0)
+				break;
+		}
 		rc = pgw_frame_next(in, PGW_MAX_BACKEND_MESSAGE, &f);
 		if (rc == PGW_AGAIN)
 			break;
@@ -957,8 +1110,16 @@ static void up_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct up_conn *c = arg;
 
+	if (c->state == UP_RELAY && c->relay.on_drained != NULL) {
+		c->depth++;
+		c->relay.on_drained(c, c->relay.arg);
+		leave_callback(c);
+		return;
+	}
 	if (c->state != UP_BUSY || !c->copy_streaming)
 		return;
+	/* The server took what we sent: it is alive, if slow. */
+	c->progress_ms = clock_now_ms();
 	arm_timer(c, c->p.query_timeout_ms); /* progress */
 	pump_copy(c);
 }
@@ -970,9 +1131,16 @@ static void send_startup(struct up_conn *c)
 	    c->p.application_name, "client_encoding", "UTF8", "DateStyle",
 	    "ISO",
 	    /* "already exists, skipping" per batch is noise */
-	    "client_min_messages", "warning", NULL};
+	    c->p.notices ? NULL : "client_min_messages", "warning", NULL};
 
 	up_set_state(c, UP_LOGIN);
+	if (c->cancel_only) {
+		/* The server reads it and hangs up: EOF ends the connection. */
+		if (!pgw_put_cancel_request(bufferevent_get_output(c->bev),
+		                            c->cancel_pid, c->cancel_secret))
+			up_close(c, UP_CLOSE_INTERNAL, "out of memory");
+		return;
+	}
 	if (!pgw_put_startup(bufferevent_get_output(c->bev), params))
 		up_close(c, UP_CLOSE_INTERNAL, "out of memory");
 }
@@ -1048,12 +1216,27 @@ static void set_socket_options(struct up_conn *c, evutil_socket_t fd)
 {
 	int one = 1;
 	int idle = (int)c->p.keepalive_idle_s;
-	int intvl = 10, cnt = 3;
+	int intvl = (int)c->p.keepalive_interval_s,
+	    cnt = (int)c->p.keepalive_count;
+	unsigned user_timeout = c->p.tcp_user_timeout_ms;
 
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/*
+	 * A server that stops acknowledging what we sent (a blackhole, a dead
+	 * host) ends the connection after tcp_user_timeout_ms instead of the
+	 * kernel's ~15 minutes of retransmission, whatever the query timeout.
+	 */
+	if (user_timeout > 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+		           sizeof(user_timeout));
 	if (idle <= 0)
 		return;
-	/* Notice a dead server (or a silent NAT drop) within idle + 30 s. */
+	/* An idle connection to a dead server is noticed within idle +
+	 * interval * count seconds. */
+	if (intvl <= 0)
+		intvl = 10;
+	if (cnt <= 0)
+		cnt = 3;
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
@@ -1287,6 +1470,7 @@ struct up_conn *up_connect(struct event_base *base, struct evdns_base *dns,
 	c->ev = *events;
 	c->fd = -1;
 	c->state = UP_RESOLVING;
+	c->progress_ms = clock_now_ms();
 	c->timer = evtimer_new(base, timer_cb, c);
 	c->closed_ev = event_new(base, -1, 0, closed_cb, c);
 	if (c->timer == NULL || c->closed_ev == NULL) {
@@ -1304,5 +1488,30 @@ struct up_conn *up_connect(struct event_base *base, struct evdns_base *dns,
 	c->dns_req =
 	    evdns_getaddrinfo(dns, c->p.host, port, &hints, resolved_cb, c);
 	leave_callback(c);
+	return c;
+}
+
+/* The end of a cancel connection: the server hung up, or it failed. */
+static void cancel_closed(struct up_conn *c, void *arg)
+{
+	if (c->cancel_done != NULL)
+		c->cancel_done(c, c->cancel_arg);
+}
+
+struct up_conn *up_cancel(struct event_base *base, struct evdns_base *dns,
+                          const struct up_params *params, uint64_t id,
+                          uint32_t pid, uint32_t secret,
+                          void (*done)(struct up_conn *c, void *arg), void *arg)
+{
+	struct up_events ev = {.on_closed = cancel_closed};
+	struct up_conn *c = up_connect(base, dns, params, id, &ev);
+
+	if (c == NULL)
+		return NULL;
+	c->cancel_only = true;
+	c->cancel_pid = pid;
+	c->cancel_secret = secret;
+	c->cancel_done = done;
+	c->cancel_arg = arg;
 	return c;
 }

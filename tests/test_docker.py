@@ -1,11 +1,11 @@
-"""docker/ without a Docker engine (there is none where this suite runs).
+"""docker/ without a Docker engine (tests/test_compose.py builds and runs it for real).
 
 The compose file as `docker-compose config` reads it; the Dockerfiles as text; and what the
-containers run, run natively the way they run it: the proxy image's entrypoint with the
-environment the compose file gives the proxy container (read from that file, so the two cannot
-drift), the certs service's script, and the postgres service's TLS + SCRAM settings on a real
-PostgreSQL. What only an image build would show (the packages exist, the binary finds its
-libraries) is checked against this Debian 12.
+containers run, run natively the way they run it: the proxy image's entrypoint and health
+check with the environment the compose file gives the proxy container (read from that file, so
+the two cannot drift), the certs service's script, and the postgres service's TLS + SCRAM
+settings on a real PostgreSQL. Quick, and they name the line that broke; the compose test
+shows the images work.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "docker-compose.yml"
 ENTRYPOINT = DOCKER / "entrypoint.sh"
+HEALTHCHECK = DOCKER / "healthcheck.sh"
+COMPOSE_TEST = DOCKER / "docker-compose.test.yml"
 CERTS_SH = DOCKER / "certs.sh"
 # Stand-ins for the secrets the compose file takes from the environment.
 SECRETS = {"LBP_DB_PASSWORD": "test-db-password", "LBP_INGEST_TOKEN": "test-ingest-token",
@@ -38,12 +40,15 @@ SERVICES = {"certs", "postgres", "proxy", "spark-job", "tests"}
 
 # ---- reading the files ------------------------------------------------------------------------
 
-def docker_compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def docker_compose(*args: str, env: dict[str, str], files: tuple[Path, ...] = (COMPOSE,)
+                   ) -> subprocess.CompletedProcess:
     exe = shutil.which("docker-compose")
     assert exe, "docker-compose is not installed (scripts/setup.sh installs it)"
-    full_env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in SECRETS and not k.startswith("LBP_")}
     full_env.update(env)
-    return subprocess.run([exe, "-f", str(COMPOSE), "--profile", "test", *args], env=full_env,
+    file_args = [a for f in files for a in ("-f", str(f))]
+    return subprocess.run([exe, *file_args, "--profile", "test", *args], env=full_env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -56,7 +61,8 @@ def compose() -> dict:
 
 
 def dockerfile_stages(path: Path) -> list[list[tuple[str, str]]]:
-    """(INSTRUCTION, arguments) of each stage; continuation lines joined, comments dropped."""
+    """(INSTRUCTION, arguments) of each stage; continuation lines joined, comments dropped.
+    The ARGs before the first FROM (BASE_IMAGE) are a stage of their own, the first."""
     stages: list[list[tuple[str, str]]] = [[]]
     logical = ""
     for line in path.read_text().splitlines():
@@ -106,7 +112,9 @@ def seconds(duration: str) -> float:
     return sum(float(n) * unit[u] for n, u in parts)
 
 
-PROXY_IMAGE = dockerfile_stages(DOCKER / "Dockerfile")
+PROXY_IMAGE = dockerfile_stages(DOCKER / "Dockerfile")[1:]  # the build stage, the runtime
+# Every image starts FROM the local Debian 12 base (scripts/docker-base.sh), or a stage on it.
+BASE_ARG = "BASE_IMAGE=lakebase-proxy-base:bookworm"
 
 
 # ---- the compose file -------------------------------------------------------------------------
@@ -117,7 +125,9 @@ def test_compose_config_accepts_the_file_with_every_service(compose: dict) -> No
     tests = services["tests"]
     assert tests["command"] == ["./scripts/test.sh"]
     assert tests["profiles"] == ["test"]  # `up` alone does not run the suite
-    for name, dockerfile in [("proxy", "docker/Dockerfile"),
+    for name, dockerfile in [("certs", "docker/Dockerfile.postgres"),
+                             ("postgres", "docker/Dockerfile.postgres"),
+                             ("proxy", "docker/Dockerfile"),
                              ("spark-job", "docker/Dockerfile.spark"),
                              ("tests", "docker/Dockerfile.test")]:
         build = services[name]["build"]
@@ -132,13 +142,52 @@ def test_compose_config_accepts_the_file_with_every_service(compose: dict) -> No
     assert job["environment"]["LBP_INGEST_TOKEN"] == SECRETS["LBP_INGEST_TOKEN"]
 
 
-def test_proxy_healthcheck_is_the_images_and_hits_healthz(compose: dict) -> None:
+def test_proxy_healthcheck_is_the_images(compose: dict) -> None:
     (image_check,) = instructions(PROXY_IMAGE[-1], "HEALTHCHECK")
-    cmd = re.search(r"CMD (\[.*\])$", image_check)
-    assert cmd, image_check
-    test = compose["services"]["proxy"]["healthcheck"]["test"]
-    assert test == ["CMD", *yaml.safe_load(cmd.group(1))]
-    assert "http://127.0.0.1:9187/healthz" in test
+    assert image_check.endswith('CMD ["/usr/local/bin/lakebase-proxy-healthcheck"]')
+    assert f"COPY {HEALTHCHECK.relative_to(ROOT)} /usr/local/bin/lakebase-proxy-healthcheck" in \
+        [f"COPY {a}" for a in instructions(PROXY_IMAGE[-1], "COPY")]
+    # The compose file keeps the image's check (it would otherwise need the port again).
+    assert "healthcheck" not in compose["services"]["proxy"]
+
+
+def test_every_image_starts_from_the_local_debian_base() -> None:
+    for dockerfile in DOCKER.glob("Dockerfile*"):
+        text = dockerfile.read_text()
+        assert f"ARG {BASE_ARG}\n" in text, dockerfile
+        stages = [line.split()[1:] for line in text.splitlines() if line.startswith("FROM ")]
+        names = {s[2] for s in stages if len(s) == 3}
+        for stage in stages:
+            assert stage[0] == "${BASE_IMAGE}" or stage[0] in names, (dockerfile, stage)
+
+
+def test_the_loopback_override_puts_every_service_on_the_hosts_network(compose: dict) -> None:
+    """docker-compose.test.yml (what tests/test_compose.py runs): host network for every
+    service and build, free ports from the environment, the main file's postgres settings."""
+    env = {**SECRETS, "LBP_PG_PORT": "15432", "LBP_INGEST_PORT": "15480",
+           "LBP_ADMIN_PORT": "19187"}
+    res = docker_compose("config", env=env, files=(COMPOSE, COMPOSE_TEST))
+    assert res.returncode == 0, res.stderr
+    both = yaml.safe_load(res.stdout)["services"]
+    assert set(both) == SERVICES
+    for name, service in both.items():
+        assert service["network_mode"] == "host", name
+        assert "ports" not in service, name
+        if "build" in service:
+            assert service["build"]["network"] == "host", name
+    main_pg = compose["services"]["postgres"]["command"]
+    assert both["postgres"]["command"] == main_pg + ["-c", "listen_addresses=127.0.0.1"]
+    assert both["postgres"]["environment"]["PGPORT"] == "15432"
+    proxy = both["proxy"]["environment"]
+    assert proxy["LAKEBASE_PROXY_INGEST_LISTEN"] == "127.0.0.1:15480"
+    assert proxy["LAKEBASE_PROXY_ADMIN_LISTEN"] == "127.0.0.1:19187"
+    assert proxy["LAKEBASE_PROXY_UPSTREAM_HOST"] == "postgres"  # verify-full: the cert's name
+    assert both["spark-job"]["command"][:4] == ["--proxy", "proxy:15480", "--admin-url",
+                                                "http://proxy:19187"]
+    for name in ("proxy", "spark-job"):
+        assert both[name]["extra_hosts"]["postgres"] == "127.0.0.1", name
+    res = docker_compose("config", env=SECRETS, files=(COMPOSE, COMPOSE_TEST))
+    assert res.returncode != 0 and "LBP_PG_PORT" in res.stderr
 
 
 def test_secrets_come_only_from_the_environment() -> None:
@@ -198,13 +247,14 @@ def hba_source(service: dict) -> Path:
 
 def test_proxy_image_is_small_non_root_and_listens_for_other_containers() -> None:
     build, runtime = PROXY_IMAGE[0], PROXY_IMAGE[-1]
-    assert instructions(build, "FROM") == ["debian:12 AS build"]
+    assert instructions(build, "FROM") == ["${BASE_IMAGE} AS build"]
     (compile_step,) = [r for r in instructions(build, "RUN") if "cmake" in r and "-S" in r]
     for part in ("-DCMAKE_BUILD_TYPE=Release", "-DLBP_TESTS=OFF", "--target lakebase-proxy",
                  "strip build/lakebase-proxy"):
         assert part in compile_step
-    assert instructions(runtime, "FROM") == ["debian:12-slim"]
+    assert instructions(runtime, "FROM") == ["${BASE_IMAGE}"]
     assert final_user(runtime) not in ("root", "0", "")
+    assert instructions(runtime, "STOPSIGNAL") == ["SIGTERM"]  # what the daemon drains on
     assert image_env(runtime) == {"LAKEBASE_PROXY_INGEST_LISTEN": "0.0.0.0:5480",
                                   "LAKEBASE_PROXY_ADMIN_LISTEN": "0.0.0.0:9187"}
     assert instructions(runtime, "EXPOSE") == ["5480 9187"]
@@ -219,7 +269,8 @@ def test_spark_and_test_images() -> None:
     assert final_user(spark) not in ("root", "0", "")
     assert "openjdk-17-jre-headless" in apt_packages(spark)
     tests = dockerfile_stages(DOCKER / "Dockerfile.test")[-1]
-    assert instructions(tests, "FROM") == ["debian:12"]
+    # No engine inside it: the compose test is skipped there, and says so.
+    assert "LBP_SKIP_DOCKER_TESTS" in image_env(tests)
     assert "scripts/setup.sh Sanitize" in instructions(tests, "RUN")
     assert instructions(tests, "CMD") == ['["./scripts/test.sh"]']
 
@@ -332,10 +383,11 @@ def test_entrypoint_runs_the_proxy_from_the_containers_env(compose: dict, pg: Pg
         c.flush()
         assert c.read_answer() == Ack(1, 1)
         assert c.close() == []
-        # What the HEALTHCHECK asks answers without a token; /metrics wants the compose's one.
-        (health,) = instructions(PROXY_IMAGE[-1], "HEALTHCHECK")
-        path = re.search(r"http://127\.0\.0\.1:9187(/[^\"\s]+)", health).group(1)
-        assert proxy.admin_get(path)[:2] == (200, "ok\n")
+        # The HEALTHCHECK finds the admin port in the container's environment (0.0.0.0:port)
+        # and needs no token; /metrics wants the compose's one.
+        assert proxy.admin_listen.startswith("0.0.0.0:")
+        res = run_healthcheck(proxy.admin_listen)
+        assert res.returncode == 0, res.stderr
         assert proxy.admin_get("/metrics")[0] == 401
         status, body, _ = proxy.admin_get("/metrics", token=SECRETS["LBP_ADMIN_TOKEN"])
         assert status == 200
@@ -345,6 +397,17 @@ def test_entrypoint_runs_the_proxy_from_the_containers_env(compose: dict, pg: Pg
         ["1", "from the container's environment"]]
     assert "event=stop" in proxy.log
     assert pg.password not in proxy.log and token not in proxy.log
+
+
+def run_healthcheck(admin_listen: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LAKEBASE_PROXY_ADMIN_LISTEN": admin_listen}
+    return subprocess.run([str(HEALTHCHECK)], env=env, capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_healthcheck_fails_when_nothing_answers_on_the_admin_port() -> None:
+    res = run_healthcheck(f"0.0.0.0:{free_port()}")
+    assert res.returncode != 0 and "Failed to connect" in res.stderr, res.stderr
 
 
 def test_entrypoint_uses_the_mounted_file_when_there_is_one(compose: dict, pg: PgServer,
@@ -404,6 +467,7 @@ def test_spark_job_as_composed_writes_through_the_proxy(compose: dict, pg: PgSer
         args = [{"proxy:5480": f"127.0.0.1:{port}", "http://proxy:9187": admin}.get(a, a)
                 for a in job["command"]]
         assert admin in args
+        # Short: the job streams on until a micro-batch with rows has completed.
         args[args.index("--duration") + 1] = "6"
         program = yaml.safe_load(entry)
         assert program[:2] == ["python3", "scripts/demo.py"]

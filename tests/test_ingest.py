@@ -316,6 +316,8 @@ OPEN_ERRORS = [
                                     keys=["b"]), "42P10"),
     ("keys in insert mode", dict(table="evopen", mode="insert", columns=["a"], keys=["a"]),
      "22023"),
+    ("two names of one column", dict(table="evopen", mode="insert", columns=["a", "A"]),
+     "42701"),
 ]
 
 
@@ -329,6 +331,49 @@ def test_bad_open_is_refused_clearly(pg: PgServer, proxy, name, kwargs, state) -
     assert e.value.sqlstate == state, e.value
     assert count(pg, "evopen") == 0
     assert sql(pg, "SELECT to_regclass('evopen') IS NOT NULL") == [["t"]]
+
+
+def test_names_resolve_exact_first_then_ignoring_case(pg: PgServer, proxy) -> None:
+    """Open's names follow the rule of docs/ingest-protocol.md: an exact match, else the only
+    one equal ignoring ASCII case; OpenOk answers the catalog's names; rows land there."""
+    proc, addr = proxy
+    make_table(pg, "evnames", '"eventId" bigint PRIMARY KEY, eventid bigint, userid text, '
+                              '"Note" text, "NOTE" text')
+    c = IngestConnection(addr)
+    assert c.open("EVNAMES", "upsert", ["eventId", "USERID"], schema="Public",
+                  keys=["eventId"]) == [("eventId", "bigint"), ("userid", "text")]
+    c.send_rows(b"1\tu1\n")
+    c.flush()
+    assert c.read_answer() == Ack(1, 1)
+    c.close()
+    assert sql(pg, 'SELECT "eventId", eventid IS NULL, userid FROM evnames') == [["1", "t", "u1"]]
+    c = IngestConnection(addr)
+    with pytest.raises(ProxyError) as e:
+        c.open("evnames", "insert", ["eventId", "note"])
+    assert e.value.sqlstate == "42702"
+    assert '"Note", "NOTE"' in e.value.message and "write the exact name" in e.value.message
+    c = IngestConnection(addr)
+    with pytest.raises(ProxyError) as e:
+        c.open("evnames", "insert", ["nope"])
+    assert e.value.sqlstate == "42703" and '"eventId", "eventid", "userid"' in e.value.message
+
+
+def test_ambiguous_table_names_are_refused_naming_them(pg: PgServer, proxy) -> None:
+    proc, addr = proxy
+    make_table(pg, "evtwin", "a int")
+    make_table(pg, "EvTwin", "a int")
+    c = IngestConnection(addr)
+    with pytest.raises(ProxyError) as e:
+        c.open("EVTWIN", "insert", ["a"])
+    assert e.value.sqlstate == "42P01"
+    assert '"EvTwin"' in e.value.message and "public.evtwin" in e.value.message
+    c = IngestConnection(addr)  # an exact match still wins
+    c.open("EvTwin", "insert", ["a"])
+    c.send_rows(b"7\n")
+    c.flush()
+    assert c.read_answer() == Ack(1, 1)
+    c.close()
+    assert sql(pg, 'SELECT a FROM "EvTwin"') == [["7"]]
 
 
 def test_token_required_when_configured(pg: PgServer, tmp_path: Path) -> None:

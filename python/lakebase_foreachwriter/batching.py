@@ -1,7 +1,8 @@
 """Collects encoded rows and hands them to the sink by size or by age.
 
-A batch is flushed when it reaches `batch_size` rows, or `batch_interval_ms` after its first
-row arrived. The age is checked on each add() and by one background thread per open writer,
+A batch is flushed when it reaches `batch_size` rows (or `max_pending`, 0.1's max_queue_size,
+if smaller: the rows a task holds never exceed it, and process() blocks while they are written),
+or `batch_interval_ms` after its first row arrived. The age is checked on each add() and by one background thread per open writer,
 which sleeps on a Condition until the oldest row is due (no polling). Flushes run under the
 same lock as add(), so rows reach the sink in arrival order and never from two threads at once.
 An error from a background flush is kept and raised from the next add() or from close(), and
@@ -20,9 +21,9 @@ from .sink import Sink
 
 class Batcher:
     def __init__(self, sink: Sink, batch_size: int, batch_interval_ms: float,
-                 thread_name: str = "lakebase-flush") -> None:
+                 thread_name: str = "lakebase-flush", max_pending: int = 0) -> None:
         self._sink = sink
-        self._batch_size = batch_size
+        self._batch_size = min(batch_size, max_pending) if max_pending > 0 else batch_size
         self._interval_s = batch_interval_ms / 1000.0
         self._cond = threading.Condition()
         self._pending: List[EncodedRow] = []

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import psycopg
 from psycopg.types.string import StrDumperUnknown
 
+from . import catalog
 from . import sql as stmts
 from .encoding import EncodedRow, copy_line
 from .errors import ConnectionFailedError, WriteError
@@ -75,41 +76,52 @@ def is_retryable(exc: BaseException) -> bool:
     return state.startswith(RETRYABLE_PREFIXES) or state in RETRYABLE_STATES
 
 
-def dedupe_rows(rows: Sequence[EncodedRow], key_indexes: Sequence[int],
-                use_version: bool) -> List[EncodedRow]:
-    """One row per primary key, sorted by key so that concurrent writers lock rows in one order.
+def upsert_rounds(rows: Sequence[EncodedRow], key_indexes: Sequence[int],
+                  coalesce_indexes: Sequence[int], use_version: bool
+                  ) -> List[List[EncodedRow]]:
+    """The batch as rounds of at most one row per key, each sorted by key, such that applying
+    the rounds in order, each as one INSERT ... ON CONFLICT, equals applying `rows` one at a
+    time in arrival order (docs/ingest-protocol.md 6.3).
 
-    Without a version column the last row of a key wins; with one, the row with the highest
-    version wins (a later row on equal versions, and a NULL version never beats a real one).
+    Without a version column the rows of a key merge exactly into one: the last row, with each
+    coalesce column's last non-NULL value (NULL when all are NULL: the stored value stays).
+    With one, whether a row applies depends on the stored version at that moment, so round i
+    holds the i-th row of every key: no version is compared here (PostgreSQL compares them,
+    with its own ordering of text, NaN and NULL).
     """
-    chosen: Dict[Tuple[Optional[str], ...], EncodedRow] = {}
+    per_key: Dict[Tuple[Optional[str], ...], List[EncodedRow]] = {}
     for row in rows:
-        key = tuple(row.fields[i] for i in key_indexes)
-        old = chosen.get(key)
-        if old is None or not use_version or _not_older(row.version, old.version):
-            chosen[key] = row
-    return [chosen[k] for k in sorted(chosen, key=lambda k: tuple(v or "" for v in k))]
+        per_key.setdefault(tuple(row.fields[i] for i in key_indexes), []).append(row)
+    keys = sorted(per_key, key=lambda k: tuple((v is not None, v or "") for v in k))
+    if not use_version:
+        return [[_merge(per_key[k], coalesce_indexes) for k in keys]]
+    depth = max((len(v) for v in per_key.values()), default=0)
+    return [[per_key[k][i] for k in keys if i < len(per_key[k])] for i in range(depth)]
 
 
-def _not_older(new: Any, old: Any) -> bool:
-    if old is None:
-        return True
-    if new is None:
-        return False
-    return new >= old
+def _merge(rows: List[EncodedRow], coalesce_indexes: Sequence[int]) -> EncodedRow:
+    last = rows[-1]
+    if len(rows) == 1 or not coalesce_indexes:
+        return last
+    fields = list(last.fields)
+    for i in coalesce_indexes:
+        fields[i] = next((r.fields[i] for r in reversed(rows) if r.fields[i] is not None), None)
+    return EncodedRow(tuple(fields), last.version)
 
 
 class DirectSink:
     """Writes each batch in its own transaction; retries connection errors with backoff."""
 
     def __init__(self, settings: ConnectionSettings, target: stmts.Target, batch_size: int,
-                 retry: RetryPolicy) -> None:
+                 retry: RetryPolicy, multirow: bool = True) -> None:
         self._settings = settings
         self._target = target
         self._retry = retry
-        self._chunk = stmts.rows_per_statement(target, batch_size)
+        self._chunk = stmts.rows_per_statement(target, batch_size) if multirow else 1
         self._key_indexes = [target.columns.index(k) for k in target.primary_keys]
+        self._coalesce_indexes = [target.columns.index(c) for c in target.coalesce_columns]
         self._conn: Optional[psycopg.Connection] = None
+        self.column_types: Tuple[str, ...] = ()
         self.connect_count = 0
         # exactly_once (progress.py): set by the writer; advanced in each batch's transaction.
         self.progress: Optional[Progress] = None
@@ -117,8 +129,13 @@ class DirectSink:
     # ---- connection ----------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Open the connection now (open() calls this so that failures surface there)."""
-        self._with_retries("connect", lambda conn: None)
+        """Open the connection now (open() calls this so that failures surface there) and
+        look the table and its columns up in the catalog (ConfigurationError if missing)."""
+        self._with_retries("connect", self._resolve)
+
+    def _resolve(self, conn: psycopg.Connection) -> None:
+        found = catalog.resolve(conn, self._target)
+        self._target, self.column_types = found.target, found.types
 
     def _credentials(self) -> Tuple[Optional[str], Optional[str]]:
         provider = self._settings.credential_provider
@@ -155,8 +172,6 @@ class DirectSink:
         if not rows:
             return
         received = len(rows)  # what the progress row counts: rows as Spark gave them
-        if self._target.mode == "upsert":
-            rows = dedupe_rows(rows, self._key_indexes, self._target.version_column is not None)
         self._with_retries(f"write of {len(rows)} rows",
                            lambda conn: self._write_batch(conn, rows, received))
 
@@ -183,6 +198,7 @@ class DirectSink:
 
     def _write_batch(self, conn: psycopg.Connection, rows: List[EncodedRow],
                      received: int) -> None:
+        t = self._target
         progress = self.progress
         with conn.cursor() as cur:
             # exactly_once: the progress row first (it locks this partition's row), and no
@@ -191,19 +207,29 @@ class DirectSink:
                 conn.rollback()
                 progress.committed_now(received)
                 return
-            if self._target.mode == "bulk-insert":
-                with cur.copy(stmts.copy_statement(self._target)) as copy:
+            if t.mode == "bulk-insert":
+                with cur.copy(stmts.copy_statement(t)) as copy:
                     copy.write("".join(copy_line(r.fields) for r in rows))
+            elif t.mode == "upsert":
+                for round_rows in upsert_rounds(rows, self._key_indexes, self._coalesce_indexes,
+                                                t.version_column is not None):
+                    self._execute(cur, stmts.upsert_statement, round_rows)
             else:
-                build = (stmts.upsert_statement if self._target.mode == "upsert"
-                         else stmts.insert_statement)
-                for start in range(0, len(rows), self._chunk):
-                    chunk = rows[start:start + self._chunk]
-                    params = [v for r in chunk for v in r.fields]
-                    cur.execute(build(self._target, len(chunk)), params)
+                self._execute(cur, stmts.insert_statement, rows)
         conn.commit()
         if progress is not None:
             progress.committed_now(received)
+
+    def _execute(self, cur: psycopg.Cursor, build: Callable[[stmts.Target, int], Any],
+                 rows: List[EncodedRow]) -> None:
+        """Multi-row VALUES statements of up to self._chunk rows; with chunk 1
+        (use_multirow_sql=False) one statement per row, pipelined by executemany."""
+        if self._chunk == 1:
+            cur.executemany(build(self._target, 1), [r.fields for r in rows])
+            return
+        for start in range(0, len(rows), self._chunk):
+            chunk = rows[start:start + self._chunk]
+            cur.execute(build(self._target, len(chunk)), [v for r in chunk for v in r.fields])
 
     def _with_retries(self, what: str, action: Callable[[psycopg.Connection], None]) -> None:
         attempt = 0

@@ -10,6 +10,7 @@ Results are cached per process, keyed by workspace host and name.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import time
 import uuid
@@ -119,8 +120,8 @@ def _parse_rfc3339(text: str) -> float:
     text = text.strip().replace("Z", "+00:00")
     head, sep, rest = text.partition(".")
     if sep:  # Python before 3.11 takes at most 6 fractional digits
-        digits = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
+        digits = len(rest) - len(rest.lstrip("0123456789"))  # up to the zone, not into it
+        text = f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
     return dt.datetime.fromisoformat(text).timestamp()
 
 
@@ -144,13 +145,15 @@ class OAuthCredentialProvider:
 
     def __init__(self, lakebase_name: str, *, username: Optional[str] = None,
                  workspace_client_factory: Optional[WorkspaceClientFactory] = None,
-                 refresh_margin_s: float = 300.0, assumed_lifetime_s: float = 3600.0) -> None:
+                 refresh_margin_s: float = 300.0, assumed_lifetime_s: float = 3600.0,
+                 endpoint: Optional[str] = None) -> None:
         if not lakebase_name or not isinstance(lakebase_name, str):
             raise ConfigurationError("oauth_credential_provider needs a Lakebase name")
         self.lakebase_name = lakebase_name
         self.username = username
         self.refresh_margin_s = refresh_margin_s
         self.assumed_lifetime_s = assumed_lifetime_s
+        self.endpoint = endpoint  # set: this autoscaling endpoint, without a lookup
         self._factory = workspace_client_factory or default_workspace_client
         self._reset()
 
@@ -164,7 +167,8 @@ class OAuthCredentialProvider:
     def __getstate__(self) -> Dict[str, Any]:
         return {"lakebase_name": self.lakebase_name, "username": self.username,
                 "refresh_margin_s": self.refresh_margin_s,
-                "assumed_lifetime_s": self.assumed_lifetime_s, "_factory": self._factory}
+                "assumed_lifetime_s": self.assumed_lifetime_s, "endpoint": self.endpoint,
+                "_factory": self._factory}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -181,7 +185,10 @@ class OAuthCredentialProvider:
         if self._client is None:
             self._client = self._factory()
         client = self._client
-        target = resolve(self.lakebase_name, client)
+        if self.endpoint is not None:
+            target = LakebaseTarget("project", self.lakebase_name, "", self.endpoint)
+        else:
+            target = resolve(self.lakebase_name, client)
         if target.kind == "instance":
             cred = client.database.generate_database_credential(
                 instance_names=[target.name], request_id=str(uuid.uuid4()))
@@ -196,10 +203,50 @@ class OAuthCredentialProvider:
         self.refresh_count += 1
 
 
-def oauth_credential_provider(lakebase_name: str, *, username: Optional[str] = None,
+def workspace_client_from_config(config: Dict[str, Any]) -> Any:
+    """WorkspaceClient(config=Config(**config)): 0.1's workspace_config, built per process."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.core import Config
+
+    return WorkspaceClient(config=Config(**config))
+
+
+def oauth_credential_provider(lakebase_name: str, branch_id: Optional[str] = None,
+                              endpoint_id: Optional[str] = None,
+                              workspace_config: Optional[Dict[str, Any]] = None,
+                              workspace_client: Any = None, *, username: Optional[str] = None,
                               workspace_client_factory: Optional[WorkspaceClientFactory] = None,
                               refresh_margin_s: float = 300.0) -> OAuthCredentialProvider:
-    """Build a credential_provider that logs in with a Databricks OAuth database credential."""
+    """Build a credential_provider that logs in with a Databricks OAuth database credential.
+
+    0.1's arguments keep their meaning: with `branch_id` or `endpoint_id` (defaults
+    "production" and "primary" when only the other is given) the credential is for the
+    autoscaling endpoint projects/<lakebase_name>/branches/<branch_id>/endpoints/<endpoint_id>;
+    without either, `lakebase_name` is resolved (a provisioned instance, else a project's
+    read-write endpoint on its default branch). `workspace_config` are keyword arguments of
+    databricks.sdk.core.Config, used to build the client in each process. A `workspace_client`
+    cannot be pickled to the executors and is refused, as in 0.1.
+    """
+    if not isinstance(lakebase_name, str) or not lakebase_name:
+        raise ConfigurationError("oauth_credential_provider needs a Lakebase name")
+    if workspace_client is not None:
+        raise ConfigurationError(
+            "workspace_client is not supported because credential providers must be "
+            "Spark-serializable. Pass serializable workspace_config values instead.")
+    if workspace_config is not None:
+        if workspace_client_factory is not None:
+            raise ConfigurationError("give workspace_config or workspace_client_factory, not both")
+        if not isinstance(workspace_config, dict):
+            raise ConfigurationError("workspace_config must be a dict of databricks.sdk Config "
+                                     "keyword arguments")
+        workspace_client_factory = functools.partial(workspace_client_from_config,
+                                                     dict(workspace_config))
+    endpoint = None
+    if branch_id is not None or endpoint_id is not None:
+        project = lakebase_name[len("projects/"):] if lakebase_name.startswith("projects/") \
+            else lakebase_name
+        endpoint = (f"projects/{project}/branches/{branch_id or 'production'}"
+                    f"/endpoints/{endpoint_id or 'primary'}")
     return OAuthCredentialProvider(lakebase_name, username=username,
                                    workspace_client_factory=workspace_client_factory,
-                                   refresh_margin_s=refresh_margin_s)
+                                   refresh_margin_s=refresh_margin_s, endpoint=endpoint)

@@ -13,9 +13,10 @@ import datetime as dt
 import json
 import math
 from decimal import Decimal
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+import re
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .errors import EncodingError
+from .errors import ConfigurationError, EncodingError
 from .schema import Column, ColumnType
 
 Text = Optional[str]
@@ -80,6 +81,78 @@ def _timestamp_text(value: dt.datetime) -> str:
     return _datetime_text(_to_utc(value), " ") + "+00"
 
 
+class LocalZone:
+    """The executors' local zone (DST-aware through the C library), for want of a session's."""
+
+
+LOCAL_ZONE = LocalZone()
+WallClock = Optional[Any]  # None (write the instant), LOCAL_ZONE, or a tzinfo
+
+
+def _wall_clock_encoder(zone: Any) -> Encoder:
+    """A TimestampType value (an instant) as the wall-clock time in `zone`, for a `timestamp
+    without time zone` column: what Spark's own JDBC writer stores."""
+    if zone is LOCAL_ZONE:
+        # PySpark's naive datetime already is the local wall clock.
+        return lambda value: _datetime_text(
+            value.astimezone().replace(tzinfo=None) if value.tzinfo else value, " ")
+    return lambda value: _datetime_text(_to_utc(value).astimezone(zone), " ")
+
+
+# ---- the Spark session's time zone ------------------------------------------------------
+
+_OFFSET = re.compile(r"^(?:UTC|GMT|UT)?([+-])(\d{1,2})(?::?(\d{2}))?(?::?(\d{2}))?$")
+
+
+def time_zone(name: str) -> dt.tzinfo:
+    """spark.sql.session.timeZone as a tzinfo: a region ID (America/New_York), UTC / Z, or an
+    offset (+08:00, -5, GMT+01:00). ConfigurationError for anything else."""
+    if name in ("UTC", "Z", "GMT", "UT", "Etc/UTC"):
+        return _UTC
+    match = _OFFSET.match(name)
+    if match:
+        sign, hours, minutes, seconds = match.groups()
+        delta = dt.timedelta(hours=int(hours), minutes=int(minutes or 0),
+                             seconds=int(seconds or 0))
+        if delta > dt.timedelta(hours=18):
+            raise ConfigurationError(f"time zone offset {name!r} is out of range")
+        return dt.timezone(-delta if sign == "-" else delta)
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ConfigurationError(f"unknown time zone {name!r} (spark.sql.session.timeZone): "
+                                 f"{exc}") from exc
+
+
+def session_time_zone(df: Any) -> Optional[str]:
+    """spark.sql.session.timeZone of the DataFrame's session (or the active one), read on the
+    driver; None when there is no Spark session (then the executors' local zone is used, which
+    is also Spark's default). ConfigurationError when the zone is not understood."""
+    name = None
+    for session in (getattr(df, "sparkSession", None), _active_session()):
+        try:
+            value = session.conf.get("spark.sql.session.timeZone") if session else None
+        except Exception:  # a DataFrame stand-in, or a session already stopped
+            value = None
+        if isinstance(value, str) and value:
+            name = value
+            break
+    if name is not None:
+        time_zone(name)
+    return name
+
+
+def _active_session() -> Any:
+    try:
+        from pyspark.sql import SparkSession
+
+        return SparkSession.getActiveSession()
+    except Exception:  # no JVM, or pyspark without an active session
+        return None
+
+
 def _timestamp_ntz_text(value: dt.datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(_UTC).replace(tzinfo=None)
@@ -125,9 +198,10 @@ def _check_rectangular(column: str, values: Sequence[Any]) -> None:
                                     "multidimensional arrays must be rectangular")
 
 
-def _array_encoder(column: str, element: ColumnType) -> Encoder:
+def _array_encoder(column: str, element: ColumnType, wall_clock: WallClock) -> Encoder:
     nested = element.kind == "array"
-    inner = _array_encoder(column, element.element) if nested else value_encoder(column, element)
+    inner = (_array_encoder(column, element.element, wall_clock) if nested
+             else value_encoder(column, element, wall_clock))
 
     def encode(values: Any) -> str:
         if nested:
@@ -208,29 +282,68 @@ def _json_value(column: str, t: ColumnType, value: Any) -> str:
 
 # ---- per column and per row -------------------------------------------------------------
 
-def value_encoder(column: str, t: ColumnType) -> Encoder:
-    """The function turning one non-NULL value of column `column` into PostgreSQL input text."""
+def value_encoder(column: str, t: ColumnType, wall_clock: WallClock = None) -> Encoder:
+    """The function turning one non-NULL value of column `column` into PostgreSQL input text.
+
+    With `wall_clock` (the target column is `timestamp without time zone`), TimestampType
+    values are written as the wall-clock time in that zone, else as the instant in UTC."""
     if t.kind == "string":
         return _string_encoder(column)
     if t.kind == "array":
-        return _array_encoder(column, t.element)
+        return _array_encoder(column, t.element, wall_clock)
     if t.kind in ("struct", "map"):
         return lambda v: _json_value(column, t, v)
+    if t.kind == "timestamp" and wall_clock is not None:
+        return _wall_clock_encoder(wall_clock)
     return _SCALARS[t.kind]
 
 
-class RowEncoder:
-    """Encodes Spark Rows of a fixed schema; cheap to build, so it is built in open()."""
+def is_timestamp_without_time_zone(pg_type: Optional[str]) -> bool:
+    """format_type() of `timestamp`, `timestamp(3)` or their arrays."""
+    return bool(pg_type) and pg_type.startswith("timestamp") and "without time zone" in pg_type
 
-    def __init__(self, columns: Sequence[Column], version_column: Optional[str] = None) -> None:
+
+class RowEncoder:
+    """Encodes Spark Rows of a fixed schema; cheap to build, so it is built in open().
+
+    A Row with field names is read by name (a Row built with keyword arguments in another
+    order lands in the right columns; extra fields are ignored); any other sequence by
+    position. `pg_types` (format_type() of each target column, in order) and `session_zone`
+    choose how TimestampType values are written: the wall-clock time in the session's zone for
+    `timestamp without time zone`, the instant otherwise.
+    """
+
+    def __init__(self, columns: Sequence[Column], version_column: Optional[str] = None,
+                 pg_types: Optional[Sequence[Optional[str]]] = None,
+                 session_zone: Optional[str] = None) -> None:
         self._names = [c.name for c in columns]
-        self._encoders = [value_encoder(c.name, c.type) for c in columns]
+        zone = time_zone(session_zone) if session_zone else LOCAL_ZONE
+        types = list(pg_types) if pg_types is not None else [None] * len(columns)
+        self._encoders = [
+            value_encoder(c.name, c.type, zone if is_timestamp_without_time_zone(pg) else None)
+            for c, pg in zip(columns, types)]
         self._version_index = self._names.index(version_column) if version_column else None
+        self._orders: Dict[Tuple[str, ...], List[int]] = {}
 
     def encode(self, row: Sequence[Any]) -> EncodedRow:
+        row = self._in_column_order(row)
         if len(row) != len(self._encoders):
             raise EncodingError("*", f"row has {len(row)} values, the schema "
                                      f"{len(self._encoders)} columns")
         fields = tuple(None if v is None else enc(v) for enc, v in zip(self._encoders, row))
         version = row[self._version_index] if self._version_index is not None else None
         return EncodedRow(fields, version)
+
+    def _in_column_order(self, row: Sequence[Any]) -> Sequence[Any]:
+        names = getattr(row, "__fields__", None)
+        if not names or names == self._names:
+            return row
+        key = tuple(names)
+        order = self._orders.get(key)
+        if order is None:
+            missing = [n for n in self._names if n not in names]
+            if missing:
+                raise EncodingError(missing[0], f"the Row has no field {missing[0]!r} (its "
+                                                f"fields: {list(names)})")
+            order = self._orders.setdefault(key, [list(names).index(n) for n in self._names])
+        return [tuple.__getitem__(row, i) for i in order]

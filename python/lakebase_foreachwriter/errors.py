@@ -10,7 +10,13 @@ class LakebaseWriterError(Exception):
 
 
 class ConfigurationError(LakebaseWriterError, ValueError):
-    """An argument given to LakebaseForeachWriter is wrong; raised on the driver."""
+    """An argument given to LakebaseForeachWriter is wrong: raised on the driver, or by open()
+    when the table or a column is missing or ambiguous (`sqlstate` set when lakebase-proxy
+    said so: 42P01, 42703, 42702, 42701)."""
+
+    def __init__(self, message: str, sqlstate: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
 
 
 class EncodingError(LakebaseWriterError, ValueError):

@@ -1,5 +1,8 @@
 """Client side of the lakebase-proxy ingest protocol (docs/ingest-protocol.md), over a socket.
 
+The protocol's constants, its one frame reader (`take_frame`) and its one address parser
+(`parse_address`) live here; every other module uses them from here.
+
 `IngestConnection` is a plain blocking client: `hello` and `open` wait for their answers; rows
 and flushes are pipelined (`send_rows`, `flush` return at once) and answers are read with
 `read_answer`, in Flush order. It holds no thread: the writer's proxy sink adds one.
@@ -7,6 +10,7 @@ and flushes are pipelined (`send_rows`, `flush` return at once) and answers are 
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 from dataclasses import dataclass
@@ -14,6 +18,31 @@ from typing import List, Optional, Sequence, Tuple
 
 VERSION = (1, 0)
 MODES = {"insert": b"i", "upsert": b"u", "bulk-insert": b"b"}
+
+# Message types (section 3): client to proxy ...
+MSG_HELLO, MSG_OPEN, MSG_ROWS, MSG_FLUSH, MSG_CLOSE = b"H", b"O", b"D", b"F", b"X"
+# ... and proxy to client.
+MSG_HELLO_OK, MSG_OPEN_OK, MSG_ACK = b"h", b"o", b"a"
+MSG_FLUSH_ERROR, MSG_ERROR, MSG_CLOSE_OK = b"e", b"E", b"c"
+
+HEADER_BYTES = 5  # type byte + 4-byte big-endian length (which counts itself)
+# The largest answer this client accepts. The biggest the proxy sends is OpenOk, a name and a
+# type per column: well under this even for PostgreSQL's 1600 columns.
+MAX_ANSWER_BYTES = 1024 * 1024
+ROWS_MESSAGE_BYTES = 256 * 1024  # the body size this client aims at for one Rows message
+
+# SQLSTATEs the proxy uses for a refused session (section 7) worth another attempt: too many
+# clients, proxy stopping.
+RETRYABLE_SESSION_STATES = frozenset({"53300", "57P01"})
+# Error classes after which the session, not the data, is at fault: wrong token (28), too many
+# clients or resources (53), shutdown (57), connection trouble and idle timeout (08).
+SESSION_STATE_CLASSES = ("08", "28", "53", "57")
+
+# Open refused because a name does not resolve (docs/ingest-protocol.md, Open): no such table,
+# no such column, several columns equal ignoring case, two asked names meaning one column.
+NAME_STATES = frozenset({"42P01", "42703", "42702", "42701"})
+
+_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)$")
 
 
 class ProtocolError(Exception):
@@ -68,8 +97,23 @@ def frame(msg_type: bytes, body: bytes) -> bytes:
     return msg_type + struct.pack("!I", len(body) + 4) + body
 
 
+def take_frame(buf: bytearray) -> Optional[Tuple[bytes, bytes]]:
+    """Removes the first complete frame from buf and returns (type, body); None if buf does not
+    hold a whole frame yet. A length below 4 or above MAX_ANSWER_BYTES is a ProtocolError."""
+    if len(buf) < HEADER_BYTES:
+        return None
+    (length,) = struct.unpack_from("!I", buf, 1)
+    if length < 4 or length > MAX_ANSWER_BYTES:
+        raise ProtocolError(f"bad frame length {length} from the proxy")
+    if len(buf) < 1 + length:
+        return None
+    kind, body = bytes(buf[:1]), bytes(buf[HEADER_BYTES:1 + length])
+    del buf[:1 + length]
+    return kind, body
+
+
 def encode_hello(client_name: str, token: str = "") -> bytes:
-    return frame(b"H", struct.pack("!HH", *VERSION) + _cstr(client_name) + _cstr(token))
+    return frame(MSG_HELLO, struct.pack("!HH", *VERSION) + _cstr(client_name) + _cstr(token))
 
 
 def encode_open(schema: str, table: str, mode: str, columns: Sequence[str],
@@ -79,19 +123,19 @@ def encode_open(schema: str, table: str, mode: str, columns: Sequence[str],
         raise ValueError(f"mode must be one of {sorted(MODES)}")
     body = (_cstr(schema) + _cstr(table) + MODES[mode] + _cstr_list(columns) + _cstr_list(keys)
             + _cstr(version_column) + _cstr_list(coalesce_columns))
-    return frame(b"O", body)
+    return frame(MSG_OPEN, body)
 
 
 def encode_rows(rows: bytes) -> bytes:
-    return frame(b"D", rows)
+    return frame(MSG_ROWS, rows)
 
 
 def encode_flush(flush_id: int) -> bytes:
-    return frame(b"F", struct.pack("!Q", flush_id))
+    return frame(MSG_FLUSH, struct.pack("!Q", flush_id))
 
 
 def encode_close() -> bytes:
-    return frame(b"X", b"")
+    return frame(MSG_CLOSE, b"")
 
 
 class _Reader:
@@ -119,30 +163,38 @@ class _Reader:
 
 def decode_answer(msg_type: bytes, body: bytes):
     r = _Reader(body)
-    if msg_type == b"a":
+    if msg_type == MSG_ACK:
         return Ack(r.take("!Q"), r.take("!Q"))
-    if msg_type == b"e":
+    if msg_type == MSG_FLUSH_ERROR:
         return FlushError(r.take("!Q"), r.string(), r.string(), r.string(), r.take("!Q"))
-    if msg_type == b"E":
+    if msg_type == MSG_ERROR:
         return ProxyError(r.string(), r.string())
-    if msg_type == b"h":
+    if msg_type == MSG_HELLO_OK:
         return HelloOk(r.take("!H"), r.take("!H"), r.take("!I"), r.take("!Q"), r.string())
-    if msg_type == b"o":
+    if msg_type == MSG_OPEN_OK:
         n = r.take("!H")
         return [(r.string(), r.string()) for _ in range(n)]
-    if msg_type == b"c":
+    if msg_type == MSG_CLOSE_OK:
         return "close_ok"
     raise ProtocolError(f"unknown message type {msg_type!r} from the proxy")
 
 
 def parse_address(address: str) -> Tuple[int, object]:
-    """`host:port`, `[v6]:port` or `unix:/path` -> (family, sockaddr)."""
+    """`host:port`, `[v6]:port` or `unix:/absolute/path` -> (family, sockaddr).
+
+    ValueError for anything else (no port, a port outside 1-65535, a relative socket path)."""
+    if not isinstance(address, str):
+        raise ValueError(f"proxy address {address!r} is not a string")
     if address.startswith("unix:"):
-        return socket.AF_UNIX, address[5:]
+        path = address[len("unix:"):]
+        if not path.startswith("/") or "\0" in path:
+            raise ValueError(f"proxy address {address!r}: the socket path must be absolute")
+        return socket.AF_UNIX, path
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if (not sep or not _HOST.match(host) or not port.isdigit() or len(port) > 5
+            or not 1 <= int(port) <= 65535):
         raise ValueError(f"proxy address {address!r} is not host:port or unix:/path")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    host = host[1:-1] if host.startswith("[") else host
     return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, int(port))
 
 
@@ -177,22 +229,15 @@ class IngestConnection:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def _read_exact(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            chunk = self.sock.recv(max(65536, n - len(self._buf)))
+    def read_message(self) -> Tuple[bytes, bytes]:
+        while True:
+            message = take_frame(self._buf)
+            if message is not None:
+                return message
+            chunk = self.sock.recv(65536)
             if not chunk:
                 raise ProtocolError("the proxy closed the connection")
             self._buf += chunk
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
-        return out
-
-    def read_message(self) -> Tuple[bytes, bytes]:
-        header = self._read_exact(5)
-        length = struct.unpack("!I", header[1:])[0]
-        if length < 4 or length > 64 * 1024 * 1024:
-            raise ProtocolError(f"bad frame length {length} from the proxy")
-        return header[:1], self._read_exact(length - 4)
 
     def _expect(self, request: bytes, kind: type):
         self.send(request)

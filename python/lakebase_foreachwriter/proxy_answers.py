@@ -14,12 +14,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Deque, Optional
 
-from .errors import ConnectionFailedError, LakebaseWriterError, WriteError
-from .ingest_protocol import Ack, FlushError, ProtocolError, ProxyError
-
-# Error classes after which the session, not the data, is at fault: wrong token (28), too many
-# clients or resources (53), shutdown (57), connection trouble and idle timeout (08).
-SESSION_STATE_CLASSES = ("08", "28", "53", "57")
+from .errors import ConfigurationError, ConnectionFailedError, LakebaseWriterError, WriteError
+from .ingest_protocol import (NAME_STATES, SESSION_STATE_CLASSES, Ack, FlushError,
+                              ProtocolError, ProxyError)
 
 
 @dataclass(frozen=True)
@@ -34,6 +31,9 @@ class Unit:
 
 def session_error(address: str, sqlstate: str, message: str) -> LakebaseWriterError:
     """The exception for an Error message from the proxy (the session is over)."""
+    if sqlstate in NAME_STATES:
+        return ConfigurationError(f"lakebase-proxy at {address}: {message} ({sqlstate})",
+                                  sqlstate)
     if sqlstate.startswith(SESSION_STATE_CLASSES):
         return ConnectionFailedError(
             f"lakebase-proxy at {address} ended the session: {sqlstate} {message}", sqlstate)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,21 +23,18 @@ from typing import Iterator, List, Optional, Tuple
 
 from .encoding import EncodedRow, copy_line
 from .errors import ConnectionFailedError, EncodingError, WriteError
-from .ingest_protocol import (IngestConnection, ProtocolError, ProxyError, decode_answer,
-                              encode_close, encode_flush, encode_rows)
+from .ingest_protocol import (HEADER_BYTES, RETRYABLE_SESSION_STATES, ROWS_MESSAGE_BYTES,
+                              IngestConnection, ProtocolError, ProxyError, decode_answer,
+                              encode_close, encode_flush, encode_rows, take_frame)
 from .proxy_answers import Answers, Unit, session_error
-from .sql import Target
+from .target import Target
 
 log = logging.getLogger(__name__)
 
-ROWS_MESSAGE_BYTES = 256 * 1024  # target body size of one Rows message
-MAX_ANSWER_BYTES = 1024 * 1024  # no answer of the protocol comes near this
 # A task with nothing to send for this long sends an empty Flush (answered by an Ack of 0
 # rows), so that a long real-time-mode task keeps its session within [ingest] idle_timeout_s
 # (default 600 s; keep it above this).
 KEEPALIVE_S = 60.0
-# Refusals of a session worth another attempt: too many clients, proxy restarting.
-RETRYABLE_SESSION_STATES = frozenset({"53300", "57P01"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +68,7 @@ class ProxySink:
         self._max_unit = 0
         self._max_message = 0
         self.keepalive_s = KEEPALIVE_S  # read by the Batcher's timer
+        self.column_types: Tuple[str, ...] = ()
 
     # ---- session -------------------------------------------------------------------------
 
@@ -93,9 +90,10 @@ class ProxySink:
                             s.address, exc, delay)
                 time.sleep(delay)
                 attempt += 1
+        self.column_types = tuple(pg_type for _, pg_type in self._conn.columns)
         hello = self._conn.hello
         # A Rows frame is 5 header bytes plus the body; a unit is the sum of Rows bodies.
-        self._max_message = min(ROWS_MESSAGE_BYTES, hello.max_frame_bytes - 5)
+        self._max_message = min(ROWS_MESSAGE_BYTES, hello.max_frame_bytes - HEADER_BYTES)
         self._max_unit = hello.max_flush_bytes
         self._conn.sock.settimeout(s.send_timeout_s)
         self._reader = threading.Thread(target=self._read_answers, args=(self._conn.sock,),
@@ -247,8 +245,8 @@ class ProxySink:
                 if not chunk:
                     raise ProtocolError("the proxy closed the connection")
                 buf += chunk
-                for kind, body in _take_frames(buf):
-                    if not self._answers.handle(decode_answer(kind, body)):
+                while (message := take_frame(buf)) is not None:
+                    if not self._answers.handle(decode_answer(*message)):
                         return
         except (OSError, ProtocolError) as exc:
             if not self._aborting:
@@ -291,16 +289,3 @@ def _rows_messages(lines: List[bytes], max_body: int) -> Iterator[bytes]:
         batch.append(line)
         size += len(line)
     yield encode_rows(b"".join(batch))
-
-
-def _take_frames(buf: bytearray) -> Iterator[Tuple[bytes, bytes]]:
-    """Complete frames at the start of buf, removed from it as they are yielded."""
-    while len(buf) >= 5:
-        (length,) = struct.unpack_from("!I", buf, 1)
-        if length < 4 or length > MAX_ANSWER_BYTES:
-            raise ProtocolError(f"bad frame length {length} from the proxy")
-        if len(buf) < 1 + length:
-            return
-        kind, body = bytes(buf[:1]), bytes(buf[5:1 + length])
-        del buf[:1 + length]
-        yield kind, body

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Protocol
+from typing import List, Protocol, Tuple
 
 from .encoding import EncodedRow
 
@@ -16,10 +16,14 @@ class Sink(Protocol):
     - `flush()` returns once every row written so far is committed, or raises.
     - `check()` raises a failure the transport learnt of in the background (a streaming
       transport's rejected flush), so that the next process() fails; called on every row.
+    - `column_types` (after connect): format_type() of each target column, in the order of the
+      target's columns; empty when the transport does not know them.
     - `close(discard)` releases the connection; with discard=True, rows not yet committed may be
       dropped (Spark will retry the task; units already sent to a proxy may still commit). It
       never raises for discard=True.
     """
+
+    column_types: Tuple[str, ...]
 
     def connect(self) -> None: ...
 

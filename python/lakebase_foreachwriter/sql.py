@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Sequence
 
 from psycopg import sql
+
+from .target import Target
 
 # PostgreSQL accepts at most 65535 bind parameters in one statement.
 MAX_PARAMETERS = 65535
 TARGET_ALIAS = "target"
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where and how rows are written: plain data, pickled to the executors."""
-
-    schema: Optional[str]
-    table: str
-    columns: Tuple[str, ...]
-    mode: str = "insert"
-    primary_keys: Tuple[str, ...] = ()
-    version_column: Optional[str] = None
-    coalesce_columns: Tuple[str, ...] = ()
-
-    @property
-    def display_name(self) -> str:
-        return f"{self.schema}.{self.table}" if self.schema else self.table
 
 
 def table_identifier(target: Target) -> sql.Identifier:
@@ -72,11 +58,12 @@ def _conflict_action(target: Target) -> sql.Composable:
     action = sql.SQL("DO UPDATE SET {}").format(
         sql.SQL(", ").join(_update_assignment(target, c) for c in updated))
     if target.version_column:
-        # Only a newer version replaces the stored row; a stored NULL version counts as oldest.
+        # 0.1's rule (docs/ingest-protocol.md 6.3): the incoming row updates the stored one
+        # when its version is greater, or when either version is NULL; equal does not.
         v = sql.Identifier(target.version_column)
         alias = sql.Identifier(TARGET_ALIAS)
-        action = sql.SQL("{} WHERE {}.{} IS NULL OR {}.{} < EXCLUDED.{}").format(
-            action, alias, v, alias, v, v)
+        action = sql.SQL("{} WHERE EXCLUDED.{} IS NULL OR {}.{} IS NULL OR EXCLUDED.{} > {}.{}"
+                         ).format(action, v, alias, v, v, alias, v)
     return action
 
 

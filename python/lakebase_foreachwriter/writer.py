@@ -8,17 +8,16 @@ exist between open() and close() and are never pickled.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import discovery, validation
 from . import progress as progress_mod
 from .batching import Batcher
-from .direct import ConnectionSettings, DirectSink, RetryPolicy
-from .encoding import RowEncoder
+from .encoding import RowEncoder, session_time_zone
 from .errors import ConfigurationError, DiscoveryError
 from .proxy_sink import ProxySettings, ProxySink
 from .sink import Sink
-from .sql import Target
+from .target import Target
 from .validation import WriterConfig
 
 log = logging.getLogger(__name__)
@@ -27,8 +26,9 @@ log = logging.getLogger(__name__)
 class LakebaseForeachWriter:
     """Writes a streaming DataFrame's rows into a Lakebase (PostgreSQL) table.
 
-    mode="insert" (multi-row INSERT), "upsert" (INSERT ... ON CONFLICT, last write wins per key
-    within a batch) or "bulk-insert" (COPY). Rows are flushed every `batch_size` rows or
+    mode="insert" (multi-row INSERT), "upsert" (INSERT ... ON CONFLICT; a batch equals applying
+    its rows one at a time, with lakebase-foreachwriter 0.1's version and coalesce rule) or
+    "bulk-insert" (COPY). Accepts every argument of 0.1 (see python/README.md). Rows are flushed every `batch_size` rows or
     `batch_interval_ms` after the first unflushed row, and at the end of each task.
 
     With proxy="host:port" (or "unix:/path"), rows are streamed to a lakebase-proxy, which
@@ -43,21 +43,23 @@ class LakebaseForeachWriter:
         table: Optional[str] = None,
         df: Any = None,
         *,
+        credential_provider: Optional[Callable[[], Tuple[str, str]]] = None,
         lakebase_name: Optional[str] = None,
-        read_write_dns: Optional[str] = None,
         host: Optional[str] = None,
+        read_write_dns: Optional[str] = None,
+        sslmode: Optional[str] = "require",
         mode: str = "insert",
         primary_keys: Optional[Sequence[str]] = None,
+        upsert_version_column: Optional[str] = None,
+        upsert_coalesce_columns: Union[Sequence[str], str, None] = None,
         batch_size: int = 1000,
         batch_interval_ms: float = 100,
-        upsert_version_column: Optional[str] = None,
-        upsert_coalesce_columns: Optional[Sequence[str]] = None,
-        credential_provider: Optional[Callable[[], Tuple[str, str]]] = None,
-        sslmode: str = "require",
-        port: int = 5432,
-        dbname: str = "databricks_postgres",
+        use_multirow_sql: Optional[bool] = None,
+        max_queue_size: int = 10_000,
         max_retries: int = 3,
         retry_base_delay_s: float = 0.5,
+        port: int = 5432,
+        dbname: str = "databricks_postgres",
         proxy: Optional[str] = None,
         proxy_token: Optional[str] = None,
         exactly_once: bool = False,
@@ -71,27 +73,38 @@ class LakebaseForeachWriter:
         columns = v.dataframe_columns(df)
         keys, version, coalesce = v.check_upsert_options(
             mode, columns, primary_keys, upsert_version_column, upsert_coalesce_columns)
+        ignored = v.ignored_options(mode, primary_keys=primary_keys,
+                                    upsert_version_column=upsert_version_column,
+                                    upsert_coalesce_columns=upsert_coalesce_columns)
+        warnings = [f"mode {mode!r} does not use {', '.join(ignored)}: ignored (only upsert "
+                    "uses them)"] if ignored else []
         if proxy is not None:
             v.check_nothing_proxy_holds(
                 username=username, password=password, credential_provider=credential_provider,
                 lakebase_name=lakebase_name, read_write_dns=read_write_dns, host=host)
-            dns = None
+            dns = lakebase_name = None
         else:
-            lakebase_name, dns = v.check_target(lakebase_name, read_write_dns, host)
-            v.check_credentials(username, password, credential_provider)
+            lakebase_name, dns, more = v.check_target(lakebase_name, read_write_dns, host)
+            warnings += more + v.check_credentials(username, password, credential_provider)
         v.check_connection(port, dbname, sslmode)
-        v.check_tuning(batch_size, batch_interval_ms, max_retries, retry_base_delay_s)
+        v.check_tuning(batch_size, batch_interval_ms, max_retries, retry_base_delay_s,
+                       max_queue_size, use_multirow_sql)
+        zone = session_time_zone(df)
         if lakebase_name is not None:
             dns = _resolve_host(lakebase_name)
         progress = _check_exactly_once(exactly_once, progress_table, query_name, proxy)
+        for warning in warnings:
+            log.warning("LakebaseForeachWriter for %s: %s", table, warning)
         self._config = WriterConfig(
             schema_name=schema_name, table_name=table_name, columns=columns, mode=mode,
             primary_keys=keys, version_column=version, coalesce_columns=coalesce,
-            host=dns, port=port, dbname=dbname, sslmode=sslmode, username=username,
-            password=password, credential_provider=credential_provider, batch_size=batch_size,
-            batch_interval_ms=batch_interval_ms, max_retries=max_retries,
-            retry_base_delay_s=retry_base_delay_s, lakebase_name=lakebase_name, proxy=proxy,
-            proxy_token=proxy_token, progress_table=progress, query_name=query_name)
+            host=dns, port=port, dbname=dbname, sslmode=sslmode or "require",
+            username=username, password=password, credential_provider=credential_provider,
+            batch_size=batch_size, batch_interval_ms=batch_interval_ms, max_retries=max_retries,
+            retry_base_delay_s=retry_base_delay_s, max_queue_size=max_queue_size,
+            use_multirow_sql=use_multirow_sql, session_time_zone=zone, table_as_given=table,
+            lakebase_name=lakebase_name, proxy=proxy, proxy_token=proxy_token,
+            progress_table=progress, query_name=query_name)
         self._reset_runtime()
 
     # ---- pickling: only the configuration travels -----------------------------------------
@@ -113,6 +126,27 @@ class LakebaseForeachWriter:
     def config(self) -> WriterConfig:
         return self._config
 
+    # ---- 0.1's readable attributes (read-only; the password is not among them) ------------
+
+    table = property(lambda self: self._config.table_as_given,
+                     doc="The table as given: 'table' or 'schema.table'.")
+    mode = property(lambda self: self._config.mode, doc="'insert', 'upsert' or 'bulk-insert'.")
+    columns = property(lambda self: [c.name for c in self._config.columns],
+                       doc="The DataFrame's column names, in order.")
+    primary_keys = property(lambda self: list(self._config.primary_keys))
+    upsert_version_column = property(lambda self: self._config.version_column)
+    upsert_coalesce_columns = property(lambda self: list(self._config.coalesce_columns))
+    batch_size = property(lambda self: self._config.batch_size)
+    batch_interval_ms = property(lambda self: self._config.batch_interval_ms)
+    use_multirow_sql = property(lambda self: self._config.use_multirow_sql is not False)
+    max_queue_size = property(lambda self: self._config.max_queue_size)
+    max_retries = property(lambda self: self._config.max_retries)
+    retry_base_delay_s = property(lambda self: self._config.retry_base_delay_s)
+    username = property(lambda self: self._config.username or "")
+    credential_provider = property(lambda self: self._config.credential_provider)
+    host = property(lambda self: self._config.host)
+    lakebase_name = property(lambda self: self._config.lakebase_name)
+
     # ---- Spark's ForeachWriter contract ---------------------------------------------------
 
     def open(self, partition_id: int, epoch_id: int) -> bool:
@@ -122,10 +156,12 @@ class LakebaseForeachWriter:
             self._batcher.close(discard=True)
             self._reset_runtime()
         cfg = self._config
-        self._encoder = RowEncoder(cfg.columns, cfg.version_column)
         sink = self._make_sink(partition_id, epoch_id)
         try:
             sink.connect()
+            # The target's column types decide how TimestampType values are written.
+            self._encoder = RowEncoder(cfg.columns, cfg.version_column, sink.column_types or None,
+                                       cfg.session_time_zone)
             if cfg.progress_table is not None and not self._load_progress(sink, partition_id,
                                                                           epoch_id):
                 sink.close(discard=True)
@@ -137,7 +173,8 @@ class LakebaseForeachWriter:
             raise
         self._sink = sink
         self._batcher = Batcher(sink, cfg.batch_size, cfg.batch_interval_ms,
-                                thread_name=f"lakebase-flush-p{partition_id}-e{epoch_id}")
+                                thread_name=f"lakebase-flush-p{partition_id}-e{epoch_id}",
+                                max_pending=cfg.max_queue_size)
         return True
 
     def process(self, row: Any) -> None:
@@ -156,7 +193,8 @@ class LakebaseForeachWriter:
         self._reset_runtime()
         if batcher is None:
             return
-        if error is None and progress is not None and isinstance(sink, DirectSink):
+        # exactly_once is direct-only (refused with a proxy), so sink is a DirectSink here.
+        if error is None and progress is not None:
             try:  # exactly_once: mark the epoch complete once all its rows are
                 batcher.flush()
                 sink.with_connection("marking the epoch complete", progress.finish)
@@ -169,6 +207,8 @@ class LakebaseForeachWriter:
 
     def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> bool:
         """exactly_once: reads what this (query, partition, epoch) has committed; False if all."""
+        from .direct import DirectSink  # exactly_once is direct-only: psycopg is there
+
         cfg = self._config
         assert isinstance(sink, DirectSink) and cfg.progress_table is not None
         progress = progress_mod.Progress(cfg.progress_table,
@@ -194,12 +234,16 @@ class LakebaseForeachWriter:
                 connect_retries=cfg.max_retries, retry_base_delay_s=cfg.retry_base_delay_s),
                 target)
         assert cfg.host is not None
+        # psycopg only for the direct path: the proxy path runs without it.
+        from .direct import ConnectionSettings, DirectSink, RetryPolicy
+
         settings = ConnectionSettings(
             host=cfg.host, port=cfg.port, dbname=cfg.dbname, sslmode=cfg.sslmode,
             username=cfg.username, password=cfg.password,
             credential_provider=cfg.credential_provider)
         return DirectSink(settings, target, cfg.batch_size,
-                          RetryPolicy(cfg.max_retries, cfg.retry_base_delay_s))
+                          RetryPolicy(cfg.max_retries, cfg.retry_base_delay_s),
+                          multirow=cfg.use_multirow_sql is not False)
 
     def __repr__(self) -> str:
         cfg = self._config

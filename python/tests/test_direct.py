@@ -72,8 +72,9 @@ def test_upsert_version_column_only_newer_wins(db, conn_args, table_name):
             Row(id=3, v=1, note="beats null"), Row(id=4, v=9, note="new"), Row(id=4, v=None, note="x")]
     run(make(conn_args, table_name, mode="upsert", primary_keys=["id"],
              upsert_version_column="v"), rows)
+    # A NULL incoming version applies (0.1's rule), replayed in arrival order: 4 ends as "x".
     assert rows_of(db, table_name) == [(1, 5, "stored"), (2, 7, "newer"), (3, 1, "beats null"),
-                                       (4, 9, "new")]
+                                       (4, None, "x")]
 
 
 def test_upsert_coalesce_columns_keep_old_value_for_null(db, conn_args, table_name):
@@ -217,3 +218,39 @@ def test_credential_provider_called_on_each_reconnect(db, pg, pg_admin, conn_arg
     w.close(None)
     assert rows_of(db, table_name) == [(1, 1, "before"), (2, 2, "after")]
     assert calls.read_text().count("call") == 2
+
+
+def test_rows_map_to_columns_by_field_name(db, conn_args, table_name):
+    """A Row built with keyword arguments in another order, or with extra fields, lands in the
+    right columns; a plain tuple is taken by position; a Row lacking a column is refused."""
+    from lakebase_foreachwriter import EncodingError
+
+    create_kv(db, table_name)
+    w = make(conn_args, table_name)
+    w.open(0, 0)
+    w.process(Row(note="by name", v=10, id=1))
+    w.process(Row(extra="ignored", v=20, note="extra field", id=2))
+    w.process((3, 30, "by position"))
+    with pytest.raises(EncodingError, match="no field 'note'"):
+        w.process(Row(v=1, id=4))
+    w.close(None)
+    assert rows_of(db, table_name) == [(1, 10, "by name"), (2, 20, "extra field"),
+                                       (3, 30, "by position")]
+
+
+@pytest.mark.parametrize("multirow,statements", [(None, 1), (True, 1), (False, 5)])
+def test_use_multirow_sql_selects_the_statement_shape(db, conn_args, table_name, multirow,
+                                                      statements):
+    """0.1's flag: one multi-row INSERT per batch, or one statement per row (counted by a
+    statement-level trigger); the rows are the same."""
+    create_kv(db, table_name)
+    db.execute(f'CREATE TABLE "{table_name}_n" (n int)')
+    db.execute(f'CREATE FUNCTION "{table_name}_count"() RETURNS trigger LANGUAGE plpgsql AS '
+               f'$$BEGIN INSERT INTO "{table_name}_n" VALUES (1); RETURN NULL; END$$')
+    db.execute(f'CREATE TRIGGER count_statements AFTER INSERT ON "{table_name}" '
+               f'FOR EACH STATEMENT EXECUTE FUNCTION "{table_name}_count"()')
+    kw = {} if multirow is None else {"use_multirow_sql": multirow}
+    run(make(conn_args, table_name, batch_size=1000, **kw),
+        [Row(id=i, v=i, note="x") for i in range(5)])
+    assert len(rows_of(db, table_name)) == 5
+    assert db.execute(f'SELECT count(*) FROM "{table_name}_n"').fetchone()[0] == statements

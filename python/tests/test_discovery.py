@@ -104,3 +104,31 @@ def test_project_oauth_credentials_write_end_to_end(fake, pg, db, table_name, mo
     assert db.execute(f'SELECT id, v FROM "{table_name}"').fetchall() == [(1, "via oauth")]
     body = [r.body for r in fake.requests if r.path == "/api/2.0/postgres/credentials"][0]
     assert body == {"endpoint": "projects/proj/branches/production/endpoints/primary"}
+
+
+def test_oauth_provider_with_01s_arguments(fake):
+    """0.1's call: positional branch_id and endpoint_id name the endpoint (no lookup), and
+    workspace_config builds the client in each process; the provider pickles."""
+    provider = oauth_credential_provider("proj", "production", "ro",
+                                         {"host": fake.url, "token": fake.pat})
+    copy = cloudpickle.loads(cloudpickle.dumps(provider))
+    assert copy() == (fake.user, fake.db_tokens[0])
+    bodies = [r.body for r in fake.requests if r.path == "/api/2.0/postgres/credentials"]
+    assert bodies == [{"endpoint": "projects/proj/branches/production/endpoints/ro"}]
+    assert not [r for r in fake.requests if "/endpoints" in r.path and r.method == "GET"]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
+def test_credential_expiry_is_read_as_utc_in_any_local_zone(zone, monkeypatch):
+    """An executor's local zone must not shift the expiry (it did by the zone's offset: the
+    fraction's digit count ran into "+00:00", which was then lost)."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        assert discovery._parse_rfc3339("2026-11-24T12:00:00.123456789Z") == \
+            1795521600.123456
+        assert discovery._parse_rfc3339("2026-11-24T12:00:00Z") == 1795521600.0
+        assert discovery._parse_rfc3339("2026-11-24T13:00:00.5+01:00") == 1795521600.5
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -18,7 +18,8 @@ import pytest
 from pyspark.sql import Row
 
 import test_streaming as st
-from lakebase_foreachwriter import (ConnectionFailedError, LakebaseForeachWriter, WriteError)
+from lakebase_foreachwriter import (ConfigurationError, ConnectionFailedError,
+                                    LakebaseForeachWriter, WriteError)
 from lakebase_foreachwriter.encoding import RowEncoder, copy_line
 from lakebase_foreachwriter.validation import dataframe_columns
 from proxyproc import ProxyProcess, free_port, start_proxy
@@ -74,6 +75,10 @@ def test_upsert_repeated_keys_in_one_micro_batch_keep_the_last(spark, db, proxy,
                                                                tmp_path, batch_size):
     st.check_upsert_keeps_the_last(spark, db, table_name, tmp_path, proxy_writers(proxy),
                                    batch_size)
+
+
+def test_timestamps_follow_the_session_time_zone(spark, db, proxy, table_name, tmp_path):
+    st.check_session_zone_timestamps(spark, db, table_name, tmp_path, proxy_writers(proxy))
 
 
 @st.REJECTED
@@ -193,9 +198,30 @@ def test_unreachable_proxy_fails_open(proxy, table_name):
 
 def test_unknown_table_fails_open_with_the_proxys_sqlstate(proxy, table_name):
     writer = kv_writer(proxy, table_name)
-    with pytest.raises(WriteError) as info:
+    with pytest.raises(ConfigurationError) as info:
         writer.open(0, 0)
     assert info.value.sqlstate == "42P01"
+
+
+def test_spark_names_find_postgres_names_through_the_proxy(db, proxy, table_name):
+    """The proxy resolves names by the direct path's rule: Spark's eventId finds eventid,
+    table "Events_x" finds events_x; ambiguity fails open() naming the candidates."""
+    from pyspark.sql import types as T
+
+    spark_style = T.StructType([T.StructField("eventId", T.LongType()),
+                                T.StructField("userId", T.StringType())])
+    db.execute(f'CREATE TABLE "{table_name}" (eventid bigint PRIMARY KEY, userid text)')
+    writer = LakebaseForeachWriter(table=table_name.upper(), df=spark_style, proxy=proxy,
+                                   mode="upsert", primary_keys=["eventId"])
+    writer.open(0, 0)
+    writer.process(Row(eventId=1, userId="u1"))
+    writer.close(None)
+    assert db.execute(f'SELECT eventid, userid FROM "{table_name}"').fetchall() == [(1, "u1")]
+    db.execute(f'ALTER TABLE "{table_name}" ADD COLUMN "UserId" text')
+    writer = LakebaseForeachWriter(table=table_name, df=spark_style, proxy=proxy)
+    with pytest.raises(ConfigurationError, match='"userid", "UserId"') as info:
+        writer.open(0, 0)
+    assert info.value.sqlstate == "42702"
 
 
 def test_encoder_output_is_within_the_proxys_copy_subset():

@@ -24,7 +24,7 @@ def test_upsert_plain_version_and_coalesce():
         'INSERT INTO "t" AS "target" ("id", "v", "c", "d") VALUES (%s, %s, %s, %s) '
         'ON CONFLICT ("id") DO UPDATE SET "v" = EXCLUDED."v", '
         '"c" = COALESCE(EXCLUDED."c", "target"."c"), "d" = EXCLUDED."d" '
-        'WHERE "target"."v" IS NULL OR "target"."v" < EXCLUDED."v"')
+        'WHERE EXCLUDED."v" IS NULL OR "target"."v" IS NULL OR EXCLUDED."v" > "target"."v"')
 
 
 def test_upsert_all_keys_does_nothing():

@@ -255,6 +255,33 @@ def test_upsert_repeated_keys_in_one_micro_batch_keep_the_last(spark, db, conn_a
                                 batch_size)
 
 
+def check_session_zone_timestamps(spark, db, table_name, tmp_path, make_writer) -> None:
+    """TimestampType into `timestamp`: the wall clock in spark.sql.session.timeZone (captured on
+    the driver; Tokyo here, while the executors' local zone is TEST_TZ); into `timestamptz`: the
+    instant. As Spark's JDBC writer stores them."""
+    db.execute(f'CREATE TABLE "{table_name}" (id bigint, ts timestamp, tstz timestamptz, '
+               'tss timestamp[])')
+    before = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "Asia/Tokyo")
+    try:
+        src = spark.sql("SELECT 1L AS id, TIMESTAMP '2024-07-01 09:30:00.123456' AS ts, "
+                        "TIMESTAMP '2024-07-01 09:30:00.123456' AS tstz, "
+                        "array(TIMESTAMP '1969-12-31 23:00:00', NULL) AS tss")
+        src.coalesce(1).write.mode("overwrite").parquet(str(tmp_path / "src"))
+        writer = make_writer(table_name, src.schema)
+        run_available_now(spark, tmp_path / "src", src.schema, writer, tmp_path / "ckpt")
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", before)
+    got = db.execute(f'SELECT ts, tstz, tss FROM "{table_name}"').fetchall()
+    assert got == [(dt.datetime(2024, 7, 1, 9, 30, 0, 123456),
+                    dt.datetime(2024, 7, 1, 0, 30, 0, 123456, tzinfo=dt.timezone.utc),
+                    [dt.datetime(1969, 12, 31, 23, 0), None])]
+
+
+def test_timestamps_follow_the_session_time_zone(spark, db, conn_args, table_name, tmp_path):
+    check_session_zone_timestamps(spark, db, table_name, tmp_path, direct_writers(conn_args))
+
+
 REJECTED = pytest.mark.parametrize("mode,ddl,message", [
     ("insert", "id bigint, v int", 'invalid input syntax for type integer: "not a number"'),
     ("bulk-insert", "id bigint, v text NOT NULL", 'null value in column "v"'),

@@ -9,8 +9,30 @@
 
 #include "copytext.h"
 #include "ingest_proto.h"
+#include "utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Whatever text the proxy echoes in an Error goes out as valid UTF-8. */
+static void check_error_text(const struct pgw_frame *f)
+{
+	char *text = malloc(f->len + 1);
+	struct evbuffer *out = evbuffer_new();
+	struct pgw_frame g;
+	struct igp_answer a;
+
+	if (text == NULL || out == NULL)
+		abort();
+	memcpy(text, f->body, f->len);
+	text[f->len] = '\0';
+	if (!igp_put_error(out, "08P01", text) ||
+	    pgw_frame_next(out, SIZE_MAX, &g) != PGW_OK ||
+	    igp_parse_answer(&g, &a) != PGW_OK ||
+	    !utf8_valid((const uint8_t *)a.message, strlen(a.message)))
+		abort();
+	evbuffer_free(out);
+	free(text);
+}
 
 /* First byte: column count for the row checker; the rest: a client's bytes. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -51,7 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			igp_open_free(&o);
 		}
 		igp_parse_flush(&f, &id);
+		igp_parse_close(&f);
 		igp_parse_answer(&f, &a);
+		check_error_text(&f);
 		pgw_frame_consume(in, &f);
 	}
 	evbuffer_free(in);

@@ -5,14 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_invariant.h"
 
-/* libFuzzer reports a crash; abort() makes a broken invariant one too. */
-#define INVARIANT(cond)                                                        \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static bool inside(const struct pgw_frame *f, const void *p, size_t len)
 {

@@ -86,17 +86,7 @@ class ProxyProcess:
     def admin_get(self, path: str, token: str | None = None,
                   timeout: float = 10.0) -> tuple[int, str, dict[str, str]]:
         """GET path from the admin endpoint: (status, body, headers); errors are answers too."""
-        import urllib.error
-        import urllib.request
-
-        req = urllib.request.Request(self.admin_url + path)
-        if token is not None:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, r.read().decode(), dict(r.headers)
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode(), dict(e.headers)
+        return http_get(self.admin_url + path, token, timeout)
 
     @property
     def log(self) -> str:
@@ -145,6 +135,22 @@ class ProxyProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def http_get(url: str, token: str | None = None,
+             timeout: float = 10.0) -> tuple[int, str, dict[str, str]]:
+    """GET url, with a Bearer token if given: (status, body, headers); errors are answers too."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), dict(e.headers)
 
 
 def free_port() -> int:

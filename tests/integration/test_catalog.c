@@ -56,6 +56,8 @@ struct answer {
 	bool done;
 	bool found;
 	char sqlstate[6];
+	char message[256];
+	char rel[130]; /* schema.table as the catalog has them */
 	size_t ncols;
 	size_t nindexes;
 	char second_type[64];
@@ -66,13 +68,14 @@ static void on_answer(const struct cat_table *t, const char *sqlstate,
 {
 	struct answer *a = arg;
 
-	(void)message;
 	a->done = true;
 	a->found = t != NULL;
 	if (t == NULL) {
 		snprintf(a->sqlstate, sizeof(a->sqlstate), "%s", sqlstate);
+		snprintf(a->message, sizeof(a->message), "%s", message);
 		return;
 	}
+	snprintf(a->rel, sizeof(a->rel), "%s.%s", t->rel_schema, t->rel_name);
 	a->ncols = t->ncols;
 	a->nindexes = t->nindexes;
 	if (t->ncols > 2)
@@ -102,6 +105,55 @@ START_TEST(test_lookup_found_and_missing)
 	ck_assert_str_eq(a.second_type, "timestamp with time zone");
 	ck_assert(!b.found);
 	ck_assert_str_eq(b.sqlstate, "42P01");
+	cat_free(cat);
+}
+END_TEST
+
+/*
+ * The names rule: "CAT_T" finds cat_t (the only table equal ignoring ASCII
+ * case) and answers the catalog's names; with two such tables and no exact
+ * match the lookup fails naming both; an exact match still wins. A batch
+ * invalidates by the resolved names, which must drop the entry asked as
+ * "CAT_T" too.
+ */
+START_TEST(test_lookup_ignores_case_only_when_unambiguous)
+{
+	struct catalog *cat = cat_new(base, pool, 300);
+	struct answer a = {0}, b = {0}, c = {0}, d = {0};
+	char out[256];
+
+	ck_assert(harness_sql(&env,
+	                      "DROP TABLE IF EXISTS \"Cat_Two\", cat_two; "
+	                      "CREATE TABLE \"Cat_Two\" (a int); CREATE "
+	                      "TABLE cat_two (a int, b int)",
+	                      out, sizeof(out)));
+	ck_assert_ptr_nonnull(
+	    cat_lookup(cat, "PUBLIC", "CAT_T", on_answer, &a));
+	ck_assert_ptr_nonnull(cat_lookup(cat, "", "CAT_TWO", on_answer, &b));
+	ck_assert_ptr_nonnull(cat_lookup(cat, "", "Cat_Two", on_answer, &c));
+	ck_assert(testloop_until(base, answered, &a, 10));
+	ck_assert(testloop_until(base, answered, &b, 10));
+	ck_assert(testloop_until(base, answered, &c, 10));
+	ck_assert(a.found);
+	ck_assert_str_eq(a.rel, "public.cat_t");
+	ck_assert(!b.found);
+	ck_assert_str_eq(b.sqlstate, "42P01");
+	ck_assert_msg(strstr(b.message, "public.\"Cat_Two\", public.cat_two"),
+	              "%s", b.message);
+	ck_assert(c.found);
+	ck_assert_str_eq(c.rel, "public.Cat_Two");
+	ck_assert_uint_eq(c.ncols, 1);
+	cat_invalidate(cat, "public", "cat_t"); /* as a batch names it */
+	ck_assert(harness_sql(&env, "ALTER TABLE cat_t ADD COLUMN extra int",
+	                      out, sizeof(out)));
+	ck_assert_ptr_nonnull(
+	    cat_lookup(cat, "PUBLIC", "CAT_T", on_answer, &d));
+	ck_assert(testloop_until(base, answered, &d, 10));
+	ck_assert_uint_eq(d.ncols, 4); /* reloaded, not the cached 3 */
+	ck_assert(harness_sql(&env,
+	                      "ALTER TABLE cat_t DROP COLUMN extra; DROP "
+	                      "TABLE \"Cat_Two\", cat_two",
+	                      out, sizeof(out)));
 	cat_free(cat);
 }
 END_TEST
@@ -195,6 +247,7 @@ static Suite *catalog_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_lookup_found_and_missing);
+	tcase_add_test(tc, test_lookup_ignores_case_only_when_unambiguous);
 	tcase_add_test(tc, test_free_with_invalidated_loading_entry);
 	tcase_add_test(tc, test_cancel_last_lookup_of_orphan);
 	tcase_add_test(tc, test_invalidate_ready_with_answer_pending);

@@ -90,6 +90,9 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_UPSTREAM_SSLROOTCERT=system",
     "LAKEBASE_PROXY_UPSTREAM_APPLICATION_NAME=envapp",
     "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_IDLE_S=60",
+    "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_INTERVAL_S=4",
+    "LAKEBASE_PROXY_UPSTREAM_KEEPALIVE_COUNT=5",
+    "LAKEBASE_PROXY_UPSTREAM_TCP_USER_TIMEOUT_MS=0",
     "LAKEBASE_PROXY_POOL_MIN_SIZE=4", "LAKEBASE_PROXY_POOL_MAX_SIZE=32",
     "LAKEBASE_PROXY_POOL_MAX_LIFETIME_S=900",
     "LAKEBASE_PROXY_POOL_CONNECT_TIMEOUT_MS=1000",
@@ -98,6 +101,7 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_POOL_HEALTH_CHECK_S=5",
     "LAKEBASE_PROXY_POOL_RECONNECT_BASE_MS=50",
     "LAKEBASE_PROXY_POOL_RECONNECT_MAX_MS=5000",
+    "LAKEBASE_PROXY_POOL_STALL_TIMEOUT_MS=2500",
     "LAKEBASE_PROXY_INGEST_LISTEN=unix:/tmp/lbp.sock",
     "LAKEBASE_PROXY_INGEST_AUTH_TOKEN=envtok-" SECRET,
     "LAKEBASE_PROXY_INGEST_MAX_CLIENTS=11",
@@ -105,8 +109,20 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_INGEST_MAX_FLUSH_BYTES=3000",
     "LAKEBASE_PROXY_INGEST_CLIENT_BUFFER_BYTES=5000",
     "LAKEBASE_PROXY_INGEST_GLOBAL_BUFFER_BYTES=9000",
-    "LAKEBASE_PROXY_INGEST_IDLE_TIMEOUT_S=8", "LAKEBASE_PROXY_BATCH_MAX_ROWS=7",
-    "LAKEBASE_PROXY_BATCH_MAX_BYTES=2048",
+    "LAKEBASE_PROXY_INGEST_HANDSHAKE_TIMEOUT_MS=700",
+    "LAKEBASE_PROXY_INGEST_IDLE_TIMEOUT_S=8",
+    "LAKEBASE_PROXY_FRONTEND_LISTEN=unix:/tmp/lbp-fe",
+    "LAKEBASE_PROXY_FRONTEND_AUTH_FILE=/etc/lbp/userlist.txt",
+    "LAKEBASE_PROXY_FRONTEND_AUTH=passthrough",
+    "LAKEBASE_PROXY_FRONTEND_POOL_MODE=session",
+    "LAKEBASE_PROXY_FRONTEND_TLS_CERT_FILE=/etc/lbp/c.pem",
+    "LAKEBASE_PROXY_FRONTEND_TLS_KEY_FILE=/etc/lbp/k.pem",
+    "LAKEBASE_PROXY_FRONTEND_TLS=allow",
+    "LAKEBASE_PROXY_FRONTEND_MAX_CLIENT_CONN=12",
+    "LAKEBASE_PROXY_FRONTEND_DATABASES=a, b",
+    "LAKEBASE_PROXY_FRONTEND_MAX_PREPARED_STATEMENTS=0",
+    "LAKEBASE_PROXY_FRONTEND_IDLE_TRANSACTION_TIMEOUT_S=9",
+    "LAKEBASE_PROXY_BATCH_MAX_ROWS=7", "LAKEBASE_PROXY_BATCH_MAX_BYTES=2048",
     "LAKEBASE_PROXY_BATCH_MAX_DELAY_MS=0",
     "LAKEBASE_PROXY_BATCH_MAX_INFLIGHT=3", "LAKEBASE_PROXY_BATCH_MAX_RETRIES=2",
     "LAKEBASE_PROXY_BATCH_ACQUIRE_TIMEOUT_MS=600",
@@ -114,6 +130,8 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off",
     "LAKEBASE_PROXY_ADMIN_LISTEN=127.0.0.1:1",
     "LAKEBASE_PROXY_ADMIN_AUTH_TOKEN=admintok-" SECRET,
+    "LAKEBASE_PROXY_ADMIN_MAX_CONNECTIONS=3",
+    "LAKEBASE_PROXY_ADMIN_REQUEST_TIMEOUT_MS=2500",
     "LAKEBASE_PROXY_LAKEBASE_WORKSPACE_HOST=https://env.example.net/",
     /* switches to the other kind of instance and of authentication */
     "LAKEBASE_PROXY_LAKEBASE_INSTANCE_NAME=",
@@ -208,6 +226,10 @@ START_TEST(test_defaults)
 	ck_assert_ptr_null(cfg.upstream.sslrootcert);
 	ck_assert_str_eq(cfg.upstream.application_name, "lakebase-proxy");
 	ck_assert_uint_eq(cfg.upstream.keepalive_idle_s, 30);
+	ck_assert_uint_eq(cfg.upstream.keepalive_interval_s, 10);
+	ck_assert_uint_eq(cfg.upstream.keepalive_count, 3);
+	ck_assert_uint_eq(cfg.upstream.tcp_user_timeout_ms, 15000);
+	ck_assert_uint_eq(cfg.pool.stall_timeout_ms, 10000);
 	ck_assert_uint_eq(cfg.pool.min_size, 2);
 	ck_assert_uint_eq(cfg.pool.max_size, 8);
 	ck_assert_uint_eq(cfg.pool.max_lifetime_s, 3600);
@@ -222,6 +244,8 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.batch.max_bytes, 8 * 1024 * 1024);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9187");
+	ck_assert_uint_eq(cfg.admin.max_connections, 16);
+	ck_assert_uint_eq(cfg.admin.request_timeout_ms, 10000);
 	ck_assert_int_eq(cfg.log.level, LOG_INFO);
 	ck_assert_uint_eq(cfg.log.stats_period_s, 60);
 	ck_assert_ptr_null(cfg.log.file);
@@ -323,6 +347,10 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_str_eq(cfg.upstream.sslrootcert, "system");
 	ck_assert_str_eq(cfg.upstream.application_name, "envapp");
 	ck_assert_uint_eq(cfg.upstream.keepalive_idle_s, 60);
+	ck_assert_uint_eq(cfg.upstream.keepalive_interval_s, 4);
+	ck_assert_uint_eq(cfg.upstream.keepalive_count, 5);
+	ck_assert_uint_eq(cfg.upstream.tcp_user_timeout_ms, 0);
+	ck_assert_uint_eq(cfg.pool.stall_timeout_ms, 2500);
 	ck_assert_uint_eq(cfg.pool.min_size, 4);
 	ck_assert_uint_eq(cfg.pool.max_size, 32);
 	ck_assert_uint_eq(cfg.pool.max_lifetime_s, 900);
@@ -340,6 +368,21 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.ingest.client_buffer_bytes, 5000);
 	ck_assert_uint_eq(cfg.ingest.global_buffer_bytes, 9000);
 	ck_assert_uint_eq(cfg.ingest.idle_timeout_s, 8);
+	ck_assert_uint_eq(cfg.ingest.handshake_timeout_ms, 700);
+	ck_assert_str_eq(cfg.frontend.listen, "unix:/tmp/lbp-fe");
+	ck_assert_str_eq(cfg.frontend.auth_file, "/etc/lbp/userlist.txt");
+	ck_assert_int_eq(cfg.frontend.auth, FE_AUTH_PASSTHROUGH);
+	ck_assert_int_eq(cfg.frontend.pool_mode, FE_POOL_SESSION);
+	ck_assert_str_eq(cfg.frontend.tls_cert_file, "/etc/lbp/c.pem");
+	ck_assert_str_eq(cfg.frontend.tls_key_file, "/etc/lbp/k.pem");
+	ck_assert_int_eq(cfg.frontend.tls, FE_TLS_ALLOW);
+	ck_assert_uint_eq(cfg.frontend.max_client_conn, 12);
+	ck_assert_str_eq(cfg.frontend.databases, "a, b");
+	ck_assert_uint_eq(cfg.frontend.max_prepared_statements, 0);
+	ck_assert_uint_eq(cfg.frontend.idle_transaction_timeout_s, 9);
+	ck_assert(cfg_frontend_database_allowed(&cfg.frontend, "b"));
+	ck_assert(!cfg_frontend_database_allowed(&cfg.frontend, "c"));
+	ck_assert(!cfg_frontend_database_allowed(&cfg.frontend, " a"));
 	ck_assert_uint_eq(cfg.batch.max_rows, 7);
 	ck_assert_uint_eq(cfg.batch.max_bytes, 2048);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
@@ -351,6 +394,8 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert(!cfg.batch.dead_letter);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
 	ck_assert_str_eq(cfg.admin.auth_token, "admintok-" SECRET);
+	ck_assert_uint_eq(cfg.admin.max_connections, 3);
+	ck_assert_uint_eq(cfg.admin.request_timeout_ms, 2500);
 	ck_assert_str_eq(cfg.lakebase.workspace_host,
 	                 "https://env.example.net/");
 	ck_assert_ptr_null(cfg.lakebase.instance_name);
@@ -404,6 +449,56 @@ START_TEST(test_ingest_off_loopback_needs_token)
 	                     "max_flush_bytes = 99999999\n",
 	                     NULL));
 	ck_assert_ptr_nonnull(strstr(err, "max_flush_bytes <="));
+}
+END_TEST
+
+START_TEST(test_frontend_checks)
+{
+	static const char base[] = "[upstream]\nhost = h\nuser = u\n"
+	                           "[frontend]\n";
+	static const struct {
+		const char *keys;
+		const char *err;
+	} bad[] = {
+	    {"listen = 127.0.0.1:6432\ntls = off\n",
+	     "[frontend] auth = scram needs auth_file"},
+	    {"listen = 127.0.0.1:6432\nauth_file = /u\n",
+	     "[frontend] tls = require needs tls_cert_file"},
+	    {"listen = 127.0.0.1:6432\nauth_file = /u\ntls_cert_file = /c\n",
+	     "[frontend] tls_cert_file and tls_key_file go together"},
+	    {"listen = 0.0.0.0:6432\nauth_file = /u\ntls = allow\n"
+	     "tls_cert_file = /c\ntls_key_file = /k\n",
+	     "[frontend] listen 0.0.0.0:6432 is not a loopback address: "
+	     "tls = require is mandatory there"},
+	    {"listen = 127.0.0.1:6432\nauth = passthrough\ntls = off\n",
+	     "[frontend] auth = passthrough has clients send"},
+	    {"listen = 127.0.0.1:6432\nauth_file = /u\ntls = off\n"
+	     "databases = a,,b\n",
+	     "[frontend] databases: an empty name"},
+	    {"listen = nowhere\n", "[frontend] listen: "},
+	};
+	char text[512];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "%s%s", base, bad[i].keys);
+		ck_assert_msg(!load_text(text, NULL), "case %zu loaded", i);
+		ck_assert_msg(strncmp(err, bad[i].err, strlen(bad[i].err)) == 0,
+		              "case %zu: %s", i, err);
+	}
+	/* off by default; on loopback, plaintext and passthrough over unix */
+	ck_assert_msg(load_text(base, NULL), "%s", err);
+	ck_assert_ptr_null(cfg.frontend.listen);
+	ck_assert_int_eq(cfg.frontend.tls, FE_TLS_REQUIRE);
+	snprintf(text, sizeof(text), "%s%s", base,
+	         "listen = 127.0.0.1:6432\nauth_file = /u\ntls = off\n");
+	ck_assert_msg(load_text(text, NULL), "%s", err);
+	snprintf(text, sizeof(text), "%s%s", base,
+	         "listen = unix:/tmp\nauth = passthrough\ntls = off\n");
+	ck_assert_msg(load_text(text, NULL), "%s", err);
+	snprintf(text, sizeof(text), "%s%s", base, "pool_mode = statement\n");
+	ck_assert(!load_text(text, NULL));
+	ck_assert_ptr_nonnull(strstr(err, "is not one of: transaction, "
+	                                  "session"));
 }
 END_TEST
 
@@ -942,6 +1037,7 @@ static Suite *config_suite(void)
 	tcase_add_test(load, test_full_file);
 	tcase_add_test(load, test_env_overrides_every_key);
 	tcase_add_test(load, test_ingest_off_loopback_needs_token);
+	tcase_add_test(load, test_frontend_checks);
 	tcase_add_test(load, test_env_only_and_empty_optional);
 	tcase_add_test(load, test_failed_load_changes_nothing);
 	tcase_add_test(load, test_load_twice_does_not_leak);

@@ -1,6 +1,7 @@
 /* test_copytext.c: COPY text row checks against exact cases and a slow
  * reference. */
 #include "copytext.h"
+#include "utf8.h"
 
 #include <check.h>
 #include <stdio.h>
@@ -240,6 +241,26 @@ START_TEST(test_row_numbers)
 }
 END_TEST
 
+START_TEST(test_find_null_keys)
+{
+	static const bool key0[] = {true, false, false};
+	static const bool key2[] = {false, false, true};
+	static const char rows[] = "1\ta\tx\n2\t\\N\ty\n\\N\tb\t\\N\n";
+	const uint8_t *d = (const uint8_t *)rows;
+	unsigned field = 99;
+
+	ck_assert_uint_eq(ct_find_null(d, strlen(rows), key0, 3, &field), 3);
+	ck_assert_uint_eq(field, 0);
+	ck_assert_uint_eq(ct_find_null(d, strlen(rows), key2, 3, &field), 3);
+	ck_assert_uint_eq(field, 2);
+	/* \N only as the whole field; "\\N" (a backslash, then N) is text. */
+	ck_assert_uint_eq(
+	    ct_find_null((const uint8_t *)"\\\\N\tb\tc\n", 8, key0, 3, &field),
+	    0);
+	ck_assert_uint_eq(ct_find_null(d, 0, key0, 3, &field), 0);
+}
+END_TEST
+
 START_TEST(test_texts_and_states)
 {
 	ck_assert_str_eq(ct_rc_sqlstate(CT_BAD_UTF8), "22021");
@@ -431,10 +452,10 @@ START_TEST(test_utf8_exhaustive_short)
 	/* Every 1- and 2-byte string, and 3-byte strings with E0..EF leads. */
 	for (unsigned a = 0; a < 256; a++) {
 		s[0] = (uint8_t)a;
-		REQUIRE(ct_utf8_valid(s, 1) == (ref_utf8(s, 1) == 1));
+		REQUIRE(utf8_valid(s, 1) == (ref_utf8(s, 1) == 1));
 		for (unsigned b = 0; b < 256; b++) {
 			s[1] = (uint8_t)b;
-			REQUIRE(ct_utf8_seq_len(s, 2) == ref_utf8(s, 2));
+			REQUIRE(utf8_seq_len(s, 2) == ref_utf8(s, 2));
 		}
 	}
 	for (unsigned a = 0xe0; a < 0x100; a++) {
@@ -442,13 +463,12 @@ START_TEST(test_utf8_exhaustive_short)
 			for (unsigned c = 0x70; c < 0xd0; c++) {
 				s[0] = (uint8_t)a, s[1] = (uint8_t)b;
 				s[2] = (uint8_t)c, s[3] = 0xbf;
-				REQUIRE(ct_utf8_seq_len(s, 4) ==
-				        ref_utf8(s, 4));
+				REQUIRE(utf8_seq_len(s, 4) == ref_utf8(s, 4));
 			}
 		}
 	}
-	ck_assert(ct_utf8_valid((const uint8_t *)"", 0));
-	ck_assert(!ct_utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));
+	ck_assert(utf8_valid((const uint8_t *)"", 0));
+	ck_assert(!utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));
 }
 END_TEST
 
@@ -500,6 +520,7 @@ static Suite *copytext_suite(void)
 	tcase_add_test(cases, test_many_columns);
 	tcase_add_test(cases, test_row_numbers);
 	tcase_add_test(cases, test_texts_and_states);
+	tcase_add_test(cases, test_find_null_keys);
 	suite_add_tcase(s, cases);
 	tcase_add_test(random, test_random_vs_reference);
 	tcase_add_test(random, test_utf8_exhaustive_short);

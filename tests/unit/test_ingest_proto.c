@@ -1,6 +1,7 @@
 /* test_ingest_proto.c: the ingest protocol codec, byte for byte, incl. hostile
  * frames. */
 #include "ingest_proto.h"
+#include "utf8.h"
 #include "sqlgen.h"
 
 #include <check.h>
@@ -532,9 +533,11 @@ START_TEST(test_hostile_counts)
 	f = open_with_count(IGP_MAX_COLUMNS, IGP_MAX_COLUMNS);
 	ck_assert(p_open(&f));
 	frame_free(&f);
-	/* More names than the limit, even when all are present. */
+	/* More names than the limit decode (igp_open_check refuses them,
+	 * test_open_too_many_columns_is_22023); a count the bytes can not
+	 * hold does not. */
 	f = open_with_count(IGP_MAX_COLUMNS + 1, IGP_MAX_COLUMNS + 1);
-	ck_assert(!p_open(&f));
+	ck_assert(p_open(&f));
 	frame_free(&f);
 	f = open_with_count(UINT16_MAX, 3);
 	ck_assert(!p_open(&f));
@@ -763,6 +766,158 @@ START_TEST(test_check_1600_columns)
 }
 END_TEST
 
+/* ---- issue 13: what an independent client found ---- */
+
+/* Well-formed but asking too much: 22023 like every invalid Open, not a
+ * malformed message (08P01). */
+START_TEST(test_open_too_many_columns_is_22023)
+{
+	static const uint16_t counts[] = {IGP_MAX_COLUMNS + 1, UINT16_MAX};
+
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		struct pgw_frame f = open_with_count(counts[i], counts[i]);
+		struct igp_open o;
+
+		ck_assert_int_eq(igp_parse_open(&f, &o), PGW_OK);
+		ck_assert_uint_eq(o.ncols, counts[i]);
+		run_check(&o, "22023", "between 1 and 1600 columns");
+		igp_open_free(&o);
+		frame_free(&f);
+	}
+}
+END_TEST
+
+START_TEST(test_close_with_a_body_is_malformed)
+{
+	static const uint8_t one = 0;
+	struct pgw_frame empty = frame_of('X', NULL, 0);
+	struct pgw_frame body = frame_of('X', &one, 1);
+	struct pgw_frame other = frame_of('F', NULL, 0);
+
+	ck_assert_int_eq(igp_parse_close(&empty), PGW_OK);
+	ck_assert_int_eq(igp_parse_close(&body), PGW_ERROR);
+	ck_assert_int_eq(igp_parse_close(&other), PGW_ERROR);
+	frame_free(&empty);
+	frame_free(&body);
+	frame_free(&other);
+}
+END_TEST
+
+/* The limit counts the frame's length field (spec section 2). */
+START_TEST(test_frame_limit_counts_the_length_field)
+{
+	const uint64_t max = 1048576;
+	uint8_t *p = calloc(1, 5 + max);
+	struct pgw_frame f;
+	size_t used;
+
+	REQUIRE(p != NULL);
+	ck_assert_uint_eq(igp_max_body(max), max - 4);
+	ck_assert_uint_eq(igp_max_body(3), 0);
+	for (uint64_t len = max - 1; len <= max + 4; len++) {
+		p[0] = 'D';
+		p[1] = (uint8_t)(len >> 24);
+		p[2] = (uint8_t)(len >> 16);
+		p[3] = (uint8_t)(len >> 8);
+		p[4] = (uint8_t)len;
+		ck_assert_int_eq(
+		    pgw_frame_parse(p, 1 + len, igp_max_body(max), &f, &used),
+		    len <= max ? PGW_OK : PGW_ERROR);
+	}
+	free(p);
+}
+END_TEST
+
+static void expect_error_text(const char *message, const char *want)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct pgw_frame f;
+	struct igp_answer a;
+
+	REQUIRE(b != NULL);
+	ck_assert(igp_put_error(b, "42602", message));
+	f = only_frame(b);
+	ck_assert_int_eq(igp_parse_answer(&f, &a), PGW_OK);
+	ck_assert_str_eq(a.message, want);
+	ck_assert(utf8_valid((const uint8_t *)a.message, strlen(a.message)));
+	frame_free(&f);
+	evbuffer_drain(b, evbuffer_get_length(b));
+	ck_assert(igp_put_flush_error(b, 7, "22P02", message, message, 3));
+	f = only_frame(b);
+	ck_assert_int_eq(igp_parse_answer(&f, &a), PGW_OK);
+	ck_assert_str_eq(a.message, want);
+	ck_assert_str_eq(a.detail, want);
+	frame_free(&f);
+	evbuffer_free(b);
+}
+
+START_TEST(test_error_text_is_utf8)
+{
+	expect_error_text("invalid table name \"up\xff\"",
+	                  "invalid table name \"up\\xff\"");
+	expect_error_text("a\x01"
+	                  "b\x7f\tc\n",
+	                  "a\\x01b\\x7f\\x09c\\x0a");
+	/* Valid UTF-8 stays as it is; a truncated or overlong one does not. */
+	expect_error_text("caf\xc3\xa9 \xe2\x82\xac",
+	                  "caf\xc3\xa9 \xe2\x82\xac");
+	expect_error_text("x\xc3", "x\\xc3");
+	expect_error_text("\xc0\xaf", "\\xc0\\xaf");
+	expect_error_text("", "");
+}
+END_TEST
+
+/* Answers go into the output's own chains: a thousand Acks are 21 KB in a
+ * few chains, not a thousand chains of a kilobyte each. */
+START_TEST(test_answers_share_chains)
+{
+	struct evbuffer *out = evbuffer_new();
+	int chains;
+
+	REQUIRE(out != NULL);
+	for (uint64_t i = 1; i <= 1000; i++) {
+		REQUIRE(igp_put_ack(out, i, 1));
+		REQUIRE(igp_put_flush_error(out, i, "22P02", "bad", "", 1));
+	}
+	chains = evbuffer_peek(out, -1, NULL, NULL, 0);
+	ck_assert_int_le(chains, 64);
+	evbuffer_free(out);
+}
+END_TEST
+
+START_TEST(test_detect_postgres_clients)
+{
+	static const uint8_t ssl[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+	static const uint8_t gss[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30};
+	static const uint8_t startup[8] = {0, 0, 0, 40, 0, 3, 0, 0};
+	static const uint8_t other[8] = {0, 0, 0, 8, 0, 2, 0, 0};
+	static const uint8_t hello[8] = {'H', 0, 0, 0, 20, 0, 1, 0};
+
+	ck_assert_int_eq(igp_detect_postgres(ssl, 8), PGW_OK);
+	ck_assert_int_eq(igp_detect_postgres(gss, 8), PGW_OK);
+	ck_assert_int_eq(igp_detect_postgres(startup, 8), PGW_OK);
+	ck_assert_int_eq(igp_detect_postgres(other, 8), PGW_ERROR);
+	ck_assert_int_eq(igp_detect_postgres(hello, 8), PGW_ERROR);
+	ck_assert_int_eq(igp_detect_postgres(hello, 1), PGW_ERROR);
+	for (size_t n = 0; n < 8; n++)
+		ck_assert_int_eq(igp_detect_postgres(ssl, n), PGW_AGAIN);
+}
+END_TEST
+
+START_TEST(test_pg_fatal_bytes)
+{
+	static const uint8_t want[] =
+	    "E\0\0\0\x23SFATAL\0VFATAL\0C08P01\0Mno \\x01\0";
+	struct evbuffer *b = evbuffer_new();
+
+	REQUIRE(b != NULL);
+	ck_assert(igp_put_pg_fatal(b, "08P01", "no \x01"));
+	/* sizeof counts the literal's own NUL: the message's terminator. */
+	expect_buf(b, want, sizeof(want));
+	evbuffer_free(b);
+}
+END_TEST
+
 /* ---- a fixed-seed mutation loop through every decoder ---- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -783,7 +938,12 @@ static void check_open_reencodes(const struct pgw_frame *f)
 
 	if (igp_parse_open(f, &o) != PGW_OK)
 		return;
-	REQUIRE(o.ncols <= IGP_MAX_COLUMNS && o.nkeys <= IGP_MAX_COLUMNS);
+	/* The encoder refuses what no proxy accepts. */
+	if (o.ncols > IGP_MAX_COLUMNS || o.nkeys > IGP_MAX_COLUMNS ||
+	    o.ncoalesce > IGP_MAX_COLUMNS) {
+		igp_open_free(&o);
+		return;
+	}
 	b = evbuffer_new();
 	REQUIRE(igp_put_open(b, &o));
 	REQUIRE(evbuffer_get_length(b) == f->len + PGW_HEADER_LEN);
@@ -921,6 +1081,13 @@ static Suite *ingest_proto_suite(void)
 	tcase_add_test(check, test_check_rules);
 	tcase_add_test(check, test_check_insert_extras);
 	tcase_add_test(check, test_check_1600_columns);
+	tcase_add_test(check, test_open_too_many_columns_is_22023);
+	tcase_add_test(hostile, test_close_with_a_body_is_malformed);
+	tcase_add_test(hostile, test_frame_limit_counts_the_length_field);
+	tcase_add_test(bytes, test_error_text_is_utf8);
+	tcase_add_test(bytes, test_pg_fatal_bytes);
+	tcase_add_test(bytes, test_answers_share_chains);
+	tcase_add_test(hostile, test_detect_postgres_clients);
 	suite_add_tcase(s, check);
 	return s;
 }

@@ -44,6 +44,23 @@ static const char *slurp(const char *p)
 	return buf;
 }
 
+START_TEST(test_quote_keeps_lines_utf8)
+{
+	char buf[64];
+
+	ck_assert_str_eq(log_quote(buf, sizeof(buf), "up\xff"), "\"up\\xff\"");
+	ck_assert_str_eq(log_quote(buf, sizeof(buf),
+	                           "a\x01"
+	                           "b\x7f"),
+	                 "\"a\\x01b\\x7f\"");
+	ck_assert_str_eq(log_quote(buf, sizeof(buf), "caf\xc3\xa9 \"q\""),
+	                 "\"caf\xc3\xa9 \\\"q\\\"\"");
+	ck_assert_str_eq(log_quote(buf, sizeof(buf), "x\xc3"), "\"x\\xc3\"");
+	/* Cut before a sequence that does not fit, never inside it. */
+	ck_assert_str_eq(log_quote(buf, 10, "ab\xe2\x82\xac"), "\"ab...\"");
+}
+END_TEST
+
 START_TEST(test_lines_go_to_the_file)
 {
 	struct stat st;
@@ -123,6 +140,7 @@ static Suite *log_suite(void)
 	TCase *tc = tcase_create("file");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_quote_keeps_lines_utf8);
 	tcase_add_test(tc, test_lines_go_to_the_file);
 	tcase_add_test(tc, test_appends_to_what_is_there);
 	tcase_add_test(tc, test_reopen_after_move);

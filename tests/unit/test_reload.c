@@ -124,6 +124,33 @@ START_TEST(test_restart_only)
 }
 END_TEST
 
+START_TEST(test_frontend)
+{
+#define FE                                                                     \
+	"LAKEBASE_PROXY_FRONTEND_AUTH_FILE=/u",                                \
+	    "LAKEBASE_PROXY_FRONTEND_TLS=off"
+	char *const a[] = {BASE, FE,
+	                   "LAKEBASE_PROXY_FRONTEND_LISTEN=127.0.0.1:1", NULL};
+	char *const b[] = {BASE,
+	                   FE,
+	                   "LAKEBASE_PROXY_FRONTEND_LISTEN=127.0.0.1:2",
+	                   "LAKEBASE_PROXY_FRONTEND_POOL_MODE=session",
+	                   "LAKEBASE_PROXY_FRONTEND_MAX_CLIENT_CONN=5",
+	                   NULL};
+#undef FE
+
+	plan_of(a, b);
+	ck_assert_uint_eq(plan.nchanges, 3);
+	ck_assert_str_eq(change("frontend", "listen")->ignored,
+	                 RL_NEEDS_RESTART);
+	ck_assert_ptr_null(change("frontend", "pool_mode")->ignored);
+	ck_assert_ptr_null(change("frontend", "max_client_conn")->ignored);
+	ck_assert_uint_eq(plan.actions, RL_FRONTEND);
+	ck_assert_str_eq(applied(),
+	                 "frontend.pool_mode,frontend.max_client_conn");
+}
+END_TEST
+
 START_TEST(test_upstream)
 {
 	char *const a[] = {BASE, "LAKEBASE_PROXY_UPSTREAM_PASSWORD=old", NULL};
@@ -242,6 +269,7 @@ static Suite *reload_suite(void)
 	tcase_add_test(tc, test_live_sections);
 	tcase_add_test(tc, test_restart_only);
 	tcase_add_test(tc, test_upstream);
+	tcase_add_test(tc, test_frontend);
 	tcase_add_test(tc, test_lakebase_changes);
 	tcase_add_test(tc, test_lakebase_on_or_off_needs_restart);
 	tcase_add_test(tc, test_room_for_every_key);

@@ -120,6 +120,19 @@ END_TEST
 
 static const char *const cols2[] = {"id", "v"};
 
+START_TEST(test_set_params)
+{
+	const char *names[] = {"TimeZone", "application_name"};
+	const char *values[] = {"Europe/Paris", "it's \\ mine"};
+	char *sql = sql_set_params(names, values, 2);
+
+	ck_assert_str_eq(sql, "SET \"TimeZone\" TO 'Europe/Paris';"
+	                      "SET \"application_name\" TO E'it''s \\\\ mine'");
+	free(sql);
+	ck_assert_ptr_null(sql_set_params(names, values, 0));
+}
+END_TEST
+
 START_TEST(test_insert_batch)
 {
 	struct sql_target t = {.schema = "public",
@@ -210,19 +223,60 @@ START_TEST(test_upsert_plain)
 }
 END_TEST
 
+/*
+ * With a version column: the DO block (sqlgen.c): the stage in one INSERT
+ * when no key repeats, else rounds. ROUNDS is the rounds query of
+ * upsert_target() with version "v" (lbp_c4) and, for CO_*, the coalesce
+ * columns "k" (lbp_c3) and "a" (lbp_c2); SET is the conflict action.
+ */
+#define ROUNDS(leads, absorbed)                                                \
+	"SELECT x.*, row_number() OVER (PARTITION BY x.lbp_c1 ORDER BY "       \
+	"x.lbp_seq) AS lbp_round FROM (SELECT y.*, lead(y.lbp_seq) OVER w AS " \
+	"lbp_nseq, lead(y.lbp_c4) OVER w AS lbp_n4" leads                      \
+	" FROM (SELECT s.lbp_seq, s.\"id\" AS lbp_c1, s.\"a\" AS lbp_c2, "     \
+	"s.\"k\" AS lbp_c3, s.\"v\" AS lbp_c4, lag(s.\"v\") OVER (PARTITION "  \
+	"BY s.\"id\" ORDER BY s.lbp_seq) AS lbp_pv FROM \"lbp_stage_1\" s) y " \
+	"WHERE NOT (y.lbp_c4 IS NOT NULL AND y.lbp_pv IS NOT NULL AND "        \
+	"y.lbp_pv >= y.lbp_c4) WINDOW w AS (PARTITION BY y.lbp_c1 ORDER BY "   \
+	"y.lbp_seq)) x WHERE x.lbp_nseq IS NULL OR NOT ((x.lbp_n4 IS NULL OR " \
+	"(x.lbp_c4 IS NOT NULL AND x.lbp_n4 > x.lbp_c4))" absorbed ")"
+#define GUARD                                                                  \
+	" WHERE EXCLUDED.\"v\" IS NULL OR t.\"v\" IS NULL OR EXCLUDED.\"v\" "  \
+	"> "                                                                   \
+	"t.\"v\""
+#define INTO_TGT                                                               \
+	"INSERT INTO \"public\".\"tgt\" AS t (\"id\", \"a\", \"k\", \"v\") "   \
+	"SELECT "
+#define VERSIONED(set, leads, absorbed)                                        \
+	"CREATE TEMP TABLE IF NOT EXISTS \"lbp_stage_1\" (lbp_seq bigserial, " \
+	"\"id\" integer, \"a\" integer[], \"k\" text, \"v\" bigint) ON "       \
+	"COMMIT "                                                              \
+	"DELETE ROWS; BEGIN; COPY \"lbp_stage_1\" (\"id\", \"a\", \"k\", "     \
+	"\"v\") "                                                              \
+	"FROM STDIN; DO $lbp0$BEGIN IF NOT EXISTS (SELECT FROM "               \
+	"\"lbp_stage_1\" "                                                     \
+	"GROUP BY \"id\" HAVING count(*) > 1) THEN " INTO_TGT                  \
+	"\"id\", \"a\", \"k\", \"v\" FROM \"lbp_stage_1\" ORDER BY \"id\" ON " \
+	"CONFLICT (\"id\") DO UPDATE SET " set GUARD                           \
+	"; ELSE <<lbp>> DECLARE r bigint := 1; n bigint := 1; BEGIN WHILE r "  \
+	"<= n LOOP WITH q AS MATERIALIZED (" ROUNDS(                           \
+	    leads, absorbed) "), i AS (" INTO_TGT                              \
+	                     "q.lbp_c1, q.lbp_c2, q.lbp_c3, q.lbp_c4 FROM q "  \
+	                     "WHERE q.lbp_round = lbp.r ORDER BY q.lbp_c1 ON " \
+	                     "CONFLICT (\"id\") DO "                           \
+	                     "UPDATE SET " set GUARD                           \
+	                     ") SELECT coalesce(max(q.lbp_round), 0) INTO "    \
+	                     "n FROM q; r := r + 1; END LOOP; END; END IF; "   \
+	                     "END$lbp0$; COMMIT"
+
 START_TEST(test_upsert_version)
 {
 	struct sql_target t = upsert_target();
 
 	t.version_col = "v";
-	expect_upsert(
-	    &t, STAGE_PREFIX
-	    "\"id\", \"a\", \"k\", \"v\" FROM \"lbp_stage_1\" ORDER "
-	    "BY \"id\", \"v\" DESC NULLS LAST, CASE WHEN \"v\" IS "
-	    "NULL THEN -lbp_seq ELSE lbp_seq END ON CONFLICT (\"id\") "
-	    "DO UPDATE SET \"a\" = EXCLUDED.\"a\", \"k\" = "
-	    "EXCLUDED.\"k\", \"v\" = EXCLUDED.\"v\" WHERE t.\"v\" IS "
-	    "NULL OR EXCLUDED.\"v\" > t.\"v\"; COMMIT");
+	expect_upsert(&t, VERSIONED("\"a\" = EXCLUDED.\"a\", \"k\" = "
+	                            "EXCLUDED.\"k\", \"v\" = EXCLUDED.\"v\"",
+	                            "", ""));
 }
 END_TEST
 
@@ -253,14 +307,91 @@ START_TEST(test_upsert_coalesce_version)
 	t.coalesce = uco;
 	t.version_col = "v";
 	expect_upsert(
-	    &t, STAGE_PREFIX
-	    "\"id\", \"a\", \"k\", \"v\" FROM \"lbp_stage_1\" ORDER "
-	    "BY \"id\", \"v\" DESC NULLS LAST, CASE WHEN \"v\" IS "
-	    "NULL THEN -lbp_seq ELSE lbp_seq END ON CONFLICT (\"id\") "
-	    "DO UPDATE SET \"a\" = COALESCE(EXCLUDED.\"a\", t.\"a\"), "
-	    "\"k\" = COALESCE(EXCLUDED.\"k\", t.\"k\"), \"v\" = "
-	    "EXCLUDED.\"v\" WHERE t.\"v\" IS NULL OR EXCLUDED.\"v\" > "
-	    "t.\"v\"; COMMIT");
+	    &t, VERSIONED("\"a\" = COALESCE(EXCLUDED.\"a\", t.\"a\"), \"k\" = "
+	                  "COALESCE(EXCLUDED.\"k\", t.\"k\"), \"v\" = "
+	                  "EXCLUDED.\"v\"",
+	                  ", lead(y.lbp_c3) OVER w AS lbp_n3, lead(y.lbp_c2) "
+	                  "OVER w AS lbp_n2",
+	                  " AND (x.lbp_n3 IS NOT NULL OR x.lbp_c3 IS NULL) AND "
+	                  "(x.lbp_n2 IS NOT NULL OR x.lbp_c2 IS NULL)"));
+}
+END_TEST
+
+/* The version column coalesced too: its lead is taken once. */
+START_TEST(test_upsert_coalesced_version)
+{
+	static const char *const co_v[] = {"v", "k"};
+	struct sql_target t = upsert_target();
+	char *sql;
+
+	t.ncoalesce = 2;
+	t.coalesce = co_v;
+	t.version_col = "v";
+	sql = sql_upsert_batch(&t, "lbp_stage_1");
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "lbp_nseq, lead(y.lbp_c4) OVER w AS lbp_n4, lead(y.lbp_c3) "
+	         "OVER w AS lbp_n3 FROM"));
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "x.lbp_n4 > x.lbp_c4)) AND (x.lbp_n4 IS NOT NULL OR x.lbp_c4 "
+	         "IS NULL) AND (x.lbp_n3 IS NOT NULL OR x.lbp_c3 IS NULL))"));
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "\"v\" = COALESCE(EXCLUDED.\"v\", t.\"v\") WHERE EXCLUDED."));
+	free(sql);
+}
+END_TEST
+
+/* Statements outside dollar quotes, i.e. what the server answers one by one. */
+static size_t top_level_statements(const char *sql)
+{
+	size_t n = 0;
+	const char *tag_end;
+
+	for (const char *p = sql; *p != '\0'; p++) {
+		if (*p == ';')
+			n++;
+		if (strncmp(p, "DO $", 4) == 0 &&
+		    (tag_end = strchr(p + 4, '$')) != NULL) {
+			char tag[32] = {0};
+			size_t len = (size_t)(tag_end - (p + 3)) + 1;
+
+			ck_assert_uint_lt(len, sizeof(tag));
+			memcpy(tag, p + 3, len);
+			p = strstr(tag_end + 1, tag);
+			ck_assert_ptr_nonnull(p);
+			p += len - 1;
+		}
+	}
+	return n;
+}
+
+/* A name holding the dollar-quote tag moves the tag on; still one DO. */
+START_TEST(test_upsert_rounds_quote_tag_and_refusals)
+{
+	static const char *const odd[] = {"id", "$lbp0$", "k", "v"};
+	static const char *const missing[] = {"nope"};
+	struct sql_target t = upsert_target();
+	char *sql;
+
+	t.version_col = "v";
+	sql = sql_upsert_batch(&t, "st");
+	ck_assert_uint_eq(top_level_statements(sql), SQL_UPSERT_COMMIT_INDEX);
+	free(sql);
+	t.cols = odd;
+	sql = sql_upsert_batch(&t, "st");
+	ck_assert_ptr_nonnull(strstr(sql, "; DO $lbp1$BEGIN"));
+	ck_assert_ptr_nonnull(strstr(sql, "END$lbp1$; COMMIT"));
+	ck_assert_uint_eq(top_level_statements(sql), SQL_UPSERT_COMMIT_INDEX);
+	free(sql);
+	t = upsert_target();
+	t.version_col = "nope"; /* not a column of the batch */
+	ck_assert_ptr_null(sql_upsert_batch(&t, "st"));
+	t = upsert_target();
+	t.ncoalesce = 1;
+	t.coalesce = missing;
+	ck_assert_ptr_null(sql_upsert_batch(&t, "st"));
+	t = upsert_target();
+	t.keys = missing;
+	ck_assert_ptr_null(sql_upsert_batch(&t, "st"));
 }
 END_TEST
 
@@ -509,16 +640,30 @@ START_TEST(test_catalog_lookup)
 	char *sql = sql_catalog_lookup("we'ird", "t\"x");
 
 	ck_assert_ptr_nonnull(sql);
-	/* the qualified name, quoted as an identifier, inside a literal */
+	/* names as literals: exact, and ASCII-folded with translate() */
 	ck_assert_ptr_nonnull(strstr(
-	    sql, "WITH r AS (SELECT to_regclass('\"we''ird\".\"t\"\"x\"')"
-	         " AS oid) SELECT 'a', r.oid::text"));
+	    sql, "c.relname = 't\"x' AND n.nspname = 'we''ird' AS exact"));
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "translate(c.relname, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', "
+	         "'abcdefghijklmnopqrstuvwxyz') = translate('t\"x', "
+	         "'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') "
+	         "AND translate(n.nspname, "));
+	/* exact first in path order, else the only candidate */
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "pick AS (SELECT * FROM cand WHERE exact OR (SELECT "
+	         "count(*) FROM cand) = 1 ORDER BY exact DESC, pos NULLS "
+	         "LAST LIMIT 1)"));
+	ck_assert_ptr_nonnull(strstr(sql, "SELECT 'a', r.oid::text"));
 	ck_assert_ptr_nonnull(strstr(sql, "ORDER BY 1, 5"));
 	free(sql);
+	/* without a schema: the schemas PostgreSQL searches */
 	sql = sql_catalog_lookup(NULL, "back\\slash");
 	ck_assert_ptr_nonnull(
-	    strstr(sql, "to_regclass(E'\"back\\\\slash\"') AS oid"));
+	    strstr(sql, "c.relname = E'back\\\\slash' AS exact"));
+	ck_assert_ptr_nonnull(
+	    strstr(sql, "AND n.nspname = ANY(current_schemas(true))), pick"));
 	free(sql);
+	ck_assert_ptr_null(sql_catalog_lookup("s", NULL));
 }
 END_TEST
 
@@ -532,6 +677,7 @@ static Suite *sqlgen_suite(void)
 	tcase_add_test(quote, test_ident_valid);
 	tcase_add_test(quote, test_append_ident);
 	tcase_add_test(quote, test_append_literal);
+	tcase_add_test(quote, test_set_params);
 	suite_add_tcase(s, quote);
 	tcase_add_test(stmt, test_insert_batch);
 	tcase_add_test(stmt, test_insert_refused);
@@ -539,6 +685,8 @@ static Suite *sqlgen_suite(void)
 	tcase_add_test(stmt, test_upsert_version);
 	tcase_add_test(stmt, test_upsert_coalesce);
 	tcase_add_test(stmt, test_upsert_coalesce_version);
+	tcase_add_test(stmt, test_upsert_coalesced_version);
+	tcase_add_test(stmt, test_upsert_rounds_quote_tag_and_refusals);
 	tcase_add_test(stmt, test_upsert_keys_only_and_order);
 	tcase_add_test(stmt, test_statement_indexes);
 	tcase_add_test(stmt, test_upsert_refused);

@@ -52,4 +52,16 @@ static inline void frame_free(struct pgw_frame *f)
 	f->body = NULL;
 }
 
+/* Runs every test of s; the exit status main() returns. */
+static inline int run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 #endif
