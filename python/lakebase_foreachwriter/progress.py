@@ -31,10 +31,11 @@ import psycopg
 from psycopg import sql
 
 from .errors import ConfigurationError, WriteError
+from .validation import DEFAULT_PROGRESS_TABLE
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TABLE = "lakebase_writer_progress"
+DEFAULT_TABLE = DEFAULT_PROGRESS_TABLE
 QUERY_ID_PROPERTY = "sql.streaming.queryId"  # set by Spark on every task of a streaming query
 
 

@@ -8,17 +8,19 @@ exist between open() and close() and are never pickled.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import discovery, validation
-from . import progress as progress_mod
 from .batching import Batcher
 from .encoding import RowEncoder, session_time_zone
 from .errors import ConfigurationError, DiscoveryError
 from .proxy_sink import ProxySettings, ProxySink
 from .sink import Sink
 from .target import Target
-from .validation import WriterConfig
+from .validation import DEFAULT_PROGRESS_TABLE, WriterConfig
+
+if TYPE_CHECKING:  # progress.py needs psycopg, which the proxy path runs without
+    from . import progress as progress_mod
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class LakebaseForeachWriter:
         proxy: Optional[str] = None,
         proxy_token: Optional[str] = None,
         exactly_once: bool = False,
-        progress_table: str = progress_mod.DEFAULT_TABLE,
+        progress_table: str = DEFAULT_PROGRESS_TABLE,
         query_name: Optional[str] = None,
     ) -> None:
         v = validation
@@ -113,7 +115,7 @@ class LakebaseForeachWriter:
         self._batcher: Optional[Batcher] = None
         self._encoder: Optional[RowEncoder] = None
         self._sink: Optional[Sink] = None
-        self._progress: Optional[progress_mod.Progress] = None  # exactly_once
+        self._progress: Optional["progress_mod.Progress"] = None  # exactly_once
 
     def __getstate__(self) -> Dict[str, Any]:
         return {"_config": self._config}
@@ -207,7 +209,9 @@ class LakebaseForeachWriter:
 
     def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> bool:
         """exactly_once: reads what this (query, partition, epoch) has committed; False if all."""
-        from .direct import DirectSink  # exactly_once is direct-only: psycopg is there
+        # exactly_once is direct-only: psycopg is there
+        from . import progress as progress_mod
+        from .direct import DirectSink
 
         cfg = self._config
         assert isinstance(sink, DirectSink) and cfg.progress_table is not None
@@ -253,7 +257,7 @@ class LakebaseForeachWriter:
 
 
 def _check_exactly_once(exactly_once: Any, progress_table: Any, query_name: Any,
-                        proxy: Optional[str]) -> Optional[progress_mod.ProgressTable]:
+                        proxy: Optional[str]) -> Optional["progress_mod.ProgressTable"]:
     if not isinstance(exactly_once, bool):
         raise ConfigurationError(f"exactly_once must be True or False, not {exactly_once!r}")
     if not exactly_once:
@@ -263,6 +267,8 @@ def _check_exactly_once(exactly_once: Any, progress_table: Any, query_name: Any,
                                  "write directly (see python/README.md)")
     if query_name is not None and (not isinstance(query_name, str) or not query_name):
         raise ConfigurationError(f"query_name must be a non-empty string, not {query_name!r}")
+    from . import progress as progress_mod  # the direct path's: psycopg is there
+
     return progress_mod.parse_progress_table(progress_table)
 
 
