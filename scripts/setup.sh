@@ -9,6 +9,9 @@
 #   (tests/test_compose.py) a Docker engine (docker.io) and mmdebstrap for the base image,
 #   unless LBP_SKIP_DOCKER_TESTS says why that test cannot run here; iproute2 and iptables for
 #   the fault tests (tests/faults), clang for the fuzz harnesses (tests/fuzz).
+#   LBP_WITH_SPARK=1 also installs PySpark (4.3 or newer: real-time mode), Java, Maven and a
+#   Kafka client, and fetches the Kafka broker and Spark's Kafka source jars once into a cache
+#   (scripts/fetch-jars.sh) for the Kafka / real-time-mode tests and bench/rtm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +37,10 @@ install_apt() {
   # PySpark runs on a JVM (17 here, as Spark 4 needs).
   if [ -n "${LBP_WITH_SPARK:-}" ] && ! command -v java >/dev/null 2>&1; then
     APT_PACKAGES+=(openjdk-17-jre-headless)
+  fi
+  # scripts/fetch-jars.sh fetches the Kafka jars with Maven.
+  if [ -n "${LBP_WITH_SPARK:-}" ] && ! command -v mvn >/dev/null 2>&1; then
+    APT_PACKAGES+=(maven)
   fi
   # tests/test_docker.py checks docker/docker-compose.yml with `docker-compose config`, which
   # needs no Docker engine. Any docker-compose already on the PATH will do.
@@ -79,8 +86,12 @@ install_python() {
   if [ -n "${LBP_WITH_SPARK:-}" ]; then
     # The writer's own dependencies (python/pyproject.toml); the package itself is used
     # from this checkout through PYTHONPATH, so a stale install elsewhere cannot shadow it.
-    python3 -c 'import pyspark' 2>/dev/null || missing+=("pyspark>=3.5")
+    # 4.3: the first with the real-time trigger (.trigger(realTime=...)).
+    python3 -c 'import sys, pyspark; sys.exit(tuple(map(int, pyspark.__version__.split(".")[:2])) < (4, 3))' \
+      2>/dev/null || missing+=("pyspark>=4.3")
     python3 -c 'import databricks.sdk' 2>/dev/null || missing+=("databricks-sdk")
+    # The Kafka producer of the Kafka / real-time-mode tests and bench/rtm.
+    python3 -c 'import confluent_kafka' 2>/dev/null || missing+=("confluent-kafka>=2.3")
   fi
   # The upsert property test (python/tests/test_upsert_property.py).
   if [ -n "${LBP_WITH_TESTS:-}" ]; then
@@ -136,6 +147,7 @@ build() {
 install_apt
 install_python
 [ -n "${LBP_WITH_TESTS:-}" ] && install_promtool
+[ -n "${LBP_WITH_SPARK:-}" ] && scripts/fetch-jars.sh
 if [ "${1:-Release}" != none ]; then
   build "${1:-Release}"
 fi

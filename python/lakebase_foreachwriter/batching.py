@@ -30,6 +30,7 @@ class Batcher:
         self._first_at = 0.0
         self._error: Optional[BaseException] = None
         self._closing = False
+        self._last_sent = time.monotonic()  # for the sink's keepalive (long real-time tasks)
         self._thread = threading.Thread(target=self._run_timer, name=thread_name, daemon=True)
         self._thread.start()
 
@@ -93,15 +94,37 @@ class Batcher:
             return
         rows = self._pending
         self._sink.write(rows)
+        self._last_sent = time.monotonic()
         # Only forget the rows once the sink has taken them: a failed write keeps them, and
         # the task fails (close(error) then discards them).
         self._pending = []
 
+    def _idle_locked(self) -> None:
+        """Nothing pending: sleep until a row arrives; a sink with `keepalive_s` (the proxy's
+        session, which idles out) is sent a keepalive when nothing went out for that long, as
+        in a real-time-mode task whose partition is quiet."""
+        keepalive_s = getattr(self._sink, "keepalive_s", None)
+        if keepalive_s is None:
+            self._cond.wait()
+            return
+        due = self._last_sent + keepalive_s - time.monotonic()
+        if due > 0:
+            self._cond.wait(due)
+            return
+        try:
+            self._sink.keepalive()
+        except BaseException as exc:
+            self._error = exc
+        self._last_sent = time.monotonic()
+
     def _run_timer(self) -> None:
         with self._cond:
             while not self._closing:
-                if self._error is not None or not self._pending:
+                if self._error is not None:
                     self._cond.wait()
+                    continue
+                if not self._pending:
+                    self._idle_locked()
                     continue
                 remaining = self._first_at + self._interval_s - time.monotonic()
                 if remaining > 0:

@@ -15,6 +15,7 @@ from . import catalog
 from . import sql as stmts
 from .encoding import EncodedRow, copy_line
 from .errors import ConnectionFailedError, WriteError
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ class DirectSink:
         self._conn: Optional[psycopg.Connection] = None
         self.column_types: Tuple[str, ...] = ()
         self.connect_count = 0
+        # exactly_once (progress.py): set by the writer; advanced in each batch's transaction.
+        self.progress: Optional[Progress] = None
 
     # ---- connection ----------------------------------------------------------------------
 
@@ -168,7 +171,13 @@ class DirectSink:
     def write(self, rows: List[EncodedRow]) -> None:
         if not rows:
             return
-        self._with_retries(f"write of {len(rows)} rows", lambda conn: self._write_batch(conn, rows))
+        received = len(rows)  # what the progress row counts: rows as Spark gave them
+        self._with_retries(f"write of {len(rows)} rows",
+                           lambda conn: self._write_batch(conn, rows, received))
+
+    def with_connection(self, what: str, action: Callable[[psycopg.Connection], None]) -> None:
+        """Runs action on the connection, reconnecting and retrying like a write."""
+        self._with_retries(what, action)
 
     def flush(self) -> None:
         """Nothing to do: write() commits before it returns."""
@@ -187,9 +196,17 @@ class DirectSink:
 
     # ---- statements ----------------------------------------------------------------------
 
-    def _write_batch(self, conn: psycopg.Connection, rows: List[EncodedRow]) -> None:
+    def _write_batch(self, conn: psycopg.Connection, rows: List[EncodedRow],
+                     received: int) -> None:
         t = self._target
+        progress = self.progress
         with conn.cursor() as cur:
+            # exactly_once: the progress row first (it locks this partition's row), and no
+            # rows if this batch committed already (a retry after a lost commit).
+            if progress is not None and not progress.claim(cur, received):
+                conn.rollback()
+                progress.committed_now(received)
+                return
             if t.mode == "bulk-insert":
                 with cur.copy(stmts.copy_statement(t)) as copy:
                     copy.write("".join(copy_line(r.fields) for r in rows))
@@ -200,6 +217,8 @@ class DirectSink:
             else:
                 self._execute(cur, stmts.insert_statement, rows)
         conn.commit()
+        if progress is not None:
+            progress.committed_now(received)
 
     def _execute(self, cur: psycopg.Cursor, build: Callable[[stmts.Target, int], Any],
                  rows: List[EncodedRow]) -> None:

@@ -31,6 +31,11 @@ from .target import Target
 
 log = logging.getLogger(__name__)
 
+# A task with nothing to send for this long sends an empty Flush (answered by an Ack of 0
+# rows), so that a long real-time-mode task keeps its session within [ingest] idle_timeout_s
+# (default 600 s; keep it above this).
+KEEPALIVE_S = 60.0
+
 
 @dataclass(frozen=True)
 class ProxySettings:
@@ -62,6 +67,7 @@ class ProxySink:
         self._rows_sent = 0
         self._max_unit = 0
         self._max_message = 0
+        self.keepalive_s = KEEPALIVE_S  # read by the Batcher's timer
         self.column_types: Tuple[str, ...] = ()
 
     # ---- session -------------------------------------------------------------------------
@@ -141,6 +147,14 @@ class ProxySink:
             unit.append(line)
             size += len(line)
         self._send_unit(unit, size)
+
+    def keepalive(self) -> None:
+        """An empty flush unit: resets the proxy's idle timer (see KEEPALIVE_S)."""
+        self.check()
+        unit = Unit(self._next_flush_id, self._rows_sent + 1, 0, 0)
+        self._next_flush_id += 1
+        self._answers.expect(unit)
+        self._send(encode_flush(unit.flush_id))
 
     def flush(self) -> None:
         """Returns once every unit sent is acknowledged; raises the first failure."""

@@ -9,6 +9,10 @@ from .errors import ConfigurationError
 from .ingest_protocol import parse_address
 from .schema import Column, columns_from_schema
 
+# exactly_once's progress table when none is named (progress.py; kept here, psycopg-free,
+# because the writer's signature needs it on the proxy path too).
+DEFAULT_PROGRESS_TABLE = "lakebase_writer_progress"
+
 MODES = ("insert", "upsert", "bulk-insert")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1; longer names are silently truncated
@@ -43,6 +47,9 @@ class WriterConfig:
     lakebase_name: Optional[str] = None
     proxy: Optional[str] = None  # "host:port" or "unix:/path" of a lakebase-proxy
     proxy_token: Optional[str] = field(default=None, repr=False)
+    # exactly_once (progress.py): None, or where the progress rows live.
+    progress_table: Optional[Any] = None
+    query_name: Optional[str] = None
 
 
 def fail(message: str) -> None:

@@ -8,7 +8,7 @@ exist between open() and close() and are never pickled.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import discovery, validation
 from .batching import Batcher
@@ -17,7 +17,10 @@ from .errors import ConfigurationError, DiscoveryError
 from .proxy_sink import ProxySettings, ProxySink
 from .sink import Sink
 from .target import Target
-from .validation import WriterConfig
+from .validation import DEFAULT_PROGRESS_TABLE, WriterConfig
+
+if TYPE_CHECKING:  # progress.py needs psycopg, which the proxy path runs without
+    from . import progress as progress_mod
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,9 @@ class LakebaseForeachWriter:
         dbname: str = "databricks_postgres",
         proxy: Optional[str] = None,
         proxy_token: Optional[str] = None,
+        exactly_once: bool = False,
+        progress_table: str = DEFAULT_PROGRESS_TABLE,
+        query_name: Optional[str] = None,
     ) -> None:
         v = validation
         v.check_proxy(proxy, proxy_token)
@@ -88,6 +94,7 @@ class LakebaseForeachWriter:
         zone = session_time_zone(df)
         if lakebase_name is not None:
             dns = _resolve_host(lakebase_name)
+        progress = _check_exactly_once(exactly_once, progress_table, query_name, proxy)
         for warning in warnings:
             log.warning("LakebaseForeachWriter for %s: %s", table, warning)
         self._config = WriterConfig(
@@ -98,7 +105,8 @@ class LakebaseForeachWriter:
             batch_size=batch_size, batch_interval_ms=batch_interval_ms, max_retries=max_retries,
             retry_base_delay_s=retry_base_delay_s, max_queue_size=max_queue_size,
             use_multirow_sql=use_multirow_sql, session_time_zone=zone, table_as_given=table,
-            lakebase_name=lakebase_name, proxy=proxy, proxy_token=proxy_token)
+            lakebase_name=lakebase_name, proxy=proxy, proxy_token=proxy_token,
+            progress_table=progress, query_name=query_name)
         self._reset_runtime()
 
     # ---- pickling: only the configuration travels -----------------------------------------
@@ -106,6 +114,8 @@ class LakebaseForeachWriter:
     def _reset_runtime(self) -> None:
         self._batcher: Optional[Batcher] = None
         self._encoder: Optional[RowEncoder] = None
+        self._sink: Optional[Sink] = None
+        self._progress: Optional["progress_mod.Progress"] = None  # exactly_once
 
     def __getstate__(self) -> Dict[str, Any]:
         return {"_config": self._config}
@@ -142,7 +152,8 @@ class LakebaseForeachWriter:
     # ---- Spark's ForeachWriter contract ---------------------------------------------------
 
     def open(self, partition_id: int, epoch_id: int) -> bool:
-        """Connect and start the flush timer; raises (never returns False) on failure."""
+        """Connect and start the flush timer; raises on failure. Returns False only with
+        exactly_once, for a (partition, epoch) whose rows are all committed already."""
         if self._batcher is not None:  # a previous task on this object did not close
             self._batcher.close(discard=True)
             self._reset_runtime()
@@ -153,10 +164,16 @@ class LakebaseForeachWriter:
             # The target's column types decide how TimestampType values are written.
             self._encoder = RowEncoder(cfg.columns, cfg.version_column, sink.column_types or None,
                                        cfg.session_time_zone)
+            if cfg.progress_table is not None and not self._load_progress(sink, partition_id,
+                                                                          epoch_id):
+                sink.close(discard=True)
+                self._reset_runtime()
+                return False
         except BaseException:
             sink.close(discard=True)
             self._reset_runtime()
             raise
+        self._sink = sink
         self._batcher = Batcher(sink, cfg.batch_size, cfg.batch_interval_ms,
                                 thread_name=f"lakebase-flush-p{partition_id}-e{epoch_id}",
                                 max_pending=cfg.max_queue_size)
@@ -165,6 +182,8 @@ class LakebaseForeachWriter:
     def process(self, row: Any) -> None:
         if self._batcher is None or self._encoder is None:
             raise RuntimeError("LakebaseForeachWriter.process() called before open()")
+        if self._progress is not None and self._progress.skip():  # exactly_once: a replay
+            return
         self._batcher.add(self._encoder.encode(row))
 
     def close(self, error: Optional[BaseException]) -> None:
@@ -172,12 +191,39 @@ class LakebaseForeachWriter:
 
         Without an error, a failed final flush raises, so Spark fails (and retries) the task.
         """
-        batcher = self._batcher
+        batcher, sink, progress = self._batcher, self._sink, self._progress
         self._reset_runtime()
-        if batcher is not None:
-            batcher.close(discard=error is not None)
+        if batcher is None:
+            return
+        # exactly_once is direct-only (refused with a proxy), so sink is a DirectSink here.
+        if error is None and progress is not None:
+            try:  # exactly_once: mark the epoch complete once all its rows are
+                batcher.flush()
+                sink.with_connection("marking the epoch complete", progress.finish)
+            except BaseException:
+                batcher.close(discard=True)
+                raise
+        batcher.close(discard=error is not None)
 
     # ---- internals ------------------------------------------------------------------------
+
+    def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> bool:
+        """exactly_once: reads what this (query, partition, epoch) has committed; False if all."""
+        # exactly_once is direct-only: psycopg is there
+        from . import progress as progress_mod
+        from .direct import DirectSink
+
+        cfg = self._config
+        assert isinstance(sink, DirectSink) and cfg.progress_table is not None
+        progress = progress_mod.Progress(cfg.progress_table,
+                                         progress_mod.task_query_id(cfg.query_name),
+                                         partition_id, epoch_id)
+        sink.with_connection("reading the exactly_once progress", progress.load)
+        if progress.complete:
+            return False
+        sink.progress = progress
+        self._progress = progress
+        return True
 
     def _make_sink(self, partition_id: int, epoch_id: int) -> Sink:
         cfg = self._config
@@ -208,6 +254,22 @@ class LakebaseForeachWriter:
         table = f"{cfg.schema_name}.{cfg.table_name}" if cfg.schema_name else cfg.table_name
         where = f"proxy={cfg.proxy!r}" if cfg.proxy is not None else f"host={cfg.host!r}"
         return f"LakebaseForeachWriter(table={table!r}, mode={cfg.mode!r}, {where})"
+
+
+def _check_exactly_once(exactly_once: Any, progress_table: Any, query_name: Any,
+                        proxy: Optional[str]) -> Optional["progress_mod.ProgressTable"]:
+    if not isinstance(exactly_once, bool):
+        raise ConfigurationError(f"exactly_once must be True or False, not {exactly_once!r}")
+    if not exactly_once:
+        return None
+    if proxy is not None:
+        raise ConfigurationError("exactly_once=True is not supported through the proxy yet: "
+                                 "write directly (see python/README.md)")
+    if query_name is not None and (not isinstance(query_name, str) or not query_name):
+        raise ConfigurationError(f"query_name must be a non-empty string, not {query_name!r}")
+    from . import progress as progress_mod  # the direct path's: psycopg is there
+
+    return progress_mod.parse_progress_table(progress_table)
 
 
 def _resolve_host(lakebase_name: str) -> str:

@@ -34,10 +34,20 @@ def spark(pg: Any) -> Iterator[Any]:
     os.environ["PGSSLROOTCERT"] = str(pg.ca_file)
     from pyspark.sql import SparkSession
 
-    session = (SparkSession.builder.master("local[2]").appName("lakebase-foreachwriter-tests")
+    import kafkaharness as kafka  # tests/harness: Spark's Kafka source jars, for test_kafka_*.py
+
+    # local[2,4]: a failed task is retried (up to 4 attempts), as on a cluster; the
+    # exactly-once tests need that. The Kafka source jars when scripts/fetch-jars.sh ran.
+    builder = SparkSession.builder.master("local[2,4]")
+    if kafka.jars_available():
+        builder = builder.config("spark.jars", kafka.spark_kafka_jars())
+    session = (builder.appName("lakebase-foreachwriter-tests")
                .config("spark.ui.enabled", "false")
                .config("spark.sql.shuffle.partitions", "2")
                .config("spark.driver.memory", "1g")
+               # Real-time mode: rows reach the Python writer when this buffer fills (or the
+               # task ends); the 64 KiB default holds them for seconds (python/README.md).
+               .config("spark.buffer.size", "1024")
                .config("spark.sql.streaming.forceDeleteTempCheckpointLocation", "true")
                .getOrCreate())
     session.sparkContext.setLogLevel("ERROR")

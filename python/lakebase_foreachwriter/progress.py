@@ -1,0 +1,169 @@
+"""Exactly-once writes (exactly_once=True): a progress row per (query, partition, epoch).
+
+Spark calls open(partition_id, epoch_id) on every attempt of a task, and a retried task or a
+query restarted from its checkpoint replays the same input for the same (partition, epoch).
+Each flush commits, in the same transaction as its rows, how many rows of this (query,
+partition, epoch) are now durable:
+
+    <progress_table> (query_id text, partition_id bigint, epoch_id bigint,
+                      rows_committed bigint, complete boolean, updated_at timestamptz)
+
+open() reads that count; the writer then skips exactly that many leading rows of the replayed
+partition, and skips the partition entirely (open() returns False) once close() marked it
+complete. This is exact only if the replay yields the same rows in the same order (Kafka and
+file sources do; see python/README.md for what happens when it does not).
+
+Each flush's progress statement comes first in its transaction and only advances the count
+from the value this attempt expects, so it also takes the row lock that serializes two
+attempts of one partition (a zombie task, speculative execution): the loser sees another
+count and fails instead of writing twice. A retry of a flush whose commit was lost finds its
+own count already there and skips the rows. The first flush of an epoch deletes the older
+epochs of its partition (Spark never replays an epoch once a later one has started).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import psycopg
+from psycopg import sql
+
+from .errors import ConfigurationError, WriteError
+from .validation import DEFAULT_PROGRESS_TABLE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TABLE = DEFAULT_PROGRESS_TABLE
+QUERY_ID_PROPERTY = "sql.streaming.queryId"  # set by Spark on every task of a streaming query
+
+
+def _ident(schema: Optional[str], table: str) -> sql.Identifier:
+    return sql.Identifier(schema, table) if schema else sql.Identifier(table)
+
+
+@dataclass(frozen=True)
+class ProgressTable:
+    """The table's name (plain data, pickled) and the statements on it."""
+
+    schema: Optional[str]
+    table: str
+
+    def create(self) -> sql.Composed:
+        return sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (query_id text NOT NULL, partition_id bigint NOT NULL,"
+            " epoch_id bigint NOT NULL, rows_committed bigint NOT NULL,"
+            " complete boolean NOT NULL DEFAULT false,"
+            " updated_at timestamptz NOT NULL DEFAULT now(),"
+            " PRIMARY KEY (query_id, partition_id, epoch_id))").format(self._name())
+
+    def read(self) -> sql.Composed:
+        return sql.SQL("SELECT rows_committed, complete FROM {} WHERE query_id = %s"
+                       " AND partition_id = %s AND epoch_id = %s").format(self._name())
+
+    def advance(self) -> sql.Composed:
+        """Sets the count to %(new)s if it is %(old)s (or absent and %(old)s is 0)."""
+        return sql.SQL(
+            "INSERT INTO {t} AS p (query_id, partition_id, epoch_id, rows_committed, complete)"
+            " VALUES (%(q)s, %(p)s, %(e)s, %(new)s, %(complete)s)"
+            " ON CONFLICT (query_id, partition_id, epoch_id) DO UPDATE SET"
+            " rows_committed = EXCLUDED.rows_committed, complete = EXCLUDED.complete,"
+            " updated_at = now() WHERE p.rows_committed = %(old)s AND NOT p.complete"
+            " RETURNING 1").format(t=self._name())
+
+    def prune(self) -> sql.Composed:
+        return sql.SQL("DELETE FROM {} WHERE query_id = %s AND partition_id = %s"
+                       " AND epoch_id < %s").format(self._name())
+
+    def _name(self) -> sql.Identifier:
+        return _ident(self.schema, self.table)
+
+
+def parse_progress_table(name: Any) -> ProgressTable:
+    if not isinstance(name, str) or not name or name.count(".") > 1 or "" in name.split("."):
+        raise ConfigurationError(f"progress_table {name!r}: expected 'table' or 'schema.table'")
+    parts = name.split(".")
+    return ProgressTable(parts[0], parts[1]) if len(parts) == 2 else ProgressTable(None, parts[0])
+
+
+def task_query_id(query_name: Optional[str]) -> str:
+    """query_name when given, else the id of the streaming query running this task."""
+    if query_name:
+        return query_name
+    from pyspark import TaskContext
+
+    ctx = TaskContext.get()
+    qid = ctx.getLocalProperty(QUERY_ID_PROPERTY) if ctx is not None else None
+    if not qid:
+        raise ConfigurationError("exactly_once=True needs a streaming query (Spark sets its id "
+                                 "on every task) or query_name=")
+    return qid
+
+
+class Progress:
+    """One task's progress: rows to skip in process(), the count to advance at each flush."""
+
+    def __init__(self, table: ProgressTable, query_id: str, partition_id: int,
+                 epoch_id: int) -> None:
+        self.table = table
+        self.key = (query_id, partition_id, epoch_id)
+        self.committed = 0  # rows of this (query, partition, epoch) durable in the table
+        self.to_skip = 0  # leading rows of the replay still to skip
+        self.complete = False
+        self._pruned = False
+
+    def load(self, conn: psycopg.Connection) -> None:
+        """Creates the table if missing and reads this partition's count (own transaction)."""
+        try:
+            conn.execute(self.table.create())
+            conn.commit()
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+            conn.rollback()  # another task created it at the same moment
+        row = conn.execute(self.table.read(), self.key).fetchone()
+        conn.commit()
+        self.committed, self.complete = (int(row[0]), bool(row[1])) if row else (0, False)
+        self.to_skip = self.committed
+        if self.committed:
+            log.info("exactly_once: query %s partition %d epoch %d has %d rows committed%s",
+                     *self.key, self.committed, " (complete)" if self.complete else "")
+
+    def skip(self) -> bool:
+        """True for a replayed row that is already in the table (process() drops it)."""
+        if self.to_skip > 0:
+            self.to_skip -= 1
+            return True
+        return False
+
+    def claim(self, cur: psycopg.Cursor[Any], rows: int, complete: bool = False) -> bool:
+        """First statement of a flush's transaction. False: this flush already committed
+        (a retry after a lost commit), so the caller rolls back and writes nothing."""
+        new = self.committed + rows
+        params = dict(q=self.key[0], p=self.key[1], e=self.key[2], old=self.committed, new=new,
+                      complete=complete)
+        if cur.execute(self.table.advance(), params).fetchone() is not None:
+            if not self._pruned:
+                cur.execute(self.table.prune(), self.key)
+            return True
+        found = cur.execute(self.table.read(), self.key).fetchone()
+        if found is not None and int(found[0]) == new:
+            return False
+        raise WriteError(f"exactly_once: progress of query {self.key[0]} partition "
+                         f"{self.key[1]} epoch {self.key[2]} is {found and found[0]}, expected "
+                         f"{self.committed}: another attempt of this partition is writing it",
+                         "40001")
+
+    def committed_now(self, rows: int) -> None:
+        """The flush's transaction committed (or had committed before)."""
+        self.committed += rows
+        self._pruned = True
+
+    def finish(self, conn: psycopg.Connection) -> None:
+        """Marks the epoch complete, so that a replay skips the partition at open()."""
+        with conn.cursor() as cur:
+            done = self.claim(cur, 0, complete=True)
+        if done:
+            conn.commit()
+        else:
+            conn.rollback()
+        self.complete = True

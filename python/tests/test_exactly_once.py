@@ -1,0 +1,212 @@
+"""exactly_once=True on the direct path (progress.py): a retried task or a restarted query
+replays (partition, epoch) and the table still holds every source row once.
+
+Spark cases use the Kafka source (tests/harness/kafkaharness.py) in micro-batch mode; the same
+cases with exactly_once=False show the duplicates the option removes. The
+writer-level cases call open/process/close as Spark does, with query_name standing in for
+the streaming query's id.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from typing import Any, Dict, List, Optional
+
+import psycopg
+import pytest
+from pyspark import cloudpickle
+
+import kafka_support as ks
+from kafka_support import broker  # noqa: F401  (fixture)
+from lakebase_foreachwriter import ConfigurationError, LakebaseForeachWriter
+
+ROWS = 1000
+FAIL_AFTER = 250  # rows of partition 0 processed before its first attempt fails
+BATCH = 100  # so that 200 of them are committed when it fails
+MODES = {"insert": {}, "bulk-insert": {}, "upsert": {"primary_keys": ["id"]}}
+
+# FailOnce travels to Spark's Python workers by value: they cannot import this test module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class FailOnce:
+    """A writer whose task for partition 0 raises after FAIL_AFTER rows on its first attempt,
+    as a task that dies mid-epoch (Spark in local[2,4] retries it)."""
+
+    def __init__(self, writer: LakebaseForeachWriter) -> None:
+        self.writer = writer
+        self.armed = False
+        self.seen = 0
+
+    def open(self, partition_id: int, epoch_id: int) -> bool:
+        from pyspark import TaskContext
+
+        self.armed = partition_id == 0 and TaskContext.get().attemptNumber() == 0
+        self.seen = 0
+        return self.writer.open(partition_id, epoch_id)
+
+    def process(self, row: Any) -> None:
+        self.seen += 1
+        if self.armed and self.seen > FAIL_AFTER:
+            raise RuntimeError("injected task failure")
+        self.writer.process(row)
+
+    def close(self, error: Optional[BaseException]) -> None:
+        self.writer.close(error)
+
+
+def make_writer(conn_args: Dict[str, Any], table: str, mode: str,
+                exactly_once: bool, **kw: Any) -> LakebaseForeachWriter:
+    return LakebaseForeachWriter(table=table, df=ks.SCHEMA, mode=mode, batch_size=BATCH,
+                                 batch_interval_ms=50, exactly_once=exactly_once,
+                                 progress_table=f"progress_{table}", **MODES[mode],
+                                 **conn_args, **kw)
+
+
+def duplicates(counts: Dict[int, int]) -> int:
+    return sum(n - 1 for n in counts.values())
+
+
+def check(counts: Dict[int, int], exactly_once: bool, upto: int = ROWS) -> None:
+    """Every id below `upto` is there; once each with exactly_once, some twice without."""
+    assert all(counts.get(i, 0) >= 1 for i in range(upto)), \
+        [i for i in range(upto) if i not in counts][:10]
+    if exactly_once:
+        assert duplicates(counts) == 0, {i: n for i, n in counts.items() if n > 1}
+    else:
+        assert duplicates(counts) > 0
+
+
+def start(spark: Any, broker: Any, topic: str, writer: Any, ck: str, **trigger: Any) -> Any:
+    return (ks.kafka_rows(spark, broker, topic).writeStream.foreach(writer)
+            .outputMode("update").option("checkpointLocation", ck).trigger(**trigger).start())
+
+
+# ---- a task that fails once (micro-batch) ---------------------------------------------------
+
+@pytest.mark.parametrize("mode,exactly_once", [
+    ("insert", False), ("insert", True), ("bulk-insert", False), ("bulk-insert", True),
+    ("upsert", True)])
+def test_failed_task_micro_batch(spark, broker, db, conn_args, table_name, tmp_path, mode,
+                                 exactly_once):
+    ks.create_table(db, table_name, keyed=mode == "upsert")
+    topic = ks.new_topic(broker)
+    ks.produce(broker, topic, 0, ROWS)
+    writer = FailOnce(make_writer(conn_args, table_name, mode, exactly_once))
+    query = start(spark, broker, topic, writer, str(tmp_path / "ck"), availableNow=True)
+    query.awaitTermination(180)
+    assert query.exception() is None, query.exception()
+    counts = ks.id_counts(db, table_name)
+    check(counts, exactly_once)
+    assert max(counts) == ROWS - 1
+
+
+# ---- the writer as Spark calls it -----------------------------------------------------------
+
+def rows(first: int, count: int) -> List[Any]:
+    from pyspark.sql import Row
+
+    return [Row(id=i, part=0, payload=f"row {i}", event_time=None)
+            for i in range(first, first + count)]
+
+
+def run_task(writer: LakebaseForeachWriter, epoch: int, batch: List[Any],
+             fail_after: Optional[int] = None) -> bool:
+    if not writer.open(0, epoch):
+        writer.close(None)
+        return False
+    for n, row in enumerate(batch):
+        if fail_after is not None and n == fail_after:
+            writer.close(RuntimeError("task failed"))
+            return True
+        writer.process(row)
+    writer.close(None)
+    return True
+
+
+def progress_rows(db: psycopg.Connection, table: str) -> List[Any]:
+    return db.execute(f'SELECT partition_id, epoch_id, rows_committed, complete FROM '
+                      f'"progress_{table}" ORDER BY 1, 2').fetchall()
+
+
+def test_writer_replay_skips_committed_rows_and_complete_epochs(db, conn_args, table_name):
+    ks.create_table(db, table_name)
+    writer = make_writer(conn_args, table_name, "insert", True, query_name="q1")
+    batch = rows(0, 250)
+    assert run_task(writer, 7, batch, fail_after=230)  # 200 committed, 30 dropped
+    assert len(ks.id_counts(db, table_name)) == 200
+    assert progress_rows(db, table_name) == [(0, 7, 200, False)]
+    assert run_task(writer, 7, batch)  # the retry writes only the other 50
+    assert ks.id_counts(db, table_name) == {i: 1 for i in range(250)}
+    assert progress_rows(db, table_name) == [(0, 7, 250, True)]
+    assert not run_task(writer, 7, batch)  # complete: open() returns False
+    assert run_task(writer, 8, rows(250, 10))  # a newer epoch prunes the older
+    assert ks.id_counts(db, table_name) == {i: 1 for i in range(260)}
+    assert progress_rows(db, table_name) == [(0, 8, 10, True)]
+
+
+def test_writer_without_exactly_once_writes_the_replay_again(db, conn_args, table_name):
+    ks.create_table(db, table_name)
+    writer = make_writer(conn_args, table_name, "insert", False)
+    batch = rows(0, 250)
+    run_task(writer, 7, batch, fail_after=230)
+    run_task(writer, 7, batch)
+    assert duplicates(ks.id_counts(db, table_name)) == 200
+
+
+def test_another_attempt_writing_the_same_partition_fails_instead_of_duplicating(
+        db, conn_args, table_name):
+    """Two attempts of one (partition, epoch) at once (a zombie task): the progress row
+    serializes them; the same rows again are skipped, a different count is an error."""
+    ks.create_table(db, table_name)
+    first = make_writer(conn_args, table_name, "insert", True, query_name="q2")
+    same = make_writer(conn_args, table_name, "insert", True, query_name="q2")
+    other = LakebaseForeachWriter(table=table_name, df=ks.SCHEMA, batch_size=BATCH // 2,
+                                  exactly_once=True, progress_table=f"progress_{table_name}",
+                                  query_name="q2", **conn_args)
+    assert first.open(0, 1) and same.open(0, 1) and other.open(0, 1)
+    for row in rows(0, BATCH):
+        first.process(row)  # the 100th row flushes: progress 100
+    for row in rows(0, BATCH):
+        same.process(row)  # its flush of the same 100 rows finds them committed
+    with pytest.raises(Exception, match="another attempt of this partition"):
+        for row in rows(0, BATCH // 2):
+            other.process(row)
+    other.close(RuntimeError("failed"))
+    same.close(None)
+    first.close(None)
+    assert ks.id_counts(db, table_name) == {i: 1 for i in range(BATCH)}
+
+
+def test_exactly_once_needs_a_query_id(db, conn_args, table_name):
+    ks.create_table(db, table_name)
+    writer = make_writer(conn_args, table_name, "insert", True)
+    with pytest.raises(ConfigurationError, match="query_name"):
+        writer.open(0, 0)
+
+
+@pytest.mark.parametrize("bad", [dict(exactly_once="yes"), dict(progress_table="a.b.c"),
+                                 dict(query_name=""), dict(progress_table="")])
+def test_bad_exactly_once_arguments(conn_args, table_name, bad):
+    with pytest.raises(ConfigurationError):
+        LakebaseForeachWriter(table=table_name, df=ks.SCHEMA, **conn_args,
+                              **{"exactly_once": True, **bad})
+
+
+def test_exactly_once_through_the_proxy_is_refused():
+    with pytest.raises(ConfigurationError, match="proxy"):
+        LakebaseForeachWriter(table="t", df=ks.SCHEMA, proxy="127.0.0.1:1",
+                              exactly_once=True)
+
+
+def test_progress_table_in_a_schema_is_created(db, conn_args, table_name):
+    schema = f"s_{uuid.uuid4().hex[:8]}"
+    db.execute(f'CREATE SCHEMA "{schema}"')
+    ks.create_table(db, table_name)
+    writer = LakebaseForeachWriter(table=table_name, df=ks.SCHEMA, exactly_once=True,
+                                   progress_table=f"{schema}.Progress", query_name="q3",
+                                   **conn_args)
+    run_task(writer, 0, rows(0, 5))
+    got = db.execute(f'SELECT rows_committed FROM "{schema}"."Progress"').fetchall()
+    assert got == [(5,)]
