@@ -64,7 +64,7 @@ bool ing_set_postgres_door(struct ingest *ing, const char *where);
  * sent after its last Flush are discarded (never acknowledged).
  */
 void ing_drain(struct ingest *ing);
-/* No session is left. */
+/* No session has anything left to say (lingering closes may remain). */
 bool ing_is_idle(const struct ingest *ing);
 
 #endif

@@ -45,19 +45,24 @@
 #define UNIT_OVERHEAD 512u
 /* How long a session that must go may take to send its last words. */
 #define DRAIN_TIMEOUT_S 5
+/* How long it then reads and drops what the client still sends. */
+#define LINGER_MS 2000u
 
 enum sess_state {
-	S_HELLO,   /* waiting for Hello */
-	S_OPEN,    /* waiting for Open */
-	S_OPENING, /* catalog lookup in flight; input waits in the buffer */
-	S_STREAM,  /* rows and flushes */
-	S_CLOSING, /* Close received; answering what is outstanding */
-	S_FAILING, /* fatal error; answering flushes in flight, then Error */
-	S_DRAINING /* last message queued; gone once it is written */
+	S_HELLO,    /* waiting for Hello */
+	S_OPEN,     /* waiting for Open */
+	S_OPENING,  /* catalog lookup in flight; input waits in the buffer */
+	S_STREAM,   /* rows and flushes */
+	S_CLOSING,  /* Close received; answering what is outstanding */
+	S_FAILING,  /* fatal error; answering flushes in flight, then Error */
+	S_DRAINING, /* last message queued; lingers once it is written */
+	S_LINGERING /* all written and our side shut: the client's input is
+	               read and dropped until it closes (or the drain timer) */
 };
 
-static const char *const state_names[] = {
-    "hello", "open", "opening", "stream", "closing", "failing", "draining"};
+static const char *const state_names[] = {"hello",    "open",     "opening",
+                                          "stream",   "closing",  "failing",
+                                          "draining", "lingering"};
 
 /*
  * One flushed unit, answered in Flush order: on its session's list. If the
@@ -280,7 +285,8 @@ static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
 	char msg[400], q[500];
 	va_list ap;
 
-	if (s->state == S_DRAINING || s->state == S_FAILING)
+	if (s->state == S_DRAINING || s->state == S_FAILING ||
+	    s->state == S_LINGERING)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -433,6 +439,8 @@ static bool wants_input(const struct session *s)
 {
 	const struct ingest *ing = s->ing;
 
+	if (s->state == S_LINGERING)
+		return true; /* only to drop it */
 	if (s->state == S_OPENING || s->state == S_DRAINING ||
 	    s->state == S_CLOSING || s->state == S_FAILING || ing->draining)
 		return false;
@@ -963,6 +971,10 @@ static void process_input(struct session *s)
 	struct pgw_frame f;
 	size_t max;
 
+	if (s->state == S_LINGERING) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	for (;;) {
 		if (!s->reading || (s->state != S_HELLO && s->state != S_OPEN &&
 		                    s->state != S_STREAM))
@@ -1022,7 +1034,8 @@ static void destroy_session(struct session *s)
 	if (!s->reading)
 		ing->stats.paused--;
 	TAILQ_REMOVE(&ing->sessions, s, link);
-	ing->stats.clients--;
+	if (s->state != S_LINGERING) /* a lingering one left the count */
+		ing->stats.clients--;
 	sess_log(LOG_DEBUG, s, "event=session_end state=%s",
 	         state_names[s->state]);
 	free_req(&s->req);
@@ -1040,14 +1053,38 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	destroy_session(arg);
 }
 
+/*
+ * Closing a socket whose input holds unread bytes makes the kernel answer
+ * with a reset, which can destroy our last words (an Error) before the
+ * client reads them, or fail its send. So a session that has said them
+ * shuts its side for writing, then reads and drops whatever the client
+ * still sends until the client closes; the drain timer bounds the wait.
+ */
+static void linger_session(struct session *s)
+{
+	evutil_socket_t fd = bufferevent_getfd(s->bev);
+
+	if (fd < 0 || shutdown(fd, SHUT_WR) != 0) {
+		destroy_session(s);
+		return;
+	}
+	set_state(s, S_LINGERING);
+	/* It holds no slot of max_clients, and waits briefly: the client has
+	 * our last words; this only lets its send end without a reset. */
+	s->ing->stats.clients--;
+	timer_add_ms(s->drain_ev, LINGER_MS);
+	update_reading(s);
+	process_input(s); /* what is already buffered */
+}
+
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	/* Everything is written: a draining session can go now. */
+	/* Everything is written: a draining session lingers, then goes. */
 	if (s->state == S_DRAINING &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		destroy_session(s);
+		linger_session(s);
 		return;
 	}
 	if (!s->reading && wants_input(s)) {
@@ -1267,7 +1304,7 @@ void ing_free(struct ingest *ing)
 	if (ing->unix_path[0])
 		unlink(ing->unix_path);
 	while ((s = TAILQ_FIRST(&ing->sessions)) != NULL) {
-		if (s->state != S_DRAINING)
+		if (s->state != S_DRAINING && s->state != S_LINGERING)
 			igp_put_error(bufferevent_get_output(s->bev), "57P01",
 			              "the proxy is shutting down");
 		/* Best effort: the loop no longer runs to write it later. */
@@ -1319,7 +1356,7 @@ void ing_drain(struct ingest *ing)
 	evconnlistener_disable(ing->listener);
 	for (s = TAILQ_FIRST(&ing->sessions); s; s = next) {
 		next = TAILQ_NEXT(s, link);
-		if (s->state == S_DRAINING)
+		if (s->state == S_DRAINING || s->state == S_LINGERING)
 			continue;
 		if (s->lookup) {
 			cat_cancel(ing->cat, s->lookup);
@@ -1333,5 +1370,13 @@ void ing_drain(struct ingest *ing)
 
 bool ing_is_idle(const struct ingest *ing)
 {
-	return TAILQ_EMPTY(&ing->sessions);
+	const struct session *s;
+
+	/* A lingering session has said everything: nothing to wait for. */
+	TAILQ_FOREACH(s, &ing->sessions, link)
+	{
+		if (s->state != S_LINGERING)
+			return false;
+	}
+	return true;
 }

@@ -253,6 +253,22 @@ def test_close_with_a_body_is_refused(proxy: tuple[ProxyProcess, str], pg: PgSer
     c.close()
 
 
+def test_the_error_survives_input_the_proxy_did_not_read(proxy: tuple[ProxyProcess, str],
+                                                         pg: PgServer) -> None:
+    """A protocol error followed by 4 MiB the client already sent: the proxy must not close
+    with that input unread (the kernel would answer with a reset, failing the client's send
+    and destroying the Error); it shuts its side and drops the rest until the client closes."""
+    make(pg, "conf_linger")
+    c = hello(proxy[1])
+    c.send(frame(b"O", open_body(b"conf_linger", [b"id"])))
+    assert c.read()[0] == b"o"
+    c.send(frame(b"?", b"x") + b"\0" * (4 * 1024 * 1024))  # no reset while sending
+    kind, body = c.read()
+    assert kind == b"E" and error_of(body)[0] == "08P01"
+    assert c.read() is None  # then an orderly end of the stream
+    c.close()
+
+
 # ---- item 13: a PostgreSQL client at the ingest port ----
 
 
