@@ -145,13 +145,10 @@ static void fuzz_text(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	/* An exact-size copy, so ASan sees any read past the input. */
-	uint8_t *copy = malloc(size > 0 ? size : 1);
+	uint8_t *copy = fuzz_exact_copy(data, size);
 
 	if (copy == NULL)
 		return 0;
-	if (size > 0)
-		memcpy(copy, data, size);
 	fuzz_startup(copy, size);
 	fuzz_messages(copy, size);
 	fuzz_scram(copy, size);

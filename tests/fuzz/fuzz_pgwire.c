@@ -106,13 +106,10 @@ static void fuzz_other(const struct pgw_frame *f)
 static void decode_all(const uint8_t *body, size_t len)
 {
 	static const char types[] = "RSKZTDCGHWENv";
-	/* An exact-size copy, so ASan sees any read past the body. */
-	uint8_t *copy = malloc(len > 0 ? len : 1);
+	uint8_t *copy = fuzz_exact_copy(body, len);
 
 	if (copy == NULL)
 		return;
-	if (len > 0)
-		memcpy(copy, body, len);
 	for (size_t t = 0; t < sizeof(types) - 1; t++) {
 		struct pgw_frame f = {(uint8_t)types[t], copy, len};
 

@@ -151,13 +151,10 @@ static void recognize_all(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	/* An exact-size copy, so ASan sees any read past the input. */
-	uint8_t *copy = malloc(size > 0 ? size : 1);
+	uint8_t *copy = fuzz_exact_copy(data, size);
 
 	if (copy == NULL)
 		return 0;
-	if (size > 0)
-		memcpy(copy, data, size);
 	lex_all(copy, size);
 	recognize_all(copy, size);
 	free(copy);
