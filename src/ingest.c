@@ -31,6 +31,7 @@
 #include "netaddr.h"
 #include "pgwire.h"
 #include "secret.h"
+#include "strutil.h"
 #include "timer.h"
 
 /* Stop reading a client whose unread answers pile up past this (about
@@ -1334,9 +1335,10 @@ bool ing_set_token(struct ingest *ing, const char *token)
 
 bool ing_set_postgres_door(struct ingest *ing, const char *where)
 {
-	char *copy = where ? strdup(where) : NULL;
+	bool ok = true;
+	char *copy = dup_or_null(where, &ok);
 
-	if (where && copy == NULL)
+	if (!ok)
 		return false;
 	free(ing->pg_door);
 	ing->pg_door = copy;
