@@ -47,6 +47,8 @@ struct catalog;
 struct coalescer;
 struct co_target;
 struct mt_metric;
+struct pgw_notice;
+struct cfg_batch;
 
 struct co_config {
 	uint64_t max_rows;
@@ -74,6 +76,9 @@ struct co_outcome {
 	const char *message;
 	const char *detail;
 	uint64_t row;
+	/* the server's whole ErrorResponse when the failure is the server's
+	 * (the fields above are copied from it), else NULL */
+	const struct pgw_notice *error;
 };
 typedef void (*co_done_cb)(const struct co_outcome *o, void *arg);
 
@@ -101,6 +106,9 @@ struct co_table_metrics {
 
 /* Registers the coalescer's metric families (they render from then on). */
 void co_register_metrics(void);
+
+/* The limits [batch] gives (dead_letter included). */
+void co_config_from(const struct cfg_batch *b, struct co_config *out);
 
 struct coalescer *co_new(struct event_base *base, struct pool *pool,
                          struct catalog *cat, const struct co_config *cfg);

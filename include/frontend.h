@@ -54,6 +54,7 @@ enum fe_state {
 	FE_IDLE,
 	FE_WAITING,
 	FE_ACTIVE,
+	FE_COALESCING,
 	FE_CLOSING,
 	FE_NSTATES
 };
@@ -74,6 +75,11 @@ struct fe_stats {
 	uint64_t wait_us_sum;
 	uint64_t cancels;
 	uint64_t server_lost; /* server connections lost under a client */
+	/* coalescing: message sequences (a Query, or messages up to a Sync)
+	 * taken aside, their rows, those that failed, those forwarded after
+	 * a look (not coalescible), and the bytes held for them now */
+	uint64_t co_sequences, co_rows, co_failed, co_forwarded;
+	uint64_t co_held_bytes;
 };
 
 /*
@@ -97,6 +103,9 @@ bool fe_reconfigure(struct frontend *fe, const struct config *cfg, char *err,
                     size_t errlen);
 /* [pool] sizes for every pool of the front door. */
 void fe_set_pool_config(struct frontend *fe, const struct cfg_pool *pc);
+/* [batch] limits for the front door's coalescers (dead_letter aside:
+ * a front-door statement's rows never leave it). */
+void fe_set_batch_config(struct frontend *fe, const struct cfg_batch *b);
 /*
  * New [upstream] settings (a reload): as pool_set_endpoint for every pool
  * of the front door (host NULL keeps the current one; the password stays).

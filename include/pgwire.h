@@ -349,9 +349,15 @@ struct pgw_parse_msg {
 	const char *query;
 	const uint8_t *rest; /* from the query to the end of the body */
 	size_t rest_len;
+	uint16_t ntypes;      /* parameter types given (0: unspecified) */
+	const uint8_t *types; /* ntypes big-endian uint32 OIDs */
 };
 /* PGW_ERROR unless: name, query, int16 count >= 0, count * 4 bytes, end. */
 enum pgw_rc pgw_parse_parse(const struct pgw_frame *f, struct pgw_parse_msg *p);
+/* The same checks on a Parse body after its name (a kept statement's rest);
+ * p->name is left alone. */
+enum pgw_rc pgw_parse_parse_rest(const uint8_t *rest, size_t len,
+                                 struct pgw_parse_msg *p);
 
 /* Bind: portal and statement names, then the rest (formats, values). */
 struct pgw_bind_msg {
@@ -362,6 +368,26 @@ struct pgw_bind_msg {
 };
 /* Only the two names are checked: the server checks the rest. */
 enum pgw_rc pgw_parse_bind(const struct pgw_frame *f, struct pgw_bind_msg *b);
+
+/* One parameter value of a Bind. */
+struct pgw_bind_value {
+	const uint8_t *data; /* NULL with len -1: SQL NULL */
+	int32_t len;
+	int16_t format; /* 0 text, 1 binary */
+};
+/*
+ * The parameter count of b's rest: int16 format count, the formats, int16
+ * parameter count. PGW_ERROR when negative or truncated.
+ */
+enum pgw_rc pgw_bind_count(const struct pgw_bind_msg *b, uint16_t *n);
+/*
+ * Decodes the whole rest of b into v[0..n) (n from pgw_bind_count): format
+ * count 0 (all text), 1 (one for all) or n, each format 0 or 1; every
+ * value's length -1 or within the message; result-format count and formats
+ * (0 or 1) and nothing after them. PGW_ERROR otherwise.
+ */
+enum pgw_rc pgw_parse_bind_values(const struct pgw_bind_msg *b,
+                                  struct pgw_bind_value *v, uint16_t n);
 
 /* Describe and Close: 'S' (statement) or 'P' (portal), and a name. */
 enum pgw_rc pgw_parse_target(const struct pgw_frame *f, char *kind,

@@ -359,8 +359,7 @@ static void on_row_error(struct co_batch *b, struct co_unit *u, uint64_t row,
 	}
 	/* The row is this unit's: it fails, the others go again. */
 	batch_remove_unit(b, u);
-	co_unit_fail(co, u, e->sqlstate ? e->sqlstate : "XX000", e->message,
-	             e->detail, row);
+	co_unit_fail_server(co, u, e, row);
 	if (b->attempts > co->cfg.max_retries)
 		batch_split(b);
 	batch_continue(b, r);
@@ -392,7 +391,7 @@ static void on_server_error(struct co_batch *b, const struct up_result *r)
 		/* Only one unit ran: the error is its own. */
 		u = TAILQ_FIRST(&b->units);
 		batch_remove_unit(b, u);
-		co_unit_fail(co, u, state, e->message, e->detail, 0);
+		co_unit_fail_server(co, u, e, 0);
 	} else {
 		batch_split(b);
 	}

@@ -12,9 +12,11 @@
 #include <event2/event.h>
 
 #include "clock.h"
+#include "config.h"
 #include "coalesce_int.h"
 #include "log.h"
 #include "metrics.h"
+#include "pgwire.h"
 #include "pool.h"
 #include "timer.h"
 
@@ -131,11 +133,36 @@ void co_unit_fail(struct coalescer *co, struct co_unit *u, const char *sqlstate,
 	unit_outcome(co, u, &o);
 }
 
+void co_unit_fail_server(struct coalescer *co, struct co_unit *u,
+                         const struct pgw_notice *e, uint64_t row)
+{
+	struct co_outcome o = {.sqlstate = e->sqlstate ? e->sqlstate : "XX000",
+	                       .message = e->message ? e->message : "",
+	                       .detail = e->detail ? e->detail : "",
+	                       .row = row,
+	                       .error = e};
+
+	unit_outcome(co, u, &o);
+}
+
 void co_unit_ack(struct coalescer *co, struct co_unit *u)
 {
 	struct co_outcome o = {0};
 
 	unit_outcome(co, u, &o);
+}
+
+void co_config_from(const struct cfg_batch *b, struct co_config *out)
+{
+	*out = (struct co_config){
+	    .max_rows = b->max_rows,
+	    .max_bytes = b->max_bytes,
+	    .max_delay_ms = b->max_delay_ms,
+	    .max_inflight = b->max_inflight,
+	    .max_retries = b->max_retries,
+	    .acquire_timeout_ms = b->acquire_timeout_ms,
+	    .dead_letter = b->dead_letter,
+	};
 }
 
 /* ---- the queue ---- */

@@ -119,6 +119,9 @@ struct coalescer {
 /* Gives u its outcome (counted in the metrics), calls done, frees u. */
 void co_unit_fail(struct coalescer *co, struct co_unit *u, const char *sqlstate,
                   const char *message, const char *detail, uint64_t row);
+/* The server rejected u (row: its 1-based row, or 0): e goes to its client. */
+void co_unit_fail_server(struct coalescer *co, struct co_unit *u,
+                         const struct pgw_notice *e, uint64_t row);
 void co_unit_ack(struct coalescer *co, struct co_unit *u);
 /* Moves queued units, oldest first, into b up to the limits (at least 1). */
 void co_take_units(struct co_batch *b);

@@ -137,6 +137,10 @@ static const struct cfg_key keys[] = {
      .def = "200"},
     {KEY(frontend, idle_transaction_timeout_s, CFG_UINT), .min = 0,
      .max = 86400, .def = "0"},
+    {KEY(frontend, coalesce, CFG_BOOL), .def = "on"},
+    {KEY(frontend, coalesce_tables, CFG_STRING), .def = "*"},
+    {KEY(frontend, coalesce_buffer_bytes, CFG_UINT64), .min = 1024,
+     .max = 68719476736, .def = "67108864"},
     {KEY(batch, max_rows, CFG_UINT64), .min = 1, .max = 100000000,
      .def = "50000"},
     {KEY(batch, max_bytes, CFG_UINT64), .min = 1024, .max = 1073741824,
@@ -872,6 +876,24 @@ bool cfg_frontend_database_allowed(const struct cfg_frontend *fe,
 	return list_has(fe->databases, database, &empty);
 }
 
+bool cfg_frontend_coalesce_table(const struct cfg_frontend *fe,
+                                 const char *schema, const char *table)
+{
+	char qualified[2 * 64 + 2];
+	bool empty;
+
+	if (fe->coalesce_tables == NULL)
+		return false;
+	if (strcmp(fe->coalesce_tables, "*") == 0)
+		return true;
+	if (list_has(fe->coalesce_tables, table, &empty))
+		return true;
+	if (snprintf(qualified, sizeof(qualified), "%s.%s", schema, table) >=
+	    (int)sizeof(qualified))
+		return false;
+	return list_has(fe->coalesce_tables, qualified, &empty);
+}
+
 static bool check_frontend_tls(const struct cfg_frontend *fe,
                                const struct na_listen *addr, char *err,
                                size_t errlen)
@@ -932,6 +954,13 @@ static bool check_frontend(const struct cfg_frontend *fe, char *err,
 		put_err(err, errlen,
 		        "[frontend] databases: an empty name in "
 		        "the list (use * for any)");
+		return false;
+	}
+	list_has(fe->coalesce_tables, NULL, &empty);
+	if (empty && strcmp(fe->coalesce_tables, "*") != 0) {
+		put_err(err, errlen,
+		        "[frontend] coalesce_tables: an empty name in the "
+		        "list (use * for every table)");
 		return false;
 	}
 	return check_frontend_tls(fe, &addr, err, errlen);

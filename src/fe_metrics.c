@@ -34,7 +34,10 @@ static const struct mt_desc servers_d = {
 static const struct mt_desc counters_d = {
     .name = "lbp_frontend_events_total",
     .help = "Front-door events: accepted, refused, auth_failures, "
-            "transactions, queries, cancels, server_lost.",
+            "transactions, queries, cancels, server_lost; coalescing: "
+            "coalesced (message sequences written by the coalescer), "
+            "coalesced_rows, coalesce_failed (of those, answered with an "
+            "error), coalesce_forwarded (looked at, then relayed).",
     .type = MT_COUNTER,
     .nlabels = 1,
     .labels = {"event"},
@@ -97,6 +100,10 @@ void fe_update_metrics(const struct frontend *fe)
 	set_event("queries", st->queries);
 	set_event("cancels", st->cancels);
 	set_event("server_lost", st->server_lost);
+	set_event("coalesced", st->co_sequences);
+	set_event("coalesced_rows", st->co_rows);
+	set_event("coalesce_failed", st->co_failed);
+	set_event("coalesce_forwarded", st->co_forwarded);
 	mt_set(mt_child(mt_family(&bytes_d), &to_server), (double)st->bytes_in);
 	mt_set(mt_child(mt_family(&bytes_d), &to_client),
 	       (double)st->bytes_out);

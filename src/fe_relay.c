@@ -570,6 +570,24 @@ static bool forward_as_is(struct fe_client *cl, const struct pgw_frame *f)
 	return pgw_put_pieces(up_relay_output(cl->up), f->type, &p, 1);
 }
 
+/*
+ * A Bind or Describe of the unnamed statement when only the proxy has seen
+ * its Parse (it was coalesced): the server gets that Parse first.
+ */
+static bool unnamed_to_server(struct fe_client *cl)
+{
+	struct pgw_piece p[] = {{"", 1}, {cl->co_unnamed, cl->co_unnamed_len}};
+	bool ok;
+
+	if (cl->co_unnamed == NULL)
+		return true;
+	ok = pgw_put_pieces(up_relay_output(cl->up), PGW_FE_PARSE, p, 2) &&
+	     expect_push(cl, '1', true, NULL, false);
+	free(cl->co_unnamed);
+	cl->co_unnamed = NULL;
+	return ok;
+}
+
 static bool client_parse(struct fe_client *cl, const struct pgw_frame *f)
 {
 	struct pgw_parse_msg m;
@@ -577,9 +595,12 @@ static bool client_parse(struct fe_client *cl, const struct pgw_frame *f)
 
 	if (pgw_parse_parse(f, &m) != PGW_OK)
 		return false;
-	if (m.name[0] == '\0')
+	if (m.name[0] == '\0') {
+		free(cl->co_unnamed); /* the server's is the client's now */
+		cl->co_unnamed = NULL;
 		return forward_as_is(cl, f) &&
 		       expect_push(cl, '1', false, NULL, false);
+	}
 	if (cl->fe->cfg.max_prepared_statements == 0) {
 		fe_fail(cl, "0A000",
 		        "named prepared statements are off in transaction "
@@ -605,7 +626,9 @@ static bool client_bind(struct fe_client *cl, const struct pgw_frame *f)
 	if (pgw_parse_bind(f, &m) != PGW_OK)
 		return false;
 	st = m.statement[0] ? fps_client_find(cl->stmts, m.statement) : NULL;
-	if (st == NULL) /* unnamed, or unknown: the server says so */
+	if (m.statement[0] == '\0')
+		return unnamed_to_server(cl) && forward_as_is(cl, f);
+	if (st == NULL) /* unknown: the server says so */
 		return forward_as_is(cl, f);
 	struct pgw_piece p[] = {{m.portal, strlen(m.portal) + 1},
 	                        {st->server_name, strlen(st->server_name) + 1},
@@ -626,6 +649,13 @@ static bool client_target(struct fe_client *cl, const struct pgw_frame *f)
 		return false;
 	if (kind == 'S' && name[0] != '\0')
 		st = fps_client_find(cl->stmts, name);
+	if (kind == 'S' && name[0] == '\0' && f->type == PGW_FE_DESCRIBE &&
+	    !unnamed_to_server(cl))
+		return false;
+	if (kind == 'S' && name[0] == '\0' && f->type == PGW_FE_CLOSE) {
+		free(cl->co_unnamed);
+		cl->co_unnamed = NULL;
+	}
 	if (st == NULL)
 		ok = forward_as_is(cl, f);
 	else if (f->type == PGW_FE_DESCRIBE)
@@ -804,12 +834,23 @@ static enum step idle_step(struct fe_client *cl)
 		}
 		return STEP_ON;
 	}
-	/* Issue 11 takes coalescible statements aside here, before a
-	 * server connection is asked for (fe_route). */
+	switch (fco_try(cl)) {
+	case FCO_MORE:
+		return STEP_STOP;
+	case FCO_TAKEN:
+		return cl->state == FE_IDLE ? STEP_ON : STEP_STOP;
+	case FCO_FORWARD:
+		break;
+	}
+	fe_relay_to_server(cl);
+	return STEP_STOP;
+}
+
+void fe_relay_to_server(struct fe_client *cl)
+{
 	fe_set_state(cl, FE_WAITING);
 	fe_update_reading(cl);
 	fe_relay_acquire(cl);
-	return STEP_STOP;
 }
 
 void fe_relay_client_input(struct fe_client *cl)

@@ -22,7 +22,9 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
+#include "catalog.h"
 #include "clock.h"
+#include "coalesce.h"
 #include "netaddr.h"
 #include "pgwire.h"
 #include "scram_server.h"
@@ -40,7 +42,8 @@
 #define FE_MAX_AUTH_MESSAGE 16384
 
 static const char *const state_names[FE_NSTATES] = {
-    "startup", "tls", "auth", "login", "idle", "waiting", "active", "closing"};
+    "startup", "tls",    "auth",       "login",  "idle",
+    "waiting", "active", "coalescing", "closing"};
 
 const char *const fe_var_names[FE_NVARS] = {"client_encoding",
                                             "DateStyle",
@@ -92,7 +95,7 @@ static void arm_timer_s(struct fe_client *cl, unsigned s)
 void fe_update_reading(struct fe_client *cl)
 {
 	bool want = cl->state != FE_WAITING && cl->state != FE_LOGIN &&
-	            cl->state != FE_CLOSING;
+	            cl->state != FE_CLOSING && cl->state != FE_COALESCING;
 
 	if (cl->state == FE_ACTIVE && cl->up != NULL &&
 	    evbuffer_get_length(up_relay_output(cl->up)) >= FE_QUEUE_HIGH)
@@ -113,6 +116,7 @@ static void free_client(struct fe_client *cl)
 	struct frontend *fe = cl->fe;
 	evutil_socket_t fd;
 
+	fco_detach(cl);
 	TAILQ_REMOVE(&fe->clients, cl, link);
 	fe->stats.clients[cl->state]--;
 	mt_set(fe->m_clients[cl->state], fe->stats.clients[cl->state]);
@@ -180,6 +184,7 @@ void fe_fail(struct fe_client *cl, const char *sqlstate, const char *fmt, ...)
 
 static void db_free(struct fe_db *db)
 {
+	fco_db_free(db);
 	pool_free(db->pool);
 	for (size_t i = 0; i < db->nparams; i++) {
 		free(db->pnames[i]);
@@ -359,7 +364,9 @@ static void probe_ready(struct up_conn *c, void *arg)
 	    db_get(cl->fe, cl->database, pt ? cl->user : NULL, cl->password);
 	if (cl->db == NULL ||
 	    (pt && (!secret_replace(&cl->db->password, cl->password) ||
-	            !pool_set_password(cl->db->pool, cl->password)))) {
+	            !pool_set_password(cl->db->pool, cl->password) ||
+	            (cl->db->co_pool != NULL &&
+	             !pool_set_password(cl->db->co_pool, cl->password))))) {
 		fe_fail(cl, "53200", "out of memory");
 		return;
 	}
@@ -1083,12 +1090,16 @@ static void copy_strings(struct cfg_frontend *dst,
                          const struct cfg_frontend *src)
 {
 	free(dst->databases);
+	free(dst->coalesce_tables);
 	*dst = *src;
 	dst->listen = NULL;
 	dst->auth_file = NULL;
 	dst->tls_cert_file = NULL;
 	dst->tls_key_file = NULL;
 	dst->databases = strdup(src->databases ? src->databases : "*");
+	/* NULL (out of memory) coalesces nothing */
+	dst->coalesce_tables =
+	    strdup(src->coalesce_tables ? src->coalesce_tables : "*");
 }
 
 static void apply_frontend(struct frontend *fe, const struct config *cfg,
@@ -1101,6 +1112,7 @@ static void apply_frontend(struct frontend *fe, const struct config *cfg,
 	fe->tls_ctx = l->tls_ctx;
 	copy_strings(&fe->cfg, &cfg->frontend);
 	fe->acquire_timeout_ms = cfg->batch.acquire_timeout_ms;
+	fe_set_batch_config(fe, &cfg->batch);
 }
 
 bool fe_reconfigure(struct frontend *fe, const struct config *cfg, char *err,
@@ -1124,7 +1136,29 @@ void fe_set_pool_config(struct frontend *fe, const struct cfg_pool *pc)
 
 	fe->pool_cfg = *pc;
 	TAILQ_FOREACH(db, &fe->dbs, link)
-	pool_reconfigure(db->pool, pc);
+	{
+		pool_reconfigure(db->pool, pc);
+		if (db->co_pool != NULL)
+			pool_reconfigure(db->co_pool, pc);
+	}
+}
+
+void fe_set_batch_config(struct frontend *fe, const struct cfg_batch *b)
+{
+	struct fe_db *db;
+	struct co_config cc;
+
+	fe->batch_cfg = *b;
+	fe->catalog_ttl_s = b->catalog_ttl_s;
+	co_config_from(b, &cc);
+	cc.dead_letter = false;
+	TAILQ_FOREACH(db, &fe->dbs, link)
+	{
+		if (db->co != NULL) {
+			co_set_config(db->co, &cc);
+			cat_set_ttl(db->cat, b->catalog_ttl_s);
+		}
+	}
 }
 
 bool fe_set_credential(struct frontend *fe, const char *host,
@@ -1145,10 +1179,15 @@ bool fe_set_credential(struct frontend *fe, const char *host,
 	TAILQ_FOREACH(db, &fe->dbs, link)
 	{
 		/* passthrough pools log in with their clients' passwords */
-		if (db->user == NULL)
-			ok = pool_set_password(db->pool, password) && ok;
-		if (host != NULL)
-			ok = pool_set_host(db->pool, host) && ok;
+		struct pool *pools[] = {db->pool, db->co_pool};
+
+		for (size_t i = 0; i < 2 && pools[i] != NULL; i++) {
+			if (db->user == NULL)
+				ok =
+				    pool_set_password(pools[i], password) && ok;
+			if (host != NULL)
+				ok = pool_set_host(pools[i], host) && ok;
+		}
 	}
 	return ok;
 }
@@ -1173,6 +1212,8 @@ bool fe_set_endpoint(struct frontend *fe, const struct up_params *params)
 
 		fe_db_params(fe, db, &p);
 		ok = pool_set_endpoint(db->pool, &p) && ok;
+		if (db->co_pool != NULL)
+			ok = pool_set_endpoint(db->co_pool, &p) && ok;
 	}
 	return ok;
 }
@@ -1264,6 +1305,7 @@ void fe_free(struct frontend *fe)
 		SSL_CTX_free(fe->tls_ctx);
 	up_params_clear(&fe->up);
 	free(fe->cfg.databases);
+	free(fe->cfg.coalesce_tables);
 	free(fe);
 }
 
@@ -1274,11 +1316,12 @@ void fe_drain(struct frontend *fe)
 	fe->draining = true;
 	if (fe->listener != NULL)
 		evconnlistener_disable(fe->listener);
+	fco_drain(fe);
 	for (cl = TAILQ_FIRST(&fe->clients); cl; cl = next) {
 		next = TAILQ_NEXT(cl, link);
 		/* those in a transaction go when it is over (fe_relay.c) */
 		if (cl->state != FE_ACTIVE && cl->state != FE_WAITING &&
-		    cl->state != FE_CLOSING)
+		    cl->state != FE_CLOSING && cl->state != FE_COALESCING)
 			fe_fail(cl, "57P01", "the proxy is shutting down");
 		else if (cl->state == FE_ACTIVE && cl->txn == 'I' &&
 		         cl->syncs_sent == cl->syncs_done && cl->unsynced == 0)
@@ -1288,7 +1331,7 @@ void fe_drain(struct frontend *fe)
 
 bool fe_is_idle(const struct frontend *fe)
 {
-	return TAILQ_EMPTY(&fe->clients);
+	return TAILQ_EMPTY(&fe->clients) && fco_is_idle(fe);
 }
 
 void fe_get_stats(const struct frontend *fe, struct fe_stats *s)

@@ -50,6 +50,11 @@ struct fe_db {
 	char *user;     /* passthrough: the pool's own user; else NULL */
 	char *password; /* passthrough: the last one that logged in */
 	struct pool *pool;
+	/* coalescing (fe_coalesce.c): its own connections, whose settings
+	 * no client changed; created on first use */
+	struct pool *co_pool;
+	struct catalog *cat;
+	struct coalescer *co;
 	size_t nparams; /* the server's ParameterStatus values */
 	char *pnames[FE_MAX_PARAMS], *pvalues[FE_MAX_PARAMS];
 };
@@ -64,6 +69,8 @@ struct fe_expect {
 	uint64_t gen; /* syncs sent before it */
 	char name[FPS_NAME_LEN];
 };
+
+struct fco_seq;
 
 struct fe_client {
 	TAILQ_ENTRY(fe_client) link;
@@ -109,6 +116,12 @@ struct fe_client {
 	/* an error owed to the next statement (server lost mid-transaction) */
 	char owed_sqlstate[6];
 	const char *owed_message;
+
+	/* coalescing (fe_coalesce.c) */
+	size_t co_scan;         /* bytes of whole messages looked at, idle */
+	struct fco_seq *co_seq; /* messages taken aside, until answered */
+	uint8_t *co_unnamed;    /* the unnamed statement's Parse rest when */
+	size_t co_unnamed_len;  /* only the proxy has seen it, else NULL */
 };
 TAILQ_HEAD(fe_client_list, fe_client);
 
@@ -126,7 +139,9 @@ struct frontend {
 	struct evdns_base *dns;
 	struct cfg_frontend cfg; /* strings: ours */
 	struct cfg_pool pool_cfg;
+	struct cfg_batch batch_cfg; /* the coalescers' limits */
 	unsigned acquire_timeout_ms;
+	unsigned catalog_ttl_s;
 	struct up_params up; /* host and password: ours, current */
 	SSL_CTX *up_ctx;
 	SSL_CTX *tls_ctx; /* for clients; NULL with tls = off */
@@ -162,12 +177,32 @@ struct evbuffer *fe_out(struct fe_client *cl);
 void fe_finish_login(struct fe_client *cl);
 void fe_db_remember_params(struct fe_db *db, struct up_conn *up);
 
+/* fe_coalesce.c */
+enum fco_verdict {
+	FCO_FORWARD, /* relay the client's messages to a server */
+	FCO_MORE,    /* wait for more of them */
+	FCO_TAKEN    /* taken aside (state COALESCING) */
+};
+/*
+ * An IDLE client's messages: are the ones up to the next Sync (or one
+ * Query) an autocommit INSERT the coalescer can write? Nothing is consumed
+ * unless FCO_TAKEN; then the answers come once the rows are committed.
+ */
+enum fco_verdict fco_try(struct fe_client *cl);
+/* The client is leaving: what it has taken aside is answered to no one. */
+void fco_detach(struct fe_client *cl);
+void fco_db_free(struct fe_db *db);
+void fco_drain(struct frontend *fe);
+bool fco_is_idle(const struct frontend *fe);
+
 /* fe_metrics.c */
 void fe_register_metrics(struct frontend *fe);
 
 /* fe_relay.c */
 void fe_relay_client_input(struct fe_client *cl);
 void fe_relay_server_input(struct fe_client *cl);
+/* An IDLE client's next messages go to a server: WAITING for one. */
+void fe_relay_to_server(struct fe_client *cl);
 /* A server connection for cl (state WAITING or LOGIN). */
 void fe_relay_acquire(struct fe_client *cl);
 /* The client is leaving: give back or clean up what it holds. */

@@ -1038,19 +1038,27 @@ enum pgw_rc pgw_parse_sasl_response(const struct pgw_frame *f,
 
 /* ---- extended-protocol messages ---- */
 
+enum pgw_rc pgw_parse_parse_rest(const uint8_t *rest, size_t len,
+                                 struct pgw_parse_msg *p)
+{
+	struct pgw_cursor c = {rest, len};
+	int16_t n;
+
+	p->rest = rest;
+	p->rest_len = len;
+	if (!pgw_cur_str(&c, &p->query) || !pgw_cur_i16(&c, &n) || n < 0)
+		return PGW_ERROR;
+	p->ntypes = (uint16_t)n;
+	return pgw_cur_done(&c, pgw_cur_bytes(&c, (size_t)n * 4, &p->types));
+}
+
 enum pgw_rc pgw_parse_parse(const struct pgw_frame *f, struct pgw_parse_msg *p)
 {
 	struct pgw_cursor c;
-	int16_t n;
-	const uint8_t *types;
 
 	if (!pgw_cur_init(&c, f, PGW_FE_PARSE) || !pgw_cur_str(&c, &p->name))
 		return PGW_ERROR;
-	p->rest = c.p;
-	p->rest_len = c.left;
-	if (!pgw_cur_str(&c, &p->query) || !pgw_cur_i16(&c, &n) || n < 0)
-		return PGW_ERROR;
-	return pgw_cur_done(&c, pgw_cur_bytes(&c, (size_t)n * 4, &types));
+	return pgw_parse_parse_rest(c.p, c.left, p);
 }
 
 enum pgw_rc pgw_parse_bind(const struct pgw_frame *f, struct pgw_bind_msg *b)
@@ -1063,6 +1071,60 @@ enum pgw_rc pgw_parse_bind(const struct pgw_frame *f, struct pgw_bind_msg *b)
 	b->rest = c.p;
 	b->rest_len = c.left;
 	return PGW_OK;
+}
+
+/* The format codes of a Bind (or its result formats): count, then codes. */
+static bool bind_formats(struct pgw_cursor *c, int16_t *count,
+                         const uint8_t **codes)
+{
+	if (!pgw_cur_i16(c, count) || *count < 0 ||
+	    !pgw_cur_bytes(c, (size_t)*count * 2, codes))
+		return false;
+	for (int16_t i = 0; i < *count; i++) {
+		uint16_t f = get_be16(*codes + 2 * i);
+
+		if (f > 1)
+			return false;
+	}
+	return true;
+}
+
+enum pgw_rc pgw_bind_count(const struct pgw_bind_msg *b, uint16_t *n)
+{
+	struct pgw_cursor c = {b->rest, b->rest_len};
+	const uint8_t *codes;
+	int16_t nf, np;
+
+	if (!bind_formats(&c, &nf, &codes) || !pgw_cur_i16(&c, &np) || np < 0)
+		return PGW_ERROR;
+	*n = (uint16_t)np;
+	return PGW_OK;
+}
+
+enum pgw_rc pgw_parse_bind_values(const struct pgw_bind_msg *b,
+                                  struct pgw_bind_value *v, uint16_t n)
+{
+	struct pgw_cursor c = {b->rest, b->rest_len};
+	const uint8_t *codes, *rcodes;
+	int16_t nf, np, nr;
+
+	if (!bind_formats(&c, &nf, &codes) || !pgw_cur_i16(&c, &np) ||
+	    np != (int16_t)n || (nf > 1 && nf != np))
+		return PGW_ERROR;
+	for (uint16_t i = 0; i < n; i++) {
+		int32_t len;
+
+		if (!pgw_cur_i32(&c, &len) || len < -1)
+			return PGW_ERROR;
+		v[i].len = len;
+		v[i].data = NULL;
+		v[i].format =
+		    nf == 0 ? 0
+		            : (int16_t)get_be16(codes + 2 * (nf == 1 ? 0 : i));
+		if (len >= 0 && !pgw_cur_bytes(&c, (size_t)len, &v[i].data))
+			return PGW_ERROR;
+	}
+	return pgw_cur_done(&c, bind_formats(&c, &nr, &rcodes));
 }
 
 enum pgw_rc pgw_parse_target(const struct pgw_frame *f, char *kind,

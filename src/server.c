@@ -276,24 +276,11 @@ static bool start_control(struct server *s, char *err, size_t errlen)
 	return true;
 }
 
-static void co_config_from(const struct config *cfg, struct co_config *out)
-{
-	*out = (struct co_config){
-	    .max_rows = cfg->batch.max_rows,
-	    .max_bytes = cfg->batch.max_bytes,
-	    .max_delay_ms = cfg->batch.max_delay_ms,
-	    .max_inflight = cfg->batch.max_inflight,
-	    .max_retries = cfg->batch.max_retries,
-	    .acquire_timeout_ms = cfg->batch.acquire_timeout_ms,
-	    .dead_letter = cfg->batch.dead_letter,
-	};
-}
-
 static bool start_ingest(struct server *s, char *err, size_t errlen)
 {
 	struct co_config cc;
 
-	co_config_from(s->cfg, &cc);
+	co_config_from(&s->cfg->batch, &cc);
 	s->cat = cat_new(s->base, s->pool, s->cfg->batch.catalog_ttl_s);
 	s->co = s->cat ? co_new(s->base, s->pool, s->cat, &cc) : NULL;
 	if (s->co == NULL) {
@@ -699,8 +686,10 @@ static void reload_apply(struct server *s, struct reload *r)
 			fe_set_pool_config(s->fe, &cfg->pool);
 	}
 	if (todo & RL_BATCH) {
-		co_config_from(cfg, &cc);
+		co_config_from(&cfg->batch, &cc);
 		co_set_config(s->co, &cc);
+		if (s->fe != NULL)
+			fe_set_batch_config(s->fe, &cfg->batch);
 		cat_set_ttl(s->cat, cfg->batch.catalog_ttl_s);
 	}
 	/* before the endpoint, so the connections it opens use it */

@@ -38,7 +38,8 @@ RANKS = {
 }
 # Files that are one module between them (an internal header and its two halves).
 MODULE_OF = {"coalesce_int": "coalesce", "batch": "coalesce",
-             "frontend_int": "frontend", "fe_relay": "frontend", "fe_metrics": "frontend"}
+             "frontend_int": "frontend", "fe_relay": "frontend", "fe_metrics": "frontend",
+             "fe_coalesce": "frontend"}
 
 
 def module(name: str) -> str:

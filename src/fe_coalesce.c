@@ -1,0 +1,1181 @@
+/* fe_coalesce.c: front-door INSERTs written by the coalescer: which
+ * message sequences qualify, the checks against the table, the flush unit
+ * they become, and the answers the server would have given. */
+#include "frontend_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+
+#include "bytes.h"
+#include "catalog.h"
+#include "coalesce.h"
+#include "pgwire.h"
+#include "sqlrec.h"
+#include "utf8.h"
+
+/*
+ * A sequence is one Query, or the extended-protocol messages up to and
+ * including a Sync (Parse, Bind, Describe, Execute, Close, Flush). It is
+ * looked at whole, in the client's input buffer, before anything of it is
+ * consumed: if any part is not coalescible the whole goes to a server as
+ * it came. Otherwise it becomes one flush unit (PostgreSQL runs the
+ * Executes before a Sync as one implicit transaction: all or nothing, as
+ * the unit) and the client gets, once the unit is done, exactly the
+ * messages the server would have sent.
+ */
+
+/* The most bytes of messages held to look at; longer ones are relayed. */
+#define FCO_MAX_SEQ (8u * 1024 * 1024)
+/* Type OIDs a Parse may give for "unspecified". */
+#define OID_UNSPECIFIED 0u
+#define OID_UNKNOWN     705u
+
+/* A statement the sequence uses. */
+struct fco_stmt {
+	char *name; /* the client's ("" unnamed); NULL for a Query */
+	struct sqlr_stmt *st;
+	uint16_t ntypes;
+	uint32_t *types; /* the Parse's parameter types (0: unspecified) */
+	size_t nparams;  /* what a Bind must give: max(ntypes, $n) */
+};
+
+/* What a message of the sequence is, from the first look. */
+struct fco_op {
+	uint8_t type;
+	int stmt;  /* index into stmts, or -1 */
+	char kind; /* Describe and Close: 'S' or 'P' */
+};
+
+/* One Execute (or the Query): its rows, where its CommandComplete is. */
+struct fco_exec {
+	uint64_t rows;
+	size_t answer_at;
+};
+
+struct fco_seq {
+	struct fe_client *cl; /* NULL once the client left */
+	struct frontend *fe;
+	struct fe_db *db;
+	size_t len; /* bytes of the client's messages */
+	struct fco_stmt *stmts;
+	size_t nstmts;
+	struct fco_op *ops;
+	size_t nops;
+	struct cat_lookup *lookup;
+	struct evbuffer *answers;
+	struct fco_exec *execs;
+	size_t nexecs;
+	struct evbuffer *rows;
+	uint64_t nrows;
+	size_t held; /* counted in fe->stats.co_held_bytes */
+};
+
+/* The table written, from the first statement and the catalog. */
+struct fco_target {
+	const struct cat_table *t;
+	size_t ncols;
+	const char **cols;  /* the catalog's names */
+	const char **types; /* their format_type() */
+	bool upsert;
+	bool *is_key; /* per column (upsert) */
+};
+
+/* ---- statements ---- */
+
+static void stmt_clear(struct fco_stmt *s)
+{
+	free(s->name);
+	sqlr_stmt_free(s->st);
+	free(s->types);
+}
+
+static void seq_free(struct fco_seq *q)
+{
+	for (size_t i = 0; i < q->nstmts; i++)
+		stmt_clear(&q->stmts[i]);
+	free(q->stmts);
+	free(q->ops);
+	free(q->execs);
+	if (q->answers != NULL)
+		evbuffer_free(q->answers);
+	if (q->rows != NULL)
+		evbuffer_free(q->rows);
+	free(q);
+}
+
+/*
+ * Adds the statement of a Parse body (after the name) under name (NULL: a
+ * Query's text). -1 when it is not coalescible or on OOM.
+ */
+static int add_stmt(struct fco_seq *q, const char *name, const uint8_t *sql,
+                    size_t sql_len, const struct pgw_parse_msg *m)
+{
+	struct fco_stmt *v, *s;
+	struct sqlr_why why;
+
+	v = realloc(q->stmts, (q->nstmts + 1) * sizeof(*v));
+	if (v == NULL)
+		return -1;
+	q->stmts = v;
+	s = &v[q->nstmts];
+	memset(s, 0, sizeof(*s));
+	if (sqlr_recognize(sql, sql_len, &s->st, &why) != SQLR_OK ||
+	    s->st->kind != SQLR_INSERT)
+		goto fail;
+	if (name != NULL && (s->name = strdup(name)) == NULL)
+		goto fail;
+	if (m != NULL && m->ntypes > 0) {
+		s->types = calloc(m->ntypes, sizeof(*s->types));
+		if (s->types == NULL)
+			goto fail;
+		s->ntypes = m->ntypes;
+		for (uint16_t i = 0; i < m->ntypes; i++)
+			s->types[i] = get_be32(m->types + 4 * i);
+	}
+	s->nparams =
+	    s->ntypes > s->st->max_param ? s->ntypes : s->st->max_param;
+	return (int)q->nstmts++;
+fail:
+	stmt_clear(s);
+	return -1;
+}
+
+/* A Parse body kept from before (the client's named or unnamed one). */
+static int add_kept_stmt(struct fco_seq *q, const char *name,
+                         const uint8_t *rest, size_t len)
+{
+	struct pgw_parse_msg m;
+
+	if (pgw_parse_parse_rest(rest, len, &m) != PGW_OK)
+		return -1;
+	return add_stmt(q, name, (const uint8_t *)m.query, strlen(m.query), &m);
+}
+
+/* The statement a Bind or Describe names: this sequence's, else kept. */
+static int find_stmt(struct fco_seq *q, const char *name)
+{
+	const struct fps_stmt *kept;
+
+	for (size_t i = q->nstmts; i-- > 0;) {
+		if (q->stmts[i].name != NULL &&
+		    strcmp(q->stmts[i].name, name) == 0)
+			return (int)i;
+	}
+	if (name[0] == '\0')
+		return q->cl->co_unnamed == NULL
+		           ? -1
+		           : add_kept_stmt(q, "", q->cl->co_unnamed,
+		                           q->cl->co_unnamed_len);
+	kept = q->cl->stmts ? fps_client_find(q->cl->stmts, name) : NULL;
+	return kept == NULL ? -1
+	                    : add_kept_stmt(q, name, kept->parse_rest,
+	                                    kept->parse_rest_len);
+}
+
+/* ---- the first look: which messages, which statements ---- */
+
+static bool add_op(struct fco_seq *q, uint8_t type, int stmt, char kind)
+{
+	struct fco_op *v = realloc(q->ops, (q->nops + 1) * sizeof(*v));
+
+	if (v == NULL)
+		return false;
+	q->ops = v;
+	v[q->nops++] = (struct fco_op){type, stmt, kind};
+	return true;
+}
+
+/* One message; false: not coalescible (or OOM). */
+static bool look_at(struct fco_seq *q, const struct pgw_frame *f, bool *bound)
+{
+	struct pgw_parse_msg pm;
+	struct pgw_bind_msg bm;
+	const char *name;
+	char kind = 0;
+	int s = -1;
+
+	switch (f->type) {
+	case PGW_FE_QUERY:
+		if (f->len == 0 || f->body[f->len - 1] != '\0')
+			return false;
+		s = add_stmt(q, NULL, f->body, f->len - 1, NULL);
+		return s >= 0 && q->stmts[s].st->max_param == 0 &&
+		       add_op(q, f->type, s, 0);
+	case PGW_FE_PARSE:
+		if (pgw_parse_parse(f, &pm) != PGW_OK ||
+		    (pm.name[0] != '\0' &&
+		     (q->fe->cfg.max_prepared_statements == 0 ||
+		      fps_client_find(q->cl->stmts, pm.name) != NULL)))
+			return false;
+		s = add_stmt(q, pm.name, (const uint8_t *)pm.query,
+		             strlen(pm.query), &pm);
+		break;
+	case PGW_FE_BIND:
+		if (pgw_parse_bind(f, &bm) != PGW_OK || bm.portal[0] != '\0' ||
+		    (s = find_stmt(q, bm.statement)) < 0)
+			return false;
+		*bound = true;
+		break;
+	case PGW_FE_DESCRIBE:
+	case PGW_FE_CLOSE:
+		if (pgw_parse_target(f, &kind, &name) != PGW_OK)
+			return false;
+		if (kind == 'P' && name[0] != '\0')
+			return false; /* only the unnamed portal is ours */
+		if (kind == 'S' && f->type == PGW_FE_DESCRIBE &&
+		    (s = find_stmt(q, name)) < 0)
+			return false;
+		if (f->type == PGW_FE_DESCRIBE && kind == 'P' && !*bound)
+			return false;
+		if (f->type == PGW_FE_CLOSE && kind == 'P')
+			*bound = false;
+		return add_op(q, f->type, s, kind);
+	case PGW_FE_EXECUTE:
+		if (f->len < 1 || f->body[0] != '\0' || !*bound)
+			return false;
+		break;
+	case PGW_FE_FLUSH:
+	case PGW_FE_SYNC:
+		break;
+	default:
+		return false;
+	}
+	return (f->type != PGW_FE_PARSE || s >= 0) &&
+	       add_op(q, f->type, s, kind);
+}
+
+static bool same_names(const char *const *a, const char *const *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Every statement writes the same table the same way (one target). */
+static bool one_target(const struct fco_seq *q)
+{
+	const struct sqlr_stmt *a = q->stmts[0].st;
+
+	for (size_t i = 1; i < q->nstmts; i++) {
+		const struct sqlr_stmt *b = q->stmts[i].st;
+
+		if ((a->schema == NULL) != (b->schema == NULL) ||
+		    (a->schema && strcmp(a->schema, b->schema) != 0) ||
+		    strcmp(a->table, b->table) != 0 || a->ncols != b->ncols ||
+		    a->width != b->width || a->conflict != b->conflict ||
+		    a->nkeys != b->nkeys || a->nset != b->nset ||
+		    !same_names(a->cols, b->cols, a->ncols) ||
+		    !same_names(a->keys, b->keys, a->nkeys) ||
+		    !same_names(a->set_cols, b->set_cols, a->nset))
+			return false;
+	}
+	return true;
+}
+
+/* ---- value checks: where INSERT and COPY agree ---- */
+
+enum tclass { TC_INT, TC_NUMERIC, TC_FLOAT, TC_BOOL, TC_TEXT, TC_OTHER };
+
+static bool has_prefix(const char *s, const char *p)
+{
+	return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* The class of a column type (format_type() text). */
+static enum tclass class_of(const char *t)
+{
+	if (!strcmp(t, "smallint") || !strcmp(t, "integer") ||
+	    !strcmp(t, "bigint"))
+		return TC_INT;
+	if (!strcmp(t, "numeric") || has_prefix(t, "numeric("))
+		return TC_NUMERIC;
+	if (!strcmp(t, "real") || !strcmp(t, "double precision"))
+		return TC_FLOAT;
+	if (!strcmp(t, "boolean"))
+		return TC_BOOL;
+	if (!strcmp(t, "text") || !strcmp(t, "character varying") ||
+	    has_prefix(t, "character varying("))
+		return TC_TEXT;
+	return TC_OTHER;
+}
+
+/* Is column type t base with or without a modifier? ("numeric(10,2)" is
+ * numeric, "timestamp(3) with time zone" is timestamp with time zone.) */
+static bool base_type_is(const char *t, const char *base)
+{
+	const char *open = strchr(t, '('), *close;
+	size_t head;
+
+	if (open == NULL)
+		return strcmp(t, base) == 0;
+	close = strchr(open, ')');
+	head = (size_t)(open - t);
+	return close != NULL && strncmp(t, base, head) == 0 &&
+	       strcmp(base + head, close + 1) == 0;
+}
+
+/* Declared parameter types a column of type t takes as its own. */
+static bool oid_is_type(uint32_t oid, const char *t)
+{
+	static const struct {
+		uint32_t oid;
+		const char *name;
+	} types[] = {
+	    {16, "boolean"},
+	    {17, "bytea"},
+	    {20, "bigint"},
+	    {21, "smallint"},
+	    {23, "integer"},
+	    {114, "json"},
+	    {700, "real"},
+	    {701, "double precision"},
+	    {1082, "date"},
+	    {1114, "timestamp without time zone"},
+	    {1184, "timestamp with time zone"},
+	    {1700, "numeric"},
+	    {2950, "uuid"},
+	    {3802, "jsonb"},
+	};
+
+	if (oid == 25 || oid == 1043) /* text, varchar */
+		return class_of(t) == TC_TEXT;
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		if (types[i].oid == oid)
+			return base_type_is(t, types[i].name);
+	}
+	return false;
+}
+
+/*
+ * Does COPY store what INSERT would for v into a column of type t? (The
+ * rules of docs/sql-recognizer.md.) declared: a parameter's Parse type.
+ */
+static bool value_fits(const struct sqlr_value *v, uint32_t declared,
+                       const char *t)
+{
+	enum tclass c = class_of(t);
+
+	if (v->type != NULL)
+		return strcmp(v->type, t) == 0 &&
+		       (v->kind != SQLR_V_PARAM ||
+		        declared == OID_UNSPECIFIED || declared == OID_UNKNOWN);
+	switch (v->kind) {
+	case SQLR_V_NULL:
+	case SQLR_V_STRING:
+		return true;
+	case SQLR_V_BOOL:
+		return c == TC_BOOL;
+	case SQLR_V_INTEGER:
+		return c == TC_INT || c == TC_NUMERIC || c == TC_FLOAT;
+	case SQLR_V_DECIMAL:
+		return c == TC_NUMERIC || c == TC_FLOAT;
+	case SQLR_V_PARAM:
+		return declared == OID_UNSPECIFIED || declared == OID_UNKNOWN ||
+		       oid_is_type(declared, t);
+	}
+	return false;
+}
+
+/*
+ * An integer parameter (int2, int4, int8) into another integer, numeric or
+ * float column: PostgreSQL reads the text as the declared type, then
+ * converts without loss; COPY reads it as the column's. The two agree when
+ * the text is a plain integer within the declared type's range.
+ */
+static bool int_param_fits(uint32_t declared, const struct pgw_bind_value *p,
+                           const char *t)
+{
+	enum tclass c = class_of(t);
+	uint64_t limit = declared == 21   ? 32767
+	                 : declared == 23 ? 2147483647
+	                 : declared == 20 ? INT64_MAX
+	                                  : 0;
+	uint64_t v = 0;
+	int32_t i = 0;
+	bool neg;
+
+	if (limit == 0 || (c != TC_INT && c != TC_NUMERIC && c != TC_FLOAT) ||
+	    p->format != 0 || p->len <= 0)
+		return false;
+	neg = p->data[0] == '-';
+	if (neg && p->len == 1)
+		return false;
+	for (i = neg ? 1 : 0; i < p->len; i++) {
+		unsigned d = (unsigned)p->data[i] - '0';
+
+		if (d > 9 || v > (limit + 1 - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	return v <= limit + (neg ? 1 : 0);
+}
+
+/* ---- the target ---- */
+
+static void target_clear(struct fco_target *g)
+{
+	free(g->cols);
+	free(g->types);
+	free(g->is_key);
+}
+
+static const struct cat_column *exact_column(const struct cat_table *t,
+                                             const char *name)
+{
+	for (size_t i = 0; i < t->ncols; i++) {
+		if (strcmp(t->cols[i].name, name) == 0)
+			return &t->cols[i];
+	}
+	return NULL;
+}
+
+static bool in_names(const char *const *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* ON CONFLICT (keys) DO UPDATE SET every other column: an upsert. */
+static bool upsert_fits(struct fco_target *g, const struct sqlr_stmt *st)
+{
+	size_t others = 0;
+
+	if (st->conflict != SQLR_DO_UPDATE ||
+	    !cat_has_unique(g->t, st->keys, st->nkeys))
+		return false;
+	g->is_key = calloc(g->ncols, sizeof(*g->is_key));
+	if (g->is_key == NULL)
+		return false;
+	for (size_t k = 0; k < st->nkeys; k++) {
+		if (!in_names(g->cols, g->ncols, st->keys[k]))
+			return false;
+	}
+	for (size_t i = 0; i < g->ncols; i++) {
+		g->is_key[i] = in_names(st->keys, st->nkeys, g->cols[i]);
+		if (g->is_key[i])
+			continue;
+		others++;
+		if (!in_names(st->set_cols, st->nset, g->cols[i]))
+			return false;
+	}
+	g->upsert = true;
+	return others == st->nset;
+}
+
+/* The columns written and their types. false: forward the sequence. */
+static bool resolve_target(struct fco_target *g, const struct cat_table *t,
+                           const struct sqlr_stmt *st)
+{
+	memset(g, 0, sizeof(*g));
+	g->t = t;
+	g->ncols = st->ncols ? st->ncols : st->width;
+	if (strcmp(t->rel_name, st->table) != 0 ||
+	    (st->schema != NULL && strcmp(t->rel_schema, st->schema) != 0) ||
+	    g->ncols > t->ncols || g->ncols == 0)
+		return false;
+	g->cols = calloc(g->ncols, sizeof(*g->cols));
+	g->types = calloc(g->ncols, sizeof(*g->types));
+	if (g->cols == NULL || g->types == NULL)
+		return false;
+	for (size_t i = 0; i < g->ncols; i++) {
+		const struct cat_column *c =
+		    st->ncols ? exact_column(t, st->cols[i]) : &t->cols[i];
+
+		if (c == NULL)
+			return false;
+		g->cols[i] = c->name;
+		g->types[i] = c->type;
+	}
+	if (st->conflict == SQLR_NO_CONFLICT)
+		return true;
+	return upsert_fits(g, st);
+}
+
+/* ---- rows ---- */
+
+/* A text parameter as a COPY field: valid UTF-8 without NUL only. */
+static bool put_param(const struct pgw_bind_value *p, struct evbuffer *out)
+{
+	struct sqlr_value v = {.kind = SQLR_V_STRING};
+
+	if (p->len < 0)
+		return evbuffer_add(out, "\\N", 2) == 0;
+	if (p->format != 0 || memchr(p->data, 0, (size_t)p->len) != NULL ||
+	    !utf8_valid(p->data, (size_t)p->len))
+		return false;
+	v.text = (const char *)p->data;
+	v.len = (size_t)p->len;
+	return sqlr_value_copy_text(&v, out);
+}
+
+/* The statement's rows with params (NULL for a Query) into q->rows. */
+static bool put_rows(struct fco_seq *q, const struct fco_target *g,
+                     const struct fco_stmt *s,
+                     const struct pgw_bind_value *params)
+{
+	const struct sqlr_stmt *st = s->st;
+
+	if (g->upsert && st->nrows != 1)
+		return false; /* the server refuses a key twice in one */
+	for (size_t r = 0; r < st->nrows; r++) {
+		for (size_t c = 0; c < st->width; c++) {
+			const struct sqlr_value *v =
+			    &st->values[r * st->width + c];
+			bool param = v->kind == SQLR_V_PARAM;
+			uint32_t declared = param && v->param <= s->ntypes
+			                        ? s->types[v->param - 1]
+			                        : OID_UNSPECIFIED;
+			const struct pgw_bind_value *p =
+			    param ? &params[v->param - 1] : NULL;
+
+			if (!value_fits(v, declared, g->types[c]) &&
+			    !(param && v->type == NULL &&
+			      int_param_fits(declared, p, g->types[c])))
+				return false;
+			if (g->upsert && g->is_key[c] &&
+			    (v->kind == SQLR_V_NULL || (p && p->len < 0)))
+				return false; /* NULL never conflicts */
+			if (c > 0 && evbuffer_add(q->rows, "\t", 1) != 0)
+				return false;
+			if (!(param ? put_param(p, q->rows)
+			            : sqlr_value_copy_text(v, q->rows)))
+				return false;
+		}
+		if (evbuffer_add(q->rows, "\n", 1) != 0)
+			return false;
+	}
+	q->nrows += st->nrows;
+	return true;
+}
+
+/* ---- answers ---- */
+
+static bool put_empty(struct evbuffer *out, uint8_t type)
+{
+	return pgw_put_pieces(out, type, NULL, 0);
+}
+
+static bool put_insert_done(struct fco_seq *q, uint64_t rows)
+{
+	struct fco_exec *v = realloc(q->execs, (q->nexecs + 1) * sizeof(*v));
+	char tag[40];
+	int n;
+
+	if (v == NULL)
+		return false;
+	q->execs = v;
+	v[q->nexecs++] =
+	    (struct fco_exec){rows, evbuffer_get_length(q->answers)};
+	n = snprintf(tag, sizeof(tag), "INSERT 0 %" PRIu64, rows);
+	return pgw_put_pieces(q->answers, PGW_MSG_COMMAND_COMPLETE,
+	                      &(struct pgw_piece){tag, (size_t)n + 1}, 1);
+}
+
+/*
+ * ParameterDescription of s: the declared types, else the type of the one
+ * column each parameter goes to. false when one cannot be told.
+ */
+static bool put_param_types(struct fco_seq *q, const struct fco_target *g,
+                            const struct fco_stmt *s)
+{
+	static const struct {
+		const char *name;
+		uint32_t oid;
+	} known[] = {{"smallint", 21},
+	             {"integer", 23},
+	             {"bigint", 20},
+	             {"real", 700},
+	             {"double precision", 701},
+	             {"numeric", 1700},
+	             {"boolean", 16},
+	             {"text", 25},
+	             {"character varying", 1043},
+	             {"bytea", 17},
+	             {"date", 1082},
+	             {"uuid", 2950},
+	             {"json", 114},
+	             {"jsonb", 3802},
+	             {"timestamp without time zone", 1114},
+	             {"timestamp with time zone", 1184}};
+	const struct sqlr_stmt *st = s->st;
+	uint8_t *buf;
+	bool ok;
+
+	if (s->nparams > 65535 || (buf = malloc(2 + 4 * s->nparams)) == NULL)
+		return false;
+	put_be16(buf, (uint16_t)s->nparams);
+	for (size_t i = 0; i < s->nparams; i++) {
+		uint32_t oid = i < s->ntypes ? s->types[i] : OID_UNSPECIFIED;
+
+		for (size_t k = 0; oid == OID_UNSPECIFIED && k < st->width;
+		     k++) {
+			const struct sqlr_value *v = &st->values[k];
+
+			if (v->kind != SQLR_V_PARAM || v->param != i + 1)
+				continue;
+			for (size_t j = 0; j < sizeof(known) / sizeof(*known);
+			     j++)
+				if (base_type_is(g->types[k], known[j].name))
+					oid = known[j].oid;
+		}
+		if (oid == OID_UNSPECIFIED || oid == OID_UNKNOWN) {
+			free(buf);
+			return false;
+		}
+		put_be32(buf + 2 + 4 * i, oid);
+	}
+	ok = pgw_put_pieces(q->answers, 't',
+	                    &(struct pgw_piece){buf, 2 + 4 * s->nparams}, 1) &&
+	     put_empty(q->answers, 'n');
+	free(buf);
+	return ok;
+}
+
+/* ---- the second look, with the table: rows and answers ---- */
+
+/* The current portal: a bound statement and its parameter values. */
+struct fco_portal {
+	int stmt;
+	struct pgw_bind_value *params;
+};
+
+static bool take_bind(struct fco_seq *q, const struct pgw_frame *f,
+                      const struct fco_op *op, struct fco_portal *p)
+{
+	struct pgw_bind_msg bm;
+	uint16_t n;
+
+	free(p->params);
+	p->params = NULL;
+	p->stmt = op->stmt;
+	if (pgw_parse_bind(f, &bm) != PGW_OK ||
+	    pgw_bind_count(&bm, &n) != PGW_OK ||
+	    n != q->stmts[op->stmt].nparams)
+		return false; /* the server says what is wrong */
+	p->params = calloc(n ? n : 1, sizeof(*p->params));
+	return p->params != NULL &&
+	       pgw_parse_bind_values(&bm, p->params, n) == PGW_OK &&
+	       put_empty(q->answers, '2');
+}
+
+/* The answer to one message, and its rows for an Execute or a Query. */
+static bool second_look(struct fco_seq *q, const struct fco_target *g,
+                        const struct pgw_frame *f, const struct fco_op *op,
+                        struct fco_portal *p)
+{
+	uint64_t before = q->nrows;
+
+	switch (op->type) {
+	case PGW_FE_QUERY:
+		return put_rows(q, g, &q->stmts[op->stmt], NULL) &&
+		       put_insert_done(q, q->nrows - before);
+	case PGW_FE_PARSE:
+		return put_empty(q->answers, '1');
+	case PGW_FE_BIND:
+		return take_bind(q, f, op, p);
+	case PGW_FE_DESCRIBE:
+		return op->kind == 'P'
+		           ? put_empty(q->answers, 'n')
+		           : put_param_types(q, g, &q->stmts[op->stmt]);
+	case PGW_FE_EXECUTE:
+		return p->params != NULL &&
+		       put_rows(q, g, &q->stmts[p->stmt], p->params) &&
+		       put_insert_done(q, q->nrows - before);
+	case PGW_FE_CLOSE:
+		if (op->kind == 'P') {
+			free(p->params);
+			p->params = NULL;
+		}
+		return put_empty(q->answers, '3');
+	case PGW_FE_FLUSH:
+		return true;
+	case PGW_FE_SYNC:
+		return pgw_put_ready(q->answers, 'I');
+	}
+	return false;
+}
+
+/* Calls fn on each message of the sequence at the front of in. */
+static bool each_message(struct fco_seq *q, struct evbuffer *in,
+                         bool (*fn)(struct fco_seq *q, size_t i,
+                                    const struct pgw_frame *f, void *arg),
+                         void *arg)
+{
+	const uint8_t *base = evbuffer_pullup(in, (ev_ssize_t)q->len);
+	size_t off = 0, flen;
+	struct pgw_frame f;
+
+	if (base == NULL)
+		return false;
+	for (size_t i = 0; off < q->len; i++) {
+		if (pgw_frame_parse(base + off, q->len - off, FCO_MAX_SEQ, &f,
+		                    &flen) != PGW_OK ||
+		    !fn(q, i, &f, arg))
+			return false;
+		off += flen;
+	}
+	return true;
+}
+
+struct second_ctx {
+	const struct fco_target *g;
+	struct fco_portal portal;
+};
+
+static bool second_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
+                      void *arg)
+{
+	struct second_ctx *x = arg;
+
+	return i < q->nops && second_look(q, x->g, f, &q->ops[i], &x->portal);
+}
+
+/* The Parses and Closes of statements, once the sequence is taken. */
+static bool keep_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
+                    void *arg)
+{
+	struct fe_client *cl = q->cl;
+	struct pgw_parse_msg pm;
+	const char *name;
+	char kind;
+
+	(void)i;
+	(void)arg;
+	if (f->type == PGW_FE_PARSE && pgw_parse_parse(f, &pm) == PGW_OK) {
+		if (pm.name[0] != '\0')
+			return fps_client_parse(cl->stmts, pm.name, pm.rest,
+			                        pm.rest_len) != NULL;
+		free(cl->co_unnamed);
+		cl->co_unnamed = malloc(pm.rest_len);
+		cl->co_unnamed_len = pm.rest_len;
+		if (cl->co_unnamed != NULL)
+			memcpy(cl->co_unnamed, pm.rest, pm.rest_len);
+		return cl->co_unnamed != NULL;
+	}
+	if (f->type == PGW_FE_CLOSE &&
+	    pgw_parse_target(f, &kind, &name) == PGW_OK && kind == 'S') {
+		if (name[0] != '\0') {
+			fps_client_close(cl->stmts, name);
+		} else {
+			free(cl->co_unnamed);
+			cl->co_unnamed = NULL;
+		}
+	}
+	return true;
+}
+
+/* ---- the unit and its outcome ---- */
+
+static void relay_rest(struct fe_client *cl);
+
+/* Which Execute holds the unit's 1-based row (0: the first one). */
+static size_t exec_of_row(const struct fco_seq *q, uint64_t row)
+{
+	uint64_t seen = 0;
+
+	for (size_t j = 0; j < q->nexecs; j++) {
+		seen += q->execs[j].rows;
+		if (row <= seen)
+			return j;
+	}
+	return q->nexecs ? q->nexecs - 1 : 0;
+}
+
+/* The server's error without what belonged to the batch's COPY. */
+static void put_failure(struct evbuffer *out, const struct co_outcome *o)
+{
+	struct pgw_notice n = {0};
+
+	if (o->error != NULL) {
+		n = *o->error;
+		n.where = NULL;
+		n.position = n.int_position = n.int_query = NULL;
+	} else {
+		n.sqlstate = o->sqlstate;
+		n.message = o->message;
+		n.detail = o->detail && o->detail[0] ? o->detail : NULL;
+	}
+	if (n.severity == NULL)
+		n.severity = n.severity_nl = "ERROR";
+	pgw_put_notice(out, PGW_MSG_ERROR, &n);
+}
+
+/* What the server would have said: every answer, or up to the failed
+ * Execute, its error and ReadyForQuery (the rest was skipped). */
+static void answer(struct fe_client *cl, struct fco_seq *q,
+                   const struct co_outcome *o)
+{
+	struct evbuffer *out = fe_out(cl);
+
+	if (o->sqlstate == NULL) {
+		evbuffer_add_buffer(out, q->answers);
+		return;
+	}
+	evbuffer_remove_buffer(
+	    q->answers, out,
+	    q->nexecs ? q->execs[exec_of_row(q, o->row)].answer_at : 0);
+	put_failure(out, o);
+	pgw_put_ready(out, 'I');
+}
+
+static void unit_done(const struct co_outcome *o, void *arg)
+{
+	struct fco_seq *q = arg;
+	struct fe_client *cl = q->cl;
+
+	q->fe->stats.co_held_bytes -= q->held;
+	if (o->sqlstate != NULL)
+		q->fe->stats.co_failed++;
+	if (cl == NULL) {
+		seq_free(q);
+		return;
+	}
+	cl->co_seq = NULL;
+	answer(cl, q, o);
+	seq_free(q);
+	relay_rest(cl);
+}
+
+/* Back to IDLE; the client's next messages are looked at. */
+static void relay_rest(struct fe_client *cl)
+{
+	fe_set_state(cl, FE_IDLE);
+	if (cl->fe->draining) {
+		fe_fail(cl, "57P01", "the proxy is shutting down");
+		return;
+	}
+	fe_update_reading(cl);
+	event_active(cl->kick, 0, 0);
+}
+
+/* A sequence it turns out to be better to relay: to a server, as it is. */
+static void forward(struct fe_client *cl, struct fco_seq *q, const char *why)
+{
+	if (log_get_level() <= LOG_DEBUG)
+		fe_log(LOG_DEBUG, cl, "event=coalesce_forward reason=\"%s\"",
+		       why);
+	cl->co_seq = NULL;
+	cl->co_scan = 0;
+	cl->fe->stats.co_forwarded++;
+	seq_free(q);
+	fe_set_state(cl, FE_IDLE);
+	fe_relay_to_server(cl);
+}
+
+/* The rows go to the coalescer; false: relay the sequence instead. */
+static bool submit(struct fco_seq *q, const struct fco_target *g)
+{
+	struct fe_client *cl = q->cl;
+	struct frontend *fe = cl->fe;
+	struct sql_target def = {
+	    .schema = g->t->rel_schema,
+	    .table = g->t->rel_name,
+	    .mode = g->upsert ? SQL_UPSERT : SQL_INSERT,
+	    .ncols = g->ncols,
+	    .cols = g->cols,
+	    .types = g->types,
+	    .nkeys = g->upsert ? q->stmts[0].st->nkeys : 0,
+	    .keys = g->upsert ? q->stmts[0].st->keys : NULL,
+	};
+	struct co_target *t;
+	size_t bytes = evbuffer_get_length(q->rows);
+	bool ok;
+
+	if (fe->stats.co_held_bytes + bytes > fe->cfg.coalesce_buffer_bytes ||
+	    (t = co_target_get(q->db->co, &def)) == NULL)
+		return false;
+	mt_add(co_target_metrics(t)->rows_received, q->nrows);
+	mt_add(co_target_metrics(t)->bytes_received, bytes);
+	ok = co_submit(t, q->rows, q->nrows, unit_done, q);
+	co_target_put(t);
+	if (ok) {
+		q->held = bytes;
+		fe->stats.co_held_bytes += bytes;
+		fe->stats.co_rows += q->nrows;
+	}
+	return ok;
+}
+
+/* The table is known: coalesce the sequence, or relay it. */
+static void decide(struct fco_seq *q, const struct cat_table *t)
+{
+	struct fe_client *cl = q->cl;
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct second_ctx x = {.portal = {.stmt = -1}};
+	struct fco_target g;
+	const char *why = NULL;
+
+	if (!resolve_target(&g, t, q->stmts[0].st))
+		why = "columns or ON CONFLICT do not fit the table";
+	else if (!cfg_frontend_coalesce_table(&cl->fe->cfg, t->rel_schema,
+	                                      t->rel_name))
+		why = "table not in coalesce_tables";
+	else if ((q->answers = evbuffer_new()) == NULL ||
+	         (q->rows = evbuffer_new()) == NULL)
+		why = "out of memory";
+	x.g = &g;
+	if (why == NULL && !each_message(q, in, second_fn, &x))
+		why = "a value or parameter does not fit its column";
+	free(x.portal.params);
+	/* no rows (a Parse and a Describe): answered now, no unit */
+	if (why == NULL && q->nrows > 0 && !submit(q, &g))
+		why = "coalesce_buffer_bytes reached";
+	target_clear(&g);
+	if (why != NULL) {
+		forward(cl, q, why);
+		return;
+	}
+	if (!each_message(q, in, keep_fn, NULL)) {
+		fe_fail(cl, "53200", "out of memory");
+		return;
+	}
+	evbuffer_drain(in, q->len);
+	cl->co_scan = 0;
+	cl->fe->stats.co_sequences++;
+	if (q->nrows == 0) {
+		struct co_outcome done = {0};
+
+		unit_done(&done, q);
+	}
+}
+
+static void looked_up(const struct cat_table *t, const char *sqlstate,
+                      const char *message, void *arg)
+{
+	struct fco_seq *q = arg;
+
+	(void)sqlstate;
+	(void)message;
+	q->lookup = NULL;
+	if (t == NULL) /* the server will say what is wrong */
+		forward(q->cl, q, "no such table");
+	else
+		decide(q, t);
+}
+
+/* ---- looking at an idle client's messages ---- */
+
+/* The coalescer of db, made on first use. */
+static bool db_ready(struct frontend *fe, struct fe_db *db)
+{
+	struct up_params params;
+	struct co_config cc;
+
+	if (db->co != NULL)
+		return true;
+	if (db->co_pool == NULL) {
+		fe_db_params(fe, db, &params);
+		db->co_pool =
+		    pool_new(fe->base, fe->dns, &params, &fe->pool_cfg);
+	}
+	if (db->co_pool != NULL && db->cat == NULL)
+		db->cat = cat_new(fe->base, db->co_pool, fe->catalog_ttl_s);
+	co_config_from(&fe->batch_cfg, &cc);
+	cc.dead_letter = false; /* a statement's row never leaves it */
+	if (db->cat != NULL)
+		db->co = co_new(fe->base, db->co_pool, db->cat, &cc);
+	return db->co != NULL;
+}
+
+/* Session settings under which COPY reads values as the INSERT would. */
+static bool session_fits(const struct fe_client *cl)
+{
+	static const enum fe_var same[] = {
+	    FE_VAR_DATESTYLE, FE_VAR_INTERVALSTYLE, FE_VAR_TIMEZONE};
+	const struct fe_db *db = cl->db;
+	const char *enc = cl->vars[FE_VAR_CLIENT_ENCODING];
+	const char *scs = cl->vars[FE_VAR_STD_STRINGS];
+
+	if (enc == NULL || strcasecmp(enc, "UTF8") != 0 || scs == NULL ||
+	    strcmp(scs, "on") != 0)
+		return false;
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		const char *mine = cl->vars[same[i]], *server = NULL;
+
+		for (size_t k = 0; k < db->nparams; k++) {
+			if (strcmp(db->pnames[k], fe_var_names[same[i]]) == 0)
+				server = db->pvalues[k];
+		}
+		if (mine == NULL || server == NULL || strcmp(mine, server) != 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Where the sequence at the front of in ends: FCO_TAKEN with *len, FCO_MORE
+ * until its last message is in, FCO_FORWARD when it holds a message the
+ * proxy does not coalesce, or is too long.
+ */
+static enum fco_verdict find_end(struct fe_client *cl, struct evbuffer *in,
+                                 size_t *len)
+{
+	size_t have = evbuffer_get_length(in);
+	struct evbuffer_ptr at;
+	uint8_t h[PGW_HEADER_LEN];
+
+	if (cl->co_scan > have)
+		cl->co_scan = 0; /* cannot happen: start again */
+	for (;;) {
+		size_t end;
+		uint32_t mlen;
+
+		if (have - cl->co_scan < sizeof(h))
+			return FCO_MORE;
+		if (evbuffer_ptr_set(in, &at, cl->co_scan, EVBUFFER_PTR_SET) !=
+		        0 ||
+		    evbuffer_copyout_from(in, &at, h, sizeof(h)) !=
+		        (ev_ssize_t)sizeof(h))
+			return FCO_FORWARD;
+		mlen = get_be32(h + 1);
+		end = cl->co_scan + 1 + (size_t)mlen;
+		if (mlen < 4 || end > FCO_MAX_SEQ)
+			return FCO_FORWARD;
+		if (!strchr("QPBDECHS", h[0]) ||
+		    (h[0] == PGW_FE_QUERY && cl->co_scan > 0))
+			return FCO_FORWARD;
+		if (have < end)
+			return FCO_MORE;
+		cl->co_scan = end;
+		if (h[0] == PGW_FE_QUERY || h[0] == PGW_FE_SYNC) {
+			*len = end;
+			return FCO_TAKEN;
+		}
+		/* a Flush with nothing after it: the client waits for
+		 * answers the coalescer gives only at commit */
+		if (h[0] == PGW_FE_FLUSH && have == end)
+			return FCO_FORWARD;
+	}
+}
+
+static bool first_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
+                     void *arg)
+{
+	(void)i;
+	return look_at(q, f, arg);
+}
+
+/* The first look: every message coalescible, one table. */
+static enum fco_verdict first_look(struct fe_client *cl, size_t len)
+{
+	struct fco_seq *q = calloc(1, sizeof(*q));
+	bool bound = false;
+
+	if (q == NULL)
+		return FCO_FORWARD;
+	q->cl = cl;
+	q->fe = cl->fe;
+	q->db = cl->db;
+	q->len = len;
+	if (!each_message(q, bufferevent_get_input(cl->bev), first_fn,
+	                  &bound) ||
+	    q->nstmts == 0 || !one_target(q) || !db_ready(cl->fe, cl->db)) {
+		seq_free(q);
+		return FCO_FORWARD;
+	}
+	q->lookup = cat_lookup(cl->db->cat, q->stmts[0].st->schema,
+	                       q->stmts[0].st->table, looked_up, q);
+	if (q->lookup == NULL) {
+		seq_free(q);
+		return FCO_FORWARD;
+	}
+	cl->co_seq = q;
+	fe_set_state(cl, FE_COALESCING);
+	fe_update_reading(cl);
+	return FCO_TAKEN;
+}
+
+enum fco_verdict fco_try(struct fe_client *cl)
+{
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	const char *why = NULL;
+	enum fco_verdict v;
+	size_t len;
+
+	if (!cl->fe->cfg.coalesce ||
+	    cl->fe->cfg.pool_mode != FE_POOL_TRANSACTION)
+		return FCO_FORWARD;
+	if (!session_fits(cl)) {
+		why = "session settings differ from the server's";
+		v = FCO_FORWARD;
+	} else if ((v = find_end(cl, in, &len)) == FCO_MORE) {
+		bufferevent_setwatermark(cl->bev, EV_READ, 0,
+		                         FCO_MAX_SEQ + FE_QUEUE_HIGH);
+		return v;
+	} else if (v == FCO_FORWARD) {
+		why = "a message other than an INSERT's";
+	} else if ((v = first_look(cl, len)) == FCO_FORWARD) {
+		why = "not a coalescible INSERT";
+	}
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, FE_QUEUE_HIGH);
+	if (v == FCO_FORWARD) {
+		if (log_get_level() <= LOG_DEBUG)
+			fe_log(LOG_DEBUG, cl,
+			       "event=coalesce_forward reason=\"%s\"", why);
+		cl->co_scan = 0;
+		cl->fe->stats.co_forwarded++;
+	}
+	return v;
+}
+
+void fco_detach(struct fe_client *cl)
+{
+	struct fco_seq *q = cl->co_seq;
+
+	free(cl->co_unnamed);
+	cl->co_unnamed = NULL;
+	if (q == NULL)
+		return;
+	cl->co_seq = NULL;
+	if (q->lookup != NULL) {
+		cat_cancel(q->db->cat, q->lookup);
+		seq_free(q);
+		return;
+	}
+	q->cl = NULL; /* its unit commits or fails; no one is told */
+}
+
+/* ---- the coalescers of the front door ---- */
+
+void fco_db_free(struct fe_db *db)
+{
+	co_free(db->co); /* its units' callbacks free their sequences */
+	cat_free(db->cat);
+	pool_free(db->co_pool);
+	db->co = NULL;
+	db->cat = NULL;
+	db->co_pool = NULL;
+}
+
+void fco_drain(struct frontend *fe)
+{
+	struct fe_db *db;
+
+	TAILQ_FOREACH(db, &fe->dbs, link)
+	{
+		if (db->co != NULL)
+			co_drain(db->co);
+	}
+}
+
+bool fco_is_idle(const struct frontend *fe)
+{
+	const struct fe_db *db;
+
+	TAILQ_FOREACH(db, &fe->dbs, link)
+	{
+		if (db->co != NULL && !co_is_idle(db->co))
+			return false;
+	}
+	return true;
+}
