@@ -15,6 +15,11 @@ static inline uint32_t get_be32(const uint8_t *p)
 	       (uint32_t)p[2] << 8 | p[3];
 }
 
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
 static inline void put_be16(uint8_t *p, uint16_t v)
 {
 	p[0] = (uint8_t)(v >> 8);

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct evbuffer;
+
 enum ct_rc {
 	CT_OK = 0,
 	CT_FIELD_COUNT,   /* a row with too few or too many fields */
@@ -58,6 +60,14 @@ enum ct_rc ct_check_rows(const uint8_t *data, size_t len, unsigned ncols,
  */
 uint64_t ct_find_null(const uint8_t *data, size_t len, const bool *mask,
                       unsigned ncols, unsigned *field);
+
+/*
+ * Appends s[0..len) to out as the content of one COPY text field (default
+ * delimiter): backslash, tab, newline and carriage return become \\ \t \n
+ * \r, every other byte stays as is. Whether the bytes are valid UTF-8
+ * without NUL is the caller's to check. false on out of memory.
+ */
+bool ct_escape(const uint8_t *s, size_t len, struct evbuffer *out);
 
 /* A short English description, e.g. "wrong number of fields". */
 const char *ct_rc_text(enum ct_rc rc);

@@ -3,6 +3,8 @@
 
 #include "utf8.h"
 
+#include <event2/buffer.h>
+
 /* What a byte means to the scanner; PLAIN bytes need no further look. */
 enum byte_class {
 	B_PLAIN = 0,
@@ -201,6 +203,34 @@ enum ct_rc ct_check_rows(const uint8_t *data, size_t len, unsigned ncols,
 	if (len == 0 || s.field_start != len || s.field != 1)
 		return scan_fail(&s, CT_NO_NEWLINE, len);
 	return CT_OK;
+}
+
+/* ---- writing fields ---- */
+
+bool ct_escape(const uint8_t *s, size_t len, struct evbuffer *out)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		size_t j = i;
+		char esc[2] = {'\\', 0};
+
+		while (j < len && s[j] != '\\' && s[j] != '\t' &&
+		       s[j] != '\n' && s[j] != '\r')
+			j++;
+		if (j > i && evbuffer_add(out, s + i, j - i) != 0)
+			return false;
+		if (j == len)
+			break;
+		esc[1] = s[j] == '\\'   ? '\\'
+		         : s[j] == '\t' ? 't'
+		         : s[j] == '\n' ? 'n'
+		                        : 'r';
+		if (evbuffer_add(out, esc, 2) != 0)
+			return false;
+		i = j + 1;
+	}
+	return true;
 }
 
 const char *ct_rc_text(enum ct_rc rc)

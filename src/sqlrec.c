@@ -2,6 +2,8 @@
  * sqllex tokens by recursive descent; anything else is refused. */
 #include "sqlrec.h"
 
+#include "copytext.h"
+
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1088,29 +1090,11 @@ enum sqlx_rc sqlr_split(const uint8_t *sql, size_t len, struct sqlr_span *spans,
 
 bool sqlr_value_copy_text(const struct sqlr_value *v, struct evbuffer *out)
 {
-	const char *s = v->text;
-	size_t i = 0, j;
-
 	if (v->kind == SQLR_V_PARAM)
 		return false;
 	if (v->kind == SQLR_V_NULL)
 		return evbuffer_add(out, "\\N", 2) == 0;
-	while (i < v->len) {
-		for (j = i; j < v->len && strchr("\\\t\n\r", s[j]) == NULL; j++)
-			;
-		if (j > i && evbuffer_add(out, s + i, j - i) != 0)
-			return false;
-		if (j == v->len)
-			break;
-		if (evbuffer_add_printf(out, "\\%c",
-		                        s[j] == '\\'   ? '\\'
-		                        : s[j] == '\t' ? 't'
-		                        : s[j] == '\n' ? 'n'
-		                                       : 'r') < 0)
-			return false;
-		i = j + 1;
-	}
-	return true;
+	return ct_escape((const uint8_t *)v->text, v->len, out);
 }
 
 bool sqlr_value_copy_csv(const struct sqlr_value *v, struct evbuffer *out)

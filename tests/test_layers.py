@@ -23,7 +23,7 @@ RANKS = {
     "bytes": 0, "clock": 0, "timer": 0, "rng": 0, "strutil": 0, "secret": 0, "log": 0,
     "metrics": 0, "copytext": 0, "netaddr": 0, "fe_stmt": 0,
     "pgwire": 1, "config": 1, "control_parse": 1, "sqlgen": 1, "scram": 1, "userlist": 1,
-    "sqllex": 1,
+    "sqllex": 1, "pgbinary": 1,
     "scram_server": 2,
     "tls": 2, "ingest_proto": 2, "reload": 2, "sqlrec": 2,
     # I/O, bottom up
