@@ -14,9 +14,9 @@
 #include "bytes.h"
 #include "catalog.h"
 #include "coalesce.h"
+#include "pgbinary.h"
 #include "pgwire.h"
 #include "sqlrec.h"
-#include "utf8.h"
 
 /*
  * A sequence is one Query, or the extended-protocol messages up to and
@@ -306,49 +306,72 @@ static enum tclass class_of(const char *t)
 	return TC_OTHER;
 }
 
-/* Is column type t base with or without a modifier? ("numeric(10,2)" is
- * numeric, "timestamp(3) with time zone" is timestamp with time zone.) */
-static bool base_type_is(const char *t, const char *base)
+/*
+ * A cast's type name (sqlrec's canonical spelling, "int4", "varchar(10)",
+ * "timestamp(3)") in format_type()'s spelling ("integer", "character
+ * varying(10)", "timestamp(3) without time zone"), so that it compares
+ * with a column's type. false when it is not one of these common names.
+ */
+static bool cast_type_name(const char *rec, char *out, size_t size)
 {
-	const char *open = strchr(t, '('), *close;
-	size_t head;
-
-	if (open == NULL)
-		return strcmp(t, base) == 0;
-	close = strchr(open, ')');
-	head = (size_t)(open - t);
-	return close != NULL && strncmp(t, base, head) == 0 &&
-	       strcmp(base + head, close + 1) == 0;
-}
-
-/* Declared parameter types a column of type t takes as its own. */
-static bool oid_is_type(uint32_t oid, const char *t)
-{
-	static const struct {
-		uint32_t oid;
-		const char *name;
-	} types[] = {
-	    {16, "boolean"},
-	    {17, "bytea"},
-	    {20, "bigint"},
-	    {21, "smallint"},
-	    {23, "integer"},
-	    {114, "json"},
-	    {700, "real"},
-	    {701, "double precision"},
-	    {1082, "date"},
-	    {1114, "timestamp without time zone"},
-	    {1184, "timestamp with time zone"},
-	    {1700, "numeric"},
-	    {2950, "uuid"},
-	    {3802, "jsonb"},
+	static const char *const alias[][2] = {
+	    {"int", "integer"},
+	    {"int4", "integer"},
+	    {"integer", "integer"},
+	    {"int2", "smallint"},
+	    {"smallint", "smallint"},
+	    {"int8", "bigint"},
+	    {"bigint", "bigint"},
+	    {"float8", "double precision"},
+	    {"double precision", "double precision"},
+	    {"float4", "real"},
+	    {"real", "real"},
+	    {"bool", "boolean"},
+	    {"boolean", "boolean"},
+	    {"varchar", "character varying"},
+	    {"character varying", "character varying"},
+	    {"decimal", "numeric"},
+	    {"numeric", "numeric"},
+	    {"timestamp", "timestamp@ without time zone"},
+	    {"timestamp without time zone", "timestamp@ without time zone"},
+	    {"timestamptz", "timestamp@ with time zone"},
+	    {"timestamp with time zone", "timestamp@ with time zone"},
+	    {"date", "date"},
+	    {"text", "text"},
+	    {"uuid", "uuid"},
+	    {"json", "json"},
+	    {"jsonb", "jsonb"},
+	    {"bytea", "bytea"},
 	};
+	const char *open, *close, *tail = "";
+	char base[64], mod[32] = "";
+	size_t n;
 
-	if (oid == 25 || oid == 1043) /* text, varchar */
-		return class_of(t) == TC_TEXT;
-	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-		if (types[i].oid == oid)
-			return base_type_is(t, types[i].name);
+	if (strncmp(rec, "pg_catalog.", 11) == 0)
+		rec += 11;
+	open = strchr(rec, '(');
+	n = open ? (size_t)(open - rec) : strlen(rec);
+	if (open != NULL) {
+		close = strchr(open, ')');
+		if (close == NULL || (size_t)(close + 1 - open) >= sizeof(mod))
+			return false;
+		memcpy(mod, open, (size_t)(close + 1 - open));
+		mod[close + 1 - open] = '\0';
+		tail = close + 1;
+	}
+	if (n >= sizeof(base) || strchr(rec, '[') != NULL)
+		return false;
+	snprintf(base, sizeof(base), "%.*s%s", (int)n, rec, tail);
+	for (size_t i = 0; i < sizeof(alias) / sizeof(alias[0]); i++) {
+		const char *at = strchr(alias[i][1], '@');
+
+		if (strcmp(base, alias[i][0]) != 0)
+			continue;
+		if (at == NULL)
+			return snprintf(out, size, "%s%s", alias[i][1], mod) <
+			       (int)size;
+		return snprintf(out, size, "%.*s%s%s", (int)(at - alias[i][1]),
+		                alias[i][1], mod, at + 1) < (int)size;
 	}
 	return false;
 }
@@ -362,8 +385,11 @@ static bool value_fits(const struct sqlr_value *v, uint32_t declared,
 {
 	enum tclass c = class_of(t);
 
+	char cast[128];
+
 	if (v->type != NULL)
-		return strcmp(v->type, t) == 0 &&
+		return cast_type_name(v->type, cast, sizeof(cast)) &&
+		       strcmp(cast, t) == 0 &&
 		       (v->kind != SQLR_V_PARAM ||
 		        declared == OID_UNSPECIFIED || declared == OID_UNKNOWN);
 	switch (v->kind) {
@@ -377,37 +403,29 @@ static bool value_fits(const struct sqlr_value *v, uint32_t declared,
 	case SQLR_V_DECIMAL:
 		return c == TC_NUMERIC || c == TC_FLOAT;
 	case SQLR_V_PARAM:
-		return declared == OID_UNSPECIFIED || declared == OID_UNKNOWN ||
-		       oid_is_type(declared, t);
+		return true; /* put_param decides, with the value */
 	}
 	return false;
 }
 
 /*
- * An integer parameter (int2, int4, int8) into another integer, numeric or
- * float column: PostgreSQL reads the text as the declared type, then
- * converts without loss; COPY reads it as the column's. The two agree when
- * the text is a plain integer within the declared type's range.
+ * A text integer parameter declared int2, int4 or int8 into a column of
+ * another type pgb_param_fits allows (a wider integer, numeric): the server
+ * reads the text as the declared type, COPY as the column's. They agree
+ * when the text is a plain integer within the declared type's range.
  */
-static bool int_param_fits(uint32_t declared, const struct pgw_bind_value *p,
-                           const char *t)
+static bool int_text_in_range(enum pgb_type declared,
+                              const struct pgw_bind_value *p)
 {
-	enum tclass c = class_of(t);
-	uint64_t limit = declared == 21   ? 32767
-	                 : declared == 23 ? 2147483647
-	                 : declared == 20 ? INT64_MAX
-	                                  : 0;
+	uint64_t limit = declared == PGB_INT2   ? 32767
+	                 : declared == PGB_INT4 ? 2147483647
+	                                        : INT64_MAX;
 	uint64_t v = 0;
-	int32_t i = 0;
-	bool neg;
+	bool neg = p->len > 0 && p->data[0] == '-';
 
-	if (limit == 0 || (c != TC_INT && c != TC_NUMERIC && c != TC_FLOAT) ||
-	    p->format != 0 || p->len <= 0)
+	if (p->len <= (neg ? 1 : 0))
 		return false;
-	neg = p->data[0] == '-';
-	if (neg && p->len == 1)
-		return false;
-	for (i = neg ? 1 : 0; i < p->len; i++) {
+	for (int32_t i = neg ? 1 : 0; i < p->len; i++) {
 		unsigned d = (unsigned)p->data[i] - '0';
 
 		if (d > 9 || v > (limit + 1 - d) / 10)
@@ -415,6 +433,34 @@ static bool int_param_fits(uint32_t declared, const struct pgw_bind_value *p,
 		v = v * 10 + d;
 	}
 	return v <= limit + (neg ? 1 : 0);
+}
+
+/*
+ * A Bind parameter as the COPY field of a column of type col (declared:
+ * its Parse type, 0 when the server infers it from the column). false when
+ * COPY would not store what the INSERT would: forward the statement.
+ */
+static bool put_param(uint32_t declared, const struct pgw_bind_value *p,
+                      const char *col, struct evbuffer *out)
+{
+	enum pgb_type ct = pgb_type_from_name(col), pt = ct;
+	size_t len = p->len < 0 ? 0 : (size_t)p->len;
+
+	if (p->len < 0)
+		return evbuffer_add(out, "\\N", 2) == 0;
+	if (declared != OID_UNSPECIFIED && declared != OID_UNKNOWN) {
+		pt = pgb_type_from_oid(declared);
+		if (!pgb_param_fits(pt, ct))
+			return false;
+		if (p->format == 0 && pt != ct &&
+		    (pt == PGB_INT2 || pt == PGB_INT4 || pt == PGB_INT8) &&
+		    !int_text_in_range(pt, p))
+			return false;
+	}
+	if (p->format == 0)
+		return pgb_text_to_copy_text(p->data, len, out, NULL, 0);
+	return pt != PGB_UNKNOWN &&
+	       pgb_binary_to_copy_text(pt, p->data, len, out, NULL, 0);
 }
 
 /* ---- the target ---- */
@@ -503,21 +549,6 @@ static bool resolve_target(struct fco_target *g, const struct cat_table *t,
 
 /* ---- rows ---- */
 
-/* A text parameter as a COPY field: valid UTF-8 without NUL only. */
-static bool put_param(const struct pgw_bind_value *p, struct evbuffer *out)
-{
-	struct sqlr_value v = {.kind = SQLR_V_STRING};
-
-	if (p->len < 0)
-		return evbuffer_add(out, "\\N", 2) == 0;
-	if (p->format != 0 || memchr(p->data, 0, (size_t)p->len) != NULL ||
-	    !utf8_valid(p->data, (size_t)p->len))
-		return false;
-	v.text = (const char *)p->data;
-	v.len = (size_t)p->len;
-	return sqlr_value_copy_text(&v, out);
-}
-
 /* The statement's rows with params (NULL for a Query) into q->rows. */
 static bool put_rows(struct fco_seq *q, const struct fco_target *g,
                      const struct fco_stmt *s,
@@ -538,17 +569,16 @@ static bool put_rows(struct fco_seq *q, const struct fco_target *g,
 			const struct pgw_bind_value *p =
 			    param ? &params[v->param - 1] : NULL;
 
-			if (!value_fits(v, declared, g->types[c]) &&
-			    !(param && v->type == NULL &&
-			      int_param_fits(declared, p, g->types[c])))
+			if (!value_fits(v, declared, g->types[c]))
 				return false;
 			if (g->upsert && g->is_key[c] &&
 			    (v->kind == SQLR_V_NULL || (p && p->len < 0)))
 				return false; /* NULL never conflicts */
 			if (c > 0 && evbuffer_add(q->rows, "\t", 1) != 0)
 				return false;
-			if (!(param ? put_param(p, q->rows)
-			            : sqlr_value_copy_text(v, q->rows)))
+			if (!(param
+			          ? put_param(declared, p, g->types[c], q->rows)
+			          : sqlr_value_copy_text(v, q->rows)))
 				return false;
 		}
 		if (evbuffer_add(q->rows, "\n", 1) != 0)
@@ -588,25 +618,6 @@ static bool put_insert_done(struct fco_seq *q, uint64_t rows)
 static bool put_param_types(struct fco_seq *q, const struct fco_target *g,
                             const struct fco_stmt *s)
 {
-	static const struct {
-		const char *name;
-		uint32_t oid;
-	} known[] = {{"smallint", 21},
-	             {"integer", 23},
-	             {"bigint", 20},
-	             {"real", 700},
-	             {"double precision", 701},
-	             {"numeric", 1700},
-	             {"boolean", 16},
-	             {"text", 25},
-	             {"character varying", 1043},
-	             {"bytea", 17},
-	             {"date", 1082},
-	             {"uuid", 2950},
-	             {"json", 114},
-	             {"jsonb", 3802},
-	             {"timestamp without time zone", 1114},
-	             {"timestamp with time zone", 1184}};
 	const struct sqlr_stmt *st = s->st;
 	uint8_t *buf;
 	bool ok;
@@ -621,12 +632,9 @@ static bool put_param_types(struct fco_seq *q, const struct fco_target *g,
 		     k++) {
 			const struct sqlr_value *v = &st->values[k];
 
-			if (v->kind != SQLR_V_PARAM || v->param != i + 1)
-				continue;
-			for (size_t j = 0; j < sizeof(known) / sizeof(*known);
-			     j++)
-				if (base_type_is(g->types[k], known[j].name))
-					oid = known[j].oid;
+			if (v->kind == SQLR_V_PARAM && v->param == i + 1)
+				oid = pgb_type_oid(
+				    pgb_type_from_name(g->types[k]));
 		}
 		if (oid == OID_UNSPECIFIED || oid == OID_UNKNOWN) {
 			free(buf);
@@ -678,7 +686,8 @@ static bool second_look(struct fco_seq *q, const struct fco_target *g,
 	switch (op->type) {
 	case PGW_FE_QUERY:
 		return put_rows(q, g, &q->stmts[op->stmt], NULL) &&
-		       put_insert_done(q, q->nrows - before);
+		       put_insert_done(q, q->nrows - before) &&
+		       pgw_put_ready(q->answers, 'I');
 	case PGW_FE_PARSE:
 		return put_empty(q->answers, '1');
 	case PGW_FE_BIND:
@@ -1046,6 +1055,12 @@ static enum fco_verdict find_end(struct fe_client *cl, struct evbuffer *in,
 			return FCO_FORWARD;
 		if (have < end)
 			return FCO_MORE;
+		if (h[0] == PGW_FE_FLUSH && cl->co_scan == 0) {
+			/* nothing owed before it: a Flush asks for nothing */
+			evbuffer_drain(in, end);
+			have -= end;
+			continue;
+		}
 		cl->co_scan = end;
 		if (h[0] == PGW_FE_QUERY || h[0] == PGW_FE_SYNC) {
 			*len = end;

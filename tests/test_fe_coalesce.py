@@ -19,16 +19,16 @@ from pgharness import PgServer  # noqa: E402
 
 @pytest.fixture
 def front(pg: PgServer, tmp_path: Path) -> Iterator[FrontDoor]:
-    f = FrontDoor(pg, tmp_path, env={"LAKEBASE_PROXY_LOG_LEVEL": "debug"})
+    f = FrontDoor(pg, tmp_path)
     yield f
     rc = f.stop()
-    Path("/tmp/co.log").write_text(f.proxy.log)
     assert rc == 0, f.proxy.log[-6000:]
 
 
 def fresh_table(pg: PgServer, name: str, columns: str) -> None:
     pg.admin_sql(f"DROP TABLE IF EXISTS {name} CASCADE; CREATE TABLE {name} ({columns});"
-                 f"GRANT ALL ON {name} TO {pg.user}")
+                 f"GRANT ALL ON {name} TO {pg.user};"
+                 f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {pg.user}")
 
 
 def events(front: FrontDoor) -> dict[str, float]:
@@ -87,3 +87,185 @@ def test_many_autocommit_inserts_become_few_transactions(front: FrontDoor, pg: P
     assert ev["coalesced_rows"] == total
     # far fewer server transactions than statements: the rows shared commits
     assert xact_commits(pg) - before < total / 2
+
+
+def test_executemany_and_multi_row_values_in_pipelines(front: FrontDoor, pg: PgServer) -> None:
+    fresh_table(pg, "co_many", "id bigint PRIMARY KEY, s smallint, b boolean, n numeric(12,3), "
+                "t timestamptz, d date, u uuid, j jsonb, raw bytea, f4 real")
+    import datetime as dt
+    import decimal
+    import uuid
+    from psycopg.types.json import Jsonb
+    from psycopg.types.numeric import Float4
+
+    rows = [(i, i % 300, i % 2 == 0, decimal.Decimal(i) / 7, dt.datetime(2024, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+             + dt.timedelta(seconds=i), dt.date(2000, 2, 29) + dt.timedelta(days=i),
+             uuid.UUID(int=i * 7919), Jsonb({"i": i, "s": "é\"\\"}), bytes([i % 256, 0, 255]), Float4(i / 4))
+            for i in range(400)]
+    before = events(front)
+    with front.connect() as c:
+        with c.cursor() as cur:
+            cur.executemany("INSERT INTO co_many VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            rows[:200])
+        # the same in text format
+        with c.cursor() as cur:
+            cur.executemany("INSERT INTO co_many VALUES (%t, %t, %t, %t, %t, %t, %t, %t, %t, %t)",
+                            rows[200:300])
+        # 100-row VALUES statements, literals and parameters mixed
+        values = ", ".join(f"({i}, {i % 300}, {'TRUE' if i % 2 == 0 else 'false'}, %s, %s, "
+                           f"'{(dt.date(2000, 2, 29) + dt.timedelta(days=i)).isoformat()}', %s, %s, %s, %s)"
+                           for i in range(300, 400))
+        params: list[object] = []
+        for r in rows[300:]:
+            params += [r[3], r[4], r[6], r[7], r[8], r[9]]
+        c.execute("INSERT INTO co_many VALUES " + values, params)
+    after = events(front)
+    assert after["coalesced_rows"] - before["coalesced_rows"] == 400
+    with psycopg.connect(pg.dsn(), autocommit=True) as direct:
+        got = direct.execute("SELECT id, s, b, n, t, d, u, j, raw, f4 FROM co_many ORDER BY id").fetchall()
+    expected = [(r[0], r[1], r[2], round(r[3], 3), r[4], r[5], r[6], r[7].obj, r[8], r[9]) for r in rows]
+    assert got == expected
+
+
+def test_psql_literals_and_every_string_syntax(front: FrontDoor, pg: PgServer) -> None:
+    fresh_table(pg, "co_lit", "k int PRIMARY KEY, s text, v numeric, when_ timestamp")
+    sql = ("INSERT INTO co_lit (k, s, v, when_) VALUES "
+           "(1, 'plain ''quoted''', 1.50, '2024-02-29 23:59:59.123456'), "
+           "(2, E'tab\\there\\nnewline \\\\ back', -0, NULL), "
+           "(3, U&'d\\0061t\\+000061', 12345678901234567890, timestamp '2000-01-01'), "
+           "(4, $$dollar $ 'quoted'$$, 1e3, '2000-01-01'::timestamp)")
+    out = front.psql(sql, client_encoding="UTF8")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "INSERT 0 4"
+    assert pg.admin_sql("SELECT k, s, v::text, when_::text FROM co_lit ORDER BY k") == [
+        ["1", "plain 'quoted'", "1.50", "2024-02-29 23:59:59.123456"],
+        ["2", "tab\there\nnewline \\ back", "0", ""],
+        ["3", "data", "12345678901234567890", "2000-01-01 00:00:00"],
+        ["4", "dollar $ 'quoted'", "1000", "2000-01-01 00:00:00"]]
+    assert events(front)["coalesced_rows"] == 4
+
+
+def test_one_bad_row_fails_only_its_statement_among_busy_clients(front: FrontDoor,
+                                                                 pg: PgServer) -> None:
+    fresh_table(pg, "co_bad", "id int PRIMARY KEY, v int CHECK (v >= 0)")
+    pg.admin_sql("INSERT INTO co_bad VALUES (999999, 0)")
+    told: dict[int, list[str]] = {}
+
+    def client(k: int) -> None:
+        mine: list[str] = []
+        with front.connect() as c:
+            for i in range(40):
+                ident, v = k * 100 + i, 1
+                if k == 7 and i == 20:
+                    ident = 999999  # a duplicate of a stored key
+                if k == 9 and i == 10:
+                    v = -1  # violates the CHECK
+                try:
+                    c.execute("INSERT INTO co_bad VALUES (%s, %s)", (ident, v))
+                    mine.append("ok")
+                except psycopg.Error as e:
+                    d = e.diag
+                    mine.append(f"{d.sqlstate} {d.constraint_name} {d.message_detail}")
+        told[k] = mine
+
+    assert run_clients(64, client) == []
+    for k in range(64):
+        bad = {7: 20, 9: 10}.get(k)
+        for i, answer in enumerate(told[k]):
+            if i == bad and k == 7:
+                assert answer == "23505 co_bad_pkey Key (id)=(999999) already exists."
+            elif i == bad and k == 9:
+                assert answer.startswith("23514 co_bad_v_check Failing row contains (910, -1)")
+            else:
+                assert answer == "ok", (k, i, answer)
+    assert pg.admin_sql("SELECT count(*) FROM co_bad") == [[str(64 * 40 - 2 + 1)]]
+    assert events(front)["coalesce_failed"] == 2
+
+
+def test_upserts_from_many_clients_end_in_each_keys_last_value(front: FrontDoor,
+                                                               pg: PgServer) -> None:
+    fresh_table(pg, "co_up", "k int PRIMARY KEY, v int, who text")
+
+    def client(k: int) -> None:
+        with front.connect() as c:
+            for i in range(60):
+                key = (k * 7 + i) % 25 if i < 59 else 100 + k
+                c.execute("INSERT INTO co_up AS t (k, v, who) VALUES (%s, %s, %s) "
+                          "ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, who = excluded.who",
+                          (key, i, f"c{k}"))
+
+    assert run_clients(16, client) == []
+    # every client's own key holds its last value; the shared keys hold some client's row
+    own = pg.admin_sql("SELECT k, v, who FROM co_up WHERE k >= 100 ORDER BY k")
+    assert own == [[str(100 + k), "59", f"c{k}"] for k in range(16)]
+    assert pg.admin_sql("SELECT count(*) FROM co_up WHERE k < 25") == [["25"]]
+    assert events(front)["coalesced_rows"] == 16 * 60
+
+
+def test_a_client_reads_its_own_write_at_once(front: FrontDoor, pg: PgServer) -> None:
+    fresh_table(pg, "co_ryw", "id int PRIMARY KEY, v text")
+    with front.connect() as c:
+        for i in range(50):
+            c.execute("INSERT INTO co_ryw VALUES (%s, %s)", (i, f"v{i}"))
+            assert c.execute("SELECT v FROM co_ryw WHERE id = %s", (i,)).fetchone() == (f"v{i}",)
+            c.execute("UPDATE co_ryw SET v = v || '!' WHERE id = %s", (i,))
+    assert pg.admin_sql("SELECT count(*) FROM co_ryw WHERE v LIKE '%!'") == [["50"]]
+    ev = events(front)
+    assert ev["coalesced_rows"] == 50 and ev["coalesce_forwarded"] >= 100
+
+
+def test_statements_that_must_be_forwarded_behave_as_direct(front: FrontDoor,
+                                                            pg: PgServer) -> None:
+    fresh_table(pg, "co_fw", "id serial PRIMARY KEY, v text, at timestamptz DEFAULT now()")
+    with front.connect() as c:
+        assert c.execute("INSERT INTO co_fw (v) VALUES ('r') RETURNING id").fetchone() == (1,)
+        c.execute("INSERT INTO co_fw (v, at) VALUES ('n', now())")
+        c.execute("INSERT INTO co_fw (v) VALUES (DEFAULT)")
+        c.execute("INSERT INTO co_fw (v) SELECT 'sel'")
+        with c.transaction():
+            c.execute("INSERT INTO co_fw (v) VALUES ('in txn')")
+            assert c.execute("SELECT count(*) FROM co_fw").fetchone() == (5,)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute("INSERT INTO co_nosuch VALUES (1)")
+        with pytest.raises(psycopg.errors.UndefinedColumn):
+            c.execute("INSERT INTO co_fw (nosuch) VALUES (1)")
+        with pytest.raises(psycopg.errors.DatatypeMismatch):
+            c.execute("INSERT INTO co_fw (id) VALUES (%s::text)", ("5",))
+    assert pg.admin_sql("SELECT id, v FROM co_fw ORDER BY id") == [
+        ["1", "r"], ["2", "n"], ["3", ""], ["4", "sel"], ["5", "in txn"]]
+    assert events(front)["coalesced_rows"] == 0
+
+
+def test_named_prepared_inserts_coalesce_and_still_work_in_a_transaction(
+        front: FrontDoor, pg: PgServer) -> None:
+    fresh_table(pg, "co_prep", "id int PRIMARY KEY, v text")
+    with front.connect() as c:
+        c.prepare_threshold = 0  # a named statement from the first execute
+        for i in range(20):
+            c.execute("INSERT INTO co_prep VALUES (%s, %s)", (i, "auto"))
+        with c.transaction():  # forwarded: the server must get the statement
+            for i in range(20, 30):
+                c.execute("INSERT INTO co_prep VALUES (%s, %s)", (i, "txn"))
+    assert pg.admin_sql("SELECT v, count(*) FROM co_prep GROUP BY v ORDER BY v") == [
+        ["auto", "20"], ["txn", "10"]]
+    assert events(front)["coalesced_rows"] == 20
+
+
+@pytest.mark.parametrize("protocol", ["simple", "prepared"])
+def test_pgbench_one_row_inserts(front: FrontDoor, pg: PgServer, tmp_path: Path,
+                                 protocol: str) -> None:
+    fresh_table(pg, "co_bench", "id bigint, c int, v text")
+    script = tmp_path / "insert.sql"
+    script.write_text("\\set id random(1, 1000000000)\n"
+                      "INSERT INTO co_bench (id, c, v) VALUES (:id, :client_id, 'pgbench');\n")
+    before = xact_commits(pg)
+    env = {"PGPASSWORD": "app-Secret-1", "PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(pg.ca_file)}
+    out = subprocess.run(["pgbench", "-h", "127.0.0.1", "-p", str(front.port), "-U", "app", "-n",
+                          "-c", "16", "-j", "2", "-t", "100", "-M", protocol, "-f", str(script),
+                          pg.dbname], capture_output=True, text=True, timeout=180,
+                         env={**__import__("os").environ, **env})
+    assert out.returncode == 0, out.stderr
+    assert "number of failed transactions: 0" in out.stdout
+    assert pg.admin_sql("SELECT count(*), count(DISTINCT c) FROM co_bench") == [["1600", "16"]]
+    assert events(front)["coalesced_rows"] == 1600
+    assert xact_commits(pg) - before < 800
