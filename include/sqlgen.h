@@ -60,11 +60,17 @@ struct sql_target {
 	const char *version_col; /* NULL or "" = none */
 	size_t ncoalesce;
 	const char *const *coalesce;
+	/* session settings the batch runs under, as SET LOCAL right after
+	 * its BEGIN (the front door's clients' DateStyle, TimeZone...) */
+	size_t nsettings;
+	const char *const *setting_names;
+	const char *const *setting_values;
 };
 
 /*
  * Insert and bulk-insert, one round trip per batch:
- *   BEGIN; COPY "s"."t" ("a", "b") FROM STDIN; COMMIT
+ *   BEGIN; [SET LOCAL "name" TO 'value'; ...] COPY "s"."t" ("a", "b")
+ *   FROM STDIN; COMMIT
  * The COMMIT is the statement SQL_INSERT_COMMIT_INDEX (0-based).
  */
 #define SQL_INSERT_COMMIT_INDEX 2

@@ -290,6 +290,10 @@ static char *target_key(const struct sql_target *d)
 	                    d->version_col ? d->version_col : "");
 	for (size_t i = 0; i < d->ncoalesce; i++)
 		evbuffer_add_printf(b, "%s\x1f", d->coalesce[i]);
+	evbuffer_add_printf(b, "\x1e");
+	for (size_t i = 0; i < d->nsettings; i++)
+		evbuffer_add_printf(b, "%s\x1f%s\x1f", d->setting_names[i],
+		                    d->setting_values[i]);
 	n = evbuffer_get_length(b);
 	key = malloc(n + 1);
 	if (key) {
@@ -328,7 +332,8 @@ static const char **keep_list(struct co_target *t, const char *const *v,
 /* Deep copy of def into t, so sessions may go while batches run. */
 static bool copy_def(struct co_target *t, const struct sql_target *d)
 {
-	size_t total = 3 + 2 * d->ncols + d->nkeys + d->ncoalesce;
+	size_t total =
+	    3 + 2 * d->ncols + d->nkeys + d->ncoalesce + 2 * d->nsettings;
 	bool ok = true;
 
 	t->strings = calloc(total, sizeof(char *));
@@ -346,6 +351,11 @@ static bool copy_def(struct co_target *t, const struct sql_target *d)
 	t->def.keys = keep_list(t, d->keys, d->nkeys, &ok);
 	t->def.ncoalesce = d->ncoalesce;
 	t->def.coalesce = keep_list(t, d->coalesce, d->ncoalesce, &ok);
+	t->def.nsettings = d->nsettings;
+	t->def.setting_names =
+	    keep_list(t, d->setting_names, d->nsettings, &ok);
+	t->def.setting_values =
+	    keep_list(t, d->setting_values, d->nsettings, &ok);
 	return ok && t->def.schema && t->def.table && t->def.version_col;
 }
 
@@ -358,6 +368,8 @@ static void free_target(struct co_target *t)
 	free((void *)t->def.types);
 	free((void *)t->def.keys);
 	free((void *)t->def.coalesce);
+	free((void *)t->def.setting_names);
+	free((void *)t->def.setting_values);
 	if (t->delay_ev)
 		event_free(t->delay_ev);
 	if (t->acquire_ev)

@@ -72,7 +72,8 @@ struct fco_seq {
 	size_t nexecs;
 	struct evbuffer *rows;
 	uint64_t nrows;
-	size_t held; /* counted in fe->stats.co_held_bytes */
+	size_t held;   /* counted in fe->stats.co_held_bytes */
+	char why[200]; /* why a value made it be relayed (debug log) */
 };
 
 /* The table written, from the first statement and the catalog. */
@@ -527,6 +528,7 @@ static bool resolve_target(struct fco_target *g, const struct cat_table *t,
 	g->ncols = st->ncols ? st->ncols : st->width;
 	if (strcmp(t->rel_name, st->table) != 0 ||
 	    (st->schema != NULL && strcmp(t->rel_schema, st->schema) != 0) ||
+	    !sql_ident_valid(t->rel_name) || !sql_ident_valid(t->rel_schema) ||
 	    g->ncols > t->ncols || g->ncols == 0)
 		return false;
 	g->cols = calloc(g->ncols, sizeof(*g->cols));
@@ -537,7 +539,7 @@ static bool resolve_target(struct fco_target *g, const struct cat_table *t,
 		const struct cat_column *c =
 		    st->ncols ? exact_column(t, st->cols[i]) : &t->cols[i];
 
-		if (c == NULL)
+		if (c == NULL || !sql_ident_valid(c->name))
 			return false;
 		g->cols[i] = c->name;
 		g->types[i] = c->type;
@@ -569,17 +571,25 @@ static bool put_rows(struct fco_seq *q, const struct fco_target *g,
 			const struct pgw_bind_value *p =
 			    param ? &params[v->param - 1] : NULL;
 
-			if (!value_fits(v, declared, g->types[c]))
-				return false;
-			if (g->upsert && g->is_key[c] &&
+			bool ok =
+			    value_fits(v, declared, g->types[c]) &&
+			    (c == 0 || evbuffer_add(q->rows, "\t", 1) == 0) &&
+			    (param
+			         ? put_param(declared, p, g->types[c], q->rows)
+			         : sqlr_value_copy_text(v, q->rows));
+
+			if (ok && g->upsert && g->is_key[c] &&
 			    (v->kind == SQLR_V_NULL || (p && p->len < 0)))
-				return false; /* NULL never conflicts */
-			if (c > 0 && evbuffer_add(q->rows, "\t", 1) != 0)
+				ok = false; /* NULL never conflicts */
+			if (!ok) {
+				snprintf(q->why, sizeof(q->why),
+				         "value %zu (%s, declared type %" PRIu32
+				         ", format %d) for column %s (%s)",
+				         c + 1, param ? "parameter" : "literal",
+				         declared, p ? p->format : 0,
+				         g->cols[c], g->types[c]);
 				return false;
-			if (!(param
-			          ? put_param(declared, p, g->types[c], q->rows)
-			          : sqlr_value_copy_text(v, q->rows)))
-				return false;
+			}
 		}
 		if (evbuffer_add(q->rows, "\n", 1) != 0)
 			return false;
@@ -628,13 +638,13 @@ static bool put_param_types(struct fco_seq *q, const struct fco_target *g,
 	for (size_t i = 0; i < s->nparams; i++) {
 		uint32_t oid = i < s->ntypes ? s->types[i] : OID_UNSPECIFIED;
 
-		for (size_t k = 0; oid == OID_UNSPECIFIED && k < st->width;
-		     k++) {
+		for (size_t k = 0;
+		     oid == OID_UNSPECIFIED && k < st->nrows * st->width; k++) {
 			const struct sqlr_value *v = &st->values[k];
 
 			if (v->kind == SQLR_V_PARAM && v->param == i + 1)
-				oid = pgb_type_oid(
-				    pgb_type_from_name(g->types[k]));
+				oid = pgb_type_oid(pgb_type_from_name(
+				    g->types[k % st->width]));
 		}
 		if (oid == OID_UNSPECIFIED || oid == OID_UNKNOWN) {
 			free(buf);
@@ -881,6 +891,39 @@ static void forward(struct fe_client *cl, struct fco_seq *q, const char *why)
 	fe_relay_to_server(cl);
 }
 
+/*
+ * The lexer reads strings as the server does only with these; the
+ * settings that change how values are read (DateStyle, TimeZone,
+ * IntervalStyle) travel with the rows instead (SET LOCAL in the batch).
+ */
+static bool session_fits(const struct fe_client *cl)
+{
+	const char *enc = cl->vars[FE_VAR_CLIENT_ENCODING];
+	const char *scs = cl->vars[FE_VAR_STD_STRINGS];
+
+	return enc != NULL && strcasecmp(enc, "UTF8") == 0 && scs != NULL &&
+	       strcmp(scs, "on") == 0;
+}
+
+/* The client's settings that change how COPY reads a value. */
+static const enum fe_var value_settings[] = {
+    FE_VAR_DATESTYLE, FE_VAR_INTERVALSTYLE, FE_VAR_TIMEZONE};
+#define NVALUE_SETTINGS (sizeof(value_settings) / sizeof(value_settings[0]))
+
+static size_t settings_of(const struct fe_client *cl, const char **names,
+                          const char **values)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < NVALUE_SETTINGS; i++) {
+		if (cl->vars[value_settings[i]] == NULL)
+			continue;
+		names[n] = fe_var_names[value_settings[i]];
+		values[n++] = cl->vars[value_settings[i]];
+	}
+	return n;
+}
+
 /* The rows go to the coalescer; false: relay the sequence instead. */
 static bool submit(struct fco_seq *q, const struct fco_target *g)
 {
@@ -896,10 +939,14 @@ static bool submit(struct fco_seq *q, const struct fco_target *g)
 	    .nkeys = g->upsert ? q->stmts[0].st->nkeys : 0,
 	    .keys = g->upsert ? q->stmts[0].st->keys : NULL,
 	};
+	const char *names[NVALUE_SETTINGS], *values[NVALUE_SETTINGS];
 	struct co_target *t;
 	size_t bytes = evbuffer_get_length(q->rows);
 	bool ok;
 
+	def.nsettings = settings_of(cl, names, values);
+	def.setting_names = names;
+	def.setting_values = values;
 	if (fe->stats.co_held_bytes + bytes > fe->cfg.coalesce_buffer_bytes ||
 	    (t = co_target_get(q->db->co, &def)) == NULL)
 		return false;
@@ -934,7 +981,7 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 		why = "out of memory";
 	x.g = &g;
 	if (why == NULL && !each_message(q, in, second_fn, &x))
-		why = "a value or parameter does not fit its column";
+		why = q->why[0] ? q->why : "a message does not fit";
 	free(x.portal.params);
 	/* no rows (a Parse and a Describe): answered now, no unit */
 	if (why == NULL && q->nrows > 0 && !submit(q, &g))
@@ -994,31 +1041,6 @@ static bool db_ready(struct frontend *fe, struct fe_db *db)
 	if (db->cat != NULL)
 		db->co = co_new(fe->base, db->co_pool, db->cat, &cc);
 	return db->co != NULL;
-}
-
-/* Session settings under which COPY reads values as the INSERT would. */
-static bool session_fits(const struct fe_client *cl)
-{
-	static const enum fe_var same[] = {
-	    FE_VAR_DATESTYLE, FE_VAR_INTERVALSTYLE, FE_VAR_TIMEZONE};
-	const struct fe_db *db = cl->db;
-	const char *enc = cl->vars[FE_VAR_CLIENT_ENCODING];
-	const char *scs = cl->vars[FE_VAR_STD_STRINGS];
-
-	if (enc == NULL || strcasecmp(enc, "UTF8") != 0 || scs == NULL ||
-	    strcmp(scs, "on") != 0)
-		return false;
-	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
-		const char *mine = cl->vars[same[i]], *server = NULL;
-
-		for (size_t k = 0; k < db->nparams; k++) {
-			if (strcmp(db->pnames[k], fe_var_names[same[i]]) == 0)
-				server = db->pvalues[k];
-		}
-		if (mine == NULL || server == NULL || strcmp(mine, server) != 0)
-			return false;
-	}
-	return true;
 }
 
 /*
@@ -1121,7 +1143,8 @@ enum fco_verdict fco_try(struct fe_client *cl)
 	    cl->fe->cfg.pool_mode != FE_POOL_TRANSACTION)
 		return FCO_FORWARD;
 	if (!session_fits(cl)) {
-		why = "session settings differ from the server's";
+		why = "client_encoding is not UTF8 or "
+		      "standard_conforming_strings is off";
 		v = FCO_FORWARD;
 	} else if ((v = find_end(cl, in, &len)) == FCO_MORE) {
 		bufferevent_setwatermark(cl->bev, EV_READ, 0,

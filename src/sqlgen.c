@@ -206,10 +206,26 @@ static bool insert_target_valid(const struct sql_target *t)
 	       (t->mode == SQL_INSERT || t->mode == SQL_BULK_INSERT);
 }
 
+/* BEGIN; SET LOCAL "name" TO 'value'; ... (the target's settings) */
+static bool add_begin(struct evbuffer *out, const struct sql_target *t)
+{
+	if (!add_str(out, "BEGIN; "))
+		return false;
+	for (size_t i = 0; i < t->nsettings; i++) {
+		if (!add_str(out, "SET LOCAL ") ||
+		    !sql_append_ident(out, t->setting_names[i]) ||
+		    !add_str(out, " TO ") ||
+		    !sql_append_literal(out, t->setting_values[i]) ||
+		    !add_str(out, "; "))
+			return false;
+	}
+	return true;
+}
+
 /* BEGIN; COPY ... FROM STDIN (the batch without its COMMIT) */
 static bool add_insert_body(struct evbuffer *out, const struct sql_target *t)
 {
-	return add_str(out, "BEGIN; ") && add_copy(out, t->schema, t->table, t);
+	return add_begin(out, t) && add_copy(out, t->schema, t->table, t);
 }
 
 char *sql_insert_batch(const struct sql_target *t)
@@ -619,8 +635,9 @@ static bool upsert_target_valid(const struct sql_target *t, const char *stage)
 static bool add_upsert_body(struct evbuffer *out, const struct sql_target *t,
                             const char *stage)
 {
-	return add_stage_table(out, t, stage) && add_str(out, "; BEGIN; ") &&
-	       add_copy(out, NULL, stage, t) && add_str(out, "; ") &&
+	return add_stage_table(out, t, stage) && add_str(out, "; ") &&
+	       add_begin(out, t) && add_copy(out, NULL, stage, t) &&
+	       add_str(out, "; ") &&
 	       add_upsert(out, t, stage);
 }
 

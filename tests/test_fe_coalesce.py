@@ -5,6 +5,7 @@ and how many server transactions it took."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -269,3 +270,36 @@ def test_pgbench_one_row_inserts(front: FrontDoor, pg: PgServer, tmp_path: Path,
     assert pg.admin_sql("SELECT count(*), count(DISTINCT c) FROM co_bench") == [["1600", "16"]]
     assert events(front)["coalesced_rows"] == 1600
     assert xact_commits(pg) - before < 800
+
+
+@pytest.mark.skipif(shutil.which("javac") is None, reason="no JDK (scripts/setup.sh installs one)")
+@pytest.mark.parametrize("rewrite", [False, True])
+def test_pgjdbc_batches_in_autocommit(pg: PgServer, tmp_path: Path, rewrite: bool) -> None:
+    root = Path(__file__).resolve().parents[1]
+    jar = Path(subprocess.run([str(root / "scripts" / "fetch-pgjdbc.sh")], capture_output=True,
+                              text=True, check=True).stdout.strip())
+    subprocess.run(["javac", "-cp", str(jar), "-d", str(tmp_path),
+                    str(root / "tests" / "jdbc" / "CoalesceJdbc.java")], check=True)
+    fresh_table(pg, "co_jdbc", "id bigint PRIMARY KEY, k int, v text, n numeric(12,2), "
+                "at timestamp, f double precision, b boolean")
+    f = FrontDoor(pg, tmp_path)
+    try:
+        url = (f"jdbc:postgresql://127.0.0.1:{f.port}/{pg.dbname}?sslmode=verify-full"
+               f"&sslrootcert={pg.ca_file}&reWriteBatchedInserts={str(rewrite).lower()}")
+        r = subprocess.run(["java", "-Duser.timezone=UTC", "-cp", f"{jar}:{tmp_path}",
+                            "CoalesceJdbc", url, "app",
+                            "app-Secret-1", "2000"], capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "done" in r.stdout
+        ev = events(f)
+    finally:
+        f.stop()
+    # every row was taken aside, the failed batch's 10 too, and failed whole
+    assert ev["coalesced_rows"] == 2010
+    assert ev["coalesce_failed"] == 1
+    assert pg.admin_sql(
+        "SELECT count(*), sum(k), min(v), sum(n)::text, sum(f)::text, count(*) FILTER (WHERE b), "
+        "min(at)::text FROM co_jdbc") == [[
+            "2000", str(sum(i % 1000 for i in range(2000))), "row 0 \t\\ é",
+            f"{sum(range(2000)) / 100:.2f}", str(sum(range(2000)) // 8), "1000",
+            "2023-11-14 22:13:20"]]
