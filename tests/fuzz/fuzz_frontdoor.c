@@ -81,16 +81,42 @@ static void fuzz_messages(const uint8_t *body, size_t len)
 		check_str(body, len, pm.name);
 		check_str(body, len, pm.query);
 		INVARIANT(inside(body, len, pm.rest, pm.rest_len));
+		INVARIANT(inside(body, len, pm.types, 4u * pm.ntypes));
 	}
 	if (pgw_parse_bind(&f, &bm) == PGW_OK) {
 		check_str(body, len, bm.portal);
 		check_str(body, len, bm.statement);
 		INVARIANT(inside(body, len, bm.rest, bm.rest_len));
+		fuzz_bind_values(body, len, &bm);
 	}
 	if (pgw_parse_target(&f, &kind, &s) == PGW_OK) {
 		INVARIANT(kind == 'S' || kind == 'P');
 		check_str(body, len, s);
 	}
+}
+
+/* Bind's parameters: every value inside the message, formats 0 or 1. */
+static void fuzz_bind_values(const uint8_t *body, size_t len,
+                             const struct pgw_bind_msg *bm)
+{
+	struct pgw_bind_value *v;
+	uint16_t n;
+
+	if (pgw_bind_count(bm, &n) != PGW_OK)
+		return;
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (v == NULL)
+		return;
+	if (pgw_parse_bind_values(bm, v, n) == PGW_OK) {
+		for (uint16_t i = 0; i < n; i++) {
+			INVARIANT(v[i].format == 0 || v[i].format == 1);
+			INVARIANT(v[i].len >= -1);
+			if (v[i].len >= 0)
+				INVARIANT(inside(body, len, v[i].data,
+				                 (size_t)v[i].len));
+		}
+	}
+	free(v);
 }
 
 /* A whole exchange: the input's first line is client-first, the rest

@@ -398,6 +398,135 @@ START_TEST(test_parse_password_and_response)
 }
 END_TEST
 
+/* Parse: name, query, types; the rest of a kept statement alone too. */
+START_TEST(test_parse_parse_types)
+{
+	struct pgw_frame f = frame_of(
+	    'P',
+	    LIT("s1\0INSERT INTO t VALUES ($1, $2)\0\0\2\0\0\0\x17\0\0\0\0"));
+	struct pgw_parse_msg m, r;
+
+	ck_assert_int_eq(pgw_parse_parse(&f, &m), PGW_OK);
+	ck_assert_str_eq(m.name, "s1");
+	ck_assert_str_eq(m.query, "INSERT INTO t VALUES ($1, $2)");
+	ck_assert_uint_eq(m.ntypes, 2);
+	ck_assert_uint_eq(get_be32(m.types), 23);
+	ck_assert_uint_eq(get_be32(m.types + 4), 0);
+	ck_assert_int_eq(pgw_parse_parse_rest(m.rest, m.rest_len, &r), PGW_OK);
+	ck_assert_str_eq(r.query, m.query);
+	ck_assert_uint_eq(r.ntypes, 2);
+	/* every shorter rest is refused, never read past */
+	for (size_t n = 0; n < m.rest_len; n++)
+		ck_assert_int_eq(pgw_parse_parse_rest(m.rest, n, &r),
+		                 PGW_ERROR);
+	frame_free(&f);
+	f = frame_of('P', LIT("\0q\0\xff\xff"));
+	ck_assert_int_eq(pgw_parse_parse(&f, &m), PGW_ERROR); /* count -1 */
+	frame_free(&f);
+}
+END_TEST
+
+/* Bind: formats 0, 1 or n codes; NULL; result formats; nothing after. */
+START_TEST(test_bind_values)
+{
+	/* portal "", statement "s", formats (1, 0), 42 and NULL, result 1 */
+	static const char ok2[] = "\0s\0"
+	                          "\0\2\0\1\0\0"
+	                          "\0\2\0\0\0\4\0\0\0\x2a\xff\xff\xff\xff"
+	                          "\0\1\0\1";
+	struct pgw_frame f =
+	    frame_of('B', (const uint8_t *)ok2, sizeof(ok2) - 1);
+	struct pgw_bind_msg b;
+	struct pgw_bind_value v[2];
+	uint16_t n;
+
+	ck_assert_int_eq(pgw_parse_bind(&f, &b), PGW_OK);
+	ck_assert_int_eq(pgw_bind_count(&b, &n), PGW_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(pgw_parse_bind_values(&b, v, n), PGW_OK);
+	ck_assert_int_eq(v[0].format, 1);
+	ck_assert_int_eq(v[0].len, 4);
+	ck_assert_uint_eq(get_be32(v[0].data), 42);
+	ck_assert_int_eq(v[1].format, 0);
+	ck_assert_int_eq(v[1].len, -1);
+	ck_assert_ptr_null(v[1].data);
+	ck_assert_int_eq(pgw_parse_bind_values(&b, v, 1), PGW_ERROR);
+	/* truncated anywhere: an error, never a read past the message */
+	for (size_t cut = 0; cut < b.rest_len; cut++) {
+		struct pgw_bind_msg t = b;
+
+		t.rest_len = cut;
+		if (pgw_bind_count(&t, &n) == PGW_OK && n == 2)
+			ck_assert_int_eq(pgw_parse_bind_values(&t, v, n),
+			                 PGW_ERROR);
+	}
+	frame_free(&f);
+}
+END_TEST
+
+START_TEST(test_bind_values_refused)
+{
+#define BODY(s)                                                                \
+	{                                                                      \
+		s, sizeof(s) - 1                                               \
+	}
+	/* each: portal "", statement "", then the rest */
+	static const struct {
+		const char *body;
+		size_t len;
+	} bad[] = {
+	    /* format 2 */
+	    BODY("\0\0"
+	         "\0\1\0\2"
+	         "\0\1\0\0\0\0"
+	         "\0\0"),
+	    /* 3 format codes for 2 params */
+	    BODY("\0\0"
+	         "\0\3\0\0\0\0\0\0"
+	         "\0\2\0\0\0\0\0\0\0\0"
+	         "\0\0"),
+	    /* a value length of -2 */
+	    BODY("\0\0"
+	         "\0\0"
+	         "\0\1\xff\xff\xff\xfe"
+	         "\0\0"),
+	    /* a value longer than the message */
+	    BODY("\0\0"
+	         "\0\0"
+	         "\0\1\0\0\0\x09"
+	         "ab"
+	         "\0\0"),
+	    /* bytes after the result formats */
+	    BODY("\0\0"
+	         "\0\0"
+	         "\0\0"
+	         "\0\0"
+	         "!"),
+	    /* a result format of 7 */
+	    BODY("\0\0"
+	         "\0\0"
+	         "\0\0"
+	         "\0\1\0\7"),
+	};
+#undef BODY
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct pgw_frame f =
+		    frame_of('B', (const uint8_t *)bad[i].body, bad[i].len);
+		struct pgw_bind_msg b;
+		struct pgw_bind_value v[4];
+		uint16_t n;
+
+		ck_assert_int_eq(pgw_parse_bind(&f, &b), PGW_OK);
+		if (pgw_bind_count(&b, &n) == PGW_OK && n <= 4)
+			ck_assert_msg(pgw_parse_bind_values(&b, v, n) ==
+			                  PGW_ERROR,
+			              "case %zu accepted", i);
+		frame_free(&f);
+	}
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pgwire_server");
@@ -419,6 +548,9 @@ static Suite *suite(void)
 	tcase_add_test(enc, test_put_negotiate);
 	tcase_add_test(enc, test_parse_sasl_initial);
 	tcase_add_test(enc, test_parse_password_and_response);
+	tcase_add_test(enc, test_parse_parse_types);
+	tcase_add_test(enc, test_bind_values);
+	tcase_add_test(enc, test_bind_values_refused);
 	suite_add_tcase(s, enc);
 	return s;
 }
