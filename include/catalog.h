@@ -22,6 +22,7 @@ struct cat_column {
 	char *name;
 	char *type; /* format_type(), e.g. "timestamp with time zone" */
 	bool not_null;
+	bool identity_always; /* GENERATED ALWAYS AS IDENTITY */
 };
 
 struct cat_index {
@@ -38,6 +39,10 @@ struct cat_table {
 	struct cat_column *cols; /* in attnum order */
 	size_t nindexes;
 	struct cat_index *indexes;
+	/* what makes COPY differ from INSERT on it: rules (COPY ignores
+	 * them), statement-level INSERT or UPDATE triggers (once per batch) */
+	bool has_rules;
+	bool statement_triggers;
 };
 
 /*

@@ -145,13 +145,16 @@ char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
  * protocol.md, Open): an exact match first (without a schema, the first in
  * the search path), else the only one equal ignoring the case of ASCII
  * letters. Rows tagged by kind and sorted by it, five columns each:
- *   'a', oid, relkind, schema, 0       the relation; always first; oid,
+ *   'a', oid, relkind, schema, flags   the relation; always first; oid,
  *                                      relkind and schema NULL when no
- *                                      relation or several match
+ *                                      relation or several match; flags
+ *                                      1: it has rules, 2: statement-level
+ *                                      INSERT or UPDATE triggers
  *   'b', name, candidates, NULL, 0     the relation's name as the catalog
  *                                      has it; when several match instead,
  *                                      candidates lists them ("s.t, s.T")
- *   'c', name, format_type(), attnotnull ("true"/"false"), attnum
+ *   'c', name, format_type(), attnotnull ("true"/"false") followed by
+ *        attidentity ("", "a" always, "d" by default), attnum
  *   'u', index oid, column name, NULL, sort key
  *                                      one row per column of each unique
  *                                      index without predicate or expression

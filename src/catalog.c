@@ -259,7 +259,10 @@ static bool add_column(struct cat_table *t, const char *name, const char *type,
 	t->cols = cols;
 	cols[t->ncols].name = strdup(name);
 	cols[t->ncols].type = strdup(type ? type : "");
-	cols[t->ncols].not_null = not_null && strcmp(not_null, "true") == 0;
+	/* "true" or "false", then attidentity */
+	cols[t->ncols].not_null = not_null && strncmp(not_null, "true", 4) == 0;
+	cols[t->ncols].identity_always =
+	    not_null && not_null[0] && not_null[strlen(not_null) - 1] == 'a';
 	t->ncols++;
 	return cols[t->ncols - 1].name && cols[t->ncols - 1].type;
 }
@@ -273,7 +276,7 @@ static bool read_relation(struct cat_table *t, const struct up_result *r,
                           const char **sqlstate, const char **message,
                           char *buf, size_t size)
 {
-	const char *kind, *candidates;
+	const char *kind, *candidates, *flags;
 
 	*sqlstate = "42P01";
 	*message = "table not found";
@@ -301,6 +304,12 @@ static bool read_relation(struct cat_table *t, const struct up_result *r,
 		return false;
 	*sqlstate = "53200";
 	*message = "out of memory";
+	if ((flags = up_result_cell(r, 0, 4)) != NULL) {
+		unsigned long f = strtoul(flags, NULL, 10);
+
+		t->has_rules = f & 1;
+		t->statement_triggers = (f & 2) != 0;
+	}
 	t->rel_schema = strdup(up_result_cell(r, 0, 3));
 	t->rel_name = strdup(up_result_cell(r, 1, 1));
 	return t->rel_schema != NULL && t->rel_name != NULL;

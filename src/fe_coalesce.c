@@ -531,6 +531,9 @@ static bool resolve_target(struct fco_target *g, const struct cat_table *t,
 	    !sql_ident_valid(t->rel_name) || !sql_ident_valid(t->rel_schema) ||
 	    g->ncols > t->ncols || g->ncols == 0)
 		return false;
+	/* COPY ignores rules, fires statement triggers once per batch */
+	if (t->has_rules || t->statement_triggers)
+		return false;
 	g->cols = calloc(g->ncols, sizeof(*g->cols));
 	g->types = calloc(g->ncols, sizeof(*g->types));
 	if (g->cols == NULL || g->types == NULL)
@@ -539,7 +542,9 @@ static bool resolve_target(struct fco_target *g, const struct cat_table *t,
 		const struct cat_column *c =
 		    st->ncols ? exact_column(t, st->cols[i]) : &t->cols[i];
 
-		if (c == NULL || !sql_ident_valid(c->name))
+		/* INSERT refuses a value for it (428C9); COPY takes it */
+		if (c == NULL || !sql_ident_valid(c->name) ||
+		    c->identity_always)
 			return false;
 		g->cols[i] = c->name;
 		g->types[i] = c->type;

@@ -637,8 +637,7 @@ static bool add_upsert_body(struct evbuffer *out, const struct sql_target *t,
 {
 	return add_stage_table(out, t, stage) && add_str(out, "; ") &&
 	       add_begin(out, t) && add_copy(out, NULL, stage, t) &&
-	       add_str(out, "; ") &&
-	       add_upsert(out, t, stage);
+	       add_str(out, "; ") && add_upsert(out, t, stage);
 }
 
 char *sql_upsert_batch(const struct sql_target *t, const char *stage)
@@ -865,26 +864,31 @@ char *sql_catalog_lookup(const char *schema, const char *table)
 
 	if (table == NULL || (q = evbuffer_new()) == NULL)
 		return NULL;
-	ok =
-	    add_catalog_candidates(q, schema, table) &&
-	    add_str(
-	        q, "SELECT 'a', r.oid::text, p.relkind::text, p.nspname::text, "
-	           "0::bigint FROM r LEFT JOIN pick p ON true "
-	           "UNION ALL SELECT 'b', (SELECT relname::text FROM pick), "
-	           "(SELECT string_agg(quote_ident(nspname) || '.' || "
-	           "quote_ident(relname), ', ' ORDER BY pos, nspname, relname) "
-	           "FROM cand WHERE NOT EXISTS (SELECT FROM pick)), NULL, 0 "
-	           "UNION ALL SELECT 'c', a.attname::text, "
-	           "format_type(a.atttypid, a.atttypmod), "
-	           "a.attnotnull::text, a.attnum::bigint FROM r "
-	           "JOIN pg_attribute a ON a.attrelid = r.oid "
-	           "AND a.attnum > 0 AND NOT a.attisdropped "
-	           "UNION ALL SELECT 'u', i.indexrelid::text, "
-	           "a.attname::text, NULL, "
-	           "i.indexrelid::bigint * 2000 + a.attnum FROM r "
-	           "JOIN pg_index i ON i.indrelid = r.oid AND i.indisunique "
-	           "AND i.indpred IS NULL AND i.indexprs IS NULL "
-	           "JOIN pg_attribute a ON a.attrelid = r.oid AND "
-	           "a.attnum = ANY(i.indkey) ORDER BY 1, 5");
+	ok = add_catalog_candidates(q, schema, table) &&
+	     add_str(
+	         q,
+	         "SELECT 'a', r.oid::text, p.relkind::text, p.nspname::text, "
+	         "(SELECT CASE WHEN c.relhasrules THEN 1 ELSE 0 END FROM "
+	         "pg_class c WHERE c.oid = r.oid) + coalesce((SELECT 2 FROM "
+	         "pg_trigger g WHERE g.tgrelid = r.oid AND NOT g.tgisinternal "
+	         "AND (g.tgtype & 1) = 0 AND (g.tgtype & 20) <> 0 LIMIT 1), 0)"
+	         "::bigint FROM r LEFT JOIN pick p ON true "
+	         "UNION ALL SELECT 'b', (SELECT relname::text FROM pick), "
+	         "(SELECT string_agg(quote_ident(nspname) || '.' || "
+	         "quote_ident(relname), ', ' ORDER BY pos, nspname, relname) "
+	         "FROM cand WHERE NOT EXISTS (SELECT FROM pick)), NULL, 0 "
+	         "UNION ALL SELECT 'c', a.attname::text, "
+	         "format_type(a.atttypid, a.atttypmod), "
+	         "a.attnotnull::text || a.attidentity::text, a.attnum::bigint "
+	         "FROM r "
+	         "JOIN pg_attribute a ON a.attrelid = r.oid "
+	         "AND a.attnum > 0 AND NOT a.attisdropped "
+	         "UNION ALL SELECT 'u', i.indexrelid::text, "
+	         "a.attname::text, NULL, "
+	         "i.indexrelid::bigint * 2000 + a.attnum FROM r "
+	         "JOIN pg_index i ON i.indrelid = r.oid AND i.indisunique "
+	         "AND i.indpred IS NULL AND i.indexprs IS NULL "
+	         "JOIN pg_attribute a ON a.attrelid = r.oid AND "
+	         "a.attnum = ANY(i.indkey) ORDER BY 1, 5");
 	return take_text(q, ok);
 }

@@ -303,3 +303,55 @@ def test_pgjdbc_batches_in_autocommit(pg: PgServer, tmp_path: Path, rewrite: boo
             "2000", str(sum(i % 1000 for i in range(2000))), "row 0 \t\\ é",
             f"{sum(range(2000)) / 100:.2f}", str(sum(range(2000)) // 8), "1000",
             "2023-11-14 22:13:20"]]
+
+
+def test_tables_where_copy_differs_from_insert_are_relayed(front: FrontDoor,
+                                                          pg: PgServer) -> None:
+    """COPY ignores rules, fires statement triggers once per batch and takes a value for an
+    identity column GENERATED ALWAYS: such INSERTs go to the server as they are."""
+    fresh_table(pg, "co_trig", "id int, v text")
+    fresh_table(pg, "co_stmts", "n int")
+    pg.admin_sql("CREATE FUNCTION co_count() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$ BEGIN INSERT INTO co_stmts VALUES (1); RETURN NULL; END $$;"
+                 "CREATE TRIGGER co_per_statement AFTER INSERT ON co_trig "
+                 "FOR EACH STATEMENT EXECUTE FUNCTION co_count()")
+    fresh_table(pg, "co_ruled", "id int")
+    fresh_table(pg, "co_ruled_log", "id int")
+    pg.admin_sql("CREATE RULE co_also AS ON INSERT TO co_ruled DO ALSO "
+                 "INSERT INTO co_ruled_log VALUES (NEW.id)")
+    fresh_table(pg, "co_ident", "id bigint GENERATED ALWAYS AS IDENTITY, v text")
+    with front.connect() as c:
+        # one pipeline: five statements, five statement-trigger firings
+        c.cursor().executemany("INSERT INTO co_trig VALUES (%s, 'x')", [(i,) for i in range(5)])
+        for i in range(5):
+            c.execute("INSERT INTO co_ruled VALUES (%s)", (i,))
+            c.execute("INSERT INTO co_ident (v) VALUES (%s)", (f"v{i}",))
+        with pytest.raises(psycopg.errors.GeneratedAlways):
+            c.execute("INSERT INTO co_ident (id, v) VALUES (%s, 'explicit')", (100,))
+    assert pg.admin_sql("SELECT count(*) FROM co_stmts") == [["5"]]
+    assert pg.admin_sql("SELECT count(*) FROM co_ruled_log") == [["5"]]
+    assert pg.admin_sql("SELECT string_agg(v, ',' ORDER BY id) FROM co_ident") == [
+        ["v0,v1,v2,v3,v4"]]
+    # only the identity table's five INSERTs without the identity column coalesced
+    assert events(front)["coalesced_rows"] == 5
+
+
+def test_coalesce_off_and_coalesce_tables(pg: PgServer, tmp_path: Path) -> None:
+    fresh_table(pg, "co_on", "id int")
+    fresh_table(pg, "co_off", "id int")
+    for settings, expected in (({"coalesce": "off"}, 0),
+                               ({"coalesce_tables": "public.co_on, nosuch"}, 10)):
+        f = FrontDoor(pg, tmp_path / f"{expected}", **settings) if (
+            tmp_path / f"{expected}").mkdir() is None else None
+        assert f is not None
+        try:
+            with f.connect() as c:
+                for i in range(10):
+                    c.execute("INSERT INTO co_on VALUES (%s)", (i,))
+                    c.execute("INSERT INTO co_off VALUES (%s)", (i,))
+            ev = events(f)
+        finally:
+            f.stop()
+        assert ev["coalesced_rows"] == expected
+    assert pg.admin_sql("SELECT (SELECT count(*) FROM co_on), (SELECT count(*) FROM co_off)") == [
+        ["20", "20"]]

@@ -122,6 +122,9 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_FRONTEND_DATABASES=a, b",
     "LAKEBASE_PROXY_FRONTEND_MAX_PREPARED_STATEMENTS=0",
     "LAKEBASE_PROXY_FRONTEND_IDLE_TRANSACTION_TIMEOUT_S=9",
+    "LAKEBASE_PROXY_FRONTEND_COALESCE=off",
+    "LAKEBASE_PROXY_FRONTEND_COALESCE_TABLES=public.ev, ev2",
+    "LAKEBASE_PROXY_FRONTEND_COALESCE_BUFFER_BYTES=4096",
     "LAKEBASE_PROXY_BATCH_MAX_ROWS=7", "LAKEBASE_PROXY_BATCH_MAX_BYTES=2048",
     "LAKEBASE_PROXY_BATCH_MAX_DELAY_MS=0",
     "LAKEBASE_PROXY_BATCH_MAX_INFLIGHT=3", "LAKEBASE_PROXY_BATCH_MAX_RETRIES=2",
@@ -383,6 +386,12 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert(cfg_frontend_database_allowed(&cfg.frontend, "b"));
 	ck_assert(!cfg_frontend_database_allowed(&cfg.frontend, "c"));
 	ck_assert(!cfg_frontend_database_allowed(&cfg.frontend, " a"));
+	ck_assert(!cfg.frontend.coalesce);
+	ck_assert_uint_eq(cfg.frontend.coalesce_buffer_bytes, 4096);
+	ck_assert(cfg_frontend_coalesce_table(&cfg.frontend, "public", "ev"));
+	ck_assert(!cfg_frontend_coalesce_table(&cfg.frontend, "other", "ev"));
+	ck_assert(cfg_frontend_coalesce_table(&cfg.frontend, "any", "ev2"));
+	ck_assert(!cfg_frontend_coalesce_table(&cfg.frontend, "public", "ev3"));
 	ck_assert_uint_eq(cfg.batch.max_rows, 7);
 	ck_assert_uint_eq(cfg.batch.max_bytes, 2048);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
