@@ -142,6 +142,9 @@ void co_target_put(struct co_target *t);
 bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
                co_done_cb done, void *arg);
 
+/* What t writes (valid while the caller holds its reference). */
+const struct sql_target *co_target_def(const struct co_target *t);
+
 /* The target's table metrics; they outlive the target. */
 const struct co_table_metrics *co_target_metrics(const struct co_target *t);
 void co_get_stats(const struct coalescer *co, struct co_stats *s);

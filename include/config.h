@@ -134,8 +134,9 @@ struct cfg_frontend {
 	char *databases;                     /* "*" or a comma list */
 	unsigned max_prepared_statements;    /* 200 per server connection */
 	unsigned idle_transaction_timeout_s; /* 0 = none */
-	bool coalesce;         /* on: autocommit INSERTs go to the coalescer */
-	char *coalesce_tables; /* "*" or a list of [schema.]table */
+	bool coalesce; /* on: autocommit INSERTs go to the coalescer */
+	bool coalesce_transactions;     /* off: explicit ones are relayed */
+	char *coalesce_tables;          /* "*" or a list of [schema.]table */
 	uint64_t coalesce_buffer_bytes; /* 64 MiB held for coalescing */
 };
 

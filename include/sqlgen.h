@@ -75,6 +75,9 @@ struct sql_target {
  */
 #define SQL_INSERT_COMMIT_INDEX 2
 char *sql_insert_batch(const struct sql_target *t);
+/* The same without its COMMIT: BEGIN; [SET LOCAL ...;] COPY ... FROM STDIN
+ * (rows written into a transaction the client goes on with). */
+char *sql_insert_begin(const struct sql_target *t);
 
 /*
  * Staged upsert, one round trip per batch:

@@ -489,6 +489,11 @@ struct co_target *co_target_get(struct coalescer *co,
 	return t;
 }
 
+const struct sql_target *co_target_def(const struct co_target *t)
+{
+	return &t->def;
+}
+
 void co_target_put(struct co_target *t)
 {
 	if (t == NULL)

@@ -139,6 +139,7 @@ static const struct cfg_key keys[] = {
      .max = 86400, .def = "0"},
     {KEY(frontend, coalesce, CFG_BOOL), .def = "on"},
     {KEY(frontend, coalesce_tables, CFG_STRING), .def = "*"},
+    {KEY(frontend, coalesce_transactions, CFG_BOOL), .def = "off"},
     {KEY(frontend, coalesce_buffer_bytes, CFG_UINT64), .min = 1024,
      .max = 68719476736, .def = "67108864"},
     {KEY(batch, max_rows, CFG_UINT64), .min = 1, .max = 100000000,

@@ -17,6 +17,7 @@
 #include "pgbinary.h"
 #include "pgwire.h"
 #include "sqlrec.h"
+#include "timer.h"
 
 /*
  * A sequence is one Query, or the extended-protocol messages up to and
@@ -73,7 +74,16 @@ struct fco_seq {
 	struct evbuffer *rows;
 	uint64_t nrows;
 	size_t held;   /* counted in fe->stats.co_held_bytes */
+	char status;   /* ReadyForQuery's: 'I', or 'T' in a transaction */
 	char why[200]; /* why a value made it be relayed (debug log) */
+};
+
+/* A coalesced explicit transaction: its rows wait for COMMIT. */
+struct fco_txn {
+	struct co_target *target; /* NULL until its first INSERT */
+	struct evbuffer *rows;
+	uint64_t nrows;
+	size_t held; /* counted in fe->stats.co_held_bytes */
 };
 
 /* The table written, from the first statement and the catalog. */
@@ -702,7 +712,7 @@ static bool second_look(struct fco_seq *q, const struct fco_target *g,
 	case PGW_FE_QUERY:
 		return put_rows(q, g, &q->stmts[op->stmt], NULL) &&
 		       put_insert_done(q, q->nrows - before) &&
-		       pgw_put_ready(q->answers, 'I');
+		       pgw_put_ready(q->answers, q->status);
 	case PGW_FE_PARSE:
 		return put_empty(q->answers, '1');
 	case PGW_FE_BIND:
@@ -724,7 +734,7 @@ static bool second_look(struct fco_seq *q, const struct fco_target *g,
 	case PGW_FE_FLUSH:
 		return true;
 	case PGW_FE_SYNC:
-		return pgw_put_ready(q->answers, 'I');
+		return pgw_put_ready(q->answers, q->status);
 	}
 	return false;
 }
@@ -878,6 +888,9 @@ static void relay_rest(struct fe_client *cl)
 		fe_fail(cl, "57P01", "the proxy is shutting down");
 		return;
 	}
+	if (cl->co_txn != NULL && cl->fe->cfg.idle_transaction_timeout_s > 0)
+		timer_add_ms(cl->timer,
+		             cl->fe->cfg.idle_transaction_timeout_s * 1000u);
 	fe_update_reading(cl);
 	event_active(cl->kick, 0, 0);
 }
@@ -929,11 +942,10 @@ static size_t settings_of(const struct fe_client *cl, const char **names,
 	return n;
 }
 
-/* The rows go to the coalescer; false: relay the sequence instead. */
-static bool submit(struct fco_seq *q, const struct fco_target *g)
+/* The coalescer's target for the sequence's table (a reference). */
+static struct co_target *target_of(struct fco_seq *q,
+                                   const struct fco_target *g)
 {
-	struct fe_client *cl = q->cl;
-	struct frontend *fe = cl->fe;
 	struct sql_target def = {
 	    .schema = g->t->rel_schema,
 	    .table = g->t->rel_name,
@@ -945,15 +957,23 @@ static bool submit(struct fco_seq *q, const struct fco_target *g)
 	    .keys = g->upsert ? q->stmts[0].st->keys : NULL,
 	};
 	const char *names[NVALUE_SETTINGS], *values[NVALUE_SETTINGS];
+
+	def.nsettings = settings_of(q->cl, names, values);
+	def.setting_names = names;
+	def.setting_values = values;
+	return co_target_get(q->db->co, &def);
+}
+
+/* The rows go to the coalescer; false: relay the sequence instead. */
+static bool submit(struct fco_seq *q, const struct fco_target *g)
+{
+	struct frontend *fe = q->fe;
 	struct co_target *t;
 	size_t bytes = evbuffer_get_length(q->rows);
 	bool ok;
 
-	def.nsettings = settings_of(cl, names, values);
-	def.setting_names = names;
-	def.setting_values = values;
 	if (fe->stats.co_held_bytes + bytes > fe->cfg.coalesce_buffer_bytes ||
-	    (t = co_target_get(q->db->co, &def)) == NULL)
+	    (t = target_of(q, g)) == NULL)
 		return false;
 	mt_add(co_target_metrics(t)->rows_received, q->nrows);
 	mt_add(co_target_metrics(t)->bytes_received, bytes);
@@ -965,6 +985,270 @@ static bool submit(struct fco_seq *q, const struct fco_target *g)
 		fe->stats.co_rows += q->nrows;
 	}
 	return ok;
+}
+
+/* ---- coalesced explicit transactions ([frontend] coalesce_transactions) ----
+ */
+
+static void txn_free(struct fe_client *cl)
+{
+	struct fco_txn *x = cl->co_txn;
+
+	if (x == NULL)
+		return;
+	cl->co_txn = NULL;
+	cl->fe->stats.co_held_bytes -= x->held;
+	co_target_put(x->target);
+	if (x->rows != NULL)
+		evbuffer_free(x->rows);
+	free(x);
+}
+
+/*
+ * The sequence's rows join the client's transaction (answered at once, the
+ * commit comes with COMMIT). NULL, or why it must be relayed instead.
+ */
+static const char *add_to_txn(struct fco_seq *q, const struct fco_target *g)
+{
+	struct fco_txn *x = q->cl->co_txn;
+	struct frontend *fe = q->fe;
+	size_t bytes = evbuffer_get_length(q->rows);
+	struct co_target *t;
+
+	if (g->upsert)
+		return "an upsert inside a transaction";
+	if (fe->stats.co_held_bytes + bytes > fe->cfg.coalesce_buffer_bytes)
+		return "coalesce_buffer_bytes reached";
+	if (q->nrows == 0)
+		return NULL;
+	if ((t = target_of(q, g)) == NULL)
+		return "out of memory";
+	if (x->target != NULL && x->target != t) {
+		co_target_put(t);
+		return "a second table in the transaction";
+	}
+	if (x->target == NULL)
+		x->target = t;
+	else
+		co_target_put(t);
+	evbuffer_add_buffer(x->rows, q->rows);
+	x->nrows += q->nrows;
+	x->held += bytes;
+	fe->stats.co_held_bytes += bytes;
+	fe->stats.co_rows += q->nrows;
+	return NULL;
+}
+
+enum txc { TXC_NONE, TXC_BEGIN, TXC_COMMIT, TXC_ROLLBACK };
+
+/*
+ * BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT (each with an
+ * optional WORK or TRANSACTION and ';'), and nothing else: no options.
+ */
+static enum txc txn_control(const uint8_t *sql, size_t len)
+{
+	static const struct {
+		const char *word;
+		enum txc kind;
+	} words[] = {{"begin", TXC_BEGIN},       {"start", TXC_BEGIN},
+	             {"commit", TXC_COMMIT},     {"end", TXC_COMMIT},
+	             {"rollback", TXC_ROLLBACK}, {"abort", TXC_ROLLBACK}};
+	struct sqlx_lexer *lx = sqlx_lexer_new(sql, len);
+	struct sqlx_token t;
+	enum txc kind = TXC_NONE;
+	bool start;
+
+	if (lx == NULL || sqlx_next(lx, &t) != SQLX_OK ||
+	    t.kind != SQLX_T_IDENT)
+		goto out;
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (strcmp(t.text, words[i].word) == 0)
+			kind = words[i].kind;
+	}
+	start = strcmp(t.text, "start") == 0;
+	if (kind == TXC_NONE || sqlx_next(lx, &t) != SQLX_OK)
+		goto none;
+	if (t.kind == SQLX_T_IDENT &&
+	    (strcmp(t.text, "transaction") == 0 ||
+	     (!start && strcmp(t.text, "work") == 0))) {
+		start = false;
+		if (sqlx_next(lx, &t) != SQLX_OK)
+			goto none;
+	}
+	if (start)
+		goto none;
+	if (t.kind == SQLX_T_PUNCT && strcmp(t.text, ";") == 0 &&
+	    sqlx_next(lx, &t) != SQLX_OK)
+		goto none;
+	if (t.kind == SQLX_T_END)
+		goto out;
+none:
+	kind = TXC_NONE;
+out:
+	sqlx_lexer_free(lx);
+	return kind;
+}
+
+/* What a control sequence is: one Query, or Parse/Bind/Describe/Execute
+ * of the unnamed statement and portal, without parameters, and Sync. */
+struct control_ctx {
+	enum txc kind;
+	unsigned parses, executes;
+	bool bad;
+};
+
+static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
+                       void *arg)
+{
+	struct control_ctx *x = arg;
+	struct pgw_parse_msg pm;
+	struct pgw_bind_msg bm;
+	const char *name;
+	uint16_t n;
+	char kind;
+
+	(void)q;
+	(void)i;
+	switch (f->type) {
+	case PGW_FE_QUERY:
+		x->parses++;
+		x->executes++;
+		x->kind = f->len > 0 && f->body[f->len - 1] == '\0'
+		              ? txn_control(f->body, f->len - 1)
+		              : TXC_NONE;
+		return true;
+	case PGW_FE_PARSE:
+		x->parses++;
+		x->kind = pgw_parse_parse(f, &pm) == PGW_OK &&
+		                  pm.name[0] == '\0' && pm.ntypes == 0
+		              ? txn_control((const uint8_t *)pm.query,
+		                            strlen(pm.query))
+		              : TXC_NONE;
+		return true;
+	case PGW_FE_BIND:
+		x->bad |= pgw_parse_bind(f, &bm) != PGW_OK ||
+		          bm.portal[0] != '\0' || bm.statement[0] != '\0' ||
+		          pgw_bind_count(&bm, &n) != PGW_OK || n != 0;
+		return true;
+	case PGW_FE_DESCRIBE:
+		x->bad |= pgw_parse_target(f, &kind, &name) != PGW_OK ||
+		          kind != 'P' || name[0] != '\0';
+		return true;
+	case PGW_FE_EXECUTE:
+		x->executes++;
+		return true;
+	case PGW_FE_SYNC:
+		return true;
+	}
+	x->bad = true;
+	return true;
+}
+
+static enum txc control_of(struct fco_seq *q, struct evbuffer *in)
+{
+	struct control_ctx x = {TXC_NONE, 0, 0, false};
+
+	if (!each_message(q, in, control_fn, &x) || x.bad || x.parses != 1 ||
+	    x.executes != 1)
+		return TXC_NONE;
+	return x.kind;
+}
+
+/* The answers to a control sequence, its tag at the Execute (or Query). */
+static bool control_answer_fn(struct fco_seq *q, size_t i,
+                              const struct pgw_frame *f, void *arg)
+{
+	const char *tag = arg;
+	struct fco_exec *v;
+
+	(void)i;
+	switch (f->type) {
+	case PGW_FE_PARSE:
+		return put_empty(q->answers, '1');
+	case PGW_FE_BIND:
+		return put_empty(q->answers, '2');
+	case PGW_FE_DESCRIBE:
+		return put_empty(q->answers, 'n');
+	case PGW_FE_SYNC:
+		return pgw_put_ready(q->answers, q->status);
+	}
+	/* Execute or Query */
+	if ((v = calloc(1, sizeof(*v))) == NULL)
+		return false;
+	free(q->execs);
+	q->execs = v;
+	q->nexecs = 1;
+	v->answer_at = evbuffer_get_length(q->answers);
+	v->rows = q->nrows;
+	return pgw_put_pieces(q->answers, PGW_MSG_COMMAND_COMPLETE,
+	                      &(struct pgw_piece){tag, strlen(tag) + 1}, 1) &&
+	       (f->type != PGW_FE_QUERY ||
+	        pgw_put_ready(q->answers, q->status));
+}
+
+/*
+ * BEGIN, COMMIT or ROLLBACK of a coalesced transaction: answered here
+ * (COMMIT once its rows are committed). FCO_FORWARD for the others.
+ */
+static enum fco_verdict control(struct fe_client *cl, struct fco_seq *q)
+{
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	enum txc kind = control_of(q, in);
+	struct fco_txn *x = cl->co_txn;
+	const char *tag = kind == TXC_BEGIN    ? "BEGIN"
+	                  : kind == TXC_COMMIT ? "COMMIT"
+	                                       : "ROLLBACK";
+
+	if (kind == TXC_NONE || (kind == TXC_BEGIN) != (x == NULL) ||
+	    (kind == TXC_BEGIN && !cl->fe->cfg.coalesce_transactions))
+		return FCO_FORWARD;
+	if (kind == TXC_BEGIN &&
+	    ((x = cl->co_txn = calloc(1, sizeof(*x))) == NULL ||
+	     (x->rows = evbuffer_new()) == NULL)) {
+		txn_free(cl);
+		return FCO_FORWARD;
+	}
+	q->status = kind == TXC_BEGIN ? 'T' : 'I';
+	q->nrows = kind == TXC_COMMIT ? x->nrows : 0;
+	if ((q->answers = evbuffer_new()) == NULL ||
+	    !each_message(q, in, control_answer_fn, (void *)tag) ||
+	    !each_message(q, in, keep_fn, NULL)) {
+		if (kind == TXC_BEGIN)
+			txn_free(cl);
+		if (q->answers != NULL)
+			evbuffer_free(q->answers);
+		free(q->execs);
+		q->answers = NULL;
+		q->execs = NULL;
+		q->nexecs = 0;
+		q->nrows = 0;
+		return FCO_FORWARD;
+	}
+	evbuffer_drain(in, q->len);
+	cl->co_scan = 0;
+	if (q->nrows > 0 &&
+	    co_submit(x->target, x->rows, x->nrows, unit_done, q)) {
+		q->held = x->held; /* the unit's now */
+		x->held = 0;
+		cl->fe->stats.co_sequences++;
+		txn_free(cl);
+		cl->co_seq = q;
+		fe_set_state(cl, FE_COALESCING);
+		fe_update_reading(cl);
+		return FCO_TAKEN;
+	}
+	if (q->nrows > 0) {
+		seq_free(q);
+		fe_fail(cl, "53200", "out of memory");
+		return FCO_TAKEN;
+	}
+	if (kind != TXC_BEGIN)
+		txn_free(cl);
+	evbuffer_add_buffer(fe_out(cl), q->answers);
+	seq_free(q);
+	if (cl->fe->draining && cl->co_txn == NULL)
+		fe_fail(cl, "57P01", "the proxy is shutting down");
+	return FCO_TAKEN;
 }
 
 /* The table is known: coalesce the sequence, or relay it. */
@@ -989,7 +1273,9 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 		why = q->why[0] ? q->why : "a message does not fit";
 	free(x.portal.params);
 	/* no rows (a Parse and a Describe): answered now, no unit */
-	if (why == NULL && q->nrows > 0 && !submit(q, &g))
+	if (why == NULL && cl->co_txn != NULL)
+		why = add_to_txn(q, &g);
+	else if (why == NULL && q->nrows > 0 && !submit(q, &g))
 		why = "coalesce_buffer_bytes reached";
 	target_clear(&g);
 	if (why != NULL) {
@@ -1003,7 +1289,7 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 	evbuffer_drain(in, q->len);
 	cl->co_scan = 0;
 	cl->fe->stats.co_sequences++;
-	if (q->nrows == 0) {
+	if (q->nrows == 0 || cl->co_txn != NULL) {
 		struct co_outcome done = {0};
 
 		unit_done(&done, q);
@@ -1111,6 +1397,7 @@ static bool first_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 static enum fco_verdict first_look(struct fe_client *cl, size_t len)
 {
 	struct fco_seq *q = calloc(1, sizeof(*q));
+	enum fco_verdict v;
 	bool bound = false;
 
 	if (q == NULL)
@@ -1119,6 +1406,9 @@ static enum fco_verdict first_look(struct fe_client *cl, size_t len)
 	q->fe = cl->fe;
 	q->db = cl->db;
 	q->len = len;
+	q->status = cl->co_txn != NULL ? 'T' : 'I';
+	if ((v = control(cl, q)) == FCO_TAKEN)
+		return v;
 	if (!each_message(q, bufferevent_get_input(cl->bev), first_fn,
 	                  &bound) ||
 	    q->nstmts == 0 || !one_target(q) || !db_ready(cl->fe, cl->db)) {
@@ -1177,6 +1467,8 @@ void fco_detach(struct fe_client *cl)
 
 	free(cl->co_unnamed);
 	cl->co_unnamed = NULL;
+	txn_free(cl); /* never committed: nothing of it is written */
+	pgw_notice_free(&cl->owed_error);
 	if (q == NULL)
 		return;
 	cl->co_seq = NULL;
@@ -1220,5 +1512,62 @@ bool fco_is_idle(const struct frontend *fe)
 		if (db->co != NULL && !co_is_idle(db->co))
 			return false;
 	}
+	return true;
+}
+
+/* ---- a coalesced transaction becomes a server transaction ---- */
+
+static void materialized(struct up_conn *up, const struct up_result *r,
+                         void *arg)
+{
+	struct fe_client *cl = arg;
+
+	cl->exec_running = false;
+	if (cl->gone) {
+		fe_close(cl); /* gives the connection back, frees cl */
+		return;
+	}
+	txn_free(cl);
+	if (cl->state == FE_CLOSING) {
+		fe_relay_detach(cl);
+		return;
+	}
+	if (r->ok) {
+		fe_relay_start(cl);
+		cl->txn = 'T';
+		return;
+	}
+	/* the rows were refused: the statement that needed the server gets
+	 * the server's error, and the transaction is over */
+	if (r->error.sqlstate == NULL ||
+	    !pgw_notice_dup(&r->error, &cl->owed_error))
+		memset(&cl->owed_error, 0, sizeof(cl->owed_error));
+	snprintf(cl->owed_sqlstate, sizeof(cl->owed_sqlstate), "%s",
+	         r->error.sqlstate ? r->error.sqlstate : "08006");
+	up_close(up, UP_CLOSE_BY_OWNER, "coalesced transaction failed");
+	pool_release(cl->db->pool, up);
+	cl->up = NULL;
+	fe_set_state(cl, FE_IDLE);
+	fe_update_reading(cl);
+	event_active(cl->kick, 0, 0);
+}
+
+bool fco_materialize(struct fe_client *cl)
+{
+	struct fco_txn *x = cl->co_txn;
+	char *sql;
+
+	if (x == NULL)
+		return false;
+	sql = x->target ? sql_insert_begin(co_target_def(x->target))
+	                : strdup("BEGIN");
+	if (log_get_level() <= LOG_DEBUG)
+		fe_log(LOG_DEBUG, cl,
+		       "event=coalesce_materialize rows=%" PRIu64, x->nrows);
+	cl->exec_running =
+	    sql != NULL && up_exec(cl->up, sql, x->rows, materialized, cl);
+	free(sql);
+	if (!cl->exec_running)
+		fe_fail(cl, "08006", "server connection not usable");
 	return true;
 }

@@ -20,6 +20,13 @@ enum step { STEP_ON, STEP_STOP, STEP_GONE };
 
 static void start_relay(struct fe_client *cl);
 
+/* A coalesced transaction's rows go first, if there is one. */
+static void begin_relay(struct fe_client *cl)
+{
+	if (!fco_materialize(cl))
+		start_relay(cl);
+}
+
 static struct evbuffer *cl_in(struct fe_client *cl)
 {
 	return bufferevent_get_input(cl->bev);
@@ -158,7 +165,7 @@ static void vars_done(struct up_conn *up, const struct up_result *r, void *arg)
 		                                : "server error");
 		return;
 	}
-	start_relay(cl);
+	begin_relay(cl);
 }
 
 /* Transaction mode's first login: the server told its parameters. */
@@ -200,7 +207,7 @@ static void got_server(struct up_conn *up, void *arg)
 	}
 	sql = vars_to_set(cl);
 	if (sql == NULL) {
-		start_relay(cl);
+		begin_relay(cl);
 		return;
 	}
 	cl->exec_running = up_exec(up, sql, NULL, vars_done, cl);
@@ -270,6 +277,11 @@ static void server_closed_cb(struct up_conn *up, void *arg)
 	fe_set_state(cl, FE_IDLE);
 	fe_update_reading(cl);
 	event_active(cl->kick, 0, 0);
+}
+
+void fe_relay_start(struct fe_client *cl)
+{
+	start_relay(cl);
 }
 
 static void start_relay(struct fe_client *cl)
@@ -821,16 +833,23 @@ static enum step idle_step(struct fe_client *cl)
 		fe_close(cl);
 		return STEP_GONE;
 	}
+	evtimer_del(cl->timer); /* idle in a coalesced transaction no more */
 	if (cl->owed_sqlstate[0] != '\0' || type == PGW_FE_COPY_DATA ||
 	    type == PGW_FE_COPY_DONE || type == PGW_FE_COPY_FAIL) {
 		cl->cl_drop = PGW_HEADER_LEN + body;
 		if (cl->owed_sqlstate[0] != '\0' &&
 		    (type == PGW_FE_QUERY || type == PGW_FE_SYNC)) {
-			pgw_put_error(fe_out(cl), "ERROR", cl->owed_sqlstate,
-			              "server connection lost; the transaction "
-			              "is gone");
+			if (cl->owed_error.sqlstate != NULL)
+				pgw_put_notice(fe_out(cl), PGW_MSG_ERROR,
+				               &cl->owed_error);
+			else
+				pgw_put_error(fe_out(cl), "ERROR",
+				              cl->owed_sqlstate,
+				              "server connection lost; the "
+				              "transaction is gone");
 			pgw_put_ready(fe_out(cl), 'I');
 			cl->owed_sqlstate[0] = '\0';
+			pgw_notice_free(&cl->owed_error);
 		}
 		return STEP_ON;
 	}

@@ -910,6 +910,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 	case FE_LOGIN:
 		fe_relay_wait_timeout(cl);
 		break;
+	case FE_IDLE: /* inside a coalesced transaction */
 	case FE_ACTIVE:
 		fe_fail(cl, "25P03",
 		        "terminating connection due to idle-in-transaction "
@@ -1321,7 +1322,8 @@ void fe_drain(struct frontend *fe)
 		next = TAILQ_NEXT(cl, link);
 		/* those in a transaction go when it is over (fe_relay.c) */
 		if (cl->state != FE_ACTIVE && cl->state != FE_WAITING &&
-		    cl->state != FE_CLOSING && cl->state != FE_COALESCING)
+		    cl->state != FE_CLOSING && cl->state != FE_COALESCING &&
+		    cl->co_txn == NULL)
 			fe_fail(cl, "57P01", "the proxy is shutting down");
 		else if (cl->state == FE_ACTIVE && cl->txn == 'I' &&
 		         cl->syncs_sent == cl->syncs_done && cl->unsynced == 0)

@@ -71,6 +71,7 @@ struct fe_expect {
 };
 
 struct fco_seq;
+struct fco_txn;
 
 struct fe_client {
 	TAILQ_ENTRY(fe_client) link;
@@ -118,6 +119,8 @@ struct fe_client {
 	const char *owed_message;
 
 	/* coalescing (fe_coalesce.c) */
+	struct fco_txn *co_txn;       /* a coalesced explicit transaction */
+	struct pgw_notice owed_error; /* owed instead of owed_sqlstate's */
 	size_t co_scan;         /* bytes of whole messages looked at, idle */
 	struct fco_seq *co_seq; /* messages taken aside, until answered */
 	uint8_t *co_unnamed;    /* the unnamed statement's Parse rest when */
@@ -191,6 +194,15 @@ enum fco_verdict {
 enum fco_verdict fco_try(struct fe_client *cl);
 /* The client is leaving: what it has taken aside is answered to no one. */
 void fco_detach(struct fe_client *cl);
+/*
+ * A server connection for a client inside a coalesced transaction, which
+ * a statement that is not coalescible turns into a real one: BEGIN and the
+ * rows so far are written on it, then fe_relay_start relays the rest. When
+ * that fails the client's next sequence gets the server's error
+ * (owed_error) and the connection is given back. false: no coalesced
+ * transaction.
+ */
+bool fco_materialize(struct fe_client *cl);
 void fco_db_free(struct fe_db *db);
 void fco_drain(struct frontend *fe);
 bool fco_is_idle(const struct frontend *fe);
@@ -201,6 +213,8 @@ void fe_register_metrics(struct frontend *fe);
 /* fe_relay.c */
 void fe_relay_client_input(struct fe_client *cl);
 void fe_relay_server_input(struct fe_client *cl);
+/* Relaying begins on cl->up (WAITING -> ACTIVE). */
+void fe_relay_start(struct fe_client *cl);
 /* An IDLE client's next messages go to a server: WAITING for one. */
 void fe_relay_to_server(struct fe_client *cl);
 /* A server connection for cl (state WAITING or LOGIN). */

@@ -237,6 +237,15 @@ char *sql_insert_batch(const struct sql_target *t)
 	return take_text(b, add_insert_body(b, t) && add_str(b, "; COMMIT"));
 }
 
+char *sql_insert_begin(const struct sql_target *t)
+{
+	struct evbuffer *b;
+
+	if (!insert_target_valid(t) || (b = evbuffer_new()) == NULL)
+		return NULL;
+	return take_text(b, add_insert_body(b, t));
+}
+
 /* ---- staged upsert ---- */
 
 static bool add_stage_table(struct evbuffer *out, const struct sql_target *t,

@@ -355,3 +355,124 @@ def test_coalesce_off_and_coalesce_tables(pg: PgServer, tmp_path: Path) -> None:
         assert ev["coalesced_rows"] == expected
     assert pg.admin_sql("SELECT (SELECT count(*) FROM co_on), (SELECT count(*) FROM co_off)") == [
         ["20", "20"]]
+
+
+def writer_01(front: FrontDoor, k: int, style: str, n: int) -> list[tuple[int, str]]:
+    """What lakebase-foreachwriter 0.1 does: psycopg with autocommit off, executemany of
+    one-row INSERTs, or of 100-row VALUES statements, or COPY FROM STDIN, then commit()."""
+    rows = [(k * 100000 + i, f"w{k} r{i}") for i in range(n)]
+    with front.connect(autocommit=False) as c:
+        with c.cursor() as cur:
+            if style == "one-row":
+                cur.executemany("INSERT INTO co_w01 (id, v) VALUES (%s, %s)", rows)
+            elif style == "values-100":
+                for at in range(0, n, 100):
+                    chunk = rows[at:at + 100]
+                    cur.execute("INSERT INTO co_w01 (id, v) VALUES "
+                                + ", ".join(["(%s, %s)"] * len(chunk)),
+                                [x for r in chunk for x in r])
+            else:
+                with cur.copy("COPY co_w01 (id, v) FROM STDIN") as cp:
+                    for r in rows:
+                        cp.write_row(r)
+        c.commit()
+    return rows
+
+
+@pytest.fixture
+def front_txn(pg: PgServer, tmp_path: Path) -> Iterator[FrontDoor]:
+    f = FrontDoor(pg, tmp_path, coalesce_transactions="on")
+    yield f
+    rc = f.stop()
+    assert rc == 0, f.proxy.log[-6000:]
+
+
+@pytest.mark.parametrize("transactions", ["off", "on"])
+@pytest.mark.parametrize("style", ["one-row", "values-100", "copy"])
+def test_many_writers_as_lakebase_foreachwriter_01(pg: PgServer, tmp_path: Path, style: str,
+                                                   transactions: str) -> None:
+    fresh_table(pg, "co_w01", "id bigint PRIMARY KEY, v text NOT NULL")
+    front = FrontDoor(pg, tmp_path, coalesce_transactions=transactions)
+    sent: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        for batch in range(3):
+            rows = writer_01(front, k * 10 + batch, style, 300)
+            with lock:
+                sent.extend(rows)
+
+    try:
+        before = xact_commits(pg)
+        assert run_clients(12, client) == []
+        commits = xact_commits(pg) - before
+        ev = events(front)
+    finally:
+        assert front.stop() == 0, front.proxy.log[-6000:]
+    got = pg.admin_sql("SELECT id, v FROM co_w01 ORDER BY id")
+    assert [(int(i), v) for i, v in got] == sorted(sent)
+    if transactions == "on" and style != "copy":
+        # every transaction went whole to the coalescer, many in one server commit
+        assert ev["coalesced_rows"] == len(sent)
+        assert commits < 36
+    else:
+        assert ev["coalesced_rows"] == 0
+
+
+def test_a_coalesced_transactions_error_comes_at_commit(front_txn: FrontDoor,
+                                                        pg: PgServer) -> None:
+    fresh_table(pg, "co_txe", "id int PRIMARY KEY, v text")
+    pg.admin_sql("INSERT INTO co_txe VALUES (5, 'stored')")
+    with front_txn.connect(autocommit=False) as c:
+        for i in range(10):
+            # each INSERT is answered at once, the duplicate key too
+            assert c.execute("INSERT INTO co_txe VALUES (%s, 'txn')", (i,)).rowcount == 1
+        with pytest.raises(psycopg.errors.UniqueViolation) as e:
+            c.commit()
+        assert e.value.diag.constraint_name == "co_txe_pkey"
+        assert e.value.diag.message_detail == "Key (id)=(5) already exists."
+        # the connection goes on: a new transaction, rolled back on purpose
+        c.execute("INSERT INTO co_txe VALUES (100, 'rolled back')")
+        c.rollback()
+        c.execute("INSERT INTO co_txe VALUES (101, 'kept')")
+        c.commit()
+    assert pg.admin_sql("SELECT id, v FROM co_txe ORDER BY id") == [["5", "stored"],
+                                                                    ["101", "kept"]]
+    assert events(front_txn)["coalesce_failed"] == 1
+
+
+def test_a_statement_that_is_not_coalescible_makes_it_a_server_transaction(
+        front_txn: FrontDoor, pg: PgServer) -> None:
+    fresh_table(pg, "co_txm", "id int PRIMARY KEY, v text")
+    with front_txn.connect(autocommit=False) as c:
+        for i in range(3):
+            c.execute("INSERT INTO co_txm VALUES (%s, 'before')", (i,))
+        # reads see the transaction's own rows: they were written in it first
+        assert c.execute("SELECT count(*) FROM co_txm").fetchone() == (3,)
+        c.execute("INSERT INTO co_txm VALUES (3, 'after')")
+        # not committed yet: another session sees nothing
+        assert pg.admin_sql("SELECT count(*) FROM co_txm") == [["0"]]
+        c.commit()
+        # a duplicate among the rows so far: the statement that needs the server gets
+        # the server's error, and the transaction is over
+        c.execute("INSERT INTO co_txm VALUES (10, 'x')")
+        c.execute("INSERT INTO co_txm VALUES (1, 'dup')")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            c.execute("SELECT 1")
+        c.rollback()
+        assert c.execute("SELECT count(*) FROM co_txm").fetchone() == (4,)
+        c.rollback()
+    assert pg.admin_sql("SELECT id, v FROM co_txm ORDER BY id") == [
+        ["0", "before"], ["1", "before"], ["2", "before"], ["3", "after"]]
+
+
+def test_rollback_of_a_coalesced_transaction_writes_nothing(front_txn: FrontDoor,
+                                                            pg: PgServer) -> None:
+    fresh_table(pg, "co_txr", "id int")
+    with front_txn.connect(autocommit=False) as c:
+        c.cursor().executemany("INSERT INTO co_txr VALUES (%s)", [(i,) for i in range(50)])
+        c.rollback()
+        with c.transaction():
+            c.execute("INSERT INTO co_txr VALUES (1000)")
+    assert pg.admin_sql("SELECT array_agg(id) FROM co_txr") == [["{1000}"]]
+    assert events(front_txn)["coalesced_rows"] == 51

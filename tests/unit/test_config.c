@@ -124,6 +124,7 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_FRONTEND_IDLE_TRANSACTION_TIMEOUT_S=9",
     "LAKEBASE_PROXY_FRONTEND_COALESCE=off",
     "LAKEBASE_PROXY_FRONTEND_COALESCE_TABLES=public.ev, ev2",
+    "LAKEBASE_PROXY_FRONTEND_COALESCE_TRANSACTIONS=on",
     "LAKEBASE_PROXY_FRONTEND_COALESCE_BUFFER_BYTES=4096",
     "LAKEBASE_PROXY_BATCH_MAX_ROWS=7", "LAKEBASE_PROXY_BATCH_MAX_BYTES=2048",
     "LAKEBASE_PROXY_BATCH_MAX_DELAY_MS=0",
@@ -387,6 +388,7 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert(!cfg_frontend_database_allowed(&cfg.frontend, "c"));
 	ck_assert(!cfg_frontend_database_allowed(&cfg.frontend, " a"));
 	ck_assert(!cfg.frontend.coalesce);
+	ck_assert(cfg.frontend.coalesce_transactions);
 	ck_assert_uint_eq(cfg.frontend.coalesce_buffer_bytes, 4096);
 	ck_assert(cfg_frontend_coalesce_table(&cfg.frontend, "public", "ev"));
 	ck_assert(!cfg_frontend_coalesce_table(&cfg.frontend, "other", "ev"));

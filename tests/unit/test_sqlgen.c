@@ -156,6 +156,37 @@ START_TEST(test_insert_batch)
 }
 END_TEST
 
+/* The front door's settings: SET LOCAL after BEGIN, names quoted, values
+ * literals; the begin-only form leaves the transaction open. */
+START_TEST(test_batch_settings)
+{
+	static const char *const names[] = {"DateStyle", "TimeZone"};
+	static const char *const values[] = {"ISO, DMY", "Europe/O'Brien"};
+	struct sql_target t = {.schema = "s",
+	                       .table = "t",
+	                       .mode = SQL_INSERT,
+	                       .ncols = 2,
+	                       .cols = cols2,
+	                       .nsettings = 2,
+	                       .setting_names = names,
+	                       .setting_values = values};
+	char *sql = sql_insert_batch(&t);
+
+	ck_assert_str_eq(sql, "BEGIN; SET LOCAL \"DateStyle\" TO 'ISO, DMY'; "
+	                      "SET LOCAL \"TimeZone\" TO 'Europe/O''Brien'; "
+	                      "COPY \"s\".\"t\" (\"id\", \"v\") FROM STDIN; "
+	                      "COMMIT");
+	free(sql);
+	sql = sql_insert_begin(&t);
+	ck_assert_str_eq(sql, "BEGIN; SET LOCAL \"DateStyle\" TO 'ISO, DMY'; "
+	                      "SET LOCAL \"TimeZone\" TO 'Europe/O''Brien'; "
+	                      "COPY \"s\".\"t\" (\"id\", \"v\") FROM STDIN");
+	free(sql);
+	t.mode = SQL_UPSERT;
+	ck_assert_ptr_null(sql_insert_begin(&t));
+}
+END_TEST
+
 START_TEST(test_insert_refused)
 {
 	static const char *const bad[] = {"id", ""};
@@ -694,6 +725,7 @@ static Suite *sqlgen_suite(void)
 	tcase_add_test(stmt, test_dead_letter_rows);
 	tcase_add_test(stmt, test_batch_with_dead_letters);
 	tcase_add_test(stmt, test_catalog_lookup);
+	tcase_add_test(stmt, test_batch_settings);
 	suite_add_tcase(s, stmt);
 	tcase_add_test(err, test_copy_error_line);
 	tcase_add_test(err, test_copy_error_line_malformed);
