@@ -774,6 +774,19 @@ static bool second_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 	return i < q->nops && second_look(q, x->g, f, &q->ops[i], &x->portal);
 }
 
+bool fco_keep_unnamed(struct fe_client *cl, const uint8_t *rest, size_t len)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+
+	if (copy == NULL)
+		return false;
+	memcpy(copy, rest, len);
+	free(cl->co_unnamed);
+	cl->co_unnamed = copy;
+	cl->co_unnamed_len = len;
+	return true;
+}
+
 /* The Parses and Closes of statements, once the sequence is taken. */
 static bool keep_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
                     void *arg)
@@ -789,12 +802,7 @@ static bool keep_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 		if (pm.name[0] != '\0')
 			return fps_client_parse(cl->stmts, pm.name, pm.rest,
 			                        pm.rest_len) != NULL;
-		free(cl->co_unnamed);
-		cl->co_unnamed = malloc(pm.rest_len);
-		cl->co_unnamed_len = pm.rest_len;
-		if (cl->co_unnamed != NULL)
-			memcpy(cl->co_unnamed, pm.rest, pm.rest_len);
-		return cl->co_unnamed != NULL;
+		return fco_keep_unnamed(cl, pm.rest, pm.rest_len);
 	}
 	if (f->type == PGW_FE_CLOSE &&
 	    pgw_parse_target(f, &kind, &name) == PGW_OK && kind == 'S') {

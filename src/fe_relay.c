@@ -295,6 +295,7 @@ static void start_relay(struct fe_client *cl)
 		return;
 	}
 	cl->rewrite = cl->fe->cfg.pool_mode == FE_POOL_TRANSACTION;
+	cl->unnamed_on_server = false;
 	reset_counters(cl);
 	if (login)
 		pgw_put_ready(fe_out(cl), 'I');
@@ -583,21 +584,19 @@ static bool forward_as_is(struct fe_client *cl, const struct pgw_frame *f)
 }
 
 /*
- * A Bind or Describe of the unnamed statement when only the proxy has seen
- * its Parse (it was coalesced): the server gets that Parse first.
+ * A Bind or Describe of the unnamed statement on a connection that has not
+ * had the client's Parse of it (coalesced, or in an earlier transaction on
+ * another connection): the server gets that Parse first.
  */
 static bool unnamed_to_server(struct fe_client *cl)
 {
 	struct pgw_piece p[] = {{"", 1}, {cl->co_unnamed, cl->co_unnamed_len}};
-	bool ok;
 
-	if (cl->co_unnamed == NULL)
+	if (cl->co_unnamed == NULL || cl->unnamed_on_server)
 		return true;
-	ok = pgw_put_pieces(up_relay_output(cl->up), PGW_FE_PARSE, p, 2) &&
-	     expect_push(cl, '1', true, NULL, false);
-	free(cl->co_unnamed);
-	cl->co_unnamed = NULL;
-	return ok;
+	cl->unnamed_on_server = true;
+	return pgw_put_pieces(up_relay_output(cl->up), PGW_FE_PARSE, p, 2) &&
+	       expect_push(cl, '1', true, NULL, false);
 }
 
 static bool client_parse(struct fe_client *cl, const struct pgw_frame *f)
@@ -608,9 +607,9 @@ static bool client_parse(struct fe_client *cl, const struct pgw_frame *f)
 	if (pgw_parse_parse(f, &m) != PGW_OK)
 		return false;
 	if (m.name[0] == '\0') {
-		free(cl->co_unnamed); /* the server's is the client's now */
-		cl->co_unnamed = NULL;
-		return forward_as_is(cl, f) &&
+		cl->unnamed_on_server = true;
+		return fco_keep_unnamed(cl, m.rest, m.rest_len) &&
+		       forward_as_is(cl, f) &&
 		       expect_push(cl, '1', false, NULL, false);
 	}
 	if (cl->fe->cfg.max_prepared_statements == 0) {
@@ -667,6 +666,7 @@ static bool client_target(struct fe_client *cl, const struct pgw_frame *f)
 	if (kind == 'S' && name[0] == '\0' && f->type == PGW_FE_CLOSE) {
 		free(cl->co_unnamed);
 		cl->co_unnamed = NULL;
+		cl->unnamed_on_server = false;
 	}
 	if (st == NULL)
 		ok = forward_as_is(cl, f);

@@ -123,8 +123,9 @@ struct fe_client {
 	struct pgw_notice owed_error; /* owed instead of owed_sqlstate's */
 	size_t co_scan;         /* bytes of whole messages looked at, idle */
 	struct fco_seq *co_seq; /* messages taken aside, until answered */
-	uint8_t *co_unnamed;    /* the unnamed statement's Parse rest when */
-	size_t co_unnamed_len;  /* only the proxy has seen it, else NULL */
+	uint8_t *co_unnamed;    /* the client's unnamed statement: its last */
+	size_t co_unnamed_len;  /* unnamed Parse's rest (NULL: none) */
+	bool unnamed_on_server; /* the lent connection has it (relaying) */
 };
 TAILQ_HEAD(fe_client_list, fe_client);
 
@@ -192,6 +193,9 @@ enum fco_verdict {
  * unless FCO_TAKEN; then the answers come once the rows are committed.
  */
 enum fco_verdict fco_try(struct fe_client *cl);
+/* Remembers rest as the client's unnamed statement (a Parse with no name,
+ * coalesced or relayed). false on OOM. */
+bool fco_keep_unnamed(struct fe_client *cl, const uint8_t *rest, size_t len);
 /* The client is leaving: what it has taken aside is answered to no one. */
 void fco_detach(struct fe_client *cl);
 /*

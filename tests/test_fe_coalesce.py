@@ -476,3 +476,48 @@ def test_rollback_of_a_coalesced_transaction_writes_nothing(front_txn: FrontDoor
             c.execute("INSERT INTO co_txr VALUES (1000)")
     assert pg.admin_sql("SELECT array_agg(id) FROM co_txr") == [["{1000}"]]
     assert events(front_txn)["coalesced_rows"] == 51
+
+
+def test_the_unnamed_statement_follows_the_client_to_the_server(front: FrontDoor,
+                                                                pg: PgServer) -> None:
+    """libpq's PQprepare with an empty name, then PQexecPrepared: Bind without Parse. The
+    proxy answered the Parse itself; when the Bind goes to a server (inside a transaction),
+    the server must get that Parse first."""
+    fresh_table(pg, "co_unn", "id int, v text")
+    with front.connect() as c:
+        pgc = c.pgconn
+        r = pgc.prepare(b"", b"INSERT INTO co_unn VALUES ($1, $2)")
+        assert r.status == psycopg.pq.ExecStatus.COMMAND_OK
+        r = pgc.exec_prepared(b"", [b"1", b"coalesced"])
+        assert (r.status, r.command_status) == (psycopg.pq.ExecStatus.COMMAND_OK, b"INSERT 0 1")
+        assert pgc.exec_(b"BEGIN").status == psycopg.pq.ExecStatus.COMMAND_OK
+        r = pgc.exec_prepared(b"", [b"2", b"in a transaction"])
+        assert (r.status, r.command_status) == (psycopg.pq.ExecStatus.COMMAND_OK, b"INSERT 0 1"), \
+            r.error_message
+        assert pgc.exec_(b"COMMIT").status == psycopg.pq.ExecStatus.COMMAND_OK
+        r = pgc.exec_prepared(b"", [b"3", b"coalesced again"])
+        assert r.command_status == b"INSERT 0 1"
+    assert pg.admin_sql("SELECT id, v FROM co_unn ORDER BY id") == [
+        ["1", "coalesced"], ["2", "in a transaction"], ["3", "coalesced again"]]
+    assert events(front)["coalesced_rows"] == 2
+
+
+def test_malformed_messages_in_a_coalescible_sequence_get_the_servers_answer(
+        front: FrontDoor, pg: PgServer) -> None:
+    """A Bind with too few parameters or a wrong format code, text that is not UTF-8: the
+    sequence goes to the server as it came, so the client gets the server's own error."""
+    fresh_table(pg, "co_bad_msg", "id int, v text")
+    with front.connect() as c:
+        pgc = c.pgconn
+        assert pgc.prepare(b"s1", b"INSERT INTO co_bad_msg VALUES ($1, $2)").status == \
+            psycopg.pq.ExecStatus.COMMAND_OK
+        r = pgc.exec_prepared(b"s1", [b"1"])
+        assert r.status == psycopg.pq.ExecStatus.FATAL_ERROR
+        assert r.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"08P01"
+        r = pgc.exec_prepared(b"s1", [b"2", b"\xff\xfe"])
+        assert r.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"22021"
+        r = pgc.exec_prepared(b"s1", [b"x", b"v"])
+        assert r.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == b"22P02"
+        r = pgc.exec_prepared(b"s1", [b"3", b"ok"])
+        assert r.command_status == b"INSERT 0 1"
+    assert pg.admin_sql("SELECT id, v FROM co_bad_msg") == [["3", "ok"]]
