@@ -73,9 +73,11 @@ struct fco_seq {
 	size_t nexecs;
 	struct evbuffer *rows;
 	uint64_t nrows;
-	size_t held;   /* counted in fe->stats.co_held_bytes */
-	char status;   /* ReadyForQuery's: 'I', or 'T' in a transaction */
-	char why[200]; /* why a value made it be relayed (debug log) */
+	size_t held;      /* counted in fe->stats.co_held_bytes */
+	char status;      /* ReadyForQuery's: 'I', or 'T' in a transaction */
+	bool begin;       /* it starts with BEGIN (coalesce_transactions) */
+	char *begin_name; /* a Parse of BEGIN in it, under this name */
+	char why[200];    /* why a value made it be relayed (debug log) */
 };
 
 /* A coalesced explicit transaction: its rows wait for COMMIT. */
@@ -110,6 +112,7 @@ static void seq_free(struct fco_seq *q)
 	for (size_t i = 0; i < q->nstmts; i++)
 		stmt_clear(&q->stmts[i]);
 	free(q->stmts);
+	free(q->begin_name);
 	free(q->ops);
 	free(q->execs);
 	if (q->answers != NULL)
@@ -201,11 +204,145 @@ static bool add_op(struct fco_seq *q, uint8_t type, int stmt, char kind)
 	return true;
 }
 
-/* One message; false: not coalescible (or OOM). */
-static bool look_at(struct fco_seq *q, const struct pgw_frame *f, bool *bound)
+enum txc { TXC_NONE, TXC_BEGIN, TXC_COMMIT, TXC_ROLLBACK };
+
+/*
+ * BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT (each with an
+ * optional WORK or TRANSACTION and ';'), and nothing else: no options.
+ */
+static enum txc txn_control(const uint8_t *sql, size_t len)
+{
+	static const struct {
+		const char *word;
+		enum txc kind;
+	} words[] = {{"begin", TXC_BEGIN},       {"start", TXC_BEGIN},
+	             {"commit", TXC_COMMIT},     {"end", TXC_COMMIT},
+	             {"rollback", TXC_ROLLBACK}, {"abort", TXC_ROLLBACK}};
+	struct sqlx_lexer *lx = sqlx_lexer_new(sql, len);
+	struct sqlx_token t;
+	enum txc kind = TXC_NONE;
+	bool start;
+
+	if (lx == NULL || sqlx_next(lx, &t) != SQLX_OK ||
+	    t.kind != SQLX_T_IDENT)
+		goto out;
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if (strcmp(t.text, words[i].word) == 0)
+			kind = words[i].kind;
+	}
+	start = strcmp(t.text, "start") == 0;
+	if (kind == TXC_NONE || sqlx_next(lx, &t) != SQLX_OK)
+		goto none;
+	if (t.kind == SQLX_T_IDENT &&
+	    (strcmp(t.text, "transaction") == 0 ||
+	     (!start && strcmp(t.text, "work") == 0))) {
+		start = false;
+		if (sqlx_next(lx, &t) != SQLX_OK)
+			goto none;
+	}
+	if (start)
+		goto none;
+	if (t.kind == SQLX_T_PUNCT && strcmp(t.text, ";") == 0 &&
+	    sqlx_next(lx, &t) != SQLX_OK)
+		goto none;
+	if (t.kind == SQLX_T_END)
+		goto out;
+none:
+	kind = TXC_NONE;
+out:
+	sqlx_lexer_free(lx);
+	return kind;
+}
+
+/* The statement index of a BEGIN that starts a sequence. */
+#define STMT_BEGIN (-2)
+
+/*
+ * pgJDBC sends a transaction's BEGIN (Parse, Bind and Execute, later Bind
+ * and Execute of the statement kept under a name) before the first
+ * statement, in the same sequence. With coalesce_transactions, such a
+ * sequence starts a coalesced transaction.
+ */
+static bool begin_may_come(const struct fco_seq *q)
+{
+	return q->fe->cfg.coalesce_transactions && q->cl->co_txn == NULL &&
+	       (q->nops == 0 || (q->nops == 1 && q->ops[0].stmt == STMT_BEGIN));
+}
+
+static bool is_begin(const uint8_t *rest, size_t len)
+{
+	struct pgw_parse_msg m;
+
+	return pgw_parse_parse_rest(rest, len, &m) == PGW_OK && m.ntypes == 0 &&
+	       txn_control((const uint8_t *)m.query, strlen(m.query)) ==
+	           TXC_BEGIN;
+}
+
+/* Does a Bind of name bind that BEGIN? */
+static bool binds_begin(struct fco_seq *q, const char *name)
+{
+	const struct fps_stmt *kept;
+
+	if (!begin_may_come(q))
+		return false;
+	if (q->begin_name != NULL)
+		return strcmp(q->begin_name, name) == 0;
+	if (name[0] == '\0')
+		return q->cl->co_unnamed != NULL &&
+		       is_begin(q->cl->co_unnamed, q->cl->co_unnamed_len);
+	kept = q->cl->stmts ? fps_client_find(q->cl->stmts, name) : NULL;
+	return kept != NULL && is_begin(kept->parse_rest, kept->parse_rest_len);
+}
+
+/* A Parse; false: not coalescible (or OOM). */
+static bool look_at_parse(struct fco_seq *q, const struct pgw_frame *f)
 {
 	struct pgw_parse_msg pm;
+	int s;
+
+	if (pgw_parse_parse(f, &pm) != PGW_OK)
+		return false;
+	if (pm.name[0] != '\0' &&
+	    (q->fe->cfg.max_prepared_statements == 0 ||
+	     fps_client_find(q->cl->stmts, pm.name) != NULL))
+		return false;
+	if (q->nops == 0 && begin_may_come(q) &&
+	    is_begin(pm.rest, pm.rest_len)) {
+		q->begin_name = strdup(pm.name);
+		return q->begin_name != NULL &&
+		       add_op(q, f->type, STMT_BEGIN, 0);
+	}
+	if (q->begin_name != NULL && strcmp(q->begin_name, pm.name) == 0) {
+		free(q->begin_name); /* no longer the BEGIN */
+		q->begin_name = NULL;
+	}
+	s = add_stmt(q, pm.name, (const uint8_t *)pm.query, strlen(pm.query),
+	             &pm);
+	return s >= 0 && add_op(q, f->type, s, 0);
+}
+
+/* A Bind of the unnamed portal; *portal: what it binds. */
+static bool look_at_bind(struct fco_seq *q, const struct pgw_frame *f,
+                         int *portal)
+{
 	struct pgw_bind_msg bm;
+	uint16_t n;
+
+	if (pgw_parse_bind(f, &bm) != PGW_OK || bm.portal[0] != '\0')
+		return false;
+	if (binds_begin(q, bm.statement)) {
+		*portal = STMT_BEGIN;
+		return pgw_bind_count(&bm, &n) == PGW_OK && n == 0 &&
+		       add_op(q, f->type, STMT_BEGIN, 0);
+	}
+	*portal = find_stmt(q, bm.statement);
+	return *portal >= 0 && add_op(q, f->type, *portal, 0);
+}
+
+/* One message; false: not coalescible (or OOM). *portal: the unnamed
+ * portal's statement (-1: none). */
+static bool look_at(struct fco_seq *q, const struct pgw_frame *f, int *portal)
+{
 	const char *name;
 	char kind = 0;
 	int s = -1;
@@ -218,20 +355,9 @@ static bool look_at(struct fco_seq *q, const struct pgw_frame *f, bool *bound)
 		return s >= 0 && q->stmts[s].st->max_param == 0 &&
 		       add_op(q, f->type, s, 0);
 	case PGW_FE_PARSE:
-		if (pgw_parse_parse(f, &pm) != PGW_OK ||
-		    (pm.name[0] != '\0' &&
-		     (q->fe->cfg.max_prepared_statements == 0 ||
-		      fps_client_find(q->cl->stmts, pm.name) != NULL)))
-			return false;
-		s = add_stmt(q, pm.name, (const uint8_t *)pm.query,
-		             strlen(pm.query), &pm);
-		break;
+		return look_at_parse(q, f);
 	case PGW_FE_BIND:
-		if (pgw_parse_bind(f, &bm) != PGW_OK || bm.portal[0] != '\0' ||
-		    (s = find_stmt(q, bm.statement)) < 0)
-			return false;
-		*bound = true;
-		break;
+		return look_at_bind(q, f, portal);
 	case PGW_FE_DESCRIBE:
 	case PGW_FE_CLOSE:
 		if (pgw_parse_target(f, &kind, &name) != PGW_OK)
@@ -241,14 +367,16 @@ static bool look_at(struct fco_seq *q, const struct pgw_frame *f, bool *bound)
 		if (kind == 'S' && f->type == PGW_FE_DESCRIBE &&
 		    (s = find_stmt(q, name)) < 0)
 			return false;
-		if (f->type == PGW_FE_DESCRIBE && kind == 'P' && !*bound)
+		if (f->type == PGW_FE_DESCRIBE && kind == 'P' && *portal == -1)
 			return false;
 		if (f->type == PGW_FE_CLOSE && kind == 'P')
-			*bound = false;
+			*portal = -1;
 		return add_op(q, f->type, s, kind);
 	case PGW_FE_EXECUTE:
-		if (f->len < 1 || f->body[0] != '\0' || !*bound)
+		if (f->len < 1 || f->body[0] != '\0' || *portal == -1)
 			return false;
+		s = *portal == STMT_BEGIN ? STMT_BEGIN : -1;
+		q->begin |= s == STMT_BEGIN;
 		break;
 	case PGW_FE_FLUSH:
 	case PGW_FE_SYNC:
@@ -256,8 +384,7 @@ static bool look_at(struct fco_seq *q, const struct pgw_frame *f, bool *bound)
 	default:
 		return false;
 	}
-	return (f->type != PGW_FE_PARSE || s >= 0) &&
-	       add_op(q, f->type, s, kind);
+	return add_op(q, f->type, s, kind);
 }
 
 static bool same_names(const char *const *a, const char *const *b, size_t n)
@@ -716,12 +843,22 @@ static bool second_look(struct fco_seq *q, const struct fco_target *g,
 	case PGW_FE_PARSE:
 		return put_empty(q->answers, '1');
 	case PGW_FE_BIND:
+		if (op->stmt == STMT_BEGIN) {
+			free(p->params);
+			p->params = NULL;
+			p->stmt = STMT_BEGIN;
+			return put_empty(q->answers, '2');
+		}
 		return take_bind(q, f, op, p);
 	case PGW_FE_DESCRIBE:
 		return op->kind == 'P'
 		           ? put_empty(q->answers, 'n')
 		           : put_param_types(q, g, &q->stmts[op->stmt]);
 	case PGW_FE_EXECUTE:
+		if (p->stmt == STMT_BEGIN)
+			return pgw_put_pieces(
+			    q->answers, PGW_MSG_COMMAND_COMPLETE,
+			    &(struct pgw_piece){"BEGIN", 6}, 1);
 		return p->params != NULL &&
 		       put_rows(q, g, &q->stmts[p->stmt], p->params) &&
 		       put_insert_done(q, q->nrows - before);
@@ -1012,6 +1149,18 @@ static void txn_free(struct fe_client *cl)
 	free(x);
 }
 
+static bool txn_new(struct fe_client *cl)
+{
+	struct fco_txn *x = calloc(1, sizeof(*x));
+
+	if (x == NULL || (x->rows = evbuffer_new()) == NULL) {
+		free(x);
+		return false;
+	}
+	cl->co_txn = x;
+	return true;
+}
+
 /*
  * The sequence's rows join the client's transaction (answered at once, the
  * commit comes with COMMIT). NULL, or why it must be relayed instead.
@@ -1047,54 +1196,23 @@ static const char *add_to_txn(struct fco_seq *q, const struct fco_target *g)
 	return NULL;
 }
 
-enum txc { TXC_NONE, TXC_BEGIN, TXC_COMMIT, TXC_ROLLBACK };
-
-/*
- * BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT (each with an
- * optional WORK or TRANSACTION and ';'), and nothing else: no options.
- */
-static enum txc txn_control(const uint8_t *sql, size_t len)
+/* The transaction-control statement kept under name, if it is one. */
+static enum txc kept_control(const struct fe_client *cl, const char *name)
 {
-	static const struct {
-		const char *word;
-		enum txc kind;
-	} words[] = {{"begin", TXC_BEGIN},       {"start", TXC_BEGIN},
-	             {"commit", TXC_COMMIT},     {"end", TXC_COMMIT},
-	             {"rollback", TXC_ROLLBACK}, {"abort", TXC_ROLLBACK}};
-	struct sqlx_lexer *lx = sqlx_lexer_new(sql, len);
-	struct sqlx_token t;
-	enum txc kind = TXC_NONE;
-	bool start;
+	const struct fps_stmt *kept = NULL;
+	const uint8_t *rest = cl->co_unnamed;
+	size_t len = cl->co_unnamed_len;
+	struct pgw_parse_msg m;
 
-	if (lx == NULL || sqlx_next(lx, &t) != SQLX_OK ||
-	    t.kind != SQLX_T_IDENT)
-		goto out;
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-		if (strcmp(t.text, words[i].word) == 0)
-			kind = words[i].kind;
+	if (name[0] != '\0') {
+		kept = cl->stmts ? fps_client_find(cl->stmts, name) : NULL;
+		rest = kept ? kept->parse_rest : NULL;
+		len = kept ? kept->parse_rest_len : 0;
 	}
-	start = strcmp(t.text, "start") == 0;
-	if (kind == TXC_NONE || sqlx_next(lx, &t) != SQLX_OK)
-		goto none;
-	if (t.kind == SQLX_T_IDENT &&
-	    (strcmp(t.text, "transaction") == 0 ||
-	     (!start && strcmp(t.text, "work") == 0))) {
-		start = false;
-		if (sqlx_next(lx, &t) != SQLX_OK)
-			goto none;
-	}
-	if (start)
-		goto none;
-	if (t.kind == SQLX_T_PUNCT && strcmp(t.text, ";") == 0 &&
-	    sqlx_next(lx, &t) != SQLX_OK)
-		goto none;
-	if (t.kind == SQLX_T_END)
-		goto out;
-none:
-	kind = TXC_NONE;
-out:
-	sqlx_lexer_free(lx);
-	return kind;
+	if (rest == NULL || pgw_parse_parse_rest(rest, len, &m) != PGW_OK ||
+	    m.ntypes != 0)
+		return TXC_NONE;
+	return txn_control((const uint8_t *)m.query, strlen(m.query));
 }
 
 /* What a control sequence is: one Query, or Parse/Bind/Describe/Execute
@@ -1115,7 +1233,6 @@ static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 	uint16_t n;
 	char kind;
 
-	(void)q;
 	(void)i;
 	switch (f->type) {
 	case PGW_FE_QUERY:
@@ -1127,16 +1244,20 @@ static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 		return true;
 	case PGW_FE_PARSE:
 		x->parses++;
-		x->kind = pgw_parse_parse(f, &pm) == PGW_OK &&
-		                  pm.name[0] == '\0' && pm.ntypes == 0
+		x->kind = pgw_parse_parse(f, &pm) == PGW_OK && pm.ntypes == 0
 		              ? txn_control((const uint8_t *)pm.query,
 		                            strlen(pm.query))
 		              : TXC_NONE;
 		return true;
 	case PGW_FE_BIND:
 		x->bad |= pgw_parse_bind(f, &bm) != PGW_OK ||
-		          bm.portal[0] != '\0' || bm.statement[0] != '\0' ||
+		          bm.portal[0] != '\0' ||
 		          pgw_bind_count(&bm, &n) != PGW_OK || n != 0;
+		if (!x->bad &&
+		    x->parses == 0) { /* a statement kept from before */
+			x->parses++;
+			x->kind = kept_control(q->cl, bm.statement);
+		}
 		return true;
 	case PGW_FE_DESCRIBE:
 		x->bad |= pgw_parse_target(f, &kind, &name) != PGW_OK ||
@@ -1210,11 +1331,10 @@ static enum fco_verdict control(struct fe_client *cl, struct fco_seq *q)
 	if (kind == TXC_NONE || (kind == TXC_BEGIN) != (x == NULL) ||
 	    (kind == TXC_BEGIN && !cl->fe->cfg.coalesce_transactions))
 		return FCO_FORWARD;
-	if (kind == TXC_BEGIN &&
-	    ((x = cl->co_txn = calloc(1, sizeof(*x))) == NULL ||
-	     (x->rows = evbuffer_new()) == NULL)) {
-		txn_free(cl);
-		return FCO_FORWARD;
+	if (kind == TXC_BEGIN) {
+		if (!txn_new(cl))
+			return FCO_FORWARD;
+		x = cl->co_txn;
 	}
 	q->status = kind == TXC_BEGIN ? 'T' : 'I';
 	q->nrows = kind == TXC_COMMIT ? x->nrows : 0;
@@ -1259,6 +1379,29 @@ static enum fco_verdict control(struct fe_client *cl, struct fco_seq *q)
 	return FCO_TAKEN;
 }
 
+/*
+ * The rows go to the client's coalesced transaction (one its BEGIN starts,
+ * maybe), or to the coalescer; none (a Parse and a Describe): nothing to
+ * do. NULL, or why the sequence must be relayed instead.
+ */
+static const char *take_rows(struct fco_seq *q, const struct fco_target *g)
+{
+	struct fe_client *cl = q->cl;
+	const char *why;
+
+	if (q->begin && !txn_new(cl))
+		return "out of memory";
+	if (cl->co_txn != NULL) {
+		why = add_to_txn(q, g);
+		if (why != NULL && q->begin)
+			txn_free(cl); /* its BEGIN goes to the server too */
+		return why;
+	}
+	if (q->nrows > 0 && !submit(q, g))
+		return "coalesce_buffer_bytes reached";
+	return NULL;
+}
+
 /* The table is known: coalesce the sequence, or relay it. */
 static void decide(struct fco_seq *q, const struct cat_table *t)
 {
@@ -1268,6 +1411,8 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 	struct fco_target g;
 	const char *why = NULL;
 
+	if (q->begin)
+		q->status = 'T';
 	if (!resolve_target(&g, t, q->stmts[0].st))
 		why = "columns or ON CONFLICT do not fit the table";
 	else if (!cfg_frontend_coalesce_table(&cl->fe->cfg, t->rel_schema,
@@ -1280,11 +1425,8 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 	if (why == NULL && !each_message(q, in, second_fn, &x))
 		why = q->why[0] ? q->why : "a message does not fit";
 	free(x.portal.params);
-	/* no rows (a Parse and a Describe): answered now, no unit */
-	if (why == NULL && cl->co_txn != NULL)
-		why = add_to_txn(q, &g);
-	else if (why == NULL && q->nrows > 0 && !submit(q, &g))
-		why = "coalesce_buffer_bytes reached";
+	if (why == NULL)
+		why = take_rows(q, &g);
 	target_clear(&g);
 	if (why != NULL) {
 		forward(cl, q, why);
@@ -1406,7 +1548,7 @@ static enum fco_verdict first_look(struct fe_client *cl, size_t len)
 {
 	struct fco_seq *q = calloc(1, sizeof(*q));
 	enum fco_verdict v;
-	bool bound = false;
+	int portal = -1;
 
 	if (q == NULL)
 		return FCO_FORWARD;
@@ -1418,7 +1560,7 @@ static enum fco_verdict first_look(struct fe_client *cl, size_t len)
 	if ((v = control(cl, q)) == FCO_TAKEN)
 		return v;
 	if (!each_message(q, bufferevent_get_input(cl->bev), first_fn,
-	                  &bound) ||
+	                  &portal) ||
 	    q->nstmts == 0 || !one_target(q) || !db_ready(cl->fe, cl->db)) {
 		seq_free(q);
 		return FCO_FORWARD;

@@ -273,8 +273,10 @@ def test_pgbench_one_row_inserts(front: FrontDoor, pg: PgServer, tmp_path: Path,
 
 
 @pytest.mark.skipif(shutil.which("javac") is None, reason="no JDK (scripts/setup.sh installs one)")
-@pytest.mark.parametrize("rewrite", [False, True])
-def test_pgjdbc_batches_in_autocommit(pg: PgServer, tmp_path: Path, rewrite: bool) -> None:
+@pytest.mark.parametrize("rewrite,txn", [(False, False), (True, False), (False, True)])
+def test_pgjdbc_batches(pg: PgServer, tmp_path: Path, rewrite: bool, txn: bool) -> None:
+    """In autocommit (with and without reWriteBatchedInserts), and as Kafka Connect's JDBC
+    sink does (autocommit off, executeBatch, commit) with coalesce_transactions on."""
     root = Path(__file__).resolve().parents[1]
     jar = Path(subprocess.run([str(root / "scripts" / "fetch-pgjdbc.sh")], capture_output=True,
                               text=True, check=True).stdout.strip())
@@ -282,13 +284,14 @@ def test_pgjdbc_batches_in_autocommit(pg: PgServer, tmp_path: Path, rewrite: boo
                     str(root / "tests" / "jdbc" / "CoalesceJdbc.java")], check=True)
     fresh_table(pg, "co_jdbc", "id bigint PRIMARY KEY, k int, v text, n numeric(12,2), "
                 "at timestamp, f double precision, b boolean")
-    f = FrontDoor(pg, tmp_path)
+    f = FrontDoor(pg, tmp_path, coalesce_transactions="on" if txn else "off")
     try:
         url = (f"jdbc:postgresql://127.0.0.1:{f.port}/{pg.dbname}?sslmode=verify-full"
                f"&sslrootcert={pg.ca_file}&reWriteBatchedInserts={str(rewrite).lower()}")
         r = subprocess.run(["java", "-Duser.timezone=UTC", "-cp", f"{jar}:{tmp_path}",
                             "CoalesceJdbc", url, "app",
-                            "app-Secret-1", "2000"], capture_output=True, text=True, timeout=180)
+                            "app-Secret-1", "2000"] + (["txn"] if txn else []),
+                           capture_output=True, text=True, timeout=180)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "done" in r.stdout
         ev = events(f)
@@ -297,6 +300,9 @@ def test_pgjdbc_batches_in_autocommit(pg: PgServer, tmp_path: Path, rewrite: boo
     # every row was taken aside, the failed batch's 10 too, and failed whole
     assert ev["coalesced_rows"] == 2010
     assert ev["coalesce_failed"] == 1
+    # relayed: the SELECT count(*) only (with transactions: BEGIN, INSERTs and COMMIT all
+    # stayed in the proxy, none became a server transaction)
+    assert ev["coalesce_forwarded"] == 1
     assert pg.admin_sql(
         "SELECT count(*), sum(k), min(v), sum(n)::text, sum(f)::text, count(*) FILTER (WHERE b), "
         "min(at)::text FROM co_jdbc") == [[

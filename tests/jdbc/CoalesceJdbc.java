@@ -1,8 +1,9 @@
-// CoalesceJdbc.java: pgJDBC batches in autocommit through the front door's INSERT
-// coalescing (tests/test_fe_coalesce.py runs it). Args: url user password rows.
-// Sends `rows` one-row INSERTs of co_jdbc in batches of 100 (addBatch/executeBatch), then
-// a batch of 10 whose 6th row is a duplicate key. Prints one line per check; exits 1 on
-// failure.
+// CoalesceJdbc.java: pgJDBC batches through the front door's INSERT coalescing
+// (tests/test_fe_coalesce.py runs it). Args: url user password rows [txn].
+// Sends `rows` one-row INSERTs of co_jdbc in batches of 100 (addBatch/executeBatch), in
+// autocommit, or with "txn" as Kafka Connect's JDBC sink does (autocommit off, executeBatch,
+// commit). In autocommit it then sends a batch of 10 whose 6th row is a duplicate key.
+// Prints one line per check; exits 1 on failure.
 import java.math.BigDecimal;
 import java.sql.BatchUpdateException;
 import java.sql.Connection;
@@ -34,12 +35,13 @@ public class CoalesceJdbc {
     public static void main(String[] args) throws Exception {
         String url = args[0];
         int rows = Integer.parseInt(args[3]);
+        boolean txn = args.length > 4 && args[4].equals("txn");
         Properties p = new Properties();
         p.setProperty("user", args[1]);
         p.setProperty("password", args[2]);
         String sql = "INSERT INTO co_jdbc (id, k, v, n, at, f, b) VALUES (?, ?, ?, ?, ?, ?, ?)";
         try (Connection c = DriverManager.getConnection(url, p)) {
-            c.setAutoCommit(true);
+            c.setAutoCommit(!txn);
             try (PreparedStatement ins = c.prepareStatement(sql)) {
                 int done = 0;
                 for (int i = 0; i < rows; i++) {
@@ -49,9 +51,15 @@ public class CoalesceJdbc {
                         for (int n : ins.executeBatch()) {
                             done += n == Statement.SUCCESS_NO_INFO ? 1 : n;
                         }
+                        if (txn) {
+                            c.commit();
+                        }
                     }
                 }
                 check(done == rows, "batches counted " + done);
+            }
+            if (txn) {
+                c.setAutoCommit(true);
             }
             try (PreparedStatement ins = c.prepareStatement(sql)) {
                 for (int i = 0; i < 10; i++) {
