@@ -16,6 +16,7 @@
 #include "coalesce.h"
 #include "pgbinary.h"
 #include "pgwire.h"
+#include "sqlfit.h"
 #include "sqlrec.h"
 #include "timer.h"
 
@@ -32,10 +33,6 @@
 
 /* The most bytes of messages held to look at; longer ones are relayed. */
 #define FCO_MAX_SEQ (8u * 1024 * 1024)
-/* Type OIDs a Parse may give for "unspecified". */
-#define OID_UNSPECIFIED 0u
-#define OID_UNKNOWN     705u
-
 /* A statement the sequence uses. */
 struct fco_stmt {
 	char *name; /* the client's ("" unnamed); NULL for a Query */
@@ -204,56 +201,6 @@ static bool add_op(struct fco_seq *q, uint8_t type, int stmt, char kind)
 	return true;
 }
 
-enum txc { TXC_NONE, TXC_BEGIN, TXC_COMMIT, TXC_ROLLBACK };
-
-/*
- * BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT (each with an
- * optional WORK or TRANSACTION and ';'), and nothing else: no options.
- */
-static enum txc txn_control(const uint8_t *sql, size_t len)
-{
-	static const struct {
-		const char *word;
-		enum txc kind;
-	} words[] = {{"begin", TXC_BEGIN},       {"start", TXC_BEGIN},
-	             {"commit", TXC_COMMIT},     {"end", TXC_COMMIT},
-	             {"rollback", TXC_ROLLBACK}, {"abort", TXC_ROLLBACK}};
-	struct sqlx_lexer *lx = sqlx_lexer_new(sql, len);
-	struct sqlx_token t;
-	enum txc kind = TXC_NONE;
-	bool start;
-
-	if (lx == NULL || sqlx_next(lx, &t) != SQLX_OK ||
-	    t.kind != SQLX_T_IDENT)
-		goto out;
-	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-		if (strcmp(t.text, words[i].word) == 0)
-			kind = words[i].kind;
-	}
-	start = strcmp(t.text, "start") == 0;
-	if (kind == TXC_NONE || sqlx_next(lx, &t) != SQLX_OK)
-		goto none;
-	if (t.kind == SQLX_T_IDENT &&
-	    (strcmp(t.text, "transaction") == 0 ||
-	     (!start && strcmp(t.text, "work") == 0))) {
-		start = false;
-		if (sqlx_next(lx, &t) != SQLX_OK)
-			goto none;
-	}
-	if (start)
-		goto none;
-	if (t.kind == SQLX_T_PUNCT && strcmp(t.text, ";") == 0 &&
-	    sqlx_next(lx, &t) != SQLX_OK)
-		goto none;
-	if (t.kind == SQLX_T_END)
-		goto out;
-none:
-	kind = TXC_NONE;
-out:
-	sqlx_lexer_free(lx);
-	return kind;
-}
-
 /* The statement index of a BEGIN that starts a sequence. */
 #define STMT_BEGIN (-2)
 
@@ -274,8 +221,8 @@ static bool is_begin(const uint8_t *rest, size_t len)
 	struct pgw_parse_msg m;
 
 	return pgw_parse_parse_rest(rest, len, &m) == PGW_OK && m.ntypes == 0 &&
-	       txn_control((const uint8_t *)m.query, strlen(m.query)) ==
-	           TXC_BEGIN;
+	       sqlf_txn_control((const uint8_t *)m.query, strlen(m.query)) ==
+	           SQLF_TXC_BEGIN;
 }
 
 /* Does a Bind of name bind that BEGIN? */
@@ -417,162 +364,6 @@ static bool one_target(const struct fco_seq *q)
 	return true;
 }
 
-/* ---- value checks: where INSERT and COPY agree ---- */
-
-enum tclass { TC_INT, TC_NUMERIC, TC_FLOAT, TC_BOOL, TC_TEXT, TC_OTHER };
-
-static bool has_prefix(const char *s, const char *p)
-{
-	return strncmp(s, p, strlen(p)) == 0;
-}
-
-/* The class of a column type (format_type() text). */
-static enum tclass class_of(const char *t)
-{
-	if (!strcmp(t, "smallint") || !strcmp(t, "integer") ||
-	    !strcmp(t, "bigint"))
-		return TC_INT;
-	if (!strcmp(t, "numeric") || has_prefix(t, "numeric("))
-		return TC_NUMERIC;
-	if (!strcmp(t, "real") || !strcmp(t, "double precision"))
-		return TC_FLOAT;
-	if (!strcmp(t, "boolean"))
-		return TC_BOOL;
-	if (!strcmp(t, "text") || !strcmp(t, "character varying") ||
-	    has_prefix(t, "character varying("))
-		return TC_TEXT;
-	return TC_OTHER;
-}
-
-/*
- * A cast's type name (sqlrec's canonical spelling, "int4", "varchar(10)",
- * "timestamp(3)") in format_type()'s spelling ("integer", "character
- * varying(10)", "timestamp(3) without time zone"), so that it compares
- * with a column's type. false when it is not one of these common names.
- */
-static bool cast_type_name(const char *rec, char *out, size_t size)
-{
-	static const char *const alias[][2] = {
-	    {"int", "integer"},
-	    {"int4", "integer"},
-	    {"integer", "integer"},
-	    {"int2", "smallint"},
-	    {"smallint", "smallint"},
-	    {"int8", "bigint"},
-	    {"bigint", "bigint"},
-	    {"float8", "double precision"},
-	    {"double precision", "double precision"},
-	    {"float4", "real"},
-	    {"real", "real"},
-	    {"bool", "boolean"},
-	    {"boolean", "boolean"},
-	    {"varchar", "character varying"},
-	    {"character varying", "character varying"},
-	    {"decimal", "numeric"},
-	    {"numeric", "numeric"},
-	    {"timestamp", "timestamp@ without time zone"},
-	    {"timestamp without time zone", "timestamp@ without time zone"},
-	    {"timestamptz", "timestamp@ with time zone"},
-	    {"timestamp with time zone", "timestamp@ with time zone"},
-	    {"date", "date"},
-	    {"text", "text"},
-	    {"uuid", "uuid"},
-	    {"json", "json"},
-	    {"jsonb", "jsonb"},
-	    {"bytea", "bytea"},
-	};
-	const char *open, *close, *tail = "";
-	char base[64], mod[32] = "";
-	size_t n;
-
-	if (strncmp(rec, "pg_catalog.", 11) == 0)
-		rec += 11;
-	open = strchr(rec, '(');
-	n = open ? (size_t)(open - rec) : strlen(rec);
-	if (open != NULL) {
-		close = strchr(open, ')');
-		if (close == NULL || (size_t)(close + 1 - open) >= sizeof(mod))
-			return false;
-		memcpy(mod, open, (size_t)(close + 1 - open));
-		mod[close + 1 - open] = '\0';
-		tail = close + 1;
-	}
-	if (n >= sizeof(base) || strchr(rec, '[') != NULL)
-		return false;
-	snprintf(base, sizeof(base), "%.*s%s", (int)n, rec, tail);
-	for (size_t i = 0; i < sizeof(alias) / sizeof(alias[0]); i++) {
-		const char *at = strchr(alias[i][1], '@');
-
-		if (strcmp(base, alias[i][0]) != 0)
-			continue;
-		if (at == NULL)
-			return snprintf(out, size, "%s%s", alias[i][1], mod) <
-			       (int)size;
-		return snprintf(out, size, "%.*s%s%s", (int)(at - alias[i][1]),
-		                alias[i][1], mod, at + 1) < (int)size;
-	}
-	return false;
-}
-
-/*
- * Does COPY store what INSERT would for v into a column of type t? (The
- * rules of docs/sql-recognizer.md.) declared: a parameter's Parse type.
- */
-static bool value_fits(const struct sqlr_value *v, uint32_t declared,
-                       const char *t)
-{
-	enum tclass c = class_of(t);
-
-	char cast[128];
-
-	if (v->type != NULL)
-		return cast_type_name(v->type, cast, sizeof(cast)) &&
-		       strcmp(cast, t) == 0 &&
-		       (v->kind != SQLR_V_PARAM ||
-		        declared == OID_UNSPECIFIED || declared == OID_UNKNOWN);
-	switch (v->kind) {
-	case SQLR_V_NULL:
-	case SQLR_V_STRING:
-		return true;
-	case SQLR_V_BOOL:
-		return c == TC_BOOL;
-	case SQLR_V_INTEGER:
-		return c == TC_INT || c == TC_NUMERIC || c == TC_FLOAT;
-	case SQLR_V_DECIMAL:
-		return c == TC_NUMERIC || c == TC_FLOAT;
-	case SQLR_V_PARAM:
-		return true; /* put_param decides, with the value */
-	}
-	return false;
-}
-
-/*
- * A text integer parameter declared int2, int4 or int8 into a column of
- * another type pgb_param_fits allows (a wider integer, numeric): the server
- * reads the text as the declared type, COPY as the column's. They agree
- * when the text is a plain integer within the declared type's range.
- */
-static bool int_text_in_range(enum pgb_type declared,
-                              const struct pgw_bind_value *p)
-{
-	uint64_t limit = declared == PGB_INT2   ? 32767
-	                 : declared == PGB_INT4 ? 2147483647
-	                                        : INT64_MAX;
-	uint64_t v = 0;
-	bool neg = p->len > 0 && p->data[0] == '-';
-
-	if (p->len <= (neg ? 1 : 0))
-		return false;
-	for (int32_t i = neg ? 1 : 0; i < p->len; i++) {
-		unsigned d = (unsigned)p->data[i] - '0';
-
-		if (d > 9 || v > (limit + 1 - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	return v <= limit + (neg ? 1 : 0);
-}
-
 /*
  * A Bind parameter as the COPY field of a column of type col (declared:
  * its Parse type, 0 when the server infers it from the column). false when
@@ -586,13 +377,13 @@ static bool put_param(uint32_t declared, const struct pgw_bind_value *p,
 
 	if (p->len < 0)
 		return evbuffer_add(out, "\\N", 2) == 0;
-	if (declared != OID_UNSPECIFIED && declared != OID_UNKNOWN) {
+	if (declared != SQLF_OID_UNSPECIFIED && declared != SQLF_OID_UNKNOWN) {
 		pt = pgb_type_from_oid(declared);
 		if (!pgb_param_fits(pt, ct))
 			return false;
 		if (p->format == 0 && pt != ct &&
 		    (pt == PGB_INT2 || pt == PGB_INT4 || pt == PGB_INT8) &&
-		    !int_text_in_range(pt, p))
+		    !sqlf_int_text_in_range(pt, p->data, (size_t)p->len))
 			return false;
 	}
 	if (p->format == 0)
@@ -709,12 +500,12 @@ static bool put_rows(struct fco_seq *q, const struct fco_target *g,
 			bool param = v->kind == SQLR_V_PARAM;
 			uint32_t declared = param && v->param <= s->ntypes
 			                        ? s->types[v->param - 1]
-			                        : OID_UNSPECIFIED;
+			                        : SQLF_OID_UNSPECIFIED;
 			const struct pgw_bind_value *p =
 			    param ? &params[v->param - 1] : NULL;
 
 			bool ok =
-			    value_fits(v, declared, g->types[c]) &&
+			    sqlf_value_fits(v, declared, g->types[c]) &&
 			    (c == 0 || evbuffer_add(q->rows, "\t", 1) == 0) &&
 			    (param
 			         ? put_param(declared, p, g->types[c], q->rows)
@@ -778,17 +569,17 @@ static bool put_param_types(struct fco_seq *q, const struct fco_target *g,
 		return false;
 	put_be16(buf, (uint16_t)s->nparams);
 	for (size_t i = 0; i < s->nparams; i++) {
-		uint32_t oid = i < s->ntypes ? s->types[i] : OID_UNSPECIFIED;
+		uint32_t oid = i < s->ntypes ? s->types[i] : SQLF_OID_UNSPECIFIED;
 
 		for (size_t k = 0;
-		     oid == OID_UNSPECIFIED && k < st->nrows * st->width; k++) {
+		     oid == SQLF_OID_UNSPECIFIED && k < st->nrows * st->width; k++) {
 			const struct sqlr_value *v = &st->values[k];
 
 			if (v->kind == SQLR_V_PARAM && v->param == i + 1)
 				oid = pgb_type_oid(pgb_type_from_name(
 				    g->types[k % st->width]));
 		}
-		if (oid == OID_UNSPECIFIED || oid == OID_UNKNOWN) {
+		if (oid == SQLF_OID_UNSPECIFIED || oid == SQLF_OID_UNKNOWN) {
 			free(buf);
 			return false;
 		}
@@ -1197,7 +988,7 @@ static const char *add_to_txn(struct fco_seq *q, const struct fco_target *g)
 }
 
 /* The transaction-control statement kept under name, if it is one. */
-static enum txc kept_control(const struct fe_client *cl, const char *name)
+static enum sqlf_txc kept_control(const struct fe_client *cl, const char *name)
 {
 	const struct fps_stmt *kept = NULL;
 	const uint8_t *rest = cl->co_unnamed;
@@ -1211,14 +1002,14 @@ static enum txc kept_control(const struct fe_client *cl, const char *name)
 	}
 	if (rest == NULL || pgw_parse_parse_rest(rest, len, &m) != PGW_OK ||
 	    m.ntypes != 0)
-		return TXC_NONE;
-	return txn_control((const uint8_t *)m.query, strlen(m.query));
+		return SQLF_TXC_NONE;
+	return sqlf_txn_control((const uint8_t *)m.query, strlen(m.query));
 }
 
 /* What a control sequence is: one Query, or Parse/Bind/Describe/Execute
  * of the unnamed statement and portal, without parameters, and Sync. */
 struct control_ctx {
-	enum txc kind;
+	enum sqlf_txc kind;
 	unsigned parses, executes;
 	bool bad;
 };
@@ -1239,15 +1030,15 @@ static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 		x->parses++;
 		x->executes++;
 		x->kind = f->len > 0 && f->body[f->len - 1] == '\0'
-		              ? txn_control(f->body, f->len - 1)
-		              : TXC_NONE;
+		              ? sqlf_txn_control(f->body, f->len - 1)
+		              : SQLF_TXC_NONE;
 		return true;
 	case PGW_FE_PARSE:
 		x->parses++;
 		x->kind = pgw_parse_parse(f, &pm) == PGW_OK && pm.ntypes == 0
-		              ? txn_control((const uint8_t *)pm.query,
-		                            strlen(pm.query))
-		              : TXC_NONE;
+		              ? sqlf_txn_control((const uint8_t *)pm.query,
+		                                 strlen(pm.query))
+		              : SQLF_TXC_NONE;
 		return true;
 	case PGW_FE_BIND:
 		x->bad |= pgw_parse_bind(f, &bm) != PGW_OK ||
@@ -1273,13 +1064,13 @@ static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 	return true;
 }
 
-static enum txc control_of(struct fco_seq *q, struct evbuffer *in)
+static enum sqlf_txc control_of(struct fco_seq *q, struct evbuffer *in)
 {
-	struct control_ctx x = {TXC_NONE, 0, 0, false};
+	struct control_ctx x = {SQLF_TXC_NONE, 0, 0, false};
 
 	if (!each_message(q, in, control_fn, &x) || x.bad || x.parses != 1 ||
 	    x.executes != 1)
-		return TXC_NONE;
+		return SQLF_TXC_NONE;
 	return x.kind;
 }
 
@@ -1322,26 +1113,26 @@ static bool control_answer_fn(struct fco_seq *q, size_t i,
 static enum fco_verdict control(struct fe_client *cl, struct fco_seq *q)
 {
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
-	enum txc kind = control_of(q, in);
+	enum sqlf_txc kind = control_of(q, in);
 	struct fco_txn *x = cl->co_txn;
-	const char *tag = kind == TXC_BEGIN    ? "BEGIN"
-	                  : kind == TXC_COMMIT ? "COMMIT"
-	                                       : "ROLLBACK";
+	const char *tag = kind == SQLF_TXC_BEGIN    ? "BEGIN"
+	                  : kind == SQLF_TXC_COMMIT ? "COMMIT"
+	                                            : "ROLLBACK";
 
-	if (kind == TXC_NONE || (kind == TXC_BEGIN) != (x == NULL) ||
-	    (kind == TXC_BEGIN && !cl->fe->cfg.coalesce_transactions))
+	if (kind == SQLF_TXC_NONE || (kind == SQLF_TXC_BEGIN) != (x == NULL) ||
+	    (kind == SQLF_TXC_BEGIN && !cl->fe->cfg.coalesce_transactions))
 		return FCO_FORWARD;
-	if (kind == TXC_BEGIN) {
+	if (kind == SQLF_TXC_BEGIN) {
 		if (!txn_new(cl))
 			return FCO_FORWARD;
 		x = cl->co_txn;
 	}
-	q->status = kind == TXC_BEGIN ? 'T' : 'I';
-	q->nrows = kind == TXC_COMMIT ? x->nrows : 0;
+	q->status = kind == SQLF_TXC_BEGIN ? 'T' : 'I';
+	q->nrows = kind == SQLF_TXC_COMMIT ? x->nrows : 0;
 	if ((q->answers = evbuffer_new()) == NULL ||
 	    !each_message(q, in, control_answer_fn, (void *)tag) ||
 	    !each_message(q, in, keep_fn, NULL)) {
-		if (kind == TXC_BEGIN)
+		if (kind == SQLF_TXC_BEGIN)
 			txn_free(cl);
 		if (q->answers != NULL)
 			evbuffer_free(q->answers);
@@ -1370,7 +1161,7 @@ static enum fco_verdict control(struct fe_client *cl, struct fco_seq *q)
 		fe_fail(cl, "53200", "out of memory");
 		return FCO_TAKEN;
 	}
-	if (kind != TXC_BEGIN)
+	if (kind != SQLF_TXC_BEGIN)
 		txn_free(cl);
 	evbuffer_add_buffer(fe_out(cl), q->answers);
 	seq_free(q);

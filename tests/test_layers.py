@@ -25,7 +25,7 @@ RANKS = {
     "pgwire": 1, "config": 1, "control_parse": 1, "sqlgen": 1, "scram": 1, "userlist": 1,
     "sqllex": 1, "pgbinary": 1,
     "scram_server": 2,
-    "tls": 2, "ingest_proto": 2, "reload": 2, "sqlrec": 2,
+    "tls": 2, "ingest_proto": 2, "reload": 2, "sqlrec": 2, "sqlfit": 3,
     # I/O, bottom up
     "upstream": 3, "control": 3, "admin": 3,
     "pool": 4,

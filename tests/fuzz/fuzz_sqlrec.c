@@ -2,6 +2,7 @@
  * recognizer: invariants of tokens, spans and statements, and round trips
  * of recognized values through COPY text, CSV and SQL literals. */
 #include "copytext.h"
+#include "sqlfit.h"
 #include "sqlgen.h"
 #include "sqllex.h"
 #include "sqlrec.h"
@@ -86,6 +87,15 @@ static void value_round_trip(const struct sqlr_value *v)
 	struct ct_error err;
 
 	INVARIANT(strlen(v->text) == v->len);
+	if (v->type != NULL) {
+		char cast[64];
+
+		/* a cast name in format_type()'s spelling, or a refusal */
+		if (sqlf_cast_type_name(v->type, cast, sizeof(cast)))
+			INVARIANT(strlen(cast) < sizeof(cast) &&
+			          cast[0] != '\0');
+		(void)sqlf_value_fits(v, 0, "integer");
+	}
 	if (f == NULL || back == NULL || v->kind == SQLR_V_PARAM)
 		goto out;
 	INVARIANT(sqlr_value_copy_text(v, f));
@@ -128,7 +138,11 @@ static void recognize_all(const uint8_t *data, size_t size)
 	struct sqlr_why why;
 	size_t n = 0, prev = 0;
 
+	enum sqlf_txc txc = sqlf_txn_control(data, size);
+
+	INVARIANT(txc >= SQLF_TXC_NONE && txc <= SQLF_TXC_ROLLBACK);
 	if (sqlr_recognize(data, size, &st, &why) == SQLR_OK) {
+		INVARIANT(txc == SQLF_TXC_NONE); /* an INSERT is no BEGIN */
 		check_stmt(st);
 		sqlr_stmt_free(st);
 	} else {
