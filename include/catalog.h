@@ -23,6 +23,7 @@ struct cat_column {
 	char *type; /* format_type(), e.g. "timestamp with time zone" */
 	bool not_null;
 	bool identity_always; /* GENERATED ALWAYS AS IDENTITY */
+	bool generated;       /* GENERATED ALWAYS AS (...) STORED */
 };
 
 struct cat_index {

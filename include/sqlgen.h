@@ -157,7 +157,8 @@ char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
  *                                      has it; when several match instead,
  *                                      candidates lists them ("s.t, s.T")
  *   'c', name, format_type(), attnotnull ("true"/"false") followed by
- *        attidentity ("", "a" always, "d" by default), attnum
+ *        attidentity ("a" always, "d" by default) or attgenerated ("s"
+ *        stored), or nothing, attnum
  *   'u', index oid, column name, NULL, sort key
  *                                      one row per column of each unique
  *                                      index without predicate or expression

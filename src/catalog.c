@@ -263,6 +263,8 @@ static bool add_column(struct cat_table *t, const char *name, const char *type,
 	cols[t->ncols].not_null = not_null && strncmp(not_null, "true", 4) == 0;
 	cols[t->ncols].identity_always =
 	    not_null && not_null[0] && not_null[strlen(not_null) - 1] == 'a';
+	cols[t->ncols].generated =
+	    not_null && not_null[0] && not_null[strlen(not_null) - 1] == 's';
 	t->ncols++;
 	return cols[t->ncols - 1].name && cols[t->ncols - 1].type;
 }

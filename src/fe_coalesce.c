@@ -14,6 +14,7 @@
 #include "bytes.h"
 #include "catalog.h"
 #include "coalesce.h"
+#include "copytext.h"
 #include "pgbinary.h"
 #include "pgwire.h"
 #include "sqlfit.h"
@@ -75,6 +76,14 @@ struct fco_seq {
 	bool begin;       /* it starts with BEGIN (coalesce_transactions) */
 	char *begin_name; /* a Parse of BEGIN in it, under this name */
 	char why[200];    /* why a value made it be relayed (debug log) */
+	/* COPY FROM STDIN: its data arrives after CopyInResponse */
+	bool copy_in;
+	struct co_target *target; /* its target (a reference) */
+	size_t checked;           /* bytes of rows checked whole */
+	uint8_t *query;           /* the client's Query, for a handover */
+	size_t query_len;
+	unsigned copy_cols;
+	struct evbuffer *tail; /* data after the last whole line */
 };
 
 /* A coalesced explicit transaction: its rows wait for COMMIT. */
@@ -110,13 +119,27 @@ static void seq_free(struct fco_seq *q)
 		stmt_clear(&q->stmts[i]);
 	free(q->stmts);
 	free(q->begin_name);
+	free(q->query);
+	co_target_put(q->target);
 	free(q->ops);
 	free(q->execs);
 	if (q->answers != NULL)
 		evbuffer_free(q->answers);
 	if (q->rows != NULL)
 		evbuffer_free(q->rows);
+	if (q->tail != NULL)
+		evbuffer_free(q->tail);
 	free(q);
+}
+
+/* COPY FROM STDIN in a Query, in the text format's defaults. */
+static bool copy_fits(const struct sqlr_stmt *st, const char *name)
+{
+	const struct sqlr_copy *c = &st->copy;
+
+	return name == NULL && st->kind == SQLR_COPY &&
+	       c->format == SQLR_TEXT && c->delimiter == '\t' &&
+	       strcmp(c->null_str, "\\N") == 0 && !c->header;
 }
 
 /*
@@ -136,7 +159,7 @@ static int add_stmt(struct fco_seq *q, const char *name, const uint8_t *sql,
 	s = &v[q->nstmts];
 	memset(s, 0, sizeof(*s));
 	if (sqlr_recognize(sql, sql_len, &s->st, &why) != SQLR_OK ||
-	    s->st->kind != SQLR_INSERT)
+	    (s->st->kind != SQLR_INSERT && !copy_fits(s->st, name)))
 		goto fail;
 	if (name != NULL && (s->name = strdup(name)) == NULL)
 		goto fail;
@@ -447,13 +470,25 @@ static bool upsert_fits(struct fco_target *g, const struct sqlr_stmt *st)
 	return others == st->nset;
 }
 
+/* The columns COPY without a column list writes: all but generated. */
+static size_t stored_columns(const struct cat_table *t)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->ncols; i++)
+		n += !t->cols[i].generated;
+	return n;
+}
+
 /* The columns written and their types. false: forward the sequence. */
 static bool resolve_target(struct fco_target *g, const struct cat_table *t,
                            const struct sqlr_stmt *st)
 {
+	bool copy = st->kind == SQLR_COPY;
+
 	memset(g, 0, sizeof(*g));
 	g->t = t;
-	g->ncols = st->ncols ? st->ncols : st->width;
+	g->ncols = st->ncols ? st->ncols : copy ? stored_columns(t) : st->width;
 	if (strcmp(t->rel_name, st->table) != 0 ||
 	    (st->schema != NULL && strcmp(t->rel_schema, st->schema) != 0) ||
 	    !sql_ident_valid(t->rel_name) || !sql_ident_valid(t->rel_schema) ||
@@ -466,13 +501,16 @@ static bool resolve_target(struct fco_target *g, const struct cat_table *t,
 	g->types = calloc(g->ncols, sizeof(*g->types));
 	if (g->cols == NULL || g->types == NULL)
 		return false;
-	for (size_t i = 0; i < g->ncols; i++) {
-		const struct cat_column *c =
-		    st->ncols ? exact_column(t, st->cols[i]) : &t->cols[i];
+	for (size_t i = 0, k = 0; i < g->ncols; i++, k++) {
+		const struct cat_column *c;
 
-		/* INSERT refuses a value for it (428C9); COPY takes it */
-		if (c == NULL || !sql_ident_valid(c->name) ||
-		    c->identity_always)
+		while (copy && !st->ncols && t->cols[k].generated)
+			k++; /* COPY without a column list skips them */
+		c = st->ncols ? exact_column(t, st->cols[i]) : &t->cols[k];
+		/* INSERT refuses a value for an identity column ALWAYS
+		 * (428C9), COPY takes it; generated ones: their own error */
+		if (c == NULL || !sql_ident_valid(c->name) || c->generated ||
+		    (!copy && c->identity_always))
 			return false;
 		g->cols[i] = c->name;
 		g->types[i] = c->type;
@@ -569,10 +607,12 @@ static bool put_param_types(struct fco_seq *q, const struct fco_target *g,
 		return false;
 	put_be16(buf, (uint16_t)s->nparams);
 	for (size_t i = 0; i < s->nparams; i++) {
-		uint32_t oid = i < s->ntypes ? s->types[i] : SQLF_OID_UNSPECIFIED;
+		uint32_t oid =
+		    i < s->ntypes ? s->types[i] : SQLF_OID_UNSPECIFIED;
 
 		for (size_t k = 0;
-		     oid == SQLF_OID_UNSPECIFIED && k < st->nrows * st->width; k++) {
+		     oid == SQLF_OID_UNSPECIFIED && k < st->nrows * st->width;
+		     k++) {
 			const struct sqlr_value *v = &st->values[k];
 
 			if (v->kind == SQLR_V_PARAM && v->param == i + 1)
@@ -952,6 +992,23 @@ static bool txn_new(struct fe_client *cl)
 	return true;
 }
 
+/* q's rows (for q->target, the transaction's target) join it. */
+static void txn_take(struct fe_client *cl, struct fco_seq *q)
+{
+	struct fco_txn *x = cl->co_txn;
+	size_t bytes = evbuffer_get_length(q->rows);
+
+	if (x->target == NULL) {
+		x->target = q->target;
+		q->target = NULL;
+	}
+	evbuffer_add_buffer(x->rows, q->rows);
+	x->nrows += q->nrows;
+	x->held += bytes;
+	cl->fe->stats.co_held_bytes += bytes;
+	cl->fe->stats.co_rows += q->nrows;
+}
+
 /*
  * The sequence's rows join the client's transaction (answered at once, the
  * commit comes with COMMIT). NULL, or why it must be relayed instead.
@@ -975,15 +1032,8 @@ static const char *add_to_txn(struct fco_seq *q, const struct fco_target *g)
 		co_target_put(t);
 		return "a second table in the transaction";
 	}
-	if (x->target == NULL)
-		x->target = t;
-	else
-		co_target_put(t);
-	evbuffer_add_buffer(x->rows, q->rows);
-	x->nrows += q->nrows;
-	x->held += bytes;
-	fe->stats.co_held_bytes += bytes;
-	fe->stats.co_rows += q->nrows;
+	q->target = t; /* q's reference, given to the transaction or put */
+	txn_take(q->cl, q);
 	return NULL;
 }
 
@@ -1170,6 +1220,263 @@ static enum fco_verdict control(struct fe_client *cl, struct fco_seq *q)
 	return FCO_TAKEN;
 }
 
+/* ---- COPY FROM STDIN ---- */
+
+/* CopyInResponse: text format, ncols columns. */
+static bool put_copy_in(struct evbuffer *out, size_t ncols)
+{
+	size_t len = 3 + 2 * ncols;
+	uint8_t *b = calloc(1, len);
+	bool ok;
+
+	if (b == NULL || ncols > UINT16_MAX) {
+		free(b);
+		return false;
+	}
+	put_be16(b + 1, (uint16_t)ncols);
+	ok = pgw_put_pieces(out, 'G', &(struct pgw_piece){b, len}, 1);
+	free(b);
+	return ok;
+}
+
+/*
+ * The table is known: the client gets CopyInResponse, and its data is
+ * taken as it comes (fco_copy_input). NULL, or why it must be relayed.
+ */
+static const char *start_copy_in(struct fco_seq *q, const struct fco_target *g)
+{
+	struct fe_client *cl = q->cl;
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct fco_txn *x = cl->co_txn;
+	const uint8_t *msg;
+
+	if ((q->target = target_of(q, g)) == NULL ||
+	    (q->tail = evbuffer_new()) == NULL)
+		return "out of memory";
+	if (x != NULL && x->target != NULL && x->target != q->target)
+		return "a second table in the transaction";
+	msg = evbuffer_pullup(in, (ev_ssize_t)q->len);
+	q->query_len = q->len - PGW_HEADER_LEN;
+	if (msg == NULL || (q->query = malloc(q->query_len)) == NULL ||
+	    !put_copy_in(fe_out(cl), g->ncols))
+		return "out of memory";
+	memcpy(q->query, msg + PGW_HEADER_LEN, q->query_len);
+	q->copy_cols = (unsigned)g->ncols;
+	evbuffer_drain(in, q->len);
+	cl->co_scan = 0;
+	q->copy_in = true;
+	cl->co_reading = true;
+	fe_update_reading(cl);
+	event_active(cl->kick, 0, 0); /* data may have come with the Query */
+	return NULL;
+}
+
+/*
+ * The COPY goes to a server as it came: its Query, the data so far and
+ * then the rest of the client's stream (fco_relay_started).
+ */
+static void handover(struct fco_seq *q, const char *why)
+{
+	struct fe_client *cl = q->cl;
+
+	if (log_get_level() <= LOG_DEBUG)
+		fe_log(LOG_DEBUG, cl, "event=coalesce_handover reason=\"%s\"",
+		       why);
+	cl->co_seq = NULL;
+	cl->co_reading = false;
+	cl->co_handover = q;
+	cl->fe->stats.co_forwarded++;
+	co_target_put(q->target);
+	q->target = NULL;
+	fe_set_state(cl, FE_IDLE);
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, FE_QUEUE_HIGH);
+	fe_relay_to_server(cl);
+}
+
+/* CopyData: whole lines checked and kept; false: hand the COPY over. */
+static bool copy_data(struct fco_seq *q, const struct pgw_frame *f)
+{
+	struct frontend *fe = q->fe;
+	struct evbuffer_ptr nl;
+	const uint8_t *p;
+	struct ct_error err;
+	uint64_t rows;
+	size_t whole;
+
+	if (evbuffer_add(q->tail, f->body, f->len) != 0)
+		return false;
+	if (fe->stats.co_held_bytes + evbuffer_get_length(q->rows) +
+	        evbuffer_get_length(q->tail) >
+	    fe->cfg.coalesce_buffer_bytes)
+		return false;
+	/* the tail holds at most a partial line and this message */
+	nl = evbuffer_search_eol(q->tail, NULL, NULL, EVBUFFER_EOL_LF);
+	if (nl.pos < 0)
+		return true;
+	p = evbuffer_pullup(q->tail, -1);
+	whole = evbuffer_get_length(q->tail);
+	while (whole > 0 && p[whole - 1] != '\n')
+		whole--;
+	if (p == NULL ||
+	    ct_check_rows(p, whole, q->copy_cols, &rows, &err) != CT_OK)
+		return false; /* the server says what is wrong, as it would */
+	q->nrows += rows;
+	return evbuffer_remove_buffer(q->tail, q->rows, whole) == (int)whole;
+}
+
+/* CopyDone: the rows go to the coalescer or the client's transaction. */
+static void copy_done(struct fco_seq *q)
+{
+	struct fe_client *cl = q->cl;
+	struct fco_txn *x = cl->co_txn;
+	size_t bytes = evbuffer_get_length(q->rows);
+	char tag[40];
+	int n = snprintf(tag, sizeof(tag), "COPY %" PRIu64, q->nrows);
+
+	q->copy_in = false;
+	cl->co_reading = false;
+	q->execs = calloc(1, sizeof(*q->execs));
+	if (q->execs == NULL ||
+	    !pgw_put_pieces(q->answers, PGW_MSG_COMMAND_COMPLETE,
+	                    &(struct pgw_piece){tag, (size_t)n + 1}, 1) ||
+	    !pgw_put_ready(q->answers, q->status)) {
+		fe_fail(cl, "53200", "out of memory");
+		return;
+	}
+	q->nexecs = 1;
+	q->execs[0].rows = q->nrows;
+	cl->fe->stats.co_sequences++;
+	if (x != NULL || q->nrows == 0) {
+		if (x != NULL && q->nrows > 0)
+			txn_take(cl, q);
+		unit_done(&(struct co_outcome){0}, q);
+		return;
+	}
+	mt_add(co_target_metrics(q->target)->rows_received, q->nrows);
+	mt_add(co_target_metrics(q->target)->bytes_received, bytes);
+	if (!co_submit(q->target, q->rows, q->nrows, unit_done, q)) {
+		fe_fail(cl, "53200", "out of memory");
+		return;
+	}
+	q->held = bytes;
+	cl->fe->stats.co_held_bytes += bytes;
+	cl->fe->stats.co_rows += q->nrows;
+	fe_update_reading(cl);
+}
+
+/* CopyFail: PostgreSQL's answer (outside a transaction). */
+static void copy_fail(struct fco_seq *q, const struct pgw_frame *f)
+{
+	struct fe_client *cl = q->cl;
+	char msg[300];
+	struct pgw_notice e = {.severity = "ERROR",
+	                       .severity_nl = "ERROR",
+	                       .sqlstate = "57014",
+	                       .message = msg};
+
+	snprintf(msg, sizeof(msg), "COPY from stdin failed: %.*s",
+	         (int)(f->len > 0 ? f->len - 1 : 0), (const char *)f->body);
+	cl->co_seq = NULL;
+	cl->co_reading = false;
+	pgw_put_notice(fe_out(cl), PGW_MSG_ERROR, &e);
+	pgw_put_ready(fe_out(cl), 'I');
+	seq_free(q);
+	relay_rest(cl);
+}
+
+/* The whole next message of a COPY, or false (wait, or handed over). */
+static bool next_copy_message(struct fco_seq *q, struct evbuffer *in,
+                              struct pgw_frame *f)
+{
+	uint8_t h[PGW_HEADER_LEN];
+	uint32_t len;
+
+	if (evbuffer_copyout(in, h, sizeof(h)) != (ev_ssize_t)sizeof(h))
+		return false;
+	len = get_be32(h + 1);
+	if (len < 4 || len - 4 > FE_MAX_INSPECT) {
+		handover(q, "a message of the COPY is too large");
+		return false;
+	}
+	if (pgw_frame_next(in, FE_MAX_INSPECT, f) == PGW_OK)
+		return true;
+	bufferevent_setwatermark(q->cl->bev, EV_READ, 0,
+	                         PGW_HEADER_LEN + len + FE_QUEUE_HIGH);
+	return false;
+}
+
+void fco_copy_input(struct fe_client *cl)
+{
+	struct fco_seq *q = cl->co_seq;
+	struct evbuffer *in = bufferevent_get_input(cl->bev);
+	struct pgw_frame f;
+
+	while (q != NULL && cl->co_seq == q && q->copy_in &&
+	       next_copy_message(q, in, &f)) {
+		bool keep = f.type == PGW_FE_COPY_DATA;
+
+		if (f.type == PGW_FE_COPY_FAIL && cl->co_txn == NULL) {
+			copy_fail(q, &f);
+			pgw_frame_consume(in, &f);
+			return;
+		}
+		if (f.type == PGW_FE_FLUSH || f.type == PGW_FE_SYNC) {
+			pgw_frame_consume(in, &f); /* ignored during COPY */
+			continue;
+		}
+		if (f.type == PGW_FE_COPY_DONE)
+			keep = evbuffer_get_length(q->tail) == 0;
+		if (!keep ||
+		    (f.type == PGW_FE_COPY_DATA && !copy_data(q, &f))) {
+			if (f.type == PGW_FE_COPY_DATA)
+				pgw_frame_consume(in, &f); /* in q->tail */
+			handover(q, "data the server must judge");
+			return;
+		}
+		pgw_frame_consume(in, &f);
+		if (f.type == PGW_FE_COPY_DONE) {
+			bufferevent_setwatermark(cl->bev, EV_READ, 0,
+			                         FE_QUEUE_HIGH);
+			copy_done(q);
+			return;
+		}
+	}
+}
+
+/* A CopyData message of each chunk of buf (at most 1 MiB each). */
+static bool put_copy_data(struct evbuffer *out, struct evbuffer *buf)
+{
+	while (evbuffer_get_length(buf) > 0) {
+		size_t n = evbuffer_get_length(buf);
+		const uint8_t *p;
+		bool ok;
+
+		n = n < FE_QUEUE_HIGH ? n : FE_QUEUE_HIGH;
+		p = evbuffer_pullup(buf, (ev_ssize_t)n);
+		ok = p != NULL && pgw_put_pieces(out, PGW_FE_COPY_DATA,
+		                                 &(struct pgw_piece){p, n}, 1);
+		evbuffer_drain(buf, n);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+bool fco_relay_started(struct fe_client *cl, struct evbuffer *out)
+{
+	struct fco_seq *q = cl->co_handover;
+	bool ok;
+
+	if (q == NULL)
+		return true;
+	cl->co_handover = NULL;
+	ok = pgw_put_pieces(out, PGW_FE_QUERY,
+	                    &(struct pgw_piece){q->query, q->query_len}, 1) &&
+	     put_copy_data(out, q->rows) && put_copy_data(out, q->tail);
+	seq_free(q);
+	return ok;
+}
+
 /*
  * The rows go to the client's coalesced transaction (one its BEGIN starts,
  * maybe), or to the coalescer; none (a Parse and a Describe): nothing to
@@ -1213,6 +1520,13 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 	         (q->rows = evbuffer_new()) == NULL)
 		why = "out of memory";
 	x.g = &g;
+	if (why == NULL && q->stmts[0].st->kind == SQLR_COPY) {
+		why = start_copy_in(q, &g);
+		target_clear(&g);
+		if (why != NULL)
+			forward(cl, q, why);
+		return;
+	}
 	if (why == NULL && !each_message(q, in, second_fn, &x))
 		why = q->why[0] ? q->why : "a message does not fit";
 	free(x.portal.params);
@@ -1409,6 +1723,10 @@ void fco_detach(struct fe_client *cl)
 	free(cl->co_unnamed);
 	cl->co_unnamed = NULL;
 	txn_free(cl); /* never committed: nothing of it is written */
+	if (cl->co_handover != NULL) {
+		seq_free(cl->co_handover);
+		cl->co_handover = NULL;
+	}
 	pgw_notice_free(&cl->owed_error);
 	if (q == NULL)
 		return;

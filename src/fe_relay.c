@@ -19,6 +19,7 @@
 enum step { STEP_ON, STEP_STOP, STEP_GONE };
 
 static void start_relay(struct fe_client *cl);
+static void count_message(struct fe_client *cl, uint8_t type);
 
 /* A coalesced transaction's rows go first, if there is one. */
 static void begin_relay(struct fe_client *cl)
@@ -299,6 +300,14 @@ static void start_relay(struct fe_client *cl)
 	reset_counters(cl);
 	if (login)
 		pgw_put_ready(fe_out(cl), 'I');
+	if (cl->co_handover != NULL) {
+		cl->sv_swallow_copyin = true;
+		count_message(cl, PGW_FE_QUERY);
+		if (!fco_relay_started(cl, up_relay_output(cl->up))) {
+			fe_fail(cl, "53200", "out of memory");
+			return;
+		}
+	}
 	fe_set_state(cl, FE_ACTIVE);
 	fe_update_reading(cl);
 	event_active(cl->kick, 0, 0);
@@ -402,10 +411,11 @@ static void after_ready(struct fe_client *cl)
 enum verdict { V_FORWARD, V_SWALLOW, V_BAD };
 
 /* The messages the proxy reads on their way: the rest just streams. */
-static bool is_watched_server(uint8_t type)
+static bool is_watched_server(const struct fe_client *cl, uint8_t type)
 {
 	return type == '1' || type == '3' || type == PGW_MSG_READY ||
-	       type == PGW_MSG_PARAMETER_STATUS;
+	       type == PGW_MSG_PARAMETER_STATUS ||
+	       (type == PGW_MSG_COPY_IN && cl->sv_swallow_copyin);
 }
 
 static enum verdict server_message(struct fe_client *cl,
@@ -416,6 +426,9 @@ static enum verdict server_message(struct fe_client *cl,
 	int k;
 
 	switch (f->type) {
+	case PGW_MSG_COPY_IN: /* of a COPY handed over: the client had one */
+		cl->sv_swallow_copyin = false;
+		return V_SWALLOW;
 	case '1':
 	case '3':
 		if (!cl->rewrite)
@@ -437,6 +450,7 @@ static enum verdict server_message(struct fe_client *cl,
 	case PGW_MSG_READY:
 		if (pgw_parse_ready(f, &cl->txn) != PGW_OK)
 			return V_BAD;
+		cl->sv_swallow_copyin = false; /* its COPY failed at once */
 		cl->syncs_done++;
 		if (cl->rewrite)
 			expect_drop_stale(cl);
@@ -492,7 +506,7 @@ static enum step server_step(struct fe_client *cl)
 	if (log_get_level() <= LOG_DEBUG)
 		fe_log(LOG_DEBUG, cl, "event=server_msg type=%c len=%zu", type,
 		       body);
-	if (!is_watched_server(type)) {
+	if (!is_watched_server(cl, type)) {
 		cl->sv_skip = PGW_HEADER_LEN + body;
 		return STEP_ON;
 	}

@@ -95,7 +95,8 @@ static void arm_timer_s(struct fe_client *cl, unsigned s)
 void fe_update_reading(struct fe_client *cl)
 {
 	bool want = cl->state != FE_WAITING && cl->state != FE_LOGIN &&
-	            cl->state != FE_CLOSING && cl->state != FE_COALESCING;
+	            cl->state != FE_CLOSING &&
+	            (cl->state != FE_COALESCING || cl->co_reading);
 
 	if (cl->state == FE_ACTIVE && cl->up != NULL &&
 	    evbuffer_get_length(up_relay_output(cl->up)) >= FE_QUEUE_HIGH)
@@ -854,6 +855,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	case FE_ACTIVE:
 		fe_relay_client_input(cl);
 		break;
+	case FE_COALESCING:
+		fco_copy_input(cl);
+		break;
 	case FE_CLOSING:
 		evbuffer_drain(in, evbuffer_get_length(in));
 		break;
@@ -929,6 +933,8 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (cl->state == FE_IDLE || cl->state == FE_ACTIVE)
 		fe_relay_client_input(cl);
+	else if (cl->state == FE_COALESCING)
+		fco_copy_input(cl);
 }
 
 /* The plain bufferevent does not own fd: a TLS one may take it over. */

@@ -123,6 +123,9 @@ struct fe_client {
 	struct pgw_notice owed_error; /* owed instead of owed_sqlstate's */
 	size_t co_scan;         /* bytes of whole messages looked at, idle */
 	struct fco_seq *co_seq; /* messages taken aside, until answered */
+	bool co_reading;        /* co_seq is a COPY taking its data */
+	struct fco_seq *co_handover; /* a COPY given to the server */
+	bool sv_swallow_copyin; /* its CopyInResponse is not the client's */
 	uint8_t *co_unnamed;    /* the client's unnamed statement: its last */
 	size_t co_unnamed_len;  /* unnamed Parse's rest (NULL: none) */
 	bool unnamed_on_server; /* the lent connection has it (relaying) */
@@ -207,6 +210,13 @@ void fco_detach(struct fe_client *cl);
  * transaction.
  */
 bool fco_materialize(struct fe_client *cl);
+/* A COALESCING client's input: the data of its COPY FROM STDIN. */
+void fco_copy_input(struct fe_client *cl);
+/*
+ * Relaying began: a COPY handed over to the server goes first (its Query,
+ * the data so far; sv_swallow_copyin set). false on OOM.
+ */
+bool fco_relay_started(struct fe_client *cl, struct evbuffer *out);
 void fco_db_free(struct fe_db *db);
 void fco_drain(struct frontend *fe);
 bool fco_is_idle(const struct frontend *fe);

@@ -57,6 +57,30 @@ static void fuzz_startup(const uint8_t *data, size_t size)
 	evbuffer_free(in);
 }
 
+/* Bind's parameters: every value inside the message, formats 0 or 1. */
+static void fuzz_bind_values(const uint8_t *body, size_t len,
+                             const struct pgw_bind_msg *bm)
+{
+	struct pgw_bind_value *v;
+	uint16_t n;
+
+	if (pgw_bind_count(bm, &n) != PGW_OK)
+		return;
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (v == NULL)
+		return;
+	if (pgw_parse_bind_values(bm, v, n) == PGW_OK) {
+		for (uint16_t i = 0; i < n; i++) {
+			INVARIANT(v[i].format == 0 || v[i].format == 1);
+			INVARIANT(v[i].len >= -1);
+			if (v[i].len >= 0)
+				INVARIANT(inside(body, len, v[i].data,
+				                 (size_t)v[i].len));
+		}
+	}
+	free(v);
+}
+
 /* Every client-message decoder on the input as one message body. */
 static void fuzz_messages(const uint8_t *body, size_t len)
 {
@@ -93,30 +117,6 @@ static void fuzz_messages(const uint8_t *body, size_t len)
 		INVARIANT(kind == 'S' || kind == 'P');
 		check_str(body, len, s);
 	}
-}
-
-/* Bind's parameters: every value inside the message, formats 0 or 1. */
-static void fuzz_bind_values(const uint8_t *body, size_t len,
-                             const struct pgw_bind_msg *bm)
-{
-	struct pgw_bind_value *v;
-	uint16_t n;
-
-	if (pgw_bind_count(bm, &n) != PGW_OK)
-		return;
-	v = calloc(n ? n : 1, sizeof(*v));
-	if (v == NULL)
-		return;
-	if (pgw_parse_bind_values(bm, v, n) == PGW_OK) {
-		for (uint16_t i = 0; i < n; i++) {
-			INVARIANT(v[i].format == 0 || v[i].format == 1);
-			INVARIANT(v[i].len >= -1);
-			if (v[i].len >= 0)
-				INVARIANT(inside(body, len, v[i].data,
-				                 (size_t)v[i].len));
-		}
-	}
-	free(v);
 }
 
 /* A whole exchange: the input's first line is client-first, the rest
