@@ -5,6 +5,7 @@
  *   bin OID HEX     ->  ok FIELD | err MESSAGE   (a binary parameter)
  *   text HEX        ->  ok FIELD | err MESSAGE   (a text parameter)
  *   name TYPE TEXT  ->  TYPNAME OID              (pgb_type_from_name)
+ *   fits OID OID    ->  yes | no                 (pgb_param_fits)
  *
  * FIELD is the COPY text field exactly as the codec writes it (it never
  * holds a raw tab or newline). */
@@ -67,9 +68,11 @@ static void convert(const char *oid, const char *hex)
 	               pgb_type_from_oid((uint32_t)strtoul(oid, NULL, 10)), v,
 	               len, out, err, sizeof(err));
 	if (ok) {
+		size_t n = evbuffer_get_length(out);
+
 		printf("ok ");
-		fwrite(evbuffer_pullup(out, -1), 1, evbuffer_get_length(out),
-		       stdout);
+		if (n > 0)
+			fwrite(evbuffer_pullup(out, -1), 1, n, stdout);
 		printf("\n");
 	} else {
 		printf("err %s\n", err);
@@ -91,6 +94,14 @@ static void request(char *line)
 		enum pgb_type t = pgb_type_from_name(arg);
 
 		printf("%s %u\n", pgb_type_name(t), pgb_type_oid(t));
+	} else if (arg != NULL && strcmp(line, "fits") == 0) {
+		unsigned long p = strtoul(arg, &arg2, 10);
+		unsigned long c = strtoul(arg2, NULL, 10);
+
+		printf("%s\n", pgb_param_fits(pgb_type_from_oid((uint32_t)p),
+		                              pgb_type_from_oid((uint32_t)c))
+		                   ? "yes"
+		                   : "no");
 	} else if (arg != NULL && strcmp(line, "text") == 0) {
 		convert(NULL, arg);
 	} else if (arg != NULL && strcmp(line, "bin") == 0 &&
