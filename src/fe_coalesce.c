@@ -1731,8 +1731,9 @@ void fco_detach(struct fe_client *cl)
 	if (q == NULL)
 		return;
 	cl->co_seq = NULL;
-	if (q->lookup != NULL) {
-		cat_cancel(q->db->cat, q->lookup);
+	if (q->lookup != NULL || q->copy_in) { /* nothing submitted yet */
+		if (q->lookup != NULL)
+			cat_cancel(q->db->cat, q->lookup);
 		seq_free(q);
 		return;
 	}

@@ -586,3 +586,23 @@ def test_copy_from_stdin_is_coalesced_and_what_it_cannot_judge_goes_to_the_serve
     # coalesced: the first COPY and the one with a duplicate (its rows were taken); the
     # others (a last line without newline, CRLF, too large, a bad row) went to the server
     assert ev["coalesced_rows"] == 1000 + 2
+
+
+def test_a_client_that_dies_mid_copy_writes_nothing(front: FrontDoor, pg: PgServer) -> None:
+    fresh_table(pg, "co_die", "id int")
+    c = front.connect()
+    cp_ctx = c.cursor().copy("COPY co_die FROM STDIN")
+    cp = cp_ctx.__enter__()
+    for i in range(1000):
+        cp.write_row((i,))
+    cp.write(b"")
+    # the connection drops mid-COPY, without a Terminate (a killed client)
+    import os
+    import socket
+    sock = socket.socket(fileno=os.dup(c.pgconn.socket))
+    sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
+    with front.connect() as other:
+        other.execute("INSERT INTO co_die VALUES (-1)")
+        assert other.execute("SELECT count(*) FROM co_die").fetchone() == (1,)
+    # the fixture checks the proxy exits 0: no leak of the dead client's COPY
