@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -606,3 +607,29 @@ def test_a_client_that_dies_mid_copy_writes_nothing(front: FrontDoor, pg: PgServ
         other.execute("INSERT INTO co_die VALUES (-1)")
         assert other.execute("SELECT count(*) FROM co_die").fetchone() == (1,)
     # the fixture checks the proxy exits 0: no leak of the dead client's COPY
+
+
+def test_sigterm_sends_held_rows_at_once_and_answers_them(pg: PgServer, tmp_path: Path) -> None:
+    """A statement waits in a 60 s linger; SIGTERM sends it at once, it is answered after
+    its commit, then the client is closed and the proxy exits 0."""
+    import signal
+    fresh_table(pg, "co_term", "id int")
+    front = FrontDoor(pg, tmp_path, env={"LAKEBASE_PROXY_BATCH_MAX_DELAY_MS": "60000"})
+    told: list[str] = []
+    c = front.connect()
+
+    def insert() -> None:
+        told.append(c.execute("INSERT INTO co_term VALUES (1)").statusmessage or "")
+
+    t = threading.Thread(target=insert)
+    t.start()
+    deadline = time.monotonic() + 30
+    while events(front)["coalesced"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)  # taken aside and lingering
+    assert pg.admin_sql("SELECT count(*) FROM co_term") == [["0"]]
+    front.proxy.proc.send_signal(signal.SIGTERM)
+    t.join(30)
+    assert told == ["INSERT 0 1"]
+    assert front.proxy.proc.wait(30) == 0, front.proxy.log[-4000:]
+    assert pg.admin_sql("SELECT count(*) FROM co_term") == [["1"]]
+    c.close()
