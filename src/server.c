@@ -286,6 +286,8 @@ static void co_config_from(const struct config *cfg, struct co_config *out)
 	    .max_retries = cfg->batch.max_retries,
 	    .acquire_timeout_ms = cfg->batch.acquire_timeout_ms,
 	    .dead_letter = cfg->batch.dead_letter,
+	    .failure_backoff_ms = cfg->batch.failure_backoff_ms,
+	    .failure_backoff_max_ms = cfg->batch.failure_backoff_max_ms,
 	};
 }
 
