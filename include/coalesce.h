@@ -19,6 +19,14 @@
  * only when the connection is in hand, so everything that arrived meanwhile
  * rides along.
  *
+ * Back-off: when units of a target keep failing with the same SQLSTATE
+ * (server errors, not a lost connection), its next batch waits
+ * co_backoff_ms(streak) after the last failure; units queue meanwhile and
+ * go out together. A unit of the target committing ends the streak. Other
+ * targets never wait for it, and co_drain does not wait either. A target
+ * with a streak outlives its sessions by failure_backoff_max_ms after the
+ * last failure, so a client that reconnects to retry still finds it.
+ *
  * How a failure is mapped back to clients (all in coalesce.c):
  *  - a server error naming a COPY line fails the unit holding that line
  *    (with its row number) and the batch is retried without it;
@@ -63,7 +71,17 @@ struct co_config {
 	 * as the rest of their unit, which then commits instead of failing.
 	 */
 	bool dead_letter;
+	/* Back-off after repeated identical failures; base 0 = off. */
+	unsigned failure_backoff_ms;
+	unsigned failure_backoff_max_ms;
 };
+
+/*
+ * The wait before a target's next batch after `streak` consecutive units
+ * failed with the same SQLSTATE: none for fewer than 2, then base_ms,
+ * doubling with each further failure, at most max_ms. 0 when base_ms is 0.
+ */
+unsigned co_backoff_ms(unsigned streak, unsigned base_ms, unsigned max_ms);
 
 /*
  * The outcome of one unit, given once. sqlstate NULL: committed, rows is

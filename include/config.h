@@ -76,6 +76,9 @@ struct cfg_batch {
 	unsigned acquire_timeout_ms; /* 30000: wait for a server connection */
 	unsigned catalog_ttl_s;      /* 300: table metadata cache */
 	bool dead_letter;            /* off: rejected rows fail their flush */
+	unsigned
+	    failure_backoff_ms; /* 100: after repeated identical failures */
+	unsigned failure_backoff_max_ms; /* 5000: its ceiling */
 };
 
 struct cfg_admin {

@@ -359,6 +359,7 @@ static void on_row_error(struct co_batch *b, struct co_unit *u, uint64_t row,
 	}
 	/* The row is this unit's: it fails, the others go again. */
 	batch_remove_unit(b, u);
+	co_target_failed(b->t, e->sqlstate ? e->sqlstate : "XX000");
 	co_unit_fail_server(co, u, e, row);
 	if (b->attempts > co->cfg.max_retries)
 		batch_split(b);
@@ -391,6 +392,7 @@ static void on_server_error(struct co_batch *b, const struct up_result *r)
 		/* Only one unit ran: the error is its own. */
 		u = TAILQ_FIRST(&b->units);
 		batch_remove_unit(b, u);
+		co_target_failed(b->t, state);
 		co_unit_fail_server(co, u, e, 0);
 	} else {
 		batch_split(b);
@@ -442,6 +444,7 @@ static void batch_done(struct up_conn *c, const struct up_result *r, void *arg)
 	evbuffer_free(b->data);
 	b->data = NULL;
 	if (r->ok) {
+		co_target_committed(b->t);
 		while ((u = TAILQ_FIRST(&b->units)) != NULL) {
 			batch_remove_unit(b, u);
 			co_unit_ack(b->t->co, u);

@@ -3,6 +3,7 @@
 #include "coalesce.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,9 @@ TABLE_FAMILY(flushes_failed_d, "lbp_flushes_failed_total",
              "Flush units answered with an error.");
 TABLE_FAMILY(batches_d, "lbp_batches_total",
              "Transactions (batches) sent to the server.");
+TABLE_FAMILY(backoffs_d, "lbp_target_backoffs_total",
+             "Times a target's back-off after repeated identical failures "
+             "started or grew.");
 
 static const double batch_rows_le[] = {1,     10,     100,    1000,
                                        10000, 100000, 1000000};
@@ -67,7 +71,7 @@ void co_register_metrics(void)
 	    &rows_received_d,     &bytes_received_d, &rows_committed_d,
 	    &bytes_committed_d,   &rows_rejected_d,  &rows_dead_d,
 	    &flushes_committed_d, &flushes_failed_d, &batches_d,
-	    &batch_rows_d};
+	    &batch_rows_d,        &backoffs_d};
 
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		mt_family(all[i]);
@@ -87,6 +91,13 @@ static void table_metrics(struct co_table_metrics *m, const char *table,
 	m->flushes_committed = mt_child(mt_family(&flushes_committed_d), v);
 	m->flushes_failed = mt_child(mt_family(&flushes_failed_d), v);
 	m->batches = mt_child(mt_family(&batches_d), v);
+}
+
+static struct mt_metric *backoff_metric(const char *table, enum sql_mode mode)
+{
+	const char *v[2] = {table, sql_mode_name(mode)};
+
+	return mt_child(mt_family(&backoffs_d), v);
 }
 
 /* ---- outcomes ---- */
@@ -162,6 +173,8 @@ void co_config_from(const struct cfg_batch *b, struct co_config *out)
 	    .max_retries = b->max_retries,
 	    .acquire_timeout_ms = b->acquire_timeout_ms,
 	    .dead_letter = b->dead_letter,
+	    .failure_backoff_ms = b->failure_backoff_ms,
+	    .failure_backoff_max_ms = b->failure_backoff_max_ms,
 	};
 }
 
@@ -210,12 +223,18 @@ void co_try_dispatch(struct co_target *t)
 	const struct co_config *cfg = &t->co->cfg;
 	unsigned limit = t->def.mode == SQL_UPSERT ? 1 : cfg->max_inflight;
 	struct co_unit *oldest = TAILQ_FIRST(&t->queue);
-	uint64_t age;
+	uint64_t now, age;
 
 	/* A batch still waiting for a connection will take everything. */
 	if (oldest == NULL || t->waiting > 0 || t->inflight >= limit)
 		return;
-	age = clock_now_ms() - oldest->queued_ms;
+	now = clock_now_ms();
+	if (!t->co->draining && now < t->backoff_until) {
+		/* Backing off: what arrives meanwhile goes out together. */
+		timer_add_ms(t->delay_ev, t->backoff_until - now);
+		return;
+	}
+	age = now - oldest->queued_ms;
 	if (t->co->draining || t->queued_rows >= cfg->max_rows ||
 	    t->queued_bytes >= cfg->max_bytes || age >= cfg->max_delay_ms) {
 		start_batch(t);
@@ -230,11 +249,71 @@ void co_batch_ended(struct co_target *t)
 	free_target_if_unused(t);
 }
 
+/* ---- back-off ---- */
+
+unsigned co_backoff_ms(unsigned streak, unsigned base_ms, unsigned max_ms)
+{
+	uint64_t d;
+
+	if (base_ms == 0 || streak < 2)
+		return 0;
+	d = (uint64_t)base_ms << (streak - 2 > 20 ? 20 : streak - 2);
+	return d > max_ms ? max_ms : (unsigned)d;
+}
+
+void co_target_failed(struct co_target *t, const char *sqlstate)
+{
+	const struct co_config *cfg = &t->co->cfg;
+	char q[300], st[32];
+	unsigned delay;
+
+	if (strncmp(t->fail_state, sqlstate, sizeof(t->fail_state)) != 0) {
+		snprintf(t->fail_state, sizeof(t->fail_state), "%s", sqlstate);
+		t->fail_streak = 0;
+		t->backoff_ms = 0;
+	}
+	if (t->fail_streak < UINT_MAX)
+		t->fail_streak++;
+	t->last_fail_ms = clock_now_ms();
+	delay = co_backoff_ms(t->fail_streak, cfg->failure_backoff_ms,
+	                      cfg->failure_backoff_max_ms);
+	if (delay == 0)
+		return;
+	t->backoff_until = clock_now_ms() + delay;
+	if (delay == t->backoff_ms)
+		return; /* one line and one count per change, not per unit */
+	t->backoff_ms = delay;
+	mt_add(t->backoffs, 1);
+	log_warn("event=target_backoff table=%s mode=%s sqlstate=%s "
+	         "streak=%u delay_ms=%u",
+	         log_quote(q, sizeof(q), t->name), sql_mode_name(t->def.mode),
+	         log_quote(st, sizeof(st), t->fail_state), t->fail_streak,
+	         delay);
+}
+
+void co_target_committed(struct co_target *t)
+{
+	char q[300];
+
+	if (t->fail_streak == 0)
+		return;
+	if (t->backoff_ms > 0)
+		log_info("event=target_backoff_end table=%s mode=%s "
+		         "streak=%u",
+		         log_quote(q, sizeof(q), t->name),
+		         sql_mode_name(t->def.mode), t->fail_streak);
+	t->fail_state[0] = '\0';
+	t->fail_streak = 0;
+	t->backoff_ms = 0;
+	t->backoff_until = 0;
+}
+
 static void delay_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
 	co_try_dispatch(arg);
+	free_target_if_unused(arg); /* kept for its streak until now */
 }
 
 /* No connection came in time: fail the units that waited too long. */
@@ -380,9 +459,32 @@ static void free_target(struct co_target *t)
 	free(t);
 }
 
+/*
+ * A target with a failure streak outlives its sessions by
+ * failure_backoff_max_ms after the last failure, so that a client which
+ * reconnects to retry finds the streak (and the back-off) still there.
+ */
+static bool keeps_streak(struct co_target *t)
+{
+	const struct co_config *cfg = &t->co->cfg;
+	uint64_t now = clock_now_ms(), end;
+
+	if (t->fail_streak == 0 || cfg->failure_backoff_ms == 0)
+		return false;
+	end = t->last_fail_ms + cfg->failure_backoff_max_ms;
+	if (end < t->backoff_until)
+		end = t->backoff_until;
+	if (now >= end)
+		return false;
+	timer_add_ms(t->delay_ev, end - now);
+	return true;
+}
+
 static void free_target_if_unused(struct co_target *t)
 {
 	if (t->refs > 0 || t->inflight > 0 || !TAILQ_EMPTY(&t->queue))
+		return;
+	if (keeps_streak(t))
 		return;
 	TAILQ_REMOVE(&t->co->targets, t, link);
 	free_target(t);
@@ -457,6 +559,7 @@ static struct co_target *new_target(struct coalescer *co,
 		snprintf(t->name, n, "%s%s%s", def->schema ? def->schema : "",
 		         def->schema && def->schema[0] ? "." : "", def->table);
 		table_metrics(&t->metrics, t->name, def->mode);
+		t->backoffs = backoff_metric(t->name, def->mode);
 	}
 	if (!t->delay_ev || !t->acquire_ev || !t->name || !copy_def(t, def) ||
 	    !build_sql(t)) {
@@ -582,6 +685,8 @@ void co_set_config(struct coalescer *co, const struct co_config *cfg)
 	for (t = TAILQ_FIRST(&co->targets); t; t = next) {
 		next = TAILQ_NEXT(t, link);
 		setup_dead_letter(t);
+		if (cfg->failure_backoff_ms == 0)
+			t->backoff_until = 0; /* back-off turned off */
 		/* a larger max_inflight may let queued units go now */
 		co_try_dispatch(t);
 	}

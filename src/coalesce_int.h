@@ -98,6 +98,13 @@ struct co_target {
 	unsigned waiting;  /* of which ACQUIRING */
 	struct event *delay_ev;
 	struct event *acquire_ev;
+	/* Consecutive units failed with fail_state (coalesce.h: Back-off). */
+	char fail_state[6];
+	unsigned fail_streak;
+	unsigned backoff_ms;    /* the delay in effect; 0: none */
+	uint64_t backoff_until; /* clock_now_ms: no batch starts before */
+	uint64_t last_fail_ms;  /* clock_now_ms of the streak's last failure */
+	struct mt_metric *backoffs; /* lbp_target_backoffs_total child */
 };
 TAILQ_HEAD(target_list, co_target);
 
@@ -129,6 +136,10 @@ void co_take_units(struct co_batch *b);
 void co_batch_ended(struct co_target *t);
 /* Starts a batch for t if its queue and the limits say so. */
 void co_try_dispatch(struct co_target *t);
+/* A unit of t failed with this server error: t's streak grows. */
+void co_target_failed(struct co_target *t, const char *sqlstate);
+/* A unit of t committed: t's streak, and any back-off, ends. */
+void co_target_committed(struct co_target *t);
 
 /* ---- batch.c, for coalesce.c ---- */
 

@@ -153,6 +153,10 @@ static const struct cfg_key keys[] = {
      .def = "30000"},
     {KEY(batch, catalog_ttl_s, CFG_UINT), .min = 0, .max = 86400, .def = "300"},
     {KEY(batch, dead_letter, CFG_BOOL), .def = "off"},
+    {KEY(batch, failure_backoff_ms, CFG_UINT), .min = 0, .max = 3600000,
+     .def = "100"},
+    {KEY(batch, failure_backoff_max_ms, CFG_UINT), .min = 1, .max = 3600000,
+     .def = "5000"},
     {KEY(admin, listen, CFG_STRING), .def = "127.0.0.1:9187", .optional = true},
     {KEY(admin, auth_token, CFG_SECRET), .optional = true},
     {KEY(admin, max_connections, CFG_UINT), .min = 1, .max = 10000,
@@ -783,6 +787,18 @@ static bool check_sslrootcert(const struct cfg_upstream *up, char *err,
 	return true;
 }
 
+static bool check_batch(const struct cfg_batch *b, char *err, size_t errlen)
+{
+	if (b->failure_backoff_ms > b->failure_backoff_max_ms) {
+		put_err(err, errlen,
+		        "[batch] failure_backoff_ms %u is larger than "
+		        "failure_backoff_max_ms %u",
+		        b->failure_backoff_ms, b->failure_backoff_max_ms);
+		return false;
+	}
+	return true;
+}
+
 static bool check_ingest(const struct cfg_ingest *in, char *err, size_t errlen)
 {
 	struct na_listen addr;
@@ -1102,6 +1118,7 @@ static bool check_whole(const struct config *cfg, char *err, size_t errlen)
 		return false;
 	}
 	return check_ingest(&cfg->ingest, err, errlen) &&
+	       check_batch(&cfg->batch, err, errlen) &&
 	       check_frontend(&cfg->frontend, err, errlen) &&
 	       check_admin(&cfg->admin, err, errlen) &&
 	       cfg_check_lakebase(&cfg->lakebase, err, errlen) &&

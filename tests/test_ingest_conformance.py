@@ -3,8 +3,10 @@ against the running proxy: each case sends raw frames and asserts what the clien
 
 from __future__ import annotations
 
+import signal
 import socket
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -410,7 +412,9 @@ def test_rejected_batches_keep_their_connection(pg: PgServer, tmp_path: Path) ->
 
     pg.admin_sql("DROP TABLE IF EXISTS conf_denied; CREATE TABLE conf_denied (id int); "
                  f"GRANT SELECT ON conf_denied TO {pg.user}")
-    proc, addr = start_proxy(pg, tmp_path, pool={"min_size": 2, "max_size": 2})
+    # Back-off off: 30 refusals in a row would otherwise wait for it (tested below).
+    proc, addr = start_proxy(pg, tmp_path, pool={"min_size": 2, "max_size": 2},
+                             batch={"failure_backoff_ms": 0})
 
     def logins() -> float:
         status, body, _ = proc.admin_get("/metrics")
@@ -428,6 +432,232 @@ def test_rejected_batches_keep_their_connection(pg: PgServer, tmp_path: Path) ->
             assert kind == b"e" and body[8:13] == b"42501", body
         # 30 refused batches (each rolled back), not 30 new TLS + SCRAM logins.
         assert logins() - before <= 1
+        c.close()
+    finally:
+        proc.stop()
+
+
+# ---- item 15: a target whose units keep failing the same way backs off ----
+
+
+def flush_error_of(body: bytes) -> tuple[int, str]:
+    """(flush id, SQLSTATE) of a FlushError body."""
+    return struct.unpack("!Q", body[:8])[0], body[8:].split(b"\0", 1)[0].decode()
+
+
+def metrics_of(proc: ProxyProcess) -> dict:
+    import promtext
+
+    status, body, _ = proc.admin_get("/metrics")
+    assert status == 200
+    return promtext.parse(body)
+
+
+def wait_metric(proc: ProxyProcess, name: str, want: float, **labels: str) -> dict:
+    """Polls /metrics until name{labels} == want (the proxy has seen what the test sent)."""
+    import promtext
+
+    deadline = time.monotonic() + 30
+    while True:
+        m = metrics_of(proc)
+        if promtext.value(m, name, **labels) == want or time.monotonic() > deadline:
+            assert promtext.value(m, name, **labels) == want, (name, labels)
+            return m
+        time.sleep(0.05)
+
+
+def open_check_tables(pg: PgServer) -> None:
+    # Every row breaks conf_bad's CHECK: each flush fails with 23514 naming row 1.
+    pg.admin_sql("DROP TABLE IF EXISTS conf_bad, conf_good; "
+                 "CREATE TABLE conf_bad (id int CHECK (id < 0)); "
+                 "CREATE TABLE conf_good (id int); "
+                 f"GRANT ALL ON conf_bad, conf_good TO {pg.user}")
+
+
+def open_bad(addr: str) -> Raw:
+    c = hello(addr)
+    c.send(frame(b"O", open_body(b"conf_bad", [b"id"])))
+    assert c.read()[0] == b"o"
+    return c
+
+
+def refused(c: Raw, i: int) -> None:
+    """Flush i of one row is refused with 23514."""
+    c.send(frame(b"D", b"%d\n" % i) + frame(b"F", struct.pack("!Q", i)))
+    kind, body = c.read()
+    assert kind == b"e" and flush_error_of(body) == (i, "23514"), body
+
+
+def fail_twice(addr: str) -> Raw:
+    """A client on conf_bad whose flushes 1 and 2 were refused (23514), one after the other."""
+    c = open_bad(addr)
+    refused(c, 1)
+    refused(c, 2)
+    return c
+
+
+def pipeline_retries(c: Raw, n: int) -> None:
+    """Flushes 3 .. n+2, each a retry of the same refused row, in one write."""
+    c.send(b"".join(frame(b"D", b"%d\n" % i) + frame(b"F", struct.pack("!Q", i))
+                    for i in range(3, n + 3)))
+
+
+def test_repeated_identical_failures_back_off_their_target_only(pg: PgServer,
+                                                               tmp_path: Path) -> None:
+    """Two refusals with the same SQLSTATE put conf_bad in back-off (60 s, longer than the
+    test): its next 20 flushes wait in the queue, not one batch more goes to the server,
+    while a client of another table commits every flush meanwhile; a drain sends the 20
+    at once and each is answered."""
+    import promtext
+
+    open_check_tables(pg)
+    proc, addr = start_proxy(pg, tmp_path, batch={"failure_backoff_ms": 60000,
+                                                  "failure_backoff_max_ms": 60000},
+                             server={"shutdown_timeout_s": 50})
+    try:
+        # The first refusal on a connection that then goes: the streak outlives it.
+        first = open_bad(addr)
+        refused(first, 1)
+        first.close()
+        wait_metric(proc, "lbp_clients", 0)
+        bad = open_bad(addr)
+        refused(bad, 2)
+        proc.wait_log(r'event=target_backoff table="conf_bad" mode=insert sqlstate="23514" '
+                      r"streak=2 delay_ms=60000")
+        m = metrics_of(proc)
+        batches = promtext.value(m, "lbp_batches_total", table="conf_bad", mode="insert")
+        assert batches == 2
+        assert promtext.value(m, "lbp_target_backoffs_total", table="conf_bad",
+                              mode="insert") == 1
+        pipeline_retries(bad, 20)
+        wait_metric(proc, "lbp_queued_units", 20)
+
+        good = hello(addr)
+        good.send(frame(b"O", open_body(b"conf_good", [b"id"])))
+        assert good.read()[0] == b"o"
+        for i in range(1, 31):
+            good.send(frame(b"D", b"%d\n%d\n" % (2 * i, 2 * i + 1))
+                      + frame(b"F", struct.pack("!Q", i)))
+            kind, body = good.read()
+            assert kind == b"a" and struct.unpack("!QQ", body) == (i, 2), body
+        assert pg.admin_sql("SELECT count(*), count(DISTINCT id) FROM conf_good") == [
+            ["60", "60"]]
+
+        m = metrics_of(proc)
+        # 22 flushes of conf_bad, 2 batches: the 20 retries are all still queued.
+        assert promtext.value(m, "lbp_queued_units") == 20
+        assert promtext.value(m, "lbp_batches_total", table="conf_bad", mode="insert") == 2
+        assert promtext.value(m, "lbp_flushes_failed_total", table="conf_bad",
+                              mode="insert") == 2
+        assert promtext.value(m, "lbp_target_backoffs_total", table="conf_good",
+                              mode="insert") == 0
+        assert "conf_good" not in "\n".join(
+            line for line in proc.lines if "event=target_backoff" in line)
+        bad.sock.settimeout(0)
+        with pytest.raises(BlockingIOError):
+            bad.sock.recv(1)  # not one answer while backing off
+        bad.sock.settimeout(30)
+
+        # A drain does not wait for the back-off: all 20 go now, each answered.
+        proc.proc.send_signal(signal.SIGTERM)
+        for i in range(3, 23):
+            kind, body = bad.read()
+            assert kind == b"e" and flush_error_of(body) == (i, "23514"), body
+        kind, body = bad.read()
+        assert kind == b"E" and error_of(body)[0] == "57P01"
+        assert proc.proc.wait(30) == 0  # the drain ends by itself (a 2nd SIGTERM would not)
+        assert pg.admin_sql("SELECT count(*) FROM conf_bad") == [["0"]]
+        bad.close()
+        good.close()
+    finally:
+        proc.stop()
+
+
+def test_failure_backoff_zero_sends_every_retry_at_once(pg: PgServer, tmp_path: Path) -> None:
+    """failure_backoff_ms = 0: the same refused retries go to the server as they come, and
+    every one is answered without a drain."""
+    import promtext
+
+    open_check_tables(pg)
+    proc, addr = start_proxy(pg, tmp_path, batch={"failure_backoff_ms": 0,
+                                                  "failure_backoff_max_ms": 60000})
+    try:
+        bad = fail_twice(addr)
+        pipeline_retries(bad, 20)
+        for i in range(3, 23):
+            kind, body = bad.read()
+            assert kind == b"e" and flush_error_of(body) == (i, "23514"), body
+        m = metrics_of(proc)
+        # Each refused flush is at least one transaction of its own.
+        assert promtext.value(m, "lbp_flushes_failed_total", table="conf_bad",
+                              mode="insert") == 22
+        assert promtext.value(m, "lbp_target_backoffs_total", table="conf_bad",
+                              mode="insert") == 0
+        assert "event=target_backoff" not in proc.log
+        bad.close()
+    finally:
+        proc.stop()
+
+
+def test_a_commit_ends_the_streak(pg: PgServer, tmp_path: Path) -> None:
+    """After a commit the target's streak starts again from nothing: two more refusals make
+    a back-off of streak 2 again, not a longer one. A reload that turns the back-off off
+    lets what waits go at once."""
+    import promtext
+
+    pg.admin_sql("DROP TABLE IF EXISTS conf_some; "
+                 "CREATE TABLE conf_some (id int CHECK (id < 100)); "
+                 f"GRANT ALL ON conf_some TO {pg.user}")
+    proc, addr = start_proxy(pg, tmp_path, batch={"failure_backoff_ms": 60000,
+                                                  "failure_backoff_max_ms": 60000})
+    assert proc.config is not None
+    ini = proc.config.read_text()
+
+    def reload(base: int) -> None:
+        mark = proc.mark()
+        proc.config.write_text(ini.replace("failure_backoff_ms = 60000",
+                                           f"failure_backoff_ms = {base}"))
+        proc.proc.send_signal(signal.SIGHUP)
+        proc.wait_log(r'event=reload changed="batch.failure_backoff_ms"', since=mark)
+
+    def flush(i: int, row: int) -> None:
+        c.send(frame(b"D", b"%d\n" % row) + frame(b"F", struct.pack("!Q", i)))
+
+    def acked(i: int) -> None:
+        kind, body = c.read()
+        assert kind == b"a" and struct.unpack("!QQ", body) == (i, 1), body
+
+    def refused_row(i: int, row: int) -> None:
+        flush(i, row)
+        kind, body = c.read()
+        assert kind == b"e" and flush_error_of(body) == (i, "23514"), body
+
+    backoff = r'event=target_backoff table="conf_some" mode=insert sqlstate="23514" streak=2 '
+    try:
+        c = hello(addr)
+        c.send(frame(b"O", open_body(b"conf_some", [b"id"])))
+        assert c.read()[0] == b"o"
+        refused_row(1, 101)
+        refused_row(2, 102)
+        proc.wait_log(backoff + "delay_ms=60000")
+        flush(3, 1)
+        wait_metric(proc, "lbp_queued_units", 1)
+        reload(0)  # the back-off in effect ends with it
+        acked(3)
+        proc.wait_log(r'event=target_backoff_end table="conf_some" mode=insert streak=2')
+        reload(60000)
+        mark = proc.mark()
+        refused_row(4, 104)  # streak 1 again: answered, no back-off
+        refused_row(5, 105)
+        proc.wait_log(backoff + "delay_ms=60000", since=mark)
+        assert promtext.value(metrics_of(proc), "lbp_target_backoffs_total",
+                              table="conf_some", mode="insert") == 2
+        flush(6, 2)
+        wait_metric(proc, "lbp_queued_units", 1)
+        proc.proc.send_signal(signal.SIGTERM)
+        acked(6)
+        assert proc.proc.wait(30) == 0
+        assert pg.admin_sql("SELECT id FROM conf_some ORDER BY id") == [["1"], ["2"]]
         c.close()
     finally:
         proc.stop()

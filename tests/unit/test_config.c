@@ -132,6 +132,8 @@ static char *const env_all[] = {
     "LAKEBASE_PROXY_BATCH_ACQUIRE_TIMEOUT_MS=600",
     "LAKEBASE_PROXY_BATCH_CATALOG_TTL_S=8",
     "LAKEBASE_PROXY_BATCH_DEAD_LETTER=off",
+    "LAKEBASE_PROXY_BATCH_FAILURE_BACKOFF_MS=0",
+    "LAKEBASE_PROXY_BATCH_FAILURE_BACKOFF_MAX_MS=700",
     "LAKEBASE_PROXY_ADMIN_LISTEN=127.0.0.1:1",
     "LAKEBASE_PROXY_ADMIN_AUTH_TOKEN=admintok-" SECRET,
     "LAKEBASE_PROXY_ADMIN_MAX_CONNECTIONS=3",
@@ -247,6 +249,8 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.batch.max_rows, 50000);
 	ck_assert_uint_eq(cfg.batch.max_bytes, 8 * 1024 * 1024);
 	ck_assert_uint_eq(cfg.batch.max_delay_ms, 0);
+	ck_assert_uint_eq(cfg.batch.failure_backoff_ms, 100);
+	ck_assert_uint_eq(cfg.batch.failure_backoff_max_ms, 5000);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9187");
 	ck_assert_uint_eq(cfg.admin.max_connections, 16);
 	ck_assert_uint_eq(cfg.admin.request_timeout_ms, 10000);
@@ -403,6 +407,8 @@ START_TEST(test_env_overrides_every_key)
 	ck_assert_uint_eq(cfg.batch.catalog_ttl_s, 8);
 	ck_assert_uint_eq(cfg.server.shutdown_timeout_s, 7);
 	ck_assert(!cfg.batch.dead_letter);
+	ck_assert_uint_eq(cfg.batch.failure_backoff_ms, 0);
+	ck_assert_uint_eq(cfg.batch.failure_backoff_max_ms, 700);
 	ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:1");
 	ck_assert_str_eq(cfg.admin.auth_token, "admintok-" SECRET);
 	ck_assert_uint_eq(cfg.admin.max_connections, 3);
@@ -769,6 +775,9 @@ START_TEST(test_whole_config_checks)
 	             NULL,
 	             "[pool] reconnect_base_ms 5000 is larger than "
 	             "reconnect_max_ms 1000");
+	expect_error(MINIMAL "[batch]\nfailure_backoff_ms = 6000\n", NULL,
+	             "[batch] failure_backoff_ms 6000 is larger than "
+	             "failure_backoff_max_ms 5000");
 	ck_assert(!cfg_load(&cfg, NULL, NULL, err, sizeof(err)));
 	ck_assert_str_eq(err,
 	                 "[upstream] host is not set (in the file or "
