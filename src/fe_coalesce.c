@@ -1799,11 +1799,27 @@ static void materialized(struct up_conn *up, const struct up_result *r,
 	}
 	/* the rows were refused: the statement that needed the server gets
 	 * the server's error, and the transaction is over */
-	if (r->error.sqlstate == NULL ||
-	    !pgw_notice_dup(&r->error, &cl->owed_error))
-		memset(&cl->owed_error, 0, sizeof(cl->owed_error));
-	snprintf(cl->owed_sqlstate, sizeof(cl->owed_sqlstate), "%s",
-	         r->error.sqlstate ? r->error.sqlstate : "08006");
+	if (cl->co_handover != NULL) {
+		/* a COPY the client is still sending: answered now, the rest
+		 * of its data is dropped (idle_step) */
+		seq_free(cl->co_handover);
+		cl->co_handover = NULL;
+		put_failure(fe_out(cl),
+		            &(struct co_outcome){
+		                .sqlstate = r->error.sqlstate
+		                                ? r->error.sqlstate
+		                                : "08006",
+		                .message = r->error.message ? r->error.message
+		                                            : "server error",
+		                .error = r->error.sqlstate ? &r->error : NULL});
+		pgw_put_ready(fe_out(cl), 'I');
+	} else {
+		if (r->error.sqlstate == NULL ||
+		    !pgw_notice_dup(&r->error, &cl->owed_error))
+			memset(&cl->owed_error, 0, sizeof(cl->owed_error));
+		snprintf(cl->owed_sqlstate, sizeof(cl->owed_sqlstate), "%s",
+		         r->error.sqlstate ? r->error.sqlstate : "08006");
+	}
 	up_close(up, UP_CLOSE_BY_OWNER, "coalesced transaction failed");
 	pool_release(cl->db->pool, up);
 	cl->up = NULL;

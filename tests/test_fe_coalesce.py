@@ -633,3 +633,22 @@ def test_sigterm_sends_held_rows_at_once_and_answers_them(pg: PgServer, tmp_path
     assert front.proxy.proc.wait(30) == 0, front.proxy.log[-4000:]
     assert pg.admin_sql("SELECT count(*) FROM co_term") == [["1"]]
     c.close()
+
+
+def test_a_refused_transaction_answers_the_copy_that_needed_the_server(
+        front_txn: FrontDoor, pg: PgServer) -> None:
+    """In a coalesced transaction, a COPY the proxy hands to the server (CRLF lines) needs
+    the rows so far written first; when the server refuses them, the COPY gets that error
+    (its data is dropped) and the connection goes on."""
+    fresh_table(pg, "co_txcopy", "id int PRIMARY KEY, v text")
+    pg.admin_sql("INSERT INTO co_txcopy VALUES (1, 'stored')")
+    with front_txn.connect(autocommit=False) as c:
+        c.execute("INSERT INTO co_txcopy VALUES (1, 'dup')")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with c.cursor().copy("COPY co_txcopy (id, v) FROM STDIN") as cp:
+                cp.write(b"2\tcrlf\r\n3\tcrlf\r\n")
+        c.rollback()
+        c.execute("INSERT INTO co_txcopy VALUES (4, 'after')")
+        c.commit()
+    assert pg.admin_sql("SELECT id, v FROM co_txcopy ORDER BY id") == [["1", "stored"],
+                                                                        ["4", "after"]]
