@@ -30,6 +30,8 @@ struct co_unit {
 	struct evbuffer *dead;
 	uint64_t ndead;
 	uint64_t *removed; /* original row numbers taken out, ascending */
+	/* exactly-once: its progress row (owned, with its strings), or NULL */
+	struct sql_progress *progress;
 };
 TAILQ_HEAD(unit_list, co_unit);
 
@@ -112,6 +114,8 @@ struct coalescer {
 	struct co_stats stats;
 	struct mt_metric *batch_rows; /* the rows-per-batch histogram */
 	bool draining; /* shutting down: no unit waits for batch limits */
+	struct co_read_list
+	    *reads; /* progress reads in flight (co_progress.c) */
 };
 
 /* ---- coalesce.c, for batch.c ---- */
@@ -126,6 +130,13 @@ void co_take_units(struct co_batch *b);
 void co_batch_ended(struct co_target *t);
 /* Starts a batch for t if its queue and the limits say so. */
 void co_try_dispatch(struct co_target *t);
+
+/* ---- co_progress.c, for coalesce.c and batch.c ---- */
+
+/* A deep copy of p (one allocation); NULL on OOM. */
+struct sql_progress *co_progress_copy(const struct sql_progress *p);
+/* Shutting down: every read in flight is answered 57P01 and freed. */
+void co_progress_abandon(struct coalescer *co);
 
 /* ---- batch.c, for coalesce.c ---- */
 
