@@ -8,19 +8,17 @@ exist between open() and close() and are never pickled.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import discovery, validation
 from .batching import Batcher
 from .encoding import RowEncoder, session_time_zone
 from .errors import ConfigurationError, DiscoveryError
+from .progress_key import ProgressName, ReplayCount, split_progress_table, task_query_id
 from .proxy_sink import ProxySettings, ProxySink
 from .sink import Sink
 from .target import Target
 from .validation import DEFAULT_PROGRESS_TABLE, WriterConfig
-
-if TYPE_CHECKING:  # progress.py needs psycopg, which the proxy path runs without
-    from . import progress as progress_mod
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +113,7 @@ class LakebaseForeachWriter:
         self._batcher: Optional[Batcher] = None
         self._encoder: Optional[RowEncoder] = None
         self._sink: Optional[Sink] = None
-        self._progress: Optional["progress_mod.Progress"] = None  # exactly_once
+        self._progress: Optional[ReplayCount] = None  # exactly_once
 
     def __getstate__(self) -> Dict[str, Any]:
         return {"_config": self._config}
@@ -195,11 +193,13 @@ class LakebaseForeachWriter:
         self._reset_runtime()
         if batcher is None:
             return
-        # exactly_once is direct-only (refused with a proxy), so sink is a DirectSink here.
         if error is None and progress is not None:
             try:  # exactly_once: mark the epoch complete once all its rows are
                 batcher.flush()
-                sink.with_connection("marking the epoch complete", progress.finish)
+                if isinstance(sink, ProxySink):
+                    sink.finish_progress()
+                else:
+                    sink.with_connection("marking the epoch complete", progress.finish)
             except BaseException:
                 batcher.close(discard=True)
                 raise
@@ -208,20 +208,24 @@ class LakebaseForeachWriter:
     # ---- internals ------------------------------------------------------------------------
 
     def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> bool:
-        """exactly_once: reads what this (query, partition, epoch) has committed; False if all."""
-        # exactly_once is direct-only: psycopg is there
-        from . import progress as progress_mod
-        from .direct import DirectSink
-
+        """exactly_once, direct path: reads what this (query, partition, epoch) has committed;
+        False if all. The proxy path's sink read it in connect() (ProgressQuery)."""
         cfg = self._config
-        assert isinstance(sink, DirectSink) and cfg.progress_table is not None
-        progress = progress_mod.Progress(cfg.progress_table,
-                                         progress_mod.task_query_id(cfg.query_name),
-                                         partition_id, epoch_id)
-        sink.with_connection("reading the exactly_once progress", progress.load)
+        assert cfg.progress_table is not None
+        if isinstance(sink, ProxySink):
+            assert sink.progress is not None
+            progress: Any = sink.progress
+        else:
+            from . import progress as progress_mod  # the direct path: psycopg is there
+            from .direct import DirectSink
+
+            assert isinstance(sink, DirectSink)
+            progress = progress_mod.Progress(cfg.progress_table, task_query_id(cfg.query_name),
+                                             partition_id, epoch_id)
+            sink.with_connection("reading the exactly_once progress", progress.load)
+            sink.progress = progress
         if progress.complete:
             return False
-        sink.progress = progress
         self._progress = progress
         return True
 
@@ -232,11 +236,15 @@ class LakebaseForeachWriter:
                         primary_keys=cfg.primary_keys, version_column=cfg.version_column,
                         coalesce_columns=cfg.coalesce_columns)
         if cfg.proxy is not None:
-            return ProxySink(ProxySettings(
+            sink = ProxySink(ProxySettings(
                 address=cfg.proxy, token=cfg.proxy_token or "",
                 client_name=f"spark partition {partition_id} epoch {epoch_id}",
                 connect_retries=cfg.max_retries, retry_base_delay_s=cfg.retry_base_delay_s),
                 target)
+            if cfg.progress_table is not None:  # exactly_once: connect() reads it
+                sink.progress = ReplayCount(cfg.progress_table, task_query_id(cfg.query_name),
+                                            partition_id, epoch_id)
+            return sink
         assert cfg.host is not None
         # psycopg only for the direct path: the proxy path runs without it.
         from .direct import ConnectionSettings, DirectSink, RetryPolicy
@@ -257,16 +265,15 @@ class LakebaseForeachWriter:
 
 
 def _check_exactly_once(exactly_once: Any, progress_table: Any, query_name: Any,
-                        proxy: Optional[str]) -> Optional["progress_mod.ProgressTable"]:
+                        proxy: Optional[str]) -> Optional[ProgressName]:
     if not isinstance(exactly_once, bool):
         raise ConfigurationError(f"exactly_once must be True or False, not {exactly_once!r}")
     if not exactly_once:
         return None
-    if proxy is not None:
-        raise ConfigurationError("exactly_once=True is not supported through the proxy yet: "
-                                 "write directly (see python/README.md)")
     if query_name is not None and (not isinstance(query_name, str) or not query_name):
         raise ConfigurationError(f"query_name must be a non-empty string, not {query_name!r}")
+    if proxy is not None:  # the proxy writes the rows: no psycopg here
+        return split_progress_table(progress_table)
     from . import progress as progress_mod  # the direct path's: psycopg is there
 
     return progress_mod.parse_progress_table(progress_table)
