@@ -149,6 +149,8 @@ struct sql_progress {
 	bool complete;
 };
 
+/* A deep copy of p in one allocation (free() it); NULL on OOM. */
+struct sql_progress *sql_progress_copy(const struct sql_progress *p);
 /* Valid names and query_id (a non-empty string); ids not negative. */
 bool sql_progress_valid(const struct sql_progress *p);
 /*

@@ -30,27 +30,6 @@ struct co_read {
 };
 TAILQ_HEAD(co_read_list, co_read);
 
-struct sql_progress *co_progress_copy(const struct sql_progress *p)
-{
-	const char *schema = p->schema != NULL ? p->schema : "";
-	size_t ls = strlen(schema) + 1, lt = strlen(p->table) + 1,
-	       lq = strlen(p->query_id) + 1;
-	struct sql_progress *c = malloc(sizeof(*c) + ls + lt + lq);
-	char *text;
-
-	if (c == NULL)
-		return NULL;
-	*c = *p;
-	text = (char *)(c + 1);
-	memcpy(text, schema, ls);
-	memcpy(text + ls, p->table, lt);
-	memcpy(text + ls + lt, p->query_id, lq);
-	c->schema = text;
-	c->table = text + ls;
-	c->query_id = text + ls + lt;
-	return c;
-}
-
 /* Gives the read its outcome and frees it. */
 static void read_end(struct co_read *r, const char *sqlstate,
                      const char *message, int64_t rows, bool complete)

@@ -480,7 +480,7 @@ bool co_submit_progress(struct co_target *t, struct evbuffer *rows,
 	if (u == NULL || (u->rows = evbuffer_new()) == NULL ||
 	    (progress != NULL &&
 	     (!sql_progress_valid(progress) ||
-	      (u->progress = co_progress_copy(progress)) == NULL))) {
+	      (u->progress = sql_progress_copy(progress)) == NULL))) {
 		if (u != NULL && u->rows != NULL)
 			evbuffer_free(u->rows);
 		free(u);

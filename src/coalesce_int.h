@@ -133,8 +133,6 @@ void co_try_dispatch(struct co_target *t);
 
 /* ---- co_progress.c, for coalesce.c and batch.c ---- */
 
-/* A deep copy of p (one allocation); NULL on OOM. */
-struct sql_progress *co_progress_copy(const struct sql_progress *p);
 /* Shutting down: every read in flight is answered 57P01 and freed. */
 void co_progress_abandon(struct coalescer *co);
 

@@ -994,24 +994,6 @@ static void handle_flush_progress(struct session *s, const struct pgw_frame *f)
 	end_unit(s, id, &p);
 }
 
-/* A deep copy of a progress key (one allocation); NULL on OOM. */
-static struct sql_progress *copy_key(const struct sql_progress *k)
-{
-	size_t ls = strlen(k->schema) + 1, lt = strlen(k->table) + 1,
-	       lq = strlen(k->query_id) + 1;
-	struct sql_progress *c = malloc(sizeof(*c) + ls + lt + lq);
-	char *text;
-
-	if (c == NULL)
-		return NULL;
-	*c = *k;
-	text = (char *)(c + 1);
-	c->schema = memcpy(text, k->schema, ls);
-	c->table = memcpy(text + ls, k->table, lt);
-	c->query_id = memcpy(text + ls + lt, k->query_id, lq);
-	return c;
-}
-
 /* The query's turn has come: everything flushed before it has its outcome. */
 static void start_query(struct session *s, struct pending *p)
 {
@@ -1040,7 +1022,7 @@ static void handle_progress_query(struct session *s, const struct pgw_frame *f)
 	sql_progress_of(&w, &key);
 	if (!igp_progress_check(&w, false, state, msg, sizeof(msg)))
 		set_outcome(p, state, msg, "", 0);
-	else if ((p->key = copy_key(&key)) == NULL)
+	else if ((p->key = sql_progress_copy(&key)) == NULL)
 		set_outcome(p, "53200", "out of memory", "", 0);
 	if (p->done) {
 		p->query_started = true;

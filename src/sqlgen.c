@@ -725,6 +725,24 @@ char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
 
 /* ---- exactly-once progress rows ---- */
 
+struct sql_progress *sql_progress_copy(const struct sql_progress *p)
+{
+	const char *schema = p->schema != NULL ? p->schema : "";
+	size_t ls = strlen(schema) + 1, lt = strlen(p->table) + 1,
+	       lq = strlen(p->query_id) + 1;
+	struct sql_progress *c = malloc(sizeof(*c) + ls + lt + lq);
+	char *text;
+
+	if (c == NULL)
+		return NULL;
+	*c = *p;
+	text = (char *)(c + 1);
+	c->schema = memcpy(text, schema, ls);
+	c->table = memcpy(text + ls, p->table, lt);
+	c->query_id = memcpy(text + ls + lt, p->query_id, lq);
+	return c;
+}
+
 bool sql_progress_valid(const struct sql_progress *p)
 {
 	return p != NULL && sql_ident_valid(p->table) &&

@@ -652,6 +652,7 @@ START_TEST(test_progress_read)
 	                         .partition_id = 3,
 	                         .epoch_id = 4};
 	char *sql = sql_progress_read(&p);
+	struct sql_progress *copy;
 
 	ck_assert_str_eq(
 	    sql, PROGRESS_CREATE("\"s\"\"x\".\"P\"") "; SELECT rows_committed, "
@@ -661,7 +662,16 @@ START_TEST(test_progress_read)
 	                                             "AND partition_id = 3 AND "
 	                                             "epoch_id = 4");
 	free(sql);
+	copy = sql_progress_copy(&p);
+	ck_assert_str_eq(copy->schema, "s\"x");
+	ck_assert_str_eq(copy->table, "P");
+	ck_assert_str_eq(copy->query_id, "q'1\\");
+	ck_assert(copy->table != p.table && copy->epoch_id == 4);
+	free(copy);
 	p.schema = NULL;
+	copy = sql_progress_copy(&p);
+	ck_assert_str_eq(copy->schema, "");
+	free(copy);
 	sql = sql_progress_read(&p);
 	ck_assert_ptr_nonnull(strstr(sql, "FROM \"P\" WHERE"));
 	free(sql);
