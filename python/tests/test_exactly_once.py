@@ -145,9 +145,13 @@ def progress_rows(db: psycopg.Connection, table: str) -> List[Any]:
                       f'"progress_{table}" ORDER BY 1, 2').fetchall()
 
 
-def test_writer_replay_skips_committed_rows_and_complete_epochs(db, conn_args, table_name):
-    ks.create_table(db, table_name)
-    writer = make_writer(conn_args, table_name, "insert", True, query_name="q1")
+@pytest.mark.parametrize("via,mode", [("direct", "insert"), ("proxy", "insert"),
+                                      ("proxy", "bulk-insert"), ("proxy", "upsert")])
+def test_writer_replay_skips_committed_rows_and_complete_epochs(db, conn_args, table_name, via,
+                                                                mode, request):
+    ks.create_table(db, table_name, keyed=mode == "upsert")
+    where = conn_args if via == "direct" else {"proxy": request.getfixturevalue("proxy")}
+    writer = make_writer(where, table_name, mode, True, query_name="q1")
     batch = rows(0, 250)
     assert run_task(writer, 7, batch, fail_after=230)  # 200 committed, 30 dropped
     assert len(ks.id_counts(db, table_name)) == 200
@@ -218,25 +222,7 @@ def test_exactly_once_needs_a_proxy_that_speaks_1_1(db, proxy, table_name, monke
         writer.open(0, 0)
 
 
-# ---- through the proxy: the same replays ----------------------------------------------------
-
-@pytest.mark.parametrize("mode", list(MODES))
-def test_proxy_writer_replay_skips_committed_rows_and_complete_epochs(db, proxy, table_name,
-                                                                      mode):
-    ks.create_table(db, table_name, keyed=mode == "upsert")
-    writer = make_writer({"proxy": proxy}, table_name, mode, True, query_name="q1")
-    batch = rows(0, 250)
-    assert run_task(writer, 7, batch, fail_after=230)  # 200 committed, 30 dropped
-    assert len(ks.id_counts(db, table_name)) == 200
-    assert progress_rows(db, table_name) == [(0, 7, 200, False)]
-    assert run_task(writer, 7, batch)  # the retry writes only the other 50
-    assert ks.id_counts(db, table_name) == {i: 1 for i in range(250)}
-    assert progress_rows(db, table_name) == [(0, 7, 250, True)]
-    assert not run_task(writer, 7, batch)  # complete: open() returns False
-    assert run_task(writer, 8, rows(250, 10))  # a newer epoch prunes the older
-    assert ks.id_counts(db, table_name) == {i: 1 for i in range(260)}
-    assert progress_rows(db, table_name) == [(0, 8, 10, True)]
-
+# ---- through the proxy ------------------------------------------------------------------
 
 def test_proxy_restart_between_flushes_replays_exactly_what_is_missing(pg, db, table_name,
                                                                        tmp_path):
