@@ -9,8 +9,8 @@ partition, epoch) are now durable:
                       rows_committed bigint, complete boolean, updated_at timestamptz)
 
 open() reads that count; the writer then skips exactly that many leading rows of the replayed
-partition, and skips the partition entirely (open() returns False) once close() marked it
-complete. This is exact only if the replay yields the same rows in the same order (Kafka and
+partition and writes what follows (complete, set by close(None), is informational: in real-time
+mode a replayed "complete" epoch can hold more rows, writer.py). This is exact only if the replay yields the same rows in the same order (Kafka and
 file sources do; see python/README.md for what happens when it does not).
 
 Each flush's progress statement comes first in its transaction and only advances the count
@@ -63,8 +63,8 @@ class ProgressTable(ProgressName):
             "INSERT INTO {t} AS p (query_id, partition_id, epoch_id, rows_committed, complete)"
             " VALUES (%(q)s, %(p)s, %(e)s, %(new)s, %(complete)s)"
             " ON CONFLICT (query_id, partition_id, epoch_id) DO UPDATE SET"
-            " rows_committed = EXCLUDED.rows_committed, complete = EXCLUDED.complete,"
-            " updated_at = now() WHERE p.rows_committed = %(old)s AND NOT p.complete"
+            " rows_committed = EXCLUDED.rows_committed, complete = p.complete OR EXCLUDED.complete,"
+            " updated_at = now() WHERE p.rows_committed = %(old)s"
             " RETURNING 1").format(t=self._name())
 
     def prune(self) -> sql.Composed:
@@ -124,7 +124,7 @@ class Progress(ReplayCount):
         self._pruned = True
 
     def finish(self, conn: psycopg.Connection) -> None:
-        """Marks the epoch complete, so that a replay skips the partition at open()."""
+        """Marks the epoch complete (close(None) came; informational, see open())."""
         with conn.cursor() as cur:
             done = self.claim(cur, 0, complete=True)
         if done:

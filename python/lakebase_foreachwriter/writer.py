@@ -150,8 +150,7 @@ class LakebaseForeachWriter:
     # ---- Spark's ForeachWriter contract ---------------------------------------------------
 
     def open(self, partition_id: int, epoch_id: int) -> bool:
-        """Connect and start the flush timer; raises on failure. Returns False only with
-        exactly_once, for a (partition, epoch) whose rows are all committed already."""
+        """Connect and start the flush timer; raises on failure; returns True."""
         if self._batcher is not None:  # a previous task on this object did not close
             self._batcher.close(discard=True)
             self._reset_runtime()
@@ -162,11 +161,8 @@ class LakebaseForeachWriter:
             # The target's column types decide how TimestampType values are written.
             self._encoder = RowEncoder(cfg.columns, cfg.version_column, sink.column_types or None,
                                        cfg.session_time_zone)
-            if cfg.progress_table is not None and not self._load_progress(sink, partition_id,
-                                                                          epoch_id):
-                sink.close(discard=True)
-                self._reset_runtime()
-                return False
+            if cfg.progress_table is not None:
+                self._load_progress(sink, partition_id, epoch_id)
         except BaseException:
             sink.close(discard=True)
             self._reset_runtime()
@@ -207,9 +203,9 @@ class LakebaseForeachWriter:
 
     # ---- internals ------------------------------------------------------------------------
 
-    def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> bool:
-        """exactly_once, direct path: reads what this (query, partition, epoch) has committed;
-        False if all. The proxy path's sink read it in connect() (ProgressQuery)."""
+    def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> None:
+        """exactly_once: what this (query, partition, epoch) has committed (the direct path
+        reads it here, the proxy path's sink in connect(), with ProgressQuery)."""
         cfg = self._config
         assert cfg.progress_table is not None
         if isinstance(sink, ProxySink):
@@ -224,10 +220,11 @@ class LakebaseForeachWriter:
                                              partition_id, epoch_id)
             sink.with_connection("reading the exactly_once progress", progress.load)
             sink.progress = progress
-        if progress.complete:
-            return False
+        # A complete epoch is not skipped with open() -> False: in real-time mode Spark calls
+        # close(None) also for an epoch that query.stop() cut short, and replays it after a
+        # restart reading on past its old end; the replay's leading rows_committed rows are
+        # skipped, and whatever follows them is new.
         self._progress = progress
-        return True
 
     def _make_sink(self, partition_id: int, epoch_id: int) -> Sink:
         cfg = self._config
