@@ -162,6 +162,30 @@ bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
 
 /* What t writes (valid while the caller holds its reference). */
 const struct sql_target *co_target_def(const struct co_target *t);
+/*
+ * co_submit with an exactly-once progress row (copied; sql_progress_valid),
+ * written in the same transaction as the unit's rows and only with them:
+ * whatever batch, retry or split the unit goes through, its progress row
+ * goes too, and a unit that fails writes none. nrows may be 0 (a unit
+ * that only advances, or completes, its progress). false on OOM or an
+ * invalid progress row (done will not be called).
+ */
+bool co_submit_progress(struct co_target *t, struct evbuffer *rows,
+                        uint64_t nrows, const struct sql_progress *progress,
+                        co_done_cb done, void *arg);
+
+/*
+ * Reads a progress row (rows_committed and complete of key are ignored)
+ * on a pooled connection, creating its table if missing. done is called
+ * once from the event loop: o->sqlstate NULL and the row's values (0 and
+ * false when there is none), or the error. Shutting down (co_free) calls
+ * it with 57P01. false on OOM or an invalid key (done will not be called).
+ */
+typedef void (*co_progress_cb)(const struct co_outcome *o,
+                               int64_t rows_committed, bool complete,
+                               void *arg);
+bool co_progress_read(struct coalescer *co, const struct sql_progress *key,
+                      co_progress_cb done, void *arg);
 
 /* The target's table metrics; they outlive the target. */
 const struct co_table_metrics *co_target_metrics(const struct co_target *t);

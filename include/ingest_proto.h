@@ -18,11 +18,14 @@
 #include "pgwire.h"
 
 #define IGP_VERSION_MAJOR 1
-#define IGP_VERSION_MINOR 0
+/* 1.1: FlushProgress and ProgressQuery (exactly-once progress rows). */
+#define IGP_VERSION_MINOR 1
 /* Largest frame before the handshake is done (Hello, HelloOk). */
 #define IGP_PREAUTH_MAX_FRAME (64u * 1024)
 #define IGP_MAX_COLUMNS       1600
 #define IGP_MAX_CLIENT_NAME   200
+/* The longest query_id of a progress row (bytes). */
+#define IGP_MAX_QUERY_ID 255
 
 /* Client messages. */
 #define IGP_MSG_HELLO 'H'
@@ -30,6 +33,9 @@
 #define IGP_MSG_ROWS  'D'
 #define IGP_MSG_FLUSH 'F'
 #define IGP_MSG_CLOSE 'X'
+/* 1.1 */
+#define IGP_MSG_FLUSH_PROGRESS 'P'
+#define IGP_MSG_PROGRESS_QUERY 'Q'
 /* Proxy messages. */
 #define IGP_MSG_HELLO_OK    'h'
 #define IGP_MSG_OPEN_OK     'o'
@@ -37,6 +43,8 @@
 #define IGP_MSG_FLUSH_ERROR 'e'
 #define IGP_MSG_ERROR       'E'
 #define IGP_MSG_CLOSE_OK    'c'
+/* 1.1 */
+#define IGP_MSG_PROGRESS 'p'
 
 #define IGP_MODE_INSERT 'i'
 #define IGP_MODE_UPSERT 'u'
@@ -62,6 +70,20 @@ struct igp_open {
 	const char **coalesce;
 };
 
+/*
+ * A progress row (1.1): FlushProgress carries all of it, ProgressQuery all
+ * but rows_committed and complete. Strings point into the frame.
+ */
+struct igp_progress {
+	const char *schema; /* "" = search_path */
+	const char *table;
+	const char *query_id;
+	uint64_t partition_id; /* the wire's int64s, sign unchecked */
+	uint64_t epoch_id;
+	uint64_t rows_committed;
+	uint8_t complete;
+};
+
 /* ---- decoding client messages (the proxy) ---- */
 
 enum pgw_rc igp_parse_hello(const struct pgw_frame *f, struct igp_hello *h);
@@ -79,6 +101,23 @@ void igp_open_free(struct igp_open *o);
 bool igp_open_check(const struct igp_open *o, char sqlstate[6], char *msg,
                     size_t msglen);
 enum pgw_rc igp_parse_flush(const struct pgw_frame *f, uint64_t *flush_id);
+/* FlushProgress: a Flush whose unit also writes the progress row p. */
+enum pgw_rc igp_parse_flush_progress(const struct pgw_frame *f,
+                                     uint64_t *flush_id,
+                                     struct igp_progress *p);
+/* ProgressQuery: rows_committed and complete are left 0. */
+enum pgw_rc igp_parse_progress_query(const struct pgw_frame *f,
+                                     uint64_t *request_id,
+                                     struct igp_progress *p);
+/*
+ * The rules of a progress row beyond its layout: valid table (and schema
+ * when not empty) names (42602); a query_id of 1..IGP_MAX_QUERY_ID bytes of
+ * UTF-8 without control bytes, ids and count from 0 to INT64_MAX, complete
+ * 0 or 1 (22023). with_count false: rows_committed and complete are not
+ * looked at (a ProgressQuery). On false: sqlstate and a message.
+ */
+bool igp_progress_check(const struct igp_progress *p, bool with_count,
+                        char sqlstate[6], char *msg, size_t msglen);
 /* Close has an empty body; anything in it is a malformed message. */
 enum pgw_rc igp_parse_close(const struct pgw_frame *f);
 /*
@@ -105,6 +144,9 @@ bool igp_put_flush_error(struct evbuffer *out, uint64_t flush_id,
 bool igp_put_error(struct evbuffer *out, const char *sqlstate,
                    const char *message);
 bool igp_put_close_ok(struct evbuffer *out);
+/* The answer to a ProgressQuery (1.1). */
+bool igp_put_progress(struct evbuffer *out, uint64_t request_id,
+                      uint64_t rows_committed, bool complete);
 
 /*
  * A PostgreSQL client at the ingest port: its first message (SSLRequest,
@@ -126,6 +168,10 @@ bool igp_put_open(struct evbuffer *out, const struct igp_open *o);
 bool igp_put_rows(struct evbuffer *out, const void *rows, size_t len);
 bool igp_put_flush(struct evbuffer *out, uint64_t flush_id);
 bool igp_put_close(struct evbuffer *out);
+bool igp_put_flush_progress(struct evbuffer *out, uint64_t flush_id,
+                            const struct igp_progress *p);
+bool igp_put_progress_query(struct evbuffer *out, uint64_t request_id,
+                            const struct igp_progress *p);
 
 /* Any proxy message; fields not in that message type are zero / NULL. */
 struct igp_answer {
@@ -135,8 +181,9 @@ struct igp_answer {
 	uint64_t max_flush;      /* h */
 	const char *server_name; /* h */
 	uint16_t ncols;          /* o: count only; columns not decoded */
-	uint64_t flush_id;       /* a, e */
-	uint64_t rows;           /* a */
+	uint64_t flush_id;       /* a, e; p: the request id */
+	uint64_t rows;           /* a; p: rows_committed */
+	uint8_t complete;        /* p */
 	uint64_t row;            /* e */
 	const char *sqlstate;    /* e, E */
 	const char *message;     /* e, E */

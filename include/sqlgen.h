@@ -143,6 +143,54 @@ char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
                                   size_t nletters);
 
 /*
+ * Exactly-once progress rows (docs/ingest-protocol.md, FlushProgress): one
+ * per (query_id, partition_id, epoch_id) in a client-named table, the same
+ * layout as the Python writer's direct path (progress.py):
+ *   (query_id text, partition_id bigint, epoch_id bigint, rows_committed
+ *    bigint, complete boolean, updated_at timestamptz,
+ *    PRIMARY KEY (query_id, partition_id, epoch_id))
+ */
+struct sql_progress {
+	const char *schema; /* NULL or "" = search_path */
+	const char *table;
+	const char *query_id;
+	int64_t partition_id, epoch_id, rows_committed;
+	bool complete;
+};
+
+/* A deep copy of p in one allocation (free() it); NULL on OOM. */
+struct sql_progress *sql_progress_copy(const struct sql_progress *p);
+/* Valid names and query_id (a non-empty string); ids not negative. */
+bool sql_progress_valid(const struct sql_progress *p);
+/*
+ * CREATE TABLE IF NOT EXISTS <table> (...);
+ *   SELECT rows_committed, complete FROM <table> WHERE <key>
+ * rows_committed and complete of p are not used. NULL if invalid or OOM.
+ */
+char *sql_progress_read(const struct sql_progress *p);
+/*
+ * The batch statement of t (sql_insert_batch or sql_upsert_batch) with,
+ * in its transaction, the dead letters (as sql_batch_with_dead_letters;
+ * empty buffers skipped, none at all is fine) and the progress rows:
+ *   [<dead-letter CREATE>;] CREATE TABLE IF NOT EXISTS <progress table>
+ *   (once per table); <the batch without COMMIT>; [<dead letters>;]
+ *   then for each progress row, in key order (so that concurrent batches
+ *   lock progress rows in the same order):
+ *   INSERT INTO <progress> AS p (...) VALUES (...) ON CONFLICT (query_id,
+ *     partition_id, epoch_id) DO UPDATE SET rows_committed =
+ *     GREATEST(p.rows_committed, EXCLUDED.rows_committed), complete =
+ *     p.complete OR EXCLUDED.complete, updated_at = now();
+ *   DELETE FROM <progress> WHERE query_id = .. AND partition_id = ..
+ *     AND epoch_id < ..;
+ *   COMMIT
+ * NULL when a name or progress row is invalid, or on OOM.
+ */
+char *sql_batch_statement(const struct sql_target *t, const char *stage,
+                          struct evbuffer *const *letters, size_t nletters,
+                          const struct sql_progress *const *progress,
+                          size_t nprogress);
+
+/*
  * The catalog's one statement about a table (schema NULL or "": the
  * search_path's). The table is found by the names rule (docs/ingest-
  * protocol.md, Open): an exact match first (without a schema, the first in

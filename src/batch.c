@@ -135,37 +135,48 @@ static bool batch_data(struct co_batch *b, struct evbuffer *data)
 	return true;
 }
 
-static bool batch_has_dead(const struct co_batch *b)
+/* The units it carries hold dead letters or progress rows: its own SQL. */
+static bool batch_needs_own_sql(const struct co_batch *b)
 {
 	const struct co_unit *u;
 
 	FOREACH_RUN_UNIT(u, b)
 	{
-		if (u->ndead > 0)
+		if (u->ndead > 0 || u->progress != NULL)
 			return true;
 	}
 	return false;
 }
 
-/* The batch statement, with the dead letters of its units before COMMIT. */
-static char *statement_with_dead(struct co_batch *b)
+/*
+ * The batch statement with, before COMMIT, the dead letters and progress
+ * rows of the units it carries now: a unit's progress row goes exactly
+ * with its rows, whatever retry or split the batch is in.
+ */
+static char *statement_with_extras(struct co_batch *b)
 {
 	struct evbuffer **letters;
+	const struct sql_progress **progress;
 	struct co_unit *u;
-	size_t n = 0;
-	char *sql;
+	size_t n = 0, nl = 0, np = 0;
+	char *sql = NULL;
 
 	TAILQ_FOREACH(u, &b->units, link) n++;
-	if ((letters = calloc(n ? n : 1, sizeof(*letters))) == NULL)
-		return NULL;
-	n = 0;
-	FOREACH_RUN_UNIT(u, b)
-	{
-		if (u->ndead > 0)
-			letters[n++] = u->dead;
+	letters = calloc(n ? n : 1, sizeof(*letters));
+	progress = calloc(n ? n : 1, sizeof(*progress));
+	if (letters != NULL && progress != NULL) {
+		FOREACH_RUN_UNIT(u, b)
+		{
+			if (u->ndead > 0)
+				letters[nl++] = u->dead;
+			if (u->progress != NULL)
+				progress[np++] = u->progress;
+		}
+		sql = sql_batch_statement(&b->t->def, b->t->stage, letters, nl,
+		                          progress, np);
 	}
-	sql = sql_batch_with_dead_letters(&b->t->def, b->t->stage, letters, n);
 	free(letters);
+	free(progress);
 	return sql;
 }
 
@@ -536,6 +547,7 @@ static void batch_conn_refused(struct co_batch *b)
 static void batch_run(struct co_batch *b)
 {
 	struct evbuffer *data;
+	bool own;
 
 	if (TAILQ_EMPTY(&b->units)) {
 		batch_finish(b);
@@ -548,9 +560,11 @@ static void batch_run(struct co_batch *b)
 	if (b->state != BATCH_RUNNING)
 		batch_set_state(b, BATCH_RUNNING);
 	free(b->sql);
-	b->sql = batch_has_dead(b) ? statement_with_dead(b) : NULL;
+	own = batch_needs_own_sql(b);
+	b->sql = own ? statement_with_extras(b) : NULL;
 	data = evbuffer_new();
-	if (data == NULL || !batch_data(b, data) ||
+	/* Without its own SQL the batch would lose letters or progress. */
+	if ((own && b->sql == NULL) || data == NULL || !batch_data(b, data) ||
 	    !up_exec(b->conn, b->sql ? b->sql : b->t->sql, data, batch_done,
 	             b)) {
 		if (data)

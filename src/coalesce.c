@@ -108,6 +108,7 @@ static void unit_free(struct co_unit *u)
 	if (u->dead)
 		evbuffer_free(u->dead);
 	free(u->removed);
+	free(u->progress);
 	free(u);
 }
 
@@ -613,10 +614,22 @@ const struct co_table_metrics *co_target_metrics(const struct co_target *t)
 bool co_submit(struct co_target *t, struct evbuffer *rows, uint64_t nrows,
                co_done_cb done, void *arg)
 {
+	return co_submit_progress(t, rows, nrows, NULL, done, arg);
+}
+
+bool co_submit_progress(struct co_target *t, struct evbuffer *rows,
+                        uint64_t nrows, const struct sql_progress *progress,
+                        co_done_cb done, void *arg)
+{
 	struct coalescer *co = t->co;
 	struct co_unit *u = calloc(1, sizeof(*u));
 
-	if (u == NULL || (u->rows = evbuffer_new()) == NULL) {
+	if (u == NULL || (u->rows = evbuffer_new()) == NULL ||
+	    (progress != NULL &&
+	     (!sql_progress_valid(progress) ||
+	      (u->progress = sql_progress_copy(progress)) == NULL))) {
+		if (u != NULL && u->rows != NULL)
+			evbuffer_free(u->rows);
 		free(u);
 		return false;
 	}
@@ -663,6 +676,7 @@ void co_free(struct coalescer *co)
 
 	if (co == NULL)
 		return;
+	co_progress_abandon(co);
 	while ((b = TAILQ_FIRST(&co->batches)) != NULL)
 		batch_abandon(b);
 	while ((t = TAILQ_FIRST(&co->targets)) != NULL) {

@@ -30,6 +30,8 @@ struct co_unit {
 	struct evbuffer *dead;
 	uint64_t ndead;
 	uint64_t *removed; /* original row numbers taken out, ascending */
+	/* exactly-once: its progress row (owned, with its strings), or NULL */
+	struct sql_progress *progress;
 };
 TAILQ_HEAD(unit_list, co_unit);
 
@@ -119,6 +121,8 @@ struct coalescer {
 	struct co_stats stats;
 	struct mt_metric *batch_rows; /* the rows-per-batch histogram */
 	bool draining; /* shutting down: no unit waits for batch limits */
+	struct co_read_list
+	    *reads; /* progress reads in flight (co_progress.c) */
 };
 
 /* ---- coalesce.c, for batch.c ---- */
@@ -140,6 +144,11 @@ void co_try_dispatch(struct co_target *t);
 void co_target_failed(struct co_target *t, const char *sqlstate);
 /* A unit of t committed: t's streak, and any back-off, ends. */
 void co_target_committed(struct co_target *t);
+
+/* ---- co_progress.c, for coalesce.c and batch.c ---- */
+
+/* Shutting down: every read in flight is answered 57P01 and freed. */
+void co_progress_abandon(struct coalescer *co);
 
 /* ---- batch.c, for coalesce.c ---- */
 

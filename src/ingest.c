@@ -85,6 +85,16 @@ struct pending {
 	char *detail;
 	size_t bytes;        /* counted in the buffers until the outcome */
 	uint64_t flushed_us; /* when its Flush arrived (latency metric) */
+	/*
+	 * A ProgressQuery (1.1), answered Progress or FlushError in turn. It
+	 * reads once every earlier answer of the session is out (their units
+	 * committed or failed): until then key holds what to read.
+	 */
+	bool is_query;
+	bool query_started;
+	struct sql_progress *key;
+	int64_t progress_rows;
+	bool progress_complete;
 };
 TAILQ_HEAD(pending_list, pending);
 
@@ -310,6 +320,7 @@ static void fatal(struct session *s, const char *sqlstate, const char *fmt, ...)
 
 static void free_pending(struct pending *p)
 {
+	free(p->key);
 	free(p->message);
 	free(p->detail);
 	free(p);
@@ -336,18 +347,29 @@ static void answer_lost(struct session *s, struct pending *p)
 	evtimer_add(s->drain_ev, &now);
 }
 
+static void start_query(struct session *s, struct pending *p);
+
 static void send_answers(struct session *s)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 	struct pending *p;
 
-	while ((p = TAILQ_FIRST(&s->pendings)) != NULL && p->done) {
+	while ((p = TAILQ_FIRST(&s->pendings)) != NULL) {
 		bool ok;
+
+		if (p->is_query && !p->query_started)
+			start_query(s, p);
+		if (!p->done)
+			break;
 
 		TAILQ_REMOVE(&s->pendings, p, link);
 		mt_observe(s->ing->flush_latency,
 		           (double)(clock_now_us() - p->flushed_us) / 1e6);
-		if (p->sqlstate[0] == '\0')
+		if (p->sqlstate[0] == '\0' && p->is_query)
+			ok = igp_put_progress(out, p->flush_id,
+			                      (uint64_t)p->progress_rows,
+			                      p->progress_complete);
+		else if (p->sqlstate[0] == '\0')
 			ok = igp_put_ack(out, p->flush_id, p->rows);
 		else
 			ok = igp_put_flush_error(out, p->flush_id, p->sqlstate,
@@ -405,23 +427,29 @@ static void log_flush_failed(struct session *s, const struct pending *p)
 	         log_quote(q, sizeof(q), p->message ? p->message : ""));
 }
 
+/* The client left; the unit (or read) still had to end. true: p is gone. */
+static bool orphan_done(struct pending *p)
+{
+	if (p->s != NULL)
+		return false;
+	/* Its bytes were held until now. */
+	if (p->ing != NULL) {
+		TAILQ_REMOVE(&p->ing->orphans, p, link);
+		p->ing->stats.buffered_bytes -= p->bytes;
+		event_active(p->ing->resume_ev, 0, 0);
+	}
+	free_pending(p);
+	return true;
+}
+
 static void unit_done(const struct co_outcome *o, void *arg)
 {
 	struct pending *p = arg;
 	struct session *s = p->s;
 	struct ingest *ing;
 
-	if (s == NULL) {
-		/* The client left; the unit still had to commit or fail. Its
-		 * bytes were held until now. */
-		if (p->ing != NULL) {
-			TAILQ_REMOVE(&p->ing->orphans, p, link);
-			p->ing->stats.buffered_bytes -= p->bytes;
-			event_active(p->ing->resume_ev, 0, 0);
-		}
-		free_pending(p);
+	if (orphan_done(p))
 		return;
-	}
 	ing = s->ing;
 	ing->stats.buffered_bytes -= p->bytes;
 	s->pending_bytes -= p->bytes;
@@ -432,6 +460,24 @@ static void unit_done(const struct co_outcome *o, void *arg)
 	send_answers(s);
 	/* Reading resumes from the loop, not inside the coalescer's call. */
 	event_active(ing->resume_ev, 0, 0);
+}
+
+/* A ProgressQuery's read ended (ProgressQuery, docs section 3). */
+static void progress_read_done(const struct co_outcome *o, int64_t rows,
+                               bool complete, void *arg)
+{
+	struct pending *p = arg;
+	struct session *s = p->s;
+
+	if (orphan_done(p))
+		return;
+	p->progress_rows = rows;
+	p->progress_complete = complete;
+	set_outcome(p, o->sqlstate, o->message, o->detail, 0);
+	if (o->sqlstate)
+		log_flush_failed(s, p);
+	send_answers(s);
+	event_active(s->ing->resume_ev, 0, 0);
 }
 
 /* ---- backpressure ---- */
@@ -844,27 +890,50 @@ static void reset_unit(struct session *s)
 	s->unit_row = 0;
 }
 
-static void handle_flush(struct session *s, const struct pgw_frame *f)
+/* A new answer record at the end of the session's list. */
+static struct pending *new_pending(struct session *s, uint64_t id)
 {
-	struct ingest *ing = s->ing;
-	struct pending *p;
-	uint64_t id;
-	size_t bytes = evbuffer_get_length(s->unit) + UNIT_OVERHEAD;
+	struct pending *p = calloc(1, sizeof(*p));
 
-	if (igp_parse_flush(f, &id) != PGW_OK) {
-		fatal(s, "08P01", "malformed Flush message");
-		return;
-	}
-	p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		fatal(s, "53200", "out of memory");
-		return;
+		return NULL;
 	}
 	p->s = s;
-	p->ing = ing;
+	p->ing = s->ing;
 	p->flush_id = id;
 	p->flushed_us = clock_now_us();
 	TAILQ_INSERT_TAIL(&s->pendings, p, link);
+	return p;
+}
+
+static void submit_unit(struct session *s, struct pending *p,
+                        const struct sql_progress *progress)
+{
+	struct ingest *ing = s->ing;
+	size_t bytes = evbuffer_get_length(s->unit) + UNIT_OVERHEAD;
+
+	p->bytes = bytes;
+	s->pending_bytes += bytes;
+	ing->stats.buffered_bytes += bytes;
+	if (!co_submit_progress(s->target, s->unit, s->unit_rows, progress,
+	                        unit_done, p)) {
+		s->pending_bytes -= bytes;
+		ing->stats.buffered_bytes -= bytes;
+		p->bytes = 0;
+		set_outcome(p, "53200", "out of memory", "", 0);
+		log_flush_failed(s, p);
+	}
+}
+
+/* Ends the unit being received (Flush, or FlushProgress with progress). */
+static void end_unit(struct session *s, uint64_t id,
+                     const struct sql_progress *progress)
+{
+	struct pending *p = new_pending(s, id);
+
+	if (p == NULL)
+		return;
 	if (s->unit_sqlstate[0]) {
 		const struct co_table_metrics *tm =
 		    co_target_metrics(s->target);
@@ -874,21 +943,91 @@ static void handle_flush(struct session *s, const struct pgw_frame *f)
 		set_outcome(p, s->unit_sqlstate, s->unit_message, "",
 		            s->unit_row);
 		log_flush_failed(s, p);
-	} else if (s->unit_rows == 0) {
+	} else if (s->unit_rows == 0 && progress == NULL) {
 		set_outcome(p, NULL, NULL, NULL, 0);
 	} else {
-		p->bytes = bytes;
-		s->pending_bytes += bytes;
-		ing->stats.buffered_bytes += bytes;
-		if (!co_submit(s->target, s->unit, s->unit_rows, unit_done,
-		               p)) {
-			s->pending_bytes -= bytes;
-			ing->stats.buffered_bytes -= bytes;
-			set_outcome(p, "53200", "out of memory", "", 0);
-			log_flush_failed(s, p);
-		}
+		submit_unit(s, p, progress);
 	}
 	reset_unit(s);
+	send_answers(s);
+}
+
+static void handle_flush(struct session *s, const struct pgw_frame *f)
+{
+	uint64_t id;
+
+	if (igp_parse_flush(f, &id) != PGW_OK) {
+		fatal(s, "08P01", "malformed Flush message");
+		return;
+	}
+	end_unit(s, id, NULL);
+}
+
+static void sql_progress_of(const struct igp_progress *w,
+                            struct sql_progress *p)
+{
+	p->schema = w->schema;
+	p->table = w->table;
+	p->query_id = w->query_id;
+	p->partition_id = (int64_t)w->partition_id;
+	p->epoch_id = (int64_t)w->epoch_id;
+	p->rows_committed = (int64_t)w->rows_committed;
+	p->complete = w->complete != 0;
+}
+
+/* A progress row with bad values fails its unit; the stream goes on. */
+static void handle_flush_progress(struct session *s, const struct pgw_frame *f)
+{
+	struct igp_progress w;
+	struct sql_progress p;
+	char state[6], msg[160];
+	uint64_t id;
+
+	if (igp_parse_flush_progress(f, &id, &w) != PGW_OK) {
+		fatal(s, "08P01", "malformed FlushProgress message");
+		return;
+	}
+	if (!igp_progress_check(&w, true, state, msg, sizeof(msg)) &&
+	    !s->unit_sqlstate[0])
+		fail_unit(s, state, 0, "%s", msg);
+	sql_progress_of(&w, &p);
+	end_unit(s, id, &p);
+}
+
+/* The query's turn has come: everything flushed before it has its outcome. */
+static void start_query(struct session *s, struct pending *p)
+{
+	p->query_started = true;
+	if (!co_progress_read(s->ing->co, p->key, progress_read_done, p)) {
+		set_outcome(p, "53200", "out of memory", "", 0);
+		log_flush_failed(s, p);
+	}
+}
+
+static void handle_progress_query(struct session *s, const struct pgw_frame *f)
+{
+	struct igp_progress w;
+	struct sql_progress key;
+	struct pending *p;
+	char state[6], msg[160];
+	uint64_t id;
+
+	if (igp_parse_progress_query(f, &id, &w) != PGW_OK) {
+		fatal(s, "08P01", "malformed ProgressQuery message");
+		return;
+	}
+	if ((p = new_pending(s, id)) == NULL)
+		return;
+	p->is_query = true;
+	sql_progress_of(&w, &key);
+	if (!igp_progress_check(&w, false, state, msg, sizeof(msg)))
+		set_outcome(p, state, msg, "", 0);
+	else if ((p->key = sql_progress_copy(&key)) == NULL)
+		set_outcome(p, "53200", "out of memory", "", 0);
+	if (p->done) {
+		p->query_started = true;
+		log_flush_failed(s, p);
+	}
 	send_answers(s);
 }
 
@@ -900,6 +1039,12 @@ static void handle_stream(struct session *s, const struct pgw_frame *f)
 		break;
 	case IGP_MSG_FLUSH:
 		handle_flush(s, f);
+		break;
+	case IGP_MSG_FLUSH_PROGRESS:
+		handle_flush_progress(s, f);
+		break;
+	case IGP_MSG_PROGRESS_QUERY:
+		handle_progress_query(s, f);
 		break;
 	case IGP_MSG_CLOSE:
 		if (igp_parse_close(f) != PGW_OK) {
@@ -1020,7 +1165,9 @@ static void destroy_session(struct session *s)
 
 	while ((p = TAILQ_FIRST(&s->pendings)) != NULL) {
 		TAILQ_REMOVE(&s->pendings, p, link);
-		if (p->done) {
+		/* A query not yet started never will be: nothing waits for it.
+		 */
+		if (p->done || (p->is_query && !p->query_started)) {
 			free_pending(p);
 			continue;
 		}

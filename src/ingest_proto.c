@@ -206,6 +206,19 @@ bool igp_put_close_ok(struct evbuffer *out)
 	return put_frame(out, IGP_MSG_CLOSE_OK, NULL);
 }
 
+bool igp_put_progress(struct evbuffer *out, uint64_t request_id,
+                      uint64_t rows_committed, bool complete)
+{
+	struct evbuffer *b = evbuffer_new();
+	uint8_t c = complete ? 1 : 0;
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_PROGRESS, b,
+	              body_u64(b, request_id) && body_u64(b, rows_committed) &&
+	                  evbuffer_add(b, &c, 1) == 0);
+}
+
 enum pgw_rc igp_detect_postgres(const uint8_t *p, size_t len)
 {
 	uint32_t code;
@@ -305,6 +318,38 @@ bool igp_put_flush(struct evbuffer *out, uint64_t flush_id)
 bool igp_put_close(struct evbuffer *out)
 {
 	return put_frame(out, IGP_MSG_CLOSE, NULL);
+}
+
+/* The key of a progress row: schema, table, query_id, partition, epoch. */
+static bool body_progress_key(struct evbuffer *b, const struct igp_progress *p)
+{
+	return body_str(b, p->schema) && body_str(b, p->table) &&
+	       body_str(b, p->query_id) && body_u64(b, p->partition_id) &&
+	       body_u64(b, p->epoch_id);
+}
+
+bool igp_put_flush_progress(struct evbuffer *out, uint64_t flush_id,
+                            const struct igp_progress *p)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_FLUSH_PROGRESS, b,
+	              body_u64(b, flush_id) && body_progress_key(b, p) &&
+	                  body_u64(b, p->rows_committed) &&
+	                  evbuffer_add(b, &p->complete, 1) == 0);
+}
+
+bool igp_put_progress_query(struct evbuffer *out, uint64_t request_id,
+                            const struct igp_progress *p)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return false;
+	return finish(out, IGP_MSG_PROGRESS_QUERY, b,
+	              body_u64(b, request_id) && body_progress_key(b, p));
 }
 
 /* ---- decoding cursor: every read checks the bytes left first ---- */
@@ -410,6 +455,92 @@ enum pgw_rc igp_parse_flush(const struct pgw_frame *f, uint64_t *flush_id)
 	    pgw_cur_init(&c, f, IGP_MSG_FLUSH) && pgw_cur_u64(&c, flush_id);
 
 	return pgw_cur_done(&c, ok);
+}
+
+static bool cur_progress_key(struct pgw_cursor *c, struct igp_progress *p)
+{
+	return pgw_cur_str(c, &p->schema) && pgw_cur_str(c, &p->table) &&
+	       pgw_cur_str(c, &p->query_id) &&
+	       pgw_cur_u64(c, &p->partition_id) && pgw_cur_u64(c, &p->epoch_id);
+}
+
+enum pgw_rc igp_parse_flush_progress(const struct pgw_frame *f,
+                                     uint64_t *flush_id, struct igp_progress *p)
+{
+	struct pgw_cursor c;
+	bool ok;
+
+	memset(p, 0, sizeof(*p));
+	ok = pgw_cur_init(&c, f, IGP_MSG_FLUSH_PROGRESS) &&
+	     pgw_cur_u64(&c, flush_id) && cur_progress_key(&c, p) &&
+	     pgw_cur_u64(&c, &p->rows_committed) &&
+	     pgw_cur_u8(&c, &p->complete);
+	return pgw_cur_done(&c, ok);
+}
+
+enum pgw_rc igp_parse_progress_query(const struct pgw_frame *f,
+                                     uint64_t *request_id,
+                                     struct igp_progress *p)
+{
+	struct pgw_cursor c;
+	bool ok;
+
+	memset(p, 0, sizeof(*p));
+	ok = pgw_cur_init(&c, f, IGP_MSG_PROGRESS_QUERY) &&
+	     pgw_cur_u64(&c, request_id) && cur_progress_key(&c, p);
+	return pgw_cur_done(&c, ok);
+}
+
+/* ---- the rules of a progress row beyond its layout ---- */
+
+static bool query_id_valid(const char *q)
+{
+	size_t len = q != NULL ? strlen(q) : 0;
+
+	if (len == 0 || len > IGP_MAX_QUERY_ID)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		uint8_t b = (uint8_t)q[i];
+
+		if (b < 0x20 || b == 0x7f)
+			return false;
+	}
+	return utf8_valid((const uint8_t *)q, len);
+}
+
+static bool progress_fail(char sqlstate[6], char *msg, size_t msglen,
+                          const char *state, const char *text)
+{
+	memcpy(sqlstate, state, 6);
+	if (msg != NULL && msglen > 0)
+		snprintf(msg, msglen, "%s", text);
+	return false;
+}
+
+bool igp_progress_check(const struct igp_progress *p, bool with_count,
+                        char sqlstate[6], char *msg, size_t msglen)
+{
+	const char *schema = p->schema != NULL ? p->schema : "";
+
+	if (!sql_ident_valid(p->table) ||
+	    (schema[0] != '\0' && !sql_ident_valid(schema)))
+		return progress_fail(sqlstate, msg, msglen, "42602",
+		                     "invalid progress table name");
+	if (!query_id_valid(p->query_id))
+		return progress_fail(
+		    sqlstate, msg, msglen, "22023",
+		    "invalid query_id: 1 to 255 bytes of UTF-8 "
+		    "without control characters");
+	if (p->partition_id > INT64_MAX || p->epoch_id > INT64_MAX)
+		return progress_fail(sqlstate, msg, msglen, "22023",
+		                     "negative partition_id or epoch_id");
+	if (with_count && p->rows_committed > INT64_MAX)
+		return progress_fail(sqlstate, msg, msglen, "22023",
+		                     "negative rows_committed");
+	if (with_count && p->complete > 1)
+		return progress_fail(sqlstate, msg, msglen, "22023",
+		                     "complete must be 0 or 1");
+	return true;
 }
 
 /* ---- the rules of Open beyond its layout ---- */
@@ -656,6 +787,9 @@ static bool parse_answer_body(struct pgw_cursor *c, struct igp_answer *a)
 		       pgw_cur_str(c, &a->message);
 	case IGP_MSG_CLOSE_OK:
 		return true;
+	case IGP_MSG_PROGRESS:
+		return pgw_cur_u64(c, &a->flush_id) &&
+		       pgw_cur_u64(c, &a->rows) && pgw_cur_u8(c, &a->complete);
 	default:
 		return false;
 	}

@@ -739,22 +739,237 @@ char *sql_batch_with_dead_letters(const struct sql_target *t, const char *stage,
                                   struct evbuffer *const *letters,
                                   size_t nletters)
 {
+	bool any = false;
+
+	for (size_t i = 0; i < nletters; i++)
+		any = any || evbuffer_get_length(letters[i]) > 0;
+	if (!any)
+		return NULL;
+	return sql_batch_statement(t, stage, letters, nletters, NULL, 0);
+}
+
+/* ---- exactly-once progress rows ---- */
+
+struct sql_progress *sql_progress_copy(const struct sql_progress *p)
+{
+	const char *schema = p->schema != NULL ? p->schema : "";
+	size_t ls = strlen(schema) + 1, lt = strlen(p->table) + 1,
+	       lq = strlen(p->query_id) + 1;
+	struct sql_progress *c = malloc(sizeof(*c) + ls + lt + lq);
+	char *text;
+
+	if (c == NULL)
+		return NULL;
+	*c = *p;
+	text = (char *)(c + 1);
+	c->schema = memcpy(text, schema, ls);
+	c->table = memcpy(text + ls, p->table, lt);
+	c->query_id = memcpy(text + ls + lt, p->query_id, lq);
+	return c;
+}
+
+bool sql_progress_valid(const struct sql_progress *p)
+{
+	return p != NULL && sql_ident_valid(p->table) &&
+	       (p->schema == NULL || p->schema[0] == '\0' ||
+	        sql_ident_valid(p->schema)) &&
+	       p->query_id != NULL && p->query_id[0] != '\0' &&
+	       p->partition_id >= 0 && p->epoch_id >= 0 &&
+	       p->rows_committed >= 0;
+}
+
+static bool add_progress_create(struct evbuffer *out,
+                                const struct sql_progress *p)
+{
+	return add_str(out, "CREATE TABLE IF NOT EXISTS ") &&
+	       sql_append_qualified(out, p->schema, p->table) &&
+	       add_str(out,
+	               " (query_id text NOT NULL, partition_id bigint NOT "
+	               "NULL, epoch_id bigint NOT NULL, rows_committed "
+	               "bigint NOT NULL, complete boolean NOT NULL DEFAULT "
+	               "false, updated_at timestamptz NOT NULL DEFAULT "
+	               "now(), PRIMARY KEY (query_id, partition_id, "
+	               "epoch_id))");
+}
+
+/* query_id = '<q>' AND partition_id = <p> AND epoch_id <op> <e> */
+static bool add_progress_where(struct evbuffer *out,
+                               const struct sql_progress *p, const char *op)
+{
+	char ids[80];
+
+	snprintf(ids, sizeof(ids),
+	         " AND partition_id = %" PRId64 " AND epoch_id %s %" PRId64,
+	         p->partition_id, op, p->epoch_id);
+	return add_str(out, " WHERE query_id = ") &&
+	       sql_append_literal(out, p->query_id) && add_str(out, ids);
+}
+
+char *sql_progress_read(const struct sql_progress *p)
+{
+	struct evbuffer *b;
+
+	if (!sql_progress_valid(p) || (b = evbuffer_new()) == NULL)
+		return NULL;
+	return take_text(b, add_progress_create(b, p) &&
+	                        add_str(b, "; SELECT rows_committed, complete "
+	                                   "FROM ") &&
+	                        sql_append_qualified(b, p->schema, p->table) &&
+	                        add_progress_where(b, p, "="));
+}
+
+static bool same_table(const struct sql_progress *a,
+                       const struct sql_progress *b)
+{
+	const char *sa = a->schema ? a->schema : "",
+	           *sb = b->schema ? b->schema : "";
+
+	return strcmp(sa, sb) == 0 && strcmp(a->table, b->table) == 0;
+}
+
+/* Table, query, partition, epoch: the order progress rows are locked in. */
+static int progress_cmp(const void *x, const void *y)
+{
+	const struct sql_progress *a = *(const struct sql_progress *const *)x;
+	const struct sql_progress *b = *(const struct sql_progress *const *)y;
+	int c = strcmp(a->schema ? a->schema : "", b->schema ? b->schema : "");
+
+	if (c == 0)
+		c = strcmp(a->table, b->table);
+	if (c == 0)
+		c = strcmp(a->query_id, b->query_id);
+	if (c == 0)
+		c = (a->partition_id > b->partition_id) -
+		    (a->partition_id < b->partition_id);
+	if (c == 0)
+		c = (a->epoch_id > b->epoch_id) - (a->epoch_id < b->epoch_id);
+	return c;
+}
+
+/* One CREATE per distinct table (sorted: equal tables are adjacent). */
+static bool add_progress_creates(struct evbuffer *out,
+                                 const struct sql_progress *const *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && same_table(p[i - 1], p[i]))
+			continue;
+		if (!add_progress_create(out, p[i]) || !add_str(out, "; "))
+			return false;
+	}
+	return true;
+}
+
+/* The last of several rows of one key wins by keeping the largest count. */
+static bool add_progress_upsert(struct evbuffer *out,
+                                const struct sql_progress *p)
+{
+	char vals[80];
+
+	snprintf(vals, sizeof(vals),
+	         ", %" PRId64 ", %" PRId64 ", %" PRId64 ", %s)",
+	         p->partition_id, p->epoch_id, p->rows_committed,
+	         p->complete ? "true" : "false");
+	return add_str(out, "; INSERT INTO ") &&
+	       sql_append_qualified(out, p->schema, p->table) &&
+	       add_str(out, " AS p (query_id, partition_id, epoch_id, "
+	                    "rows_committed, complete) VALUES (") &&
+	       sql_append_literal(out, p->query_id) && add_str(out, vals) &&
+	       add_str(out,
+	               " ON CONFLICT (query_id, partition_id, epoch_id) DO "
+	               "UPDATE SET rows_committed = GREATEST("
+	               "p.rows_committed, EXCLUDED.rows_committed), "
+	               "complete = p.complete OR EXCLUDED.complete, "
+	               "updated_at = now(); DELETE FROM ") &&
+	       sql_append_qualified(out, p->schema, p->table) &&
+	       add_progress_where(out, p, "<");
+}
+
+static bool add_progress_upserts(struct evbuffer *out,
+                                 const struct sql_progress *const *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!add_progress_upsert(out, p[i]))
+			return false;
+	}
+	return true;
+}
+
+/* A sorted copy of the progress rows; NULL if one is invalid or on OOM. */
+static const struct sql_progress **
+sorted_progress(const struct sql_progress *const *p, size_t n)
+{
+	const struct sql_progress **s = malloc((n ? n : 1) * sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (!sql_progress_valid(p[i])) {
+			free(s);
+			return NULL;
+		}
+		s[i] = p[i];
+	}
+	qsort(s, n, sizeof(*s), progress_cmp);
+	return s;
+}
+
+static bool add_dead_insert(struct evbuffer *out, const struct sql_target *t,
+                            struct evbuffer *const *letters, size_t n)
+{
+	return add_str(out, "; INSERT INTO ") &&
+	       add_dead_letter_name(out, t->schema, t->table) &&
+	       add_str(out, " (sqlstate, message, detail, flush_row, row_text) "
+	                    "VALUES ") &&
+	       add_letters(out, letters, n);
+}
+
+static bool has_letters(struct evbuffer *const *letters, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (evbuffer_get_length(letters[i]) > 0)
+			return true;
+	return false;
+}
+
+static bool add_full_batch(struct evbuffer *b, const struct sql_target *t,
+                           const char *stage, struct evbuffer *const *letters,
+                           size_t nletters,
+                           const struct sql_progress *const *progress,
+                           size_t nprogress)
+{
+	bool upsert = t->mode == SQL_UPSERT;
+	bool dead = has_letters(letters, nletters);
+
+	return (!dead || (add_dead_letter_create(b, t->schema, t->table) &&
+	                  add_str(b, "; "))) &&
+	       add_progress_creates(b, progress, nprogress) &&
+	       (upsert ? add_upsert_body(b, t, stage)
+	               : add_insert_body(b, t)) &&
+	       (!dead || add_dead_insert(b, t, letters, nletters)) &&
+	       add_progress_upserts(b, progress, nprogress) &&
+	       add_str(b, "; COMMIT");
+}
+
+char *sql_batch_statement(const struct sql_target *t, const char *stage,
+                          struct evbuffer *const *letters, size_t nletters,
+                          const struct sql_progress *const *progress,
+                          size_t nprogress)
+{
 	bool upsert = t != NULL && t->mode == SQL_UPSERT;
+	const struct sql_progress **sorted;
 	struct evbuffer *b;
 	bool ok;
 
 	if (upsert ? !upsert_target_valid(t, stage) : !insert_target_valid(t))
 		return NULL;
-	if ((b = evbuffer_new()) == NULL)
+	if ((sorted = sorted_progress(progress, nprogress)) == NULL)
 		return NULL;
-	ok = add_dead_letter_create(b, t->schema, t->table) &&
-	     add_str(b, "; ") &&
-	     (upsert ? add_upsert_body(b, t, stage) : add_insert_body(b, t)) &&
-	     add_str(b, "; INSERT INTO ") &&
-	     add_dead_letter_name(b, t->schema, t->table) &&
-	     add_str(b, " (sqlstate, message, detail, flush_row, row_text) "
-	                "VALUES ") &&
-	     add_letters(b, letters, nletters) && add_str(b, "; COMMIT");
+	if ((b = evbuffer_new()) == NULL) {
+		free(sorted);
+		return NULL;
+	}
+	ok = add_full_batch(b, t, stage, letters, nletters, sorted, nprogress);
+	free(sorted);
 	return take_text(b, ok);
 }
 

@@ -37,7 +37,7 @@ RANKS = {
     "main": 10,
 }
 # Files that are one module between them (an internal header and its two halves).
-MODULE_OF = {"coalesce_int": "coalesce", "batch": "coalesce",
+MODULE_OF = {"coalesce_int": "coalesce", "batch": "coalesce", "co_progress": "coalesce",
              "frontend_int": "frontend", "fe_relay": "frontend", "fe_metrics": "frontend",
              "fe_coalesce": "frontend"}
 

@@ -16,14 +16,18 @@ import struct
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-VERSION = (1, 0)
+VERSION = (1, 1)
+# The minor version that brought FlushProgress and ProgressQuery (exactly_once).
+PROGRESS_MINOR = 1
 MODES = {"insert": b"i", "upsert": b"u", "bulk-insert": b"b"}
 
 # Message types (section 3): client to proxy ...
 MSG_HELLO, MSG_OPEN, MSG_ROWS, MSG_FLUSH, MSG_CLOSE = b"H", b"O", b"D", b"F", b"X"
+MSG_FLUSH_PROGRESS, MSG_PROGRESS_QUERY = b"P", b"Q"  # 1.1
 # ... and proxy to client.
 MSG_HELLO_OK, MSG_OPEN_OK, MSG_ACK = b"h", b"o", b"a"
 MSG_FLUSH_ERROR, MSG_ERROR, MSG_CLOSE_OK = b"e", b"E", b"c"
+MSG_PROGRESS = b"p"  # 1.1
 
 HEADER_BYTES = 5  # type byte + 4-byte big-endian length (which counts itself)
 # The largest answer this client accepts. The biggest the proxy sends is OpenOk, a name and a
@@ -71,6 +75,30 @@ class FlushError:
     message: str
     detail: str
     row: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The answer to a ProgressQuery: the row's count and whether its epoch is complete."""
+
+    request_id: int
+    rows_committed: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class ProgressKey:
+    """A progress row's key and table (docs/ingest-protocol.md, FlushProgress)."""
+
+    schema: str  # "" = the server's search_path
+    table: str
+    query_id: str
+    partition_id: int
+    epoch_id: int
+
+    def encode(self) -> bytes:
+        return (_cstr(self.schema) + _cstr(self.table) + _cstr(self.query_id)
+                + struct.pack("!qq", self.partition_id, self.epoch_id))
 
 
 @dataclass(frozen=True)
@@ -134,6 +162,17 @@ def encode_flush(flush_id: int) -> bytes:
     return frame(MSG_FLUSH, struct.pack("!Q", flush_id))
 
 
+def encode_flush_progress(flush_id: int, key: ProgressKey, rows_committed: int,
+                          complete: bool = False) -> bytes:
+    """A Flush whose unit also writes the progress row (rows_committed after this unit)."""
+    return frame(MSG_FLUSH_PROGRESS, struct.pack("!Q", flush_id) + key.encode()
+                 + struct.pack("!qB", rows_committed, 1 if complete else 0))
+
+
+def encode_progress_query(request_id: int, key: ProgressKey) -> bytes:
+    return frame(MSG_PROGRESS_QUERY, struct.pack("!Q", request_id) + key.encode())
+
+
 def encode_close() -> bytes:
     return frame(MSG_CLOSE, b"")
 
@@ -176,6 +215,8 @@ def decode_answer(msg_type: bytes, body: bytes):
         return [(r.string(), r.string()) for _ in range(n)]
     if msg_type == MSG_CLOSE_OK:
         return "close_ok"
+    if msg_type == MSG_PROGRESS:
+        return Progress(r.take("!Q"), r.take("!q"), bool(r.take("!B")))
     raise ProtocolError(f"unknown message type {msg_type!r} from the proxy")
 
 
@@ -269,12 +310,32 @@ class IngestConnection:
         self.send(encode_flush(fid))
         return fid
 
+    @property
+    def speaks_progress(self) -> bool:
+        """The proxy knows FlushProgress and ProgressQuery (protocol 1.1 or later)."""
+        return self.hello.minor >= PROGRESS_MINOR
+
+    def flush_progress(self, key: ProgressKey, rows_committed: int,
+                       complete: bool = False) -> int:
+        """Flush with a progress row; returns its id (answered via read_answer())."""
+        fid = self.next_flush_id
+        self.next_flush_id += 1
+        self.send(encode_flush_progress(fid, key, rows_committed, complete))
+        return fid
+
+    def query_progress(self, key: ProgressKey) -> int:
+        """ProgressQuery; returns its request id (answered in turn via read_answer())."""
+        rid = self.next_flush_id
+        self.next_flush_id += 1
+        self.send(encode_progress_query(rid, key))
+        return rid
+
     def read_answer(self):
-        """The next Ack or FlushError, in Flush order; raises ProxyError on Error."""
+        """The next Ack, FlushError or Progress, in order; raises ProxyError on Error."""
         answer = decode_answer(*self.read_message())
         if isinstance(answer, ProxyError):
             raise answer
-        if not isinstance(answer, (Ack, FlushError)):
+        if not isinstance(answer, (Ack, FlushError, Progress)):
             raise ProtocolError(f"unexpected answer {answer!r}")
         return answer
 

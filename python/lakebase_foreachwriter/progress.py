@@ -9,8 +9,8 @@ partition, epoch) are now durable:
                       rows_committed bigint, complete boolean, updated_at timestamptz)
 
 open() reads that count; the writer then skips exactly that many leading rows of the replayed
-partition, and skips the partition entirely (open() returns False) once close() marked it
-complete. This is exact only if the replay yields the same rows in the same order (Kafka and
+partition and writes what follows (complete, set by close(None), is informational: in real-time
+mode a replayed "complete" epoch can hold more rows, writer.py). This is exact only if the replay yields the same rows in the same order (Kafka and
 file sources do; see python/README.md for what happens when it does not).
 
 Each flush's progress statement comes first in its transaction and only advances the count
@@ -23,20 +23,18 @@ epochs of its partition (Spark never replays an epoch once a later one has start
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import psycopg
 from psycopg import sql
 
-from .errors import ConfigurationError, WriteError
+from .errors import WriteError
+from .progress_key import (QUERY_ID_PROPERTY, ProgressName, ReplayCount,  # noqa: F401
+                           split_progress_table, task_query_id)
 from .validation import DEFAULT_PROGRESS_TABLE
 
-log = logging.getLogger(__name__)
-
 DEFAULT_TABLE = DEFAULT_PROGRESS_TABLE
-QUERY_ID_PROPERTY = "sql.streaming.queryId"  # set by Spark on every task of a streaming query
 
 
 def _ident(schema: Optional[str], table: str) -> sql.Identifier:
@@ -44,11 +42,8 @@ def _ident(schema: Optional[str], table: str) -> sql.Identifier:
 
 
 @dataclass(frozen=True)
-class ProgressTable:
+class ProgressTable(ProgressName):
     """The table's name (plain data, pickled) and the statements on it."""
-
-    schema: Optional[str]
-    table: str
 
     def create(self) -> sql.Composed:
         return sql.SQL(
@@ -68,8 +63,8 @@ class ProgressTable:
             "INSERT INTO {t} AS p (query_id, partition_id, epoch_id, rows_committed, complete)"
             " VALUES (%(q)s, %(p)s, %(e)s, %(new)s, %(complete)s)"
             " ON CONFLICT (query_id, partition_id, epoch_id) DO UPDATE SET"
-            " rows_committed = EXCLUDED.rows_committed, complete = EXCLUDED.complete,"
-            " updated_at = now() WHERE p.rows_committed = %(old)s AND NOT p.complete"
+            " rows_committed = EXCLUDED.rows_committed, complete = p.complete OR EXCLUDED.complete,"
+            " updated_at = now() WHERE p.rows_committed = %(old)s"
             " RETURNING 1").format(t=self._name())
 
     def prune(self) -> sql.Composed:
@@ -81,36 +76,17 @@ class ProgressTable:
 
 
 def parse_progress_table(name: Any) -> ProgressTable:
-    if not isinstance(name, str) or not name or name.count(".") > 1 or "" in name.split("."):
-        raise ConfigurationError(f"progress_table {name!r}: expected 'table' or 'schema.table'")
-    parts = name.split(".")
-    return ProgressTable(parts[0], parts[1]) if len(parts) == 2 else ProgressTable(None, parts[0])
+    parsed = split_progress_table(name)
+    return ProgressTable(parsed.schema, parsed.table)
 
 
-def task_query_id(query_name: Optional[str]) -> str:
-    """query_name when given, else the id of the streaming query running this task."""
-    if query_name:
-        return query_name
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    qid = ctx.getLocalProperty(QUERY_ID_PROPERTY) if ctx is not None else None
-    if not qid:
-        raise ConfigurationError("exactly_once=True needs a streaming query (Spark sets its id "
-                                 "on every task) or query_name=")
-    return qid
-
-
-class Progress:
+class Progress(ReplayCount):
     """One task's progress: rows to skip in process(), the count to advance at each flush."""
 
     def __init__(self, table: ProgressTable, query_id: str, partition_id: int,
                  epoch_id: int) -> None:
+        super().__init__(table, query_id, partition_id, epoch_id)
         self.table = table
-        self.key = (query_id, partition_id, epoch_id)
-        self.committed = 0  # rows of this (query, partition, epoch) durable in the table
-        self.to_skip = 0  # leading rows of the replay still to skip
-        self.complete = False
         self._pruned = False
 
     def load(self, conn: psycopg.Connection) -> None:
@@ -122,18 +98,7 @@ class Progress:
             conn.rollback()  # another task created it at the same moment
         row = conn.execute(self.table.read(), self.key).fetchone()
         conn.commit()
-        self.committed, self.complete = (int(row[0]), bool(row[1])) if row else (0, False)
-        self.to_skip = self.committed
-        if self.committed:
-            log.info("exactly_once: query %s partition %d epoch %d has %d rows committed%s",
-                     *self.key, self.committed, " (complete)" if self.complete else "")
-
-    def skip(self) -> bool:
-        """True for a replayed row that is already in the table (process() drops it)."""
-        if self.to_skip > 0:
-            self.to_skip -= 1
-            return True
-        return False
+        self.loaded(*((int(row[0]), bool(row[1])) if row else (0, False)))
 
     def claim(self, cur: psycopg.Cursor[Any], rows: int, complete: bool = False) -> bool:
         """First statement of a flush's transaction. False: this flush already committed
@@ -159,7 +124,7 @@ class Progress:
         self._pruned = True
 
     def finish(self, conn: psycopg.Connection) -> None:
-        """Marks the epoch complete, so that a replay skips the partition at open()."""
+        """Marks the epoch complete (close(None) came; informational, see open())."""
         with conn.cursor() as cur:
             done = self.claim(cur, 0, complete=True)
         if done:

@@ -6,6 +6,11 @@ write() returns once the bytes are sent; the reader thread started by connect() 
 answers (proxy_answers.Answers). The first FlushError or Error is raised from the next check(),
 write(), flush() or close(). flush() and close() wait, bounded, until every unit is answered.
 
+With exactly_once (`progress` set before connect()), connect() reads the progress row through
+the proxy (ProgressQuery), every unit goes out as a FlushProgress carrying the count of rows
+durable once it commits, and each unit's answer is awaited before the next unit is sent: a
+count claims every earlier row, so no unit may commit after an earlier one failed or before it.
+
 Nothing is retried once rows have been sent. A unit in flight when the connection breaks may
 already be committed (always possible in insert mode, 08007 "outcome unknown"), so sending it
 again could insert it twice; the error is raised instead and Spark retries the whole task,
@@ -22,10 +27,13 @@ from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Tuple
 
 from .encoding import EncodedRow, copy_line
-from .errors import ConnectionFailedError, EncodingError, WriteError
+from .errors import ConfigurationError, ConnectionFailedError, EncodingError, WriteError
 from .ingest_protocol import (HEADER_BYTES, RETRYABLE_SESSION_STATES, ROWS_MESSAGE_BYTES,
-                              IngestConnection, ProtocolError, ProxyError, decode_answer,
-                              encode_close, encode_flush, encode_rows, take_frame)
+                              FlushError, IngestConnection, Progress, ProgressKey, ProtocolError,
+                              ProxyError, decode_answer, encode_close, encode_flush,
+                              encode_flush_progress, encode_rows, take_frame)
+from . import ingest_protocol
+from .progress_key import ReplayCount
 from .proxy_answers import Answers, Unit, session_error
 from .target import Target
 
@@ -69,6 +77,8 @@ class ProxySink:
         self._max_message = 0
         self.keepalive_s = KEEPALIVE_S  # read by the Batcher's timer
         self.column_types: Tuple[str, ...] = ()
+        # exactly_once: set before connect(), which loads it; advanced by each acked unit.
+        self.progress: Optional[ReplayCount] = None
 
     # ---- session -------------------------------------------------------------------------
 
@@ -110,10 +120,44 @@ class ProxySink:
             conn.open(t.table, t.mode, t.columns, schema=t.schema or "", keys=t.primary_keys,
                       version_column=t.version_column or "",
                       coalesce_columns=t.coalesce_columns)
+            if self.progress is not None:
+                self._load_progress(conn, self.progress)
         except BaseException:
             conn.abort()
             raise
         return conn
+
+    def _load_progress(self, conn: IngestConnection, progress: ReplayCount) -> None:
+        """exactly_once: the committed count of this (query, partition, epoch) (ProgressQuery)."""
+        hello = conn.hello
+        if not conn.speaks_progress:
+            raise ConfigurationError(
+                f"lakebase-proxy at {self._settings.address} speaks ingest protocol "
+                f"{hello.major}.{hello.minor}; exactly_once=True through the proxy needs "
+                f"{hello.major}.{ingest_protocol.PROGRESS_MINOR} "
+                "(FlushProgress and ProgressQuery): upgrade the proxy or write directly")
+        conn.query_progress(self._progress_key(progress))
+        answer = conn.read_answer()
+        if isinstance(answer, FlushError):
+            raise WriteError(answer.message, answer.sqlstate, detail=answer.detail,
+                             context=f"reading the exactly_once progress through "
+                                     f"lakebase-proxy at {self._settings.address}")
+        if not isinstance(answer, Progress):
+            raise ProtocolError(f"expected Progress, got {answer!r}")
+        progress.loaded(answer.rows_committed, answer.complete)
+
+    @staticmethod
+    def _progress_key(progress: ReplayCount) -> ProgressKey:
+        query_id, partition_id, epoch_id = progress.key
+        return ProgressKey(progress.name.schema or "", progress.name.table, query_id,
+                           partition_id, epoch_id)
+
+    def finish_progress(self) -> None:
+        """exactly_once: marks the epoch complete (an empty unit with its progress row), so
+        that a replay skips the partition at open(); waits for its answer."""
+        assert self.progress is not None
+        self._send_unit([], 0, complete=True)
+        self.progress.complete = True
 
     def _connect_error(self, exc: BaseException) -> Exception:
         address = self._settings.address
@@ -204,16 +248,24 @@ class ProxySink:
                     "bytes: [ingest] max_frame_bytes / max_flush_bytes)", "54000")
             yield line
 
-    def _send_unit(self, lines: List[bytes], size: int) -> None:
+    def _send_unit(self, lines: List[bytes], size: int, complete: bool = False) -> None:
         unit = Unit(self._next_flush_id, self._rows_sent + 1, len(lines), size)
         self._next_flush_id += 1
         # Registered before the Flush goes out: its answer may arrive before sendall returns.
         self._answers.expect(unit)
-        messages = list(_rows_messages(lines, self._max_message))
-        messages[-1] += encode_flush(unit.flush_id)
+        messages = list(_rows_messages(lines, self._max_message)) if lines else [b""]
+        progress = self.progress
+        if progress is None:
+            messages[-1] += encode_flush(unit.flush_id)
+        else:
+            messages[-1] += encode_flush_progress(unit.flush_id, self._progress_key(progress),
+                                                  progress.committed + len(lines), complete)
         for message in messages:
             self._send(message)
         self._rows_sent += len(lines)
+        if progress is not None:
+            self.flush()  # its count claims every earlier row: nothing goes out before its Ack
+            progress.committed += len(lines)
 
     def _send(self, data: bytes) -> None:
         assert self._conn is not None

@@ -8,19 +8,17 @@ exist between open() and close() and are never pickled.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import discovery, validation
 from .batching import Batcher
 from .encoding import RowEncoder, session_time_zone
 from .errors import ConfigurationError, DiscoveryError
+from .progress_key import ProgressName, ReplayCount, split_progress_table, task_query_id
 from .proxy_sink import ProxySettings, ProxySink
 from .sink import Sink
 from .target import Target
 from .validation import DEFAULT_PROGRESS_TABLE, WriterConfig
-
-if TYPE_CHECKING:  # progress.py needs psycopg, which the proxy path runs without
-    from . import progress as progress_mod
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +113,7 @@ class LakebaseForeachWriter:
         self._batcher: Optional[Batcher] = None
         self._encoder: Optional[RowEncoder] = None
         self._sink: Optional[Sink] = None
-        self._progress: Optional["progress_mod.Progress"] = None  # exactly_once
+        self._progress: Optional[ReplayCount] = None  # exactly_once
 
     def __getstate__(self) -> Dict[str, Any]:
         return {"_config": self._config}
@@ -152,8 +150,7 @@ class LakebaseForeachWriter:
     # ---- Spark's ForeachWriter contract ---------------------------------------------------
 
     def open(self, partition_id: int, epoch_id: int) -> bool:
-        """Connect and start the flush timer; raises on failure. Returns False only with
-        exactly_once, for a (partition, epoch) whose rows are all committed already."""
+        """Connect and start the flush timer; raises on failure; returns True."""
         if self._batcher is not None:  # a previous task on this object did not close
             self._batcher.close(discard=True)
             self._reset_runtime()
@@ -164,11 +161,8 @@ class LakebaseForeachWriter:
             # The target's column types decide how TimestampType values are written.
             self._encoder = RowEncoder(cfg.columns, cfg.version_column, sink.column_types or None,
                                        cfg.session_time_zone)
-            if cfg.progress_table is not None and not self._load_progress(sink, partition_id,
-                                                                          epoch_id):
-                sink.close(discard=True)
-                self._reset_runtime()
-                return False
+            if cfg.progress_table is not None:
+                self._load_progress(sink, partition_id, epoch_id)
         except BaseException:
             sink.close(discard=True)
             self._reset_runtime()
@@ -195,11 +189,13 @@ class LakebaseForeachWriter:
         self._reset_runtime()
         if batcher is None:
             return
-        # exactly_once is direct-only (refused with a proxy), so sink is a DirectSink here.
         if error is None and progress is not None:
             try:  # exactly_once: mark the epoch complete once all its rows are
                 batcher.flush()
-                sink.with_connection("marking the epoch complete", progress.finish)
+                if isinstance(sink, ProxySink):
+                    sink.finish_progress()
+                else:
+                    sink.with_connection("marking the epoch complete", progress.finish)
             except BaseException:
                 batcher.close(discard=True)
                 raise
@@ -207,23 +203,28 @@ class LakebaseForeachWriter:
 
     # ---- internals ------------------------------------------------------------------------
 
-    def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> bool:
-        """exactly_once: reads what this (query, partition, epoch) has committed; False if all."""
-        # exactly_once is direct-only: psycopg is there
-        from . import progress as progress_mod
-        from .direct import DirectSink
-
+    def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> None:
+        """exactly_once: what this (query, partition, epoch) has committed (the direct path
+        reads it here, the proxy path's sink in connect(), with ProgressQuery)."""
         cfg = self._config
-        assert isinstance(sink, DirectSink) and cfg.progress_table is not None
-        progress = progress_mod.Progress(cfg.progress_table,
-                                         progress_mod.task_query_id(cfg.query_name),
-                                         partition_id, epoch_id)
-        sink.with_connection("reading the exactly_once progress", progress.load)
-        if progress.complete:
-            return False
-        sink.progress = progress
+        assert cfg.progress_table is not None
+        if isinstance(sink, ProxySink):
+            assert sink.progress is not None
+            progress: Any = sink.progress
+        else:
+            from . import progress as progress_mod  # the direct path: psycopg is there
+            from .direct import DirectSink
+
+            assert isinstance(sink, DirectSink)
+            progress = progress_mod.Progress(cfg.progress_table, task_query_id(cfg.query_name),
+                                             partition_id, epoch_id)
+            sink.with_connection("reading the exactly_once progress", progress.load)
+            sink.progress = progress
+        # A complete epoch is not skipped with open() -> False: in real-time mode Spark calls
+        # close(None) also for an epoch that query.stop() cut short, and replays it after a
+        # restart reading on past its old end; the replay's leading rows_committed rows are
+        # skipped, and whatever follows them is new.
         self._progress = progress
-        return True
 
     def _make_sink(self, partition_id: int, epoch_id: int) -> Sink:
         cfg = self._config
@@ -232,11 +233,15 @@ class LakebaseForeachWriter:
                         primary_keys=cfg.primary_keys, version_column=cfg.version_column,
                         coalesce_columns=cfg.coalesce_columns)
         if cfg.proxy is not None:
-            return ProxySink(ProxySettings(
+            sink = ProxySink(ProxySettings(
                 address=cfg.proxy, token=cfg.proxy_token or "",
                 client_name=f"spark partition {partition_id} epoch {epoch_id}",
                 connect_retries=cfg.max_retries, retry_base_delay_s=cfg.retry_base_delay_s),
                 target)
+            if cfg.progress_table is not None:  # exactly_once: connect() reads it
+                sink.progress = ReplayCount(cfg.progress_table, task_query_id(cfg.query_name),
+                                            partition_id, epoch_id)
+            return sink
         assert cfg.host is not None
         # psycopg only for the direct path: the proxy path runs without it.
         from .direct import ConnectionSettings, DirectSink, RetryPolicy
@@ -257,16 +262,15 @@ class LakebaseForeachWriter:
 
 
 def _check_exactly_once(exactly_once: Any, progress_table: Any, query_name: Any,
-                        proxy: Optional[str]) -> Optional["progress_mod.ProgressTable"]:
+                        proxy: Optional[str]) -> Optional[ProgressName]:
     if not isinstance(exactly_once, bool):
         raise ConfigurationError(f"exactly_once must be True or False, not {exactly_once!r}")
     if not exactly_once:
         return None
-    if proxy is not None:
-        raise ConfigurationError("exactly_once=True is not supported through the proxy yet: "
-                                 "write directly (see python/README.md)")
     if query_name is not None and (not isinstance(query_name, str) or not query_name):
         raise ConfigurationError(f"query_name must be a non-empty string, not {query_name!r}")
+    if proxy is not None:  # the proxy writes the rows: no psycopg here
+        return split_progress_table(progress_table)
     from . import progress as progress_mod  # the direct path's: psycopg is there
 
     return progress_mod.parse_progress_table(progress_table)

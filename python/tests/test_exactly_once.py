@@ -1,5 +1,6 @@
-"""exactly_once=True on the direct path (progress.py): a retried task or a restarted query
-replays (partition, epoch) and the table still holds every source row once.
+"""exactly_once=True, directly (progress.py) and through lakebase-proxy (FlushProgress and
+ProgressQuery, docs/ingest-protocol.md): a retried task or a restarted query replays
+(partition, epoch) and the table still holds every source row once.
 
 Spark cases use the Kafka source (tests/harness/kafkaharness.py) in micro-batch mode; the same
 cases with exactly_once=False show the duplicates the option removes. The
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import sys
 import uuid
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
 
 import psycopg
 import pytest
@@ -20,6 +22,8 @@ from pyspark import cloudpickle
 import kafka_support as ks
 from kafka_support import broker  # noqa: F401  (fixture)
 from lakebase_foreachwriter import ConfigurationError, LakebaseForeachWriter
+from lakebase_foreachwriter import ingest_protocol
+from proxyproc import ProxyProcess, free_port, proxy_sections, start_proxy, write_ini
 
 ROWS = 1000
 FAIL_AFTER = 250  # rows of partition 0 processed before its first attempt fails
@@ -56,6 +60,14 @@ class FailOnce:
         self.writer.close(error)
 
 
+@pytest.fixture(scope="module")
+def proxy(pg: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc, address = start_proxy(pg, tmp_path_factory.mktemp("proxy"),
+                                pool={"min_size": 1, "max_size": 2})
+    yield address
+    assert proc.stop() == 0, proc.log[-5000:]
+
+
 def make_writer(conn_args: Dict[str, Any], table: str, mode: str,
                 exactly_once: bool, **kw: Any) -> LakebaseForeachWriter:
     return LakebaseForeachWriter(table=table, df=ks.SCHEMA, mode=mode, batch_size=BATCH,
@@ -85,15 +97,18 @@ def start(spark: Any, broker: Any, topic: str, writer: Any, ck: str, **trigger: 
 
 # ---- a task that fails once (micro-batch) ---------------------------------------------------
 
-@pytest.mark.parametrize("mode,exactly_once", [
-    ("insert", False), ("insert", True), ("bulk-insert", False), ("bulk-insert", True),
-    ("upsert", True)])
+@pytest.mark.parametrize("mode,exactly_once,via", [
+    ("insert", False, "direct"), ("insert", True, "direct"), ("bulk-insert", False, "direct"),
+    ("bulk-insert", True, "direct"), ("upsert", True, "direct"),
+    ("insert", False, "proxy"), ("insert", True, "proxy"), ("bulk-insert", True, "proxy"),
+    ("upsert", True, "proxy")])
 def test_failed_task_micro_batch(spark, broker, db, conn_args, table_name, tmp_path, mode,
-                                 exactly_once):
+                                 exactly_once, via, request):
     ks.create_table(db, table_name, keyed=mode == "upsert")
     topic = ks.new_topic(broker)
     ks.produce(broker, topic, 0, ROWS)
-    writer = FailOnce(make_writer(conn_args, table_name, mode, exactly_once))
+    where = conn_args if via == "direct" else {"proxy": request.getfixturevalue("proxy")}
+    writer = FailOnce(make_writer(where, table_name, mode, exactly_once))
     query = start(spark, broker, topic, writer, str(tmp_path / "ck"), availableNow=True)
     query.awaitTermination(180)
     assert query.exception() is None, query.exception()
@@ -130,9 +145,13 @@ def progress_rows(db: psycopg.Connection, table: str) -> List[Any]:
                       f'"progress_{table}" ORDER BY 1, 2').fetchall()
 
 
-def test_writer_replay_skips_committed_rows_and_complete_epochs(db, conn_args, table_name):
-    ks.create_table(db, table_name)
-    writer = make_writer(conn_args, table_name, "insert", True, query_name="q1")
+@pytest.mark.parametrize("via,mode", [("direct", "insert"), ("proxy", "insert"),
+                                      ("proxy", "bulk-insert"), ("proxy", "upsert")])
+def test_writer_replay_skips_committed_rows_and_complete_epochs(db, conn_args, table_name, via,
+                                                                mode, request):
+    ks.create_table(db, table_name, keyed=mode == "upsert")
+    where = conn_args if via == "direct" else {"proxy": request.getfixturevalue("proxy")}
+    writer = make_writer(where, table_name, mode, True, query_name="q1")
     batch = rows(0, 250)
     assert run_task(writer, 7, batch, fail_after=230)  # 200 committed, 30 dropped
     assert len(ks.id_counts(db, table_name)) == 200
@@ -140,9 +159,15 @@ def test_writer_replay_skips_committed_rows_and_complete_epochs(db, conn_args, t
     assert run_task(writer, 7, batch)  # the retry writes only the other 50
     assert ks.id_counts(db, table_name) == {i: 1 for i in range(250)}
     assert progress_rows(db, table_name) == [(0, 7, 250, True)]
-    assert not run_task(writer, 7, batch)  # complete: open() returns False
-    assert run_task(writer, 8, rows(250, 10))  # a newer epoch prunes the older
-    assert ks.id_counts(db, table_name) == {i: 1 for i in range(260)}
+    assert run_task(writer, 7, batch)  # complete: the replay writes nothing
+    assert ks.id_counts(db, table_name) == {i: 1 for i in range(250)}
+    # Real-time mode: Spark closes an epoch that query.stop() cut short with close(None), and
+    # after the restart replays it past its old end: the rows after the committed ones are new.
+    assert run_task(writer, 7, rows(0, 300))
+    assert ks.id_counts(db, table_name) == {i: 1 for i in range(300)}
+    assert progress_rows(db, table_name) == [(0, 7, 300, True)]
+    assert run_task(writer, 8, rows(300, 10))  # a newer epoch prunes the older
+    assert ks.id_counts(db, table_name) == {i: 1 for i in range(310)}
     assert progress_rows(db, table_name) == [(0, 8, 10, True)]
 
 
@@ -194,10 +219,50 @@ def test_bad_exactly_once_arguments(conn_args, table_name, bad):
                               **{"exactly_once": True, **bad})
 
 
-def test_exactly_once_through_the_proxy_is_refused():
-    with pytest.raises(ConfigurationError, match="proxy"):
-        LakebaseForeachWriter(table="t", df=ks.SCHEMA, proxy="127.0.0.1:1",
-                              exactly_once=True)
+def test_exactly_once_needs_a_proxy_that_speaks_1_1(db, proxy, table_name, monkeypatch):
+    """A proxy older than protocol 1.1 cannot write progress rows: open() says so."""
+    ks.create_table(db, table_name)
+    monkeypatch.setattr(ingest_protocol, "PROGRESS_MINOR", 2)  # as if the proxy were older
+    writer = make_writer({"proxy": proxy}, table_name, "insert", True, query_name="q")
+    with pytest.raises(ConfigurationError, match=r"speaks ingest protocol 1\.1; .* needs 1\.2"):
+        writer.open(0, 0)
+
+
+# ---- through the proxy ------------------------------------------------------------------
+
+def test_proxy_restart_between_flushes_replays_exactly_what_is_missing(pg, db, table_name,
+                                                                       tmp_path):
+    """The proxy stops after a task's first flush committed and before its next: the task
+    fails; its retry, through the restarted proxy, skips the committed rows and writes the
+    rest, each once."""
+    ks.create_table(db, table_name)
+    port = free_port()
+    ini = write_ini(tmp_path / "proxy.ini", proxy_sections(pg, port))
+    env = {"LAKEBASE_PROXY_UPSTREAM_PASSWORD": pg.password}
+    proc = ProxyProcess(ini, env)
+    proc.wait_log(r"event=listening")
+    writer = make_writer({"proxy": f"127.0.0.1:{port}"}, table_name, "insert", True,
+                         query_name="q4", max_retries=0)
+    batch = rows(0, 250)
+    assert writer.open(0, 3)
+    for row in batch[:150]:
+        writer.process(row)  # the 100th row flushes (acknowledged before process() goes on)
+    assert proc.stop() == 0, proc.log[-5000:]
+    with pytest.raises(Exception):
+        for row in batch[150:]:
+            writer.process(row)  # the next flush finds the proxy gone
+        writer.close(None)
+    writer.close(RuntimeError("task failed"))
+    committed = ks.id_counts(db, table_name)  # 100, or 150 if the writer's timer flushed
+    assert len(committed) in (100, 150) and committed == {i: 1 for i in range(len(committed))}
+    proc = ProxyProcess(ini, env)
+    proc.wait_log(r"event=listening")
+    try:
+        assert run_task(writer, 3, batch)  # Spark's retry replays the partition
+    finally:
+        assert proc.stop() == 0, proc.log[-5000:]
+    assert ks.id_counts(db, table_name) == {i: 1 for i in range(250)}
+    assert progress_rows(db, table_name) == [(0, 3, 250, True)]
 
 
 def test_progress_table_in_a_schema_is_created(db, conn_args, table_name):

@@ -34,6 +34,33 @@ static void check_error_text(const struct pgw_frame *f)
 	free(text);
 }
 
+/*
+ * 1.1's progress messages: a decoded row's strings lie inside the frame
+ * (their lengths and the fixed fields add up to it), and checking the
+ * values never reads past them.
+ */
+static void check_progress(const struct pgw_frame *f)
+{
+	struct igp_progress p;
+	char state[6], msg[256];
+	uint64_t id;
+
+	if (igp_parse_flush_progress(f, &id, &p) == PGW_OK) {
+		if (strlen(p.schema) + strlen(p.table) + strlen(p.query_id) +
+		        3 + 33 !=
+		    f->len)
+			abort();
+		igp_progress_check(&p, true, state, msg, sizeof(msg));
+	}
+	if (igp_parse_progress_query(f, &id, &p) == PGW_OK) {
+		if (strlen(p.schema) + strlen(p.table) + strlen(p.query_id) +
+		        3 + 24 !=
+		    f->len)
+			abort();
+		igp_progress_check(&p, false, state, msg, sizeof(msg));
+	}
+}
+
 /* First byte: column count for the row checker; the rest: a client's bytes. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -73,6 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			igp_open_free(&o);
 		}
 		igp_parse_flush(&f, &id);
+		check_progress(&f);
 		igp_parse_close(&f);
 		igp_parse_answer(&f, &a);
 		check_error_text(&f);

@@ -50,7 +50,7 @@ static struct igp_open sample_open(void)
 START_TEST(test_spec_hello)
 {
 	static const uint8_t want[] = {0x48, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x01,
-	                               0x00, 0x00, 0x74, 0x31, 0x00, 0x00};
+	                               0x00, 0x01, 0x74, 0x31, 0x00, 0x00};
 	struct evbuffer *b = evbuffer_new();
 	struct igp_hello h;
 	struct pgw_frame f;
@@ -60,7 +60,7 @@ START_TEST(test_spec_hello)
 	f = only_frame(b);
 	ck_assert_int_eq(igp_parse_hello(&f, &h), PGW_OK);
 	ck_assert_uint_eq(h.major, 1);
-	ck_assert_uint_eq(h.minor, 0);
+	ck_assert_uint_eq(h.minor, 1);
 	ck_assert_str_eq(h.client_name, "t1");
 	ck_assert_str_eq(h.token, "");
 	frame_free(&f);
@@ -135,7 +135,7 @@ END_TEST
 START_TEST(test_answer_bytes)
 {
 	static const uint8_t hello_ok[] = {
-	    'h', 0, 0, 0, 24,   0, 1, 0, 0,   0,   0x10, 0, 0,
+	    'h', 0, 0, 0, 24,   0, 1, 0, 1,   0,   0x10, 0, 0,
 	    0,   0, 0, 0, 0x40, 0, 0, 0, 'p', 'x', 'y',  0};
 	static const uint8_t err[] = {'E', 0,   0,   0, 12,  '0', '8',
 	                              'P', '0', '1', 0, 'x', 0};
@@ -257,7 +257,7 @@ START_TEST(test_answers_round_trip)
 	ck_assert_int_eq(igp_parse_answer(&f, &a), PGW_OK);
 	ck_assert_uint_eq(a.type, 'h');
 	ck_assert_uint_eq(a.major, 1);
-	ck_assert_uint_eq(a.minor, 0);
+	ck_assert_uint_eq(a.minor, 1);
 	ck_assert_uint_eq(a.max_frame, 123456);
 	ck_assert_uint_eq(a.max_flush, UINT64_MAX - 1);
 	ck_assert_str_eq(a.server_name, "lbp-1");
@@ -371,6 +371,144 @@ START_TEST(test_client_name_limit)
 }
 END_TEST
 
+/* ---- 1.1: progress rows (section 10's example bytes) ---- */
+
+static const struct igp_progress sample_progress = {.schema = "",
+                                                    .table = "p",
+                                                    .query_id = "q",
+                                                    .partition_id = 1,
+                                                    .epoch_id = 2,
+                                                    .rows_committed = 500,
+                                                    .complete = 0};
+
+START_TEST(test_spec_flush_progress)
+{
+	static const uint8_t want[] = {
+	    0x50, 0x00, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x07, 0x00, 0x70, 0x00, 0x71, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xf4, 0x00};
+	struct evbuffer *b = evbuffer_new();
+	struct igp_progress p;
+	struct pgw_frame f;
+	uint64_t id = 0;
+
+	ck_assert(igp_put_flush_progress(b, 7, &sample_progress));
+	expect_buf(b, want, sizeof(want));
+	f = only_frame(b);
+	ck_assert_int_eq(igp_parse_flush_progress(&f, &id, &p), PGW_OK);
+	ck_assert_uint_eq(id, 7);
+	ck_assert_str_eq(p.schema, "");
+	ck_assert_str_eq(p.table, "p");
+	ck_assert_str_eq(p.query_id, "q");
+	ck_assert_uint_eq(p.partition_id, 1);
+	ck_assert_uint_eq(p.epoch_id, 2);
+	ck_assert_uint_eq(p.rows_committed, 500);
+	ck_assert_uint_eq(p.complete, 0);
+	/* A FlushProgress is not a Flush, nor a ProgressQuery. */
+	ck_assert_int_ne(igp_parse_flush(&f, &id), PGW_OK);
+	ck_assert_int_ne(igp_parse_progress_query(&f, &id, &p), PGW_OK);
+	frame_free(&f);
+	evbuffer_free(b);
+}
+END_TEST
+
+START_TEST(test_spec_progress_query_and_answer)
+{
+	static const uint8_t want_q[] = {
+	    0x51, 0x00, 0x00, 0x00, 0x21, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x00, 0x00, 0x08, 0x00, 0x70, 0x00, 0x71, 0x00,
+	    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+	    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02};
+	static const uint8_t want_a[] = {
+	    0x70, 0x00, 0x00, 0x00, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	    0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xf4, 0x01};
+	struct evbuffer *b = evbuffer_new();
+	struct igp_progress p;
+	struct igp_answer a;
+	struct pgw_frame f;
+	uint64_t id = 0;
+
+	ck_assert(igp_put_progress_query(b, 8, &sample_progress));
+	expect_buf(b, want_q, sizeof(want_q));
+	f = only_frame(b);
+	ck_assert_int_eq(igp_parse_progress_query(&f, &id, &p), PGW_OK);
+	ck_assert_uint_eq(id, 8);
+	ck_assert_str_eq(p.table, "p");
+	ck_assert_uint_eq(p.epoch_id, 2);
+	ck_assert_uint_eq(p.rows_committed, 0);
+	frame_free(&f);
+	evbuffer_drain(b, evbuffer_get_length(b));
+	ck_assert(igp_put_progress(b, 8, 500, true));
+	expect_buf(b, want_a, sizeof(want_a));
+	f = only_frame(b);
+	ck_assert_int_eq(igp_parse_answer(&f, &a), PGW_OK);
+	ck_assert_uint_eq(a.type, IGP_MSG_PROGRESS);
+	ck_assert_uint_eq(a.flush_id, 8);
+	ck_assert_uint_eq(a.rows, 500);
+	ck_assert_uint_eq(a.complete, 1);
+	frame_free(&f);
+	evbuffer_free(b);
+}
+END_TEST
+
+static bool run_progress_check(struct igp_progress p, bool with_count,
+                               const char *state)
+{
+	char st[6] = "", msg[200] = "";
+	bool ok = igp_progress_check(&p, with_count, st, msg, sizeof(msg));
+
+	if (state == NULL)
+		return ok;
+	return !ok && strcmp(st, state) == 0 && msg[0] != '\0';
+}
+
+START_TEST(test_progress_check)
+{
+	struct igp_progress p = sample_progress, q;
+	char long_id[IGP_MAX_QUERY_ID + 2];
+
+	ck_assert(run_progress_check(p, true, NULL));
+	q = p;
+	q.schema = "s";
+	ck_assert(run_progress_check(q, true, NULL));
+	q.schema = "bad\x01";
+	ck_assert(run_progress_check(q, true, "42602"));
+	q = p;
+	q.table = "";
+	ck_assert(run_progress_check(q, true, "42602"));
+	q.table = "t\xff";
+	ck_assert(run_progress_check(q, true, "42602"));
+	q = p;
+	q.query_id = "";
+	ck_assert(run_progress_check(q, true, "22023"));
+	q.query_id = "a\nb";
+	ck_assert(run_progress_check(q, true, "22023"));
+	memset(long_id, 'q', sizeof(long_id) - 1);
+	long_id[IGP_MAX_QUERY_ID + 1] = '\0';
+	q.query_id = long_id;
+	ck_assert(run_progress_check(q, true, "22023"));
+	long_id[IGP_MAX_QUERY_ID] = '\0';
+	ck_assert(run_progress_check(q, true, NULL));
+	q = p;
+	q.partition_id = (uint64_t)INT64_MAX + 1; /* -2^63 on the wire */
+	ck_assert(run_progress_check(q, true, "22023"));
+	q = p;
+	q.epoch_id = UINT64_MAX; /* -1 */
+	ck_assert(run_progress_check(q, false, "22023"));
+	q = p;
+	q.rows_committed = UINT64_MAX;
+	ck_assert(run_progress_check(q, true, "22023"));
+	ck_assert(run_progress_check(q, false, NULL)); /* a query has none */
+	q = p;
+	q.complete = 2;
+	ck_assert(run_progress_check(q, true, "22023"));
+	ck_assert(run_progress_check(q, false, NULL));
+	q.complete = 1;
+	ck_assert(run_progress_check(q, true, NULL));
+}
+END_TEST
+
 /* ---- truncation and trailing bytes, for every message ---- */
 
 typedef bool (*parse_fn)(const struct pgw_frame *f);
@@ -398,6 +536,22 @@ static bool p_flush(const struct pgw_frame *f)
 	uint64_t id;
 
 	return igp_parse_flush(f, &id) == PGW_OK;
+}
+
+static bool p_flush_progress(const struct pgw_frame *f)
+{
+	struct igp_progress p;
+	uint64_t id;
+
+	return igp_parse_flush_progress(f, &id, &p) == PGW_OK;
+}
+
+static bool p_progress_query(const struct pgw_frame *f)
+{
+	struct igp_progress p;
+	uint64_t id;
+
+	return igp_parse_progress_query(f, &id, &p) == PGW_OK;
 }
 
 static bool p_answer(const struct pgw_frame *f)
@@ -460,6 +614,12 @@ START_TEST(test_truncated_every_length)
 	ck_assert(igp_put_flush_error(b, 1, "22P04", "bad", "", 3));
 	check_cuts(b, p_answer);
 	ck_assert(igp_put_error(b, "08P01", "x"));
+	check_cuts(b, p_answer);
+	ck_assert(igp_put_flush_progress(b, 3, &sample_progress));
+	check_cuts(b, p_flush_progress);
+	ck_assert(igp_put_progress_query(b, 4, &sample_progress));
+	check_cuts(b, p_progress_query);
+	ck_assert(igp_put_progress(b, 4, 10, false));
 	check_cuts(b, p_answer);
 	evbuffer_free(b);
 }
@@ -953,6 +1113,28 @@ static void check_open_reencodes(const struct pgw_frame *f)
 	igp_open_free(&o);
 }
 
+/* A decoded progress row has its strings inside the frame; checking it
+ * never crashes whatever the values. */
+static void feed_progress(const struct pgw_frame *f)
+{
+	struct igp_progress p;
+	char st[6], msg[200];
+	uint64_t id;
+
+	if (igp_parse_flush_progress(f, &id, &p) == PGW_OK) {
+		REQUIRE(strlen(p.schema) + strlen(p.table) +
+		            strlen(p.query_id) + 3 + 33 ==
+		        f->len);
+		(void)igp_progress_check(&p, true, st, msg, sizeof(msg));
+	}
+	if (igp_parse_progress_query(f, &id, &p) == PGW_OK) {
+		REQUIRE(strlen(p.schema) + strlen(p.table) +
+		            strlen(p.query_id) + 3 + 24 ==
+		        f->len);
+		(void)igp_progress_check(&p, false, st, msg, sizeof(msg));
+	}
+}
+
 static void feed_all(const struct pgw_frame *f)
 {
 	struct igp_answer a;
@@ -966,6 +1148,7 @@ static void feed_all(const struct pgw_frame *f)
 		REQUIRE(f->len == 8);
 	if (igp_parse_answer(f, &a) == PGW_OK)
 		REQUIRE(a.type == f->type);
+	feed_progress(f);
 }
 
 static void seed_messages(struct evbuffer *b)
@@ -982,6 +1165,9 @@ static void seed_messages(struct evbuffer *b)
 	REQUIRE(igp_put_flush_error(b, 1, "22P04", "m", "d", 3));
 	REQUIRE(igp_put_error(b, "08P01", "x"));
 	REQUIRE(igp_put_close_ok(b));
+	REQUIRE(igp_put_flush_progress(b, 6, &sample_progress));
+	REQUIRE(igp_put_progress_query(b, 7, &sample_progress));
+	REQUIRE(igp_put_progress(b, 7, 500, true));
 }
 
 static void mutate(uint8_t *p, size_t *len, size_t cap)
@@ -1014,7 +1200,7 @@ static void mutate(uint8_t *p, size_t *len, size_t cap)
 
 START_TEST(test_fuzz_decoders)
 {
-	static const uint8_t types[] = "HODFXhoaeEcZ";
+	static const uint8_t types[] = "HODFXhoaeEcZPQp";
 	struct evbuffer *b = evbuffer_new();
 	struct pgw_frame seeds[16];
 	size_t nseeds = 0;
@@ -1027,7 +1213,7 @@ START_TEST(test_fuzz_decoders)
 		pgw_frame_consume(b, &seeds[nseeds]);
 		nseeds++;
 	}
-	ck_assert_uint_eq(nseeds, 9);
+	ck_assert_uint_eq(nseeds, 12);
 	for (long i = 0; i < 150000; i++) {
 		const struct pgw_frame *s = &seeds[rnd() % nseeds];
 		size_t len = s->len;
@@ -1035,7 +1221,7 @@ START_TEST(test_fuzz_decoders)
 
 		memcpy(buf, s->body, len);
 		mutate(buf, &len, sizeof(buf));
-		f = frame_of(rnd() % 8 == 0 ? types[rnd() % 12] : s->type, buf,
+		f = frame_of(rnd() % 8 == 0 ? types[rnd() % 15] : s->type, buf,
 		             len);
 		feed_all(&f);
 		frame_free(&f);
@@ -1060,6 +1246,8 @@ static Suite *ingest_proto_suite(void)
 	tcase_add_test(bytes, test_open_bytes);
 	tcase_add_test(bytes, test_answer_bytes);
 	tcase_add_test(bytes, test_rows_and_close_bytes);
+	tcase_add_test(bytes, test_spec_flush_progress);
+	tcase_add_test(bytes, test_spec_progress_query_and_answer);
 	suite_add_tcase(s, bytes);
 	tcase_add_test(trip, test_open_round_trip);
 	tcase_add_test(trip, test_open_empty_lists);
@@ -1076,6 +1264,7 @@ static Suite *ingest_proto_suite(void)
 	tcase_add_test(hostile, test_open_free_zeroed);
 	tcase_add_test(hostile, test_fuzz_decoders);
 	suite_add_tcase(s, hostile);
+	tcase_add_test(check, test_progress_check);
 	tcase_add_test(check, test_check_valid);
 	tcase_add_test(check, test_check_names);
 	tcase_add_test(check, test_check_rules);

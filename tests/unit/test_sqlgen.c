@@ -666,6 +666,164 @@ START_TEST(test_batch_with_dead_letters)
 }
 END_TEST
 
+/* ---- exactly-once progress rows ---- */
+
+#define PROGRESS_CREATE(name)                                                  \
+	"CREATE TABLE IF NOT EXISTS " name " (query_id text NOT NULL, "        \
+	"partition_id bigint NOT NULL, epoch_id bigint NOT NULL, "             \
+	"rows_committed bigint NOT NULL, complete boolean NOT NULL DEFAULT "   \
+	"false, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY "   \
+	"(query_id, partition_id, epoch_id))"
+
+START_TEST(test_progress_read)
+{
+	struct sql_progress p = {.schema = "s\"x",
+	                         .table = "P",
+	                         .query_id = "q'1\\",
+	                         .partition_id = 3,
+	                         .epoch_id = 4};
+	char *sql = sql_progress_read(&p);
+	struct sql_progress *copy;
+
+	ck_assert_str_eq(
+	    sql, PROGRESS_CREATE("\"s\"\"x\".\"P\"") "; SELECT rows_committed, "
+	                                             "complete FROM "
+	                                             "\"s\"\"x\".\"P\" WHERE "
+	                                             "query_id = E'q''1\\\\' "
+	                                             "AND partition_id = 3 AND "
+	                                             "epoch_id = 4");
+	free(sql);
+	copy = sql_progress_copy(&p);
+	ck_assert_str_eq(copy->schema, "s\"x");
+	ck_assert_str_eq(copy->table, "P");
+	ck_assert_str_eq(copy->query_id, "q'1\\");
+	ck_assert(copy->table != p.table && copy->epoch_id == 4);
+	free(copy);
+	p.schema = NULL;
+	copy = sql_progress_copy(&p);
+	ck_assert_str_eq(copy->schema, "");
+	free(copy);
+	sql = sql_progress_read(&p);
+	ck_assert_ptr_nonnull(strstr(sql, "FROM \"P\" WHERE"));
+	free(sql);
+	p.partition_id = -1;
+	ck_assert_ptr_null(sql_progress_read(&p));
+	p.partition_id = 0;
+	p.query_id = "";
+	ck_assert_ptr_null(sql_progress_read(&p));
+	p.query_id = "q";
+	p.table = "";
+	ck_assert_ptr_null(sql_progress_read(&p));
+}
+END_TEST
+
+#define PROGRESS_UPSERT(table, q, vals, where)                                 \
+	"; INSERT INTO " table " AS p (query_id, partition_id, epoch_id, "     \
+	"rows_committed, complete) VALUES (" q ", " vals                       \
+	") ON CONFLICT (query_id, partition_id, epoch_id) DO UPDATE SET "      \
+	"rows_committed = GREATEST(p.rows_committed, "                         \
+	"EXCLUDED.rows_committed), complete = p.complete OR "                  \
+	"EXCLUDED.complete, updated_at = now(); DELETE FROM " table            \
+	" WHERE query_id = " q " AND partition_id = " where
+
+START_TEST(test_batch_statement_progress)
+{
+	struct sql_target t = {
+	    .table = "t", .mode = SQL_INSERT, .ncols = 2, .cols = cols2};
+	struct sql_progress a = {.table = "pr",
+	                         .query_id = "q",
+	                         .partition_id = 2,
+	                         .epoch_id = 1,
+	                         .rows_committed = 30};
+	struct sql_progress b = a, c = a;
+	const struct sql_progress *rows[] = {&a, &b, &c};
+	char *sql, *plain;
+
+	b.partition_id = 1;
+	b.rows_committed = 7;
+	b.complete = true;
+	c.query_id = "p";
+	c.partition_id = 1;
+	c.rows_committed = 9;
+	/* nothing extra: the plain batch */
+	sql = sql_batch_statement(&t, NULL, NULL, 0, NULL, 0);
+	plain = sql_insert_batch(&t);
+	ck_assert_str_eq(sql, plain);
+	free(sql);
+	free(plain);
+	/* one CREATE per table; rows in key order */
+	sql = sql_batch_statement(&t, NULL, NULL, 0, rows, 3);
+	ck_assert_str_eq(
+	    sql,
+	    PROGRESS_CREATE(
+	        "\"pr\"") "; BEGIN; COPY \"t\" "
+	                  "(\"id\", \"v\") FROM STDIN" PROGRESS_UPSERT(
+	                      "\"pr\"", "'p'", "1, 1, 9, false",
+	                      "1 AND epoch_id < 1")
+	                      PROGRESS_UPSERT("\"pr\"", "'q'", "1, 1, 7, true",
+	                                      "1 AND epoch_id < 1")
+	                          PROGRESS_UPSERT(
+	                              "\"pr\"", "'q'", "2, 1, 30, false",
+	                              "2 AND epoch_id < 1") "; COMMIT");
+	free(sql);
+	/* an invalid row: no statement */
+	c.rows_committed = -1;
+	ck_assert_ptr_null(sql_batch_statement(&t, NULL, NULL, 0, rows, 3));
+	c.rows_committed = 9;
+	c.table = "a\x01";
+	ck_assert_ptr_null(sql_batch_statement(&t, NULL, NULL, 0, rows, 3));
+}
+END_TEST
+
+START_TEST(test_batch_statement_progress_with_letters_and_upsert)
+{
+	static const char *const types2[] = {"bigint", "text"};
+	static const char *const key[] = {"id"};
+	struct sql_target t = {
+	    .table = "t", .mode = SQL_INSERT, .ncols = 2, .cols = cols2};
+	struct sql_progress a = {.schema = "s",
+	                         .table = "pr",
+	                         .query_id = "q",
+	                         .partition_id = 0,
+	                         .epoch_id = 5,
+	                         .rows_committed = 3};
+	const struct sql_progress *rows[] = {&a};
+	struct evbuffer *l[1] = {evbuffer_new()};
+	struct sql_dead_letter d = {"22P02", "bad", "", 3, "x"};
+	char *sql, *plain;
+	const char *dl, *pc, *begin, *dead, *up;
+
+	ck_assert(sql_append_dead_letter_row(l[0], &d));
+	sql = sql_batch_statement(&t, NULL, l, 1, rows, 1);
+	dl = strstr(sql, "CREATE TABLE IF NOT EXISTS \"t_dead_letter\"");
+	pc = strstr(sql, "CREATE TABLE IF NOT EXISTS \"s\".\"pr\"");
+	begin = strstr(sql, "; BEGIN; COPY \"t\"");
+	dead = strstr(sql, "; INSERT INTO \"t_dead_letter\"");
+	up = strstr(sql, "; INSERT INTO \"s\".\"pr\" AS p");
+	ck_assert(dl == sql && pc > dl && begin > pc && dead > begin &&
+	          up > dead);
+	ck_assert_ptr_nonnull(
+	    strstr(up, "DELETE FROM \"s\".\"pr\" WHERE query_id = 'q' AND "
+	               "partition_id = 0 AND epoch_id < 5; COMMIT"));
+	free(sql);
+	/* upsert: the staged statements, then the progress row */
+	t.mode = SQL_UPSERT;
+	t.types = types2;
+	t.nkeys = 1;
+	t.keys = key;
+	sql = sql_batch_statement(&t, "lbp_stage_1", NULL, 0, rows, 1);
+	plain = sql_upsert_batch(&t, "lbp_stage_1");
+	plain[strlen(plain) - strlen("; COMMIT")] = '\0';
+	ck_assert_ptr_nonnull(strstr(sql, plain));
+	ck_assert(strstr(sql, plain) < strstr(sql, "INSERT INTO \"s\".\"pr\""));
+	ck_assert(strstr(sql, "CREATE TABLE IF NOT EXISTS \"s\".\"pr\"") <
+	          sql + 200);
+	free(sql);
+	free(plain);
+	evbuffer_free(l[0]);
+}
+END_TEST
+
 START_TEST(test_catalog_lookup)
 {
 	char *sql = sql_catalog_lookup("we'ird", "t\"x");
@@ -726,6 +884,10 @@ static Suite *sqlgen_suite(void)
 	tcase_add_test(stmt, test_batch_with_dead_letters);
 	tcase_add_test(stmt, test_catalog_lookup);
 	tcase_add_test(stmt, test_batch_settings);
+	tcase_add_test(stmt, test_progress_read);
+	tcase_add_test(stmt, test_batch_statement_progress);
+	tcase_add_test(stmt,
+	               test_batch_statement_progress_with_letters_and_upsert);
 	suite_add_tcase(s, stmt);
 	tcase_add_test(err, test_copy_error_line);
 	tcase_add_test(err, test_copy_error_line_malformed);
