@@ -69,6 +69,21 @@ uint64_t ct_find_null(const uint8_t *data, size_t len, const bool *mask,
  */
 bool ct_escape(const uint8_t *s, size_t len, struct evbuffer *out);
 
+/*
+ * COPY's CSV format with its defaults (delimiter ',', quote and escape '"',
+ * NULL the unquoted empty field) into COPY text rows: every whole record of
+ * data[0..len) (one that ends with '\n' outside quotes) is appended to out
+ * as a text row (fields escaped as ct_escape does, NULL as \N), and *used
+ * is the bytes they took (what follows is a partial record). Quotes may
+ * open anywhere in a field, as PostgreSQL reads them; a quoted field is
+ * never NULL. CT_CR for a carriage return outside quotes (PostgreSQL's
+ * \r\n line ends: its call), CT_BAD_ESCAPE for a record that is "\."
+ * alone (PostgreSQL's end-of-data marker): the caller leaves those to the
+ * server. The field count is not checked here (ct_check_rows on out).
+ */
+enum ct_rc ct_csv_to_text(const uint8_t *data, size_t len, struct evbuffer *out,
+                          size_t *used);
+
 /* A short English description, e.g. "wrong number of fields". */
 const char *ct_rc_text(enum ct_rc rc);
 /* The SQLSTATE a client gets for it: 22021 for UTF-8, else 22P04. */

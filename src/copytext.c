@@ -233,6 +233,76 @@ bool ct_escape(const uint8_t *s, size_t len, struct evbuffer *out)
 	return true;
 }
 
+/* One CSV record from p (quotes handled); *end: past its '\n', or 0 when
+ * it is not whole. Fields go to out as text fields. */
+static enum ct_rc csv_record(const uint8_t *p, size_t len, struct evbuffer *out,
+                             struct evbuffer *field, size_t *end)
+{
+	bool quoted = false, saw_quote = false;
+	size_t i;
+
+	*end = 0;
+	if (len >= 3 && p[0] == '\\' && p[1] == '.' && p[2] == '\n')
+		return CT_BAD_ESCAPE;
+	for (i = 0; i < len; i++) {
+		uint8_t c = p[i];
+
+		if (quoted && c == '"' && i + 1 < len && p[i + 1] == '"') {
+			evbuffer_add(field, "\"", 1);
+			i++;
+		} else if (c == '"') {
+			quoted = !quoted;
+			saw_quote = true;
+		} else if (!quoted && c == '\r') {
+			return CT_CR;
+		} else if (!quoted && (c == ',' || c == '\n')) {
+			size_t n = evbuffer_get_length(field);
+			bool ok =
+			    n == 0 && !saw_quote
+			        ? evbuffer_add(out, "\\N", 2) == 0
+			        : ct_escape(evbuffer_pullup(field, -1), n, out);
+
+			evbuffer_drain(field, n);
+			saw_quote = false;
+			if (!ok ||
+			    evbuffer_add(out, c == ',' ? "\t" : "\n", 1) != 0)
+				return CT_NUL; /* out of memory: refused */
+			if (c == '\n') {
+				*end = i + 1;
+				return CT_OK;
+			}
+		} else if (evbuffer_add(field, &c, 1) != 0) {
+			return CT_NUL;
+		}
+	}
+	return CT_OK; /* not whole yet */
+}
+
+enum ct_rc ct_csv_to_text(const uint8_t *data, size_t len, struct evbuffer *out,
+                          size_t *used)
+{
+	struct evbuffer *field = evbuffer_new(), *rec = evbuffer_new();
+	enum ct_rc rc = field && rec ? CT_OK : CT_NUL;
+	size_t end = 1;
+
+	*used = 0;
+	while (rc == CT_OK && *used < len && end > 0) {
+		/* a record goes out only whole */
+		evbuffer_drain(rec, evbuffer_get_length(rec));
+		evbuffer_drain(field, evbuffer_get_length(field));
+		rc = csv_record(data + *used, len - *used, rec, field, &end);
+		if (rc == CT_OK && end > 0) {
+			evbuffer_add_buffer(out, rec);
+			*used += end;
+		}
+	}
+	if (field != NULL)
+		evbuffer_free(field);
+	if (rec != NULL)
+		evbuffer_free(rec);
+	return rc;
+}
+
 const char *ct_rc_text(enum ct_rc rc)
 {
 	switch (rc) {

@@ -84,6 +84,7 @@ struct fco_seq {
 	size_t query_len;
 	unsigned copy_cols;
 	struct evbuffer *tail; /* data after the last whole line */
+	struct evbuffer *raw;  /* CSV: the data as it came, for a handover */
 };
 
 /* A coalesced explicit transaction: its rows wait for COMMIT. */
@@ -129,17 +130,22 @@ static void seq_free(struct fco_seq *q)
 		evbuffer_free(q->rows);
 	if (q->tail != NULL)
 		evbuffer_free(q->tail);
+	if (q->raw != NULL)
+		evbuffer_free(q->raw);
 	free(q);
 }
 
-/* COPY FROM STDIN in a Query, in the text format's defaults. */
+/* COPY FROM STDIN in a Query, in the text or CSV format's defaults. */
 static bool copy_fits(const struct sqlr_stmt *st, const char *name)
 {
 	const struct sqlr_copy *c = &st->copy;
 
-	return name == NULL && st->kind == SQLR_COPY &&
-	       c->format == SQLR_TEXT && c->delimiter == '\t' &&
-	       strcmp(c->null_str, "\\N") == 0 && !c->header;
+	if (name != NULL || st->kind != SQLR_COPY || c->header)
+		return false;
+	if (c->format == SQLR_CSV)
+		return c->delimiter == ',' && c->quote == '"' &&
+		       c->escape == '"' && c->null_str[0] == '\0';
+	return c->delimiter == '\t' && strcmp(c->null_str, "\\N") == 0;
 }
 
 /*
@@ -1251,7 +1257,9 @@ static const char *start_copy_in(struct fco_seq *q, const struct fco_target *g)
 	const uint8_t *msg;
 
 	if ((q->target = target_of(q, g)) == NULL ||
-	    (q->tail = evbuffer_new()) == NULL)
+	    (q->tail = evbuffer_new()) == NULL ||
+	    (q->stmts[0].st->copy.format == SQLR_CSV &&
+	     (q->raw = evbuffer_new()) == NULL))
 		return "out of memory";
 	if (x != NULL && x->target != NULL && x->target != q->target)
 		return "a second table in the transaction";
@@ -1293,6 +1301,33 @@ static void handover(struct fco_seq *q, const char *why)
 	fe_relay_to_server(cl);
 }
 
+/* CSV: the whole records of the tail, as text rows, checked. */
+static bool csv_data(struct fco_seq *q)
+{
+	struct evbuffer *text = evbuffer_new();
+	const uint8_t *p = evbuffer_pullup(q->tail, -1);
+	struct ct_error err;
+	uint64_t rows;
+	size_t used;
+	bool ok;
+
+	ok =
+	    text != NULL && p != NULL &&
+	    ct_csv_to_text(p, evbuffer_get_length(q->tail), text, &used) ==
+	        CT_OK &&
+	    (evbuffer_get_length(text) == 0 ||
+	     ct_check_rows(evbuffer_pullup(text, -1), evbuffer_get_length(text),
+	                   q->copy_cols, &rows, &err) == CT_OK);
+	if (ok && evbuffer_get_length(text) > 0) {
+		q->nrows += rows;
+		evbuffer_drain(q->tail, used);
+		ok = evbuffer_add_buffer(q->rows, text) == 0;
+	}
+	if (text != NULL)
+		evbuffer_free(text);
+	return ok;
+}
+
 /* CopyData: whole lines checked and kept; false: hand the COPY over. */
 static bool copy_data(struct fco_seq *q, const struct pgw_frame *f)
 {
@@ -1303,12 +1338,16 @@ static bool copy_data(struct fco_seq *q, const struct pgw_frame *f)
 	uint64_t rows;
 	size_t whole;
 
-	if (evbuffer_add(q->tail, f->body, f->len) != 0)
+	if (evbuffer_add(q->tail, f->body, f->len) != 0 ||
+	    (q->raw != NULL && evbuffer_add(q->raw, f->body, f->len) != 0))
 		return false;
 	if (fe->stats.co_held_bytes + evbuffer_get_length(q->rows) +
-	        evbuffer_get_length(q->tail) >
+	        evbuffer_get_length(q->tail) +
+	        (q->raw ? evbuffer_get_length(q->raw) : 0) >
 	    fe->cfg.coalesce_buffer_bytes)
 		return false;
+	if (q->raw != NULL)
+		return csv_data(q);
 	/* the tail holds at most a partial line and this message */
 	nl = evbuffer_search_eol(q->tail, NULL, NULL, EVBUFFER_EOL_LF);
 	if (nl.pos < 0)
@@ -1472,7 +1511,9 @@ bool fco_relay_started(struct fe_client *cl, struct evbuffer *out)
 	cl->co_handover = NULL;
 	ok = pgw_put_pieces(out, PGW_FE_QUERY,
 	                    &(struct pgw_piece){q->query, q->query_len}, 1) &&
-	     put_copy_data(out, q->rows) && put_copy_data(out, q->tail);
+	     (q->raw != NULL
+	          ? put_copy_data(out, q->raw)
+	          : put_copy_data(out, q->rows) && put_copy_data(out, q->tail));
 	seq_free(q);
 	return ok;
 }

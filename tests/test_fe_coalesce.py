@@ -652,3 +652,28 @@ def test_a_refused_transaction_answers_the_copy_that_needed_the_server(
         c.commit()
     assert pg.admin_sql("SELECT id, v FROM co_txcopy ORDER BY id") == [["1", "stored"],
                                                                         ["4", "after"]]
+
+
+def test_copy_csv_is_coalesced_with_postgresqls_reading(front: FrontDoor, pg: PgServer) -> None:
+    fresh_table(pg, "co_csv", "id int PRIMARY KEY, a text, b text")
+    data = (b'1,plain,"quoted, with comma"\n'
+            b'2,,""\n'                           # NULL, then an empty string
+            b'3,"multi\nline","say ""hi"""\n'
+            b'4,a"b,c"d,tail\n'                  # quotes in the middle of a field
+            b'5,"tab\there","back\\slash"\n')
+    with front.connect() as c:
+        with c.cursor().copy("COPY co_csv FROM STDIN WITH (FORMAT csv)") as cp:
+            cp.write(data[:17])  # records split across messages
+            cp.write(data[17:])
+        # CRLF records: left to the server, which reads them as well
+        with c.cursor().copy("COPY co_csv FROM STDIN (FORMAT csv)") as cp:
+            cp.write(b'6,crlf,x\r\n7,crlf,y\r\n')
+        # too many fields: the server's own error
+        with pytest.raises(psycopg.errors.BadCopyFileFormat):
+            with c.cursor().copy("COPY co_csv FROM STDIN CSV") as cp:
+                cp.write(b'8,a,b,c\n')
+    got = pg.admin_sql("SELECT id, coalesce(a, '<null>'), b FROM co_csv ORDER BY id")
+    assert got == [["1", "plain", "quoted, with comma"], ["2", "<null>", ""],
+                   ["3", "multi\nline", 'say "hi"'], ["4", "ab,cd", "tail"],
+                   ["5", "tab\there", "back\\slash"], ["6", "crlf", "x"], ["7", "crlf", "y"]]
+    assert events(front)["coalesced_rows"] == 5

@@ -61,6 +61,37 @@ static void check_progress(const struct pgw_frame *f)
 	}
 }
 
+/*
+ * CSV to text (the front door's COPY): what is taken ends a record; the
+ * text made is whole rows whose count of fields the row checker agrees
+ * with when every record has ncols fields.
+ */
+static void check_csv(const uint8_t *data, size_t size, unsigned ncols)
+{
+	struct evbuffer *out = evbuffer_new();
+	size_t used = 0;
+	enum ct_rc rc;
+
+	if (out == NULL)
+		return;
+	rc = ct_csv_to_text(data, size, out, &used);
+	if (used > size || (used > 0 && data[used - 1] != '\n'))
+		abort();
+	if (rc == CT_OK && used > 0 && evbuffer_get_length(out) == 0)
+		abort(); /* whole records make rows */
+	if (evbuffer_get_length(out) > 0) {
+		const uint8_t *t = evbuffer_pullup(out, -1);
+		size_t n = evbuffer_get_length(out);
+		uint64_t rows;
+		struct ct_error err;
+
+		if (t[n - 1] != '\n')
+			abort();
+		(void)ct_check_rows(t, n, ncols, &rows, &err);
+	}
+	evbuffer_free(out);
+}
+
 /* First byte: column count for the row checker; the rest: a client's bytes. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -85,6 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (rc == CT_OK && (size == 0 || data[size - 1] != '\n'))
 			abort();
 	}
+	check_csv(data, size, ncols);
 	in = evbuffer_new();
 	evbuffer_add(in, data, size);
 	while (pgw_frame_next(in, 1u << 20, &f) == PGW_OK) {

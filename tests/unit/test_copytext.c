@@ -504,6 +504,88 @@ START_TEST(test_throughput)
 }
 END_TEST
 
+/* CSV in, text rows out: the converted text and the bytes taken. */
+static enum ct_rc csv(const char *in, char *out, size_t size, size_t *used)
+{
+	size_t n = strlen(in);
+	uint8_t *copy = malloc(n ? n : 1); /* exact size: ASan sees overreads */
+	struct evbuffer *b = evbuffer_new();
+	enum ct_rc rc;
+	size_t len;
+
+	REQUIRE(copy != NULL && b != NULL);
+	memcpy(copy, in, n);
+	rc = ct_csv_to_text(copy, n, b, used);
+	len = evbuffer_get_length(b);
+	REQUIRE(len < size);
+	evbuffer_remove(b, out, len);
+	out[len] = '\0';
+	evbuffer_free(b);
+	free(copy);
+	return rc;
+}
+
+START_TEST(test_csv_to_text)
+{
+	static const struct {
+		const char *in, *want;
+		size_t used;
+	} cases[] = {
+	    {"1,a\n", "1\ta\n", 4},
+	    {"1,\"\"\n", "1\t\n", 5}, /* quoted empty: '' */
+	    {"1,\n", "1\t\\N\n", 3},  /* unquoted empty: NULL */
+	    {",\n", "\\N\t\\N\n", 2},
+	    {"\"a,b\",\"c\"\"d\"\n", "a,b\tc\"d\n", 13},
+	    {"\"multi\nline\",x\n", "multi\\nline\tx\n", 15},
+	    {"tab\there,back\\slash\n", "tab\\there\tback\\\\slash\n", 20},
+	    {"a\"b,c\"d,e\n", "ab,cd\te\n", 10}, /* quotes mid-field */
+	    {"\"cr\r\",x\n", "cr\\r\tx\n", 8}, /* a CR inside quotes is data */
+	    {"1,a\n2,b", "1\ta\n", 4},         /* a partial record stays */
+	    {"1,\"open\n2,b\n", "", 0},        /* still inside quotes */
+	    {"", "", 0},
+	};
+	char out[256];
+	size_t used;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_int_eq(csv(cases[i].in, out, sizeof(out), &used),
+		                 CT_OK);
+		ck_assert_str_eq(out, cases[i].want);
+		ck_assert_uint_eq(used, cases[i].used);
+	}
+	/* left to the server: \r\n line ends, the end-of-data marker */
+	ck_assert_int_eq(csv("1,a\r\n", out, sizeof(out), &used), CT_CR);
+	ck_assert_int_eq(csv("1,a\n\\.\n2,b\n", out, sizeof(out), &used),
+	                 CT_BAD_ESCAPE);
+	ck_assert_str_eq(out, "1\ta\n"); /* the records before it */
+	ck_assert_uint_eq(used, 4);
+}
+END_TEST
+
+/* Every prefix of a CSV input converts what is whole and nothing else,
+ * and the whole equals the sum of the parts. */
+START_TEST(test_csv_prefixes)
+{
+	static const char in[] = "1,\"a\"\"b\nc\",\n2,,\"\"\n3,x\"y\",\"z\"\n";
+	char whole[256], part[256];
+	size_t used, n = strlen(in);
+
+	ck_assert_int_eq(csv(in, whole, sizeof(whole), &used), CT_OK);
+	ck_assert_uint_eq(used, n);
+	ck_assert_str_eq(whole, "1\ta\"b\\nc\t\\N\n2\t\\N\t\n3\txy\tz\n");
+	for (size_t cut = 0; cut <= n; cut++) {
+		char *prefix = strndup(in, cut);
+
+		REQUIRE(prefix != NULL);
+		ck_assert_int_eq(csv(prefix, part, sizeof(part), &used), CT_OK);
+		ck_assert(used <= cut);
+		ck_assert(strncmp(whole, part, strlen(part)) == 0);
+		ck_assert(used == 0 || in[used - 1] == '\n');
+		free(prefix);
+	}
+}
+END_TEST
+
 static Suite *copytext_suite(void)
 {
 	Suite *s = suite_create("copytext");
@@ -521,6 +603,8 @@ static Suite *copytext_suite(void)
 	tcase_add_test(cases, test_row_numbers);
 	tcase_add_test(cases, test_texts_and_states);
 	tcase_add_test(cases, test_find_null_keys);
+	tcase_add_test(cases, test_csv_to_text);
+	tcase_add_test(cases, test_csv_prefixes);
 	suite_add_tcase(s, cases);
 	tcase_add_test(random, test_random_vs_reference);
 	tcase_add_test(random, test_utf8_exhaustive_short);
