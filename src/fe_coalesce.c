@@ -1723,6 +1723,34 @@ static enum fco_verdict first_look(struct fe_client *cl, size_t len)
 	return FCO_TAKEN;
 }
 
+/*
+ * A client's input held past the usual read limit (FE_QUEUE_HIGH) to see
+ * its whole sequence counts against coalesce_buffer_bytes with everything
+ * else held for coalescing. false: no room, relay the sequence instead.
+ */
+static bool hold_input(struct fe_client *cl, size_t have)
+{
+	struct frontend *fe = cl->fe;
+	size_t want = have > FE_QUEUE_HIGH ? have : 0;
+
+	fe->stats.co_held_bytes -= cl->co_input_held;
+	cl->co_input_held = 0;
+	if (fe->stats.co_held_bytes + want > fe->cfg.coalesce_buffer_bytes)
+		return false;
+	cl->co_input_held = want;
+	fe->stats.co_held_bytes += want;
+	/* a step at a time: each is counted before it is read */
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, have + FE_QUEUE_HIGH);
+	return true;
+}
+
+static void release_input(struct fe_client *cl)
+{
+	cl->fe->stats.co_held_bytes -= cl->co_input_held;
+	cl->co_input_held = 0;
+	bufferevent_setwatermark(cl->bev, EV_READ, 0, FE_QUEUE_HIGH);
+}
+
 enum fco_verdict fco_try(struct fe_client *cl)
 {
 	struct evbuffer *in = bufferevent_get_input(cl->bev);
@@ -1738,15 +1766,16 @@ enum fco_verdict fco_try(struct fe_client *cl)
 		      "standard_conforming_strings is off";
 		v = FCO_FORWARD;
 	} else if ((v = find_end(cl, in, &len)) == FCO_MORE) {
-		bufferevent_setwatermark(cl->bev, EV_READ, 0,
-		                         FCO_MAX_SEQ + FE_QUEUE_HIGH);
-		return v;
+		if (hold_input(cl, evbuffer_get_length(in)))
+			return v;
+		why = "coalesce_buffer_bytes reached before the Sync";
+		v = FCO_FORWARD;
 	} else if (v == FCO_FORWARD) {
 		why = "a message other than an INSERT's";
 	} else if ((v = first_look(cl, len)) == FCO_FORWARD) {
 		why = "not a coalescible INSERT";
 	}
-	bufferevent_setwatermark(cl->bev, EV_READ, 0, FE_QUEUE_HIGH);
+	release_input(cl);
 	if (v == FCO_FORWARD) {
 		if (log_get_level() <= LOG_DEBUG)
 			fe_log(LOG_DEBUG, cl,
@@ -1763,6 +1792,8 @@ void fco_detach(struct fe_client *cl)
 
 	free(cl->co_unnamed);
 	cl->co_unnamed = NULL;
+	cl->fe->stats.co_held_bytes -= cl->co_input_held;
+	cl->co_input_held = 0;
 	txn_free(cl); /* never committed: nothing of it is written */
 	if (cl->co_handover != NULL) {
 		seq_free(cl->co_handover);

@@ -749,11 +749,13 @@ static void count_message(struct fe_client *cl, uint8_t type)
 	case PGW_FE_DESCRIBE:
 	case PGW_FE_EXECUTE:
 	case PGW_FE_CLOSE:
-	case PGW_FE_FLUSH:
 		cl->unsynced++;
 		break;
 	default:
-		break; /* COPY data and the like */
+		/* COPY data and the like; a Flush asks for what is owed and
+		 * owes nothing itself (psycopg sends one after each Sync of a
+		 * pipeline: it must not keep the connection) */
+		break;
 	}
 }
 

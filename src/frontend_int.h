@@ -121,6 +121,7 @@ struct fe_client {
 	/* coalescing (fe_coalesce.c) */
 	struct fco_txn *co_txn;       /* a coalesced explicit transaction */
 	struct pgw_notice owed_error; /* owed instead of owed_sqlstate's */
+	size_t co_input_held;         /* input counted in co_held_bytes */
 	size_t co_scan;         /* bytes of whole messages looked at, idle */
 	struct fco_seq *co_seq; /* messages taken aside, until answered */
 	bool co_reading;        /* co_seq is a COPY taking its data */

@@ -677,3 +677,23 @@ def test_copy_csv_is_coalesced_with_postgresqls_reading(front: FrontDoor, pg: Pg
                    ["3", "multi\nline", 'say "hi"'], ["4", "ab,cd", "tail"],
                    ["5", "tab\there", "back\\slash"], ["6", "crlf", "x"], ["7", "crlf", "y"]]
     assert events(front)["coalesced_rows"] == 5
+
+
+def test_input_held_to_see_a_sequence_counts_against_the_budget(pg: PgServer,
+                                                                tmp_path: Path) -> None:
+    """A pipeline of 20,000 INSERTs up to one Sync is about 1.2 MB on the wire: past
+    coalesce_buffer_bytes (1 MiB) the proxy does not hold it to look at, it relays it."""
+    fresh_table(pg, "co_budget", "id int, v text")
+    front = FrontDoor(pg, tmp_path, coalesce_buffer_bytes=1048576)
+    try:
+        with front.connect() as c:
+            c.cursor().executemany("INSERT INTO co_budget VALUES (%s, %s)",
+                                   [(i, "v") for i in range(20000)])
+            # a small one still coalesces
+            c.cursor().executemany("INSERT INTO co_budget VALUES (%s, %s)",
+                                   [(i, "w") for i in range(100)])
+        ev = events(front)
+    finally:
+        assert front.stop() == 0, front.proxy.log[-4000:]
+    assert pg.admin_sql("SELECT count(*) FROM co_budget") == [["20100"]]
+    assert ev["coalesced_rows"] == 100
