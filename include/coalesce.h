@@ -97,6 +97,10 @@ struct co_outcome {
 	/* the server's whole ErrorResponse when the failure is the server's
 	 * (the fields above are copied from it), else NULL */
 	const struct pgw_notice *error;
+	/* committed, first_wins targets: which of the unit's rows (0-based,
+	 * ascending) were inserted; the others met a stored or earlier row */
+	const uint64_t *inserted;
+	size_t ninserted;
 };
 typedef void (*co_done_cb)(const struct co_outcome *o, void *arg);
 

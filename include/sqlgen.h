@@ -60,6 +60,13 @@ struct sql_target {
 	const char *version_col; /* NULL or "" = none */
 	size_t ncoalesce;
 	const char *const *coalesce;
+	/*
+	 * Upsert as ON CONFLICT (keys) DO NOTHING (the front door's): of the
+	 * rows of a key the first wins, a stored row wins over all, and the
+	 * batch's result rows say which staged rows were inserted: their
+	 * 0-based positions in the batch's COPY data, ascending.
+	 */
+	bool first_wins;
 	/* session settings the batch runs under, as SET LOCAL right after
 	 * its BEGIN (the front door's clients' DateStyle, TimeZone...) */
 	size_t nsettings;

@@ -328,10 +328,23 @@ static struct co_unit *unit_at_line(struct co_batch *b, uint64_t line,
 	return NULL;
 }
 
-static bool is_retryable(const char *sqlstate)
+static bool is_retryable(const struct pgw_notice *e, const char *sqlstate)
 {
 	/* deadlock_detected, serialization_failure */
-	return strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0;
+	if (strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0)
+		return true;
+	/*
+	 * Two batches' CREATE TABLE IF NOT EXISTS of one table (a progress or
+	 * dead-letter table) at the same instant: one fails on the catalog's
+	 * unique index, or with duplicate_table; the next attempt finds it.
+	 */
+	return strcmp(sqlstate, "42P07") == 0 ||
+	       (strcmp(sqlstate, "23505") == 0 &&
+	        ((e->constraint != NULL &&
+	          strcmp(e->constraint, "pg_type_typname_nsp_index") == 0) ||
+	         (e->message != NULL &&
+	          strstr(e->message, "\"pg_type_typname_nsp_index\"") !=
+	              NULL)));
 }
 
 static bool means_table_changed(const char *sqlstate)
@@ -389,7 +402,7 @@ static void on_server_error(struct co_batch *b, const struct up_result *r)
 		cat_invalidate(co->cat, b->t->def.schema, b->t->def.table);
 	b->attempts++;
 	co->stats.batch_retries++;
-	if (is_retryable(state) && b->attempts <= co->cfg.max_retries) {
+	if (is_retryable(e, state) && b->attempts <= co->cfg.max_retries) {
 		batch_continue(b, r);
 		return;
 	}
@@ -419,7 +432,10 @@ static void on_conn_lost(struct co_batch *b, const struct up_result *r)
 	pool_release(co->pool, b->conn);
 	b->conn = NULL;
 	b->attempts++;
-	if (r->copy_done && b->t->def.mode != SQL_UPSERT) {
+	/* an upsert is retried (idempotent), but not a first_wins one:
+	 * which rows it inserted would be lost */
+	if (r->copy_done &&
+	    (b->t->def.mode != SQL_UPSERT || b->t->def.first_wins)) {
 		/* COMMIT may have run: retrying could insert the rows twice. */
 		snprintf(msg, sizeof(msg),
 		         "the server connection was lost after the batch was "
@@ -446,6 +462,41 @@ static void on_conn_lost(struct co_batch *b, const struct up_result *r)
 	batch_run(b); /* on another connection */
 }
 
+/*
+ * A first_wins batch committed: its result rows are the positions of the
+ * inserted rows in its data, ascending; each unit learns its own.
+ */
+static void ack_inserted(struct co_batch *b, const struct up_result *r)
+{
+	uint64_t *mine = calloc(r->nrows ? r->nrows : 1, sizeof(*mine));
+	uint64_t off = 0;
+	size_t at = 0;
+	struct co_unit *u;
+
+	while ((u = TAILQ_FIRST(&b->units)) != NULL) {
+		uint64_t end = off + u->nrows;
+		size_t n = 0;
+
+		for (; mine != NULL && at < r->nrows; at++) {
+			const char *cell = up_result_cell(r, at, 0);
+			uint64_t pos = cell ? strtoull(cell, NULL, 10) : 0;
+
+			if (cell == NULL || pos < off || pos >= end)
+				break;
+			mine[n++] = pos - off;
+		}
+		batch_remove_unit(b, u);
+		if (mine != NULL)
+			co_unit_ack_inserted(b->t->co, u, mine, n);
+		else /* out of memory: the client hears of every row */
+			co_unit_ack(b->t->co, u);
+		off = end;
+		if (b->scope == SCOPE_ONE_UNIT)
+			break;
+	}
+	free(mine);
+}
+
 static void batch_done(struct up_conn *c, const struct up_result *r, void *arg)
 {
 	struct co_batch *b = arg;
@@ -456,11 +507,15 @@ static void batch_done(struct up_conn *c, const struct up_result *r, void *arg)
 	b->data = NULL;
 	if (r->ok) {
 		co_target_committed(b->t);
-		while ((u = TAILQ_FIRST(&b->units)) != NULL) {
-			batch_remove_unit(b, u);
-			co_unit_ack(b->t->co, u);
-			if (b->scope == SCOPE_ONE_UNIT)
-				break;
+		if (b->t->def.first_wins) {
+			ack_inserted(b, r);
+		} else {
+			while ((u = TAILQ_FIRST(&b->units)) != NULL) {
+				batch_remove_unit(b, u);
+				co_unit_ack(b->t->co, u);
+				if (b->scope == SCOPE_ONE_UNIT)
+					break;
+			}
 		}
 		batch_continue(b, r);
 		return;

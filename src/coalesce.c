@@ -157,6 +157,14 @@ void co_unit_fail_server(struct coalescer *co, struct co_unit *u,
 	unit_outcome(co, u, &o);
 }
 
+void co_unit_ack_inserted(struct coalescer *co, struct co_unit *u,
+                          const uint64_t *inserted, size_t n)
+{
+	struct co_outcome o = {.inserted = inserted, .ninserted = n};
+
+	unit_outcome(co, u, &o);
+}
+
 void co_unit_ack(struct coalescer *co, struct co_unit *u)
 {
 	struct co_outcome o = {0};
@@ -358,7 +366,8 @@ static char *target_key(const struct sql_target *d)
 		return NULL;
 	/* Names never hold control bytes (checked at Open): \x1e, \x1f split.
 	 */
-	evbuffer_add_printf(b, "%d\x1e%s\x1e%s\x1e", (int)d->mode,
+	evbuffer_add_printf(b, "%d%s\x1e%s\x1e%s\x1e", (int)d->mode,
+	                    d->first_wins ? "f" : "",
 	                    d->schema ? d->schema : "", d->table);
 	for (size_t i = 0; i < d->ncols; i++)
 		evbuffer_add_printf(b, "%s\x1f%s\x1f", d->cols[i],
@@ -420,6 +429,7 @@ static bool copy_def(struct co_target *t, const struct sql_target *d)
 	if (t->strings == NULL)
 		return false;
 	t->def.mode = d->mode;
+	t->def.first_wins = d->first_wins;
 	t->def.schema = keep(t, d->schema);
 	t->def.table = keep(t, d->table);
 	t->def.version_col = keep(t, d->version_col);

@@ -134,6 +134,9 @@ void co_unit_fail(struct coalescer *co, struct co_unit *u, const char *sqlstate,
 void co_unit_fail_server(struct coalescer *co, struct co_unit *u,
                          const struct pgw_notice *e, uint64_t row);
 void co_unit_ack(struct coalescer *co, struct co_unit *u);
+/* A first_wins unit committed; inserted[0..n): which of its rows went in. */
+void co_unit_ack_inserted(struct coalescer *co, struct co_unit *u,
+                          const uint64_t *inserted, size_t n);
 /* Moves queued units, oldest first, into b up to the limits (at least 1). */
 void co_take_units(struct co_batch *b);
 /* A batch of t is gone: more may go now, or t may go. */

@@ -54,6 +54,7 @@ struct fco_op {
 struct fco_exec {
 	uint64_t rows;
 	size_t answer_at;
+	bool count_later; /* DO NOTHING: its INSERT tag is made at the answer */
 };
 
 struct fco_seq {
@@ -73,6 +74,7 @@ struct fco_seq {
 	uint64_t nrows;
 	size_t held;      /* counted in fe->stats.co_held_bytes */
 	char status;      /* ReadyForQuery's: 'I', or 'T' in a transaction */
+	bool first_wins;  /* its INSERTs are ON CONFLICT DO NOTHING */
 	bool begin;       /* it starts with BEGIN (coalesce_transactions) */
 	char *begin_name; /* a Parse of BEGIN in it, under this name */
 	char why[200];    /* why a value made it be relayed (debug log) */
@@ -102,7 +104,8 @@ struct fco_target {
 	const char **cols;  /* the catalog's names */
 	const char **types; /* their format_type() */
 	bool upsert;
-	bool *is_key; /* per column (upsert) */
+	bool first_wins; /* ON CONFLICT DO NOTHING */
+	bool *is_key;    /* per column (upsert) */
 };
 
 /* ---- statements ---- */
@@ -454,8 +457,7 @@ static bool upsert_fits(struct fco_target *g, const struct sqlr_stmt *st)
 {
 	size_t others = 0;
 
-	if (st->conflict != SQLR_DO_UPDATE ||
-	    !cat_has_unique(g->t, st->keys, st->nkeys))
+	if (!cat_has_unique(g->t, st->keys, st->nkeys))
 		return false;
 	g->is_key = calloc(g->ncols, sizeof(*g->is_key));
 	if (g->is_key == NULL)
@@ -464,16 +466,17 @@ static bool upsert_fits(struct fco_target *g, const struct sqlr_stmt *st)
 		if (!in_names(g->cols, g->ncols, st->keys[k]))
 			return false;
 	}
+	g->upsert = true;
+	g->first_wins = st->conflict == SQLR_DO_NOTHING;
 	for (size_t i = 0; i < g->ncols; i++) {
 		g->is_key[i] = in_names(st->keys, st->nkeys, g->cols[i]);
-		if (g->is_key[i])
+		if (g->is_key[i] || g->first_wins)
 			continue;
 		others++;
 		if (!in_names(st->set_cols, st->nset, g->cols[i]))
 			return false;
 	}
-	g->upsert = true;
-	return others == st->nset;
+	return g->first_wins || others == st->nset;
 }
 
 /* The columns COPY without a column list writes: all but generated. */
@@ -535,7 +538,7 @@ static bool put_rows(struct fco_seq *q, const struct fco_target *g,
 {
 	const struct sqlr_stmt *st = s->st;
 
-	if (g->upsert && st->nrows != 1)
+	if (g->upsert && !g->first_wins && st->nrows != 1)
 		return false; /* the server refuses a key twice in one */
 	for (size_t r = 0; r < st->nrows; r++) {
 		for (size_t c = 0; c < st->width; c++) {
@@ -582,20 +585,26 @@ static bool put_empty(struct evbuffer *out, uint8_t type)
 	return pgw_put_pieces(out, type, NULL, 0);
 }
 
+static bool put_insert_tag(struct evbuffer *out, uint64_t rows)
+{
+	char tag[40];
+	int n = snprintf(tag, sizeof(tag), "INSERT 0 %" PRIu64, rows);
+
+	return pgw_put_pieces(out, PGW_MSG_COMMAND_COMPLETE,
+	                      &(struct pgw_piece){tag, (size_t)n + 1}, 1);
+}
+
+/* An Execute's (or Query's) CommandComplete; DO NOTHING's comes later. */
 static bool put_insert_done(struct fco_seq *q, uint64_t rows)
 {
 	struct fco_exec *v = realloc(q->execs, (q->nexecs + 1) * sizeof(*v));
-	char tag[40];
-	int n;
 
 	if (v == NULL)
 		return false;
 	q->execs = v;
-	v[q->nexecs++] =
-	    (struct fco_exec){rows, evbuffer_get_length(q->answers)};
-	n = snprintf(tag, sizeof(tag), "INSERT 0 %" PRIu64, rows);
-	return pgw_put_pieces(q->answers, PGW_MSG_COMMAND_COMPLETE,
-	                      &(struct pgw_piece){tag, (size_t)n + 1}, 1);
+	v[q->nexecs++] = (struct fco_exec){
+	    rows, evbuffer_get_length(q->answers), q->first_wins};
+	return q->first_wins || put_insert_tag(q->answers, rows);
 }
 
 /*
@@ -832,14 +841,33 @@ static void answer(struct fe_client *cl, struct fco_seq *q,
                    const struct co_outcome *o)
 {
 	struct evbuffer *out = fe_out(cl);
+	size_t stop = o->sqlstate == NULL ? q->nexecs : exec_of_row(q, o->row);
+	size_t sent = 0, at = 0;
+	uint64_t first = 0;
 
+	/* DO NOTHING: each Execute's count of the rows that went in */
+	for (size_t j = 0; j < stop && j < q->nexecs; j++) {
+		const struct fco_exec *e = &q->execs[j];
+		uint64_t n = 0;
+
+		for (; o->inserted && at < o->ninserted &&
+		       o->inserted[at] < first + e->rows;
+		     at++)
+			n++;
+		if (e->count_later) {
+			evbuffer_remove_buffer(q->answers, out,
+			                       e->answer_at - sent);
+			sent = e->answer_at;
+			put_insert_tag(out, o->inserted ? n : e->rows);
+		}
+		first += e->rows;
+	}
 	if (o->sqlstate == NULL) {
 		evbuffer_add_buffer(out, q->answers);
 		return;
 	}
 	evbuffer_remove_buffer(
-	    q->answers, out,
-	    q->nexecs ? q->execs[exec_of_row(q, o->row)].answer_at : 0);
+	    q->answers, out, (q->nexecs ? q->execs[stop].answer_at : 0) - sent);
 	put_failure(out, o);
 	pgw_put_ready(out, 'I');
 }
@@ -937,6 +965,7 @@ static struct co_target *target_of(struct fco_seq *q,
 	    .types = g->types,
 	    .nkeys = g->upsert ? q->stmts[0].st->nkeys : 0,
 	    .keys = g->upsert ? q->stmts[0].st->keys : NULL,
+	    .first_wins = g->first_wins,
 	};
 	const char *names[NVALUE_SETTINGS], *values[NVALUE_SETTINGS];
 
@@ -1561,6 +1590,7 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 	         (q->rows = evbuffer_new()) == NULL)
 		why = "out of memory";
 	x.g = &g;
+	q->first_wins = g.first_wins;
 	if (why == NULL && q->stmts[0].st->kind == SQLR_COPY) {
 		why = start_copy_in(q, &g);
 		target_clear(&g);

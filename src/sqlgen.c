@@ -310,7 +310,48 @@ static bool add_merge_select(struct evbuffer *out, const struct sql_target *t,
 	       add_str(out, " FROM ") && sql_append_ident(out, stage) &&
 	       add_str(out, " ORDER BY ") &&
 	       add_ident_list(out, "", t->keys, t->nkeys) &&
-	       add_str(out, ", " SEQ_COL " DESC");
+	       add_str(out,
+	               t->first_wins ? ", " SEQ_COL : ", " SEQ_COL " DESC");
+}
+
+/* "s"."k1" = i."k1" AND ... */
+static bool add_key_match(struct evbuffer *out, const struct sql_target *t)
+{
+	for (size_t k = 0; k < t->nkeys; k++) {
+		if (!add_str(out, k ? " AND s." : "s.") ||
+		    !sql_append_ident(out, t->keys[k]) ||
+		    !add_str(out, " = i.") ||
+		    !sql_append_ident(out, t->keys[k]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * DO NOTHING, saying which staged rows went in:
+ *   WITH i AS (INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING keys)
+ *   SELECT (SELECT min(lbp_seq) FROM stage s WHERE <keys match>) -
+ *     (SELECT min(lbp_seq) FROM stage) FROM i ORDER BY 1
+ * (DISTINCT ON kept each key's first row: the smallest lbp_seq.)
+ */
+static bool add_first_wins(struct evbuffer *out, const struct sql_target *t,
+                           const char *stage)
+{
+	return add_str(out, "WITH i AS (INSERT INTO ") &&
+	       sql_append_qualified(out, t->schema, t->table) &&
+	       add_str(out, " AS t (") &&
+	       add_ident_list(out, "", t->cols, t->ncols) &&
+	       add_str(out, ") ") && add_merge_select(out, t, stage) &&
+	       add_str(out, " ON CONFLICT (") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, ") DO NOTHING RETURNING ") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) &&
+	       add_str(out, ") SELECT (SELECT min(s." SEQ_COL ") FROM ") &&
+	       sql_append_ident(out, stage) && add_str(out, " s WHERE ") &&
+	       add_key_match(out, t) &&
+	       add_str(out, ") - (SELECT min(" SEQ_COL ") FROM ") &&
+	       sql_append_ident(out, stage) &&
+	       add_str(out, ") FROM i ORDER BY 1");
 }
 
 /* "c" = EXCLUDED."c", or COALESCE(EXCLUDED."c", t."c") to keep old values. */
@@ -608,6 +649,8 @@ static bool add_upsert(struct evbuffer *out, const struct sql_target *t,
 {
 	if (has_version(t))
 		return add_rounds_upsert(out, t, stage);
+	if (t->first_wins)
+		return add_first_wins(out, t, stage);
 	return add_str(out, "INSERT INTO ") &&
 	       sql_append_qualified(out, t->schema, t->table) &&
 	       add_str(out, " AS t (") &&
@@ -621,7 +664,8 @@ static bool add_upsert(struct evbuffer *out, const struct sql_target *t,
 static bool upsert_target_valid(const struct sql_target *t, const char *stage)
 {
 	if (!target_valid(t) || t->mode != SQL_UPSERT || t->nkeys == 0 ||
-	    t->types == NULL || !sql_ident_valid(stage))
+	    t->types == NULL || !sql_ident_valid(stage) ||
+	    (t->first_wins && (has_version(t) || t->ncoalesce > 0)))
 		return false;
 	for (size_t i = 0; i < t->ncols; i++) {
 		if (t->types[i] == NULL || t->types[i][0] == '\0' ||

@@ -697,3 +697,43 @@ def test_input_held_to_see_a_sequence_counts_against_the_budget(pg: PgServer,
         assert front.stop() == 0, front.proxy.log[-4000:]
     assert pg.admin_sql("SELECT count(*) FROM co_budget") == [["20100"]]
     assert ev["coalesced_rows"] == 100
+
+
+def test_on_conflict_do_nothing_tells_each_statement_what_it_inserted(
+        front_linger: FrontDoor, pg: PgServer) -> None:
+    """DO NOTHING is coalesced, and each statement's count is its own: the set of
+    statements told `INSERT 0 1` is exactly the set of rows in the table."""
+    front = front_linger
+    fresh_table(pg, "co_dn", "k int PRIMARY KEY, who text")
+    pg.admin_sql("INSERT INTO co_dn VALUES (0, 'stored')")
+    told: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def client(c_id: int) -> None:
+        with front.connect() as c:
+            for i in range(40):
+                key = (c_id * 3 + i) % 50  # keys shared between clients
+                who = f"c{c_id}.{i}"
+                n = c.execute("INSERT INTO co_dn (k, who) VALUES (%s, %s) "
+                              "ON CONFLICT (k) DO NOTHING", (key, who)).rowcount
+                with lock:
+                    told[who] = n
+
+    assert run_clients(12, client) == []
+    rows = dict(pg.admin_sql("SELECT who, k::text FROM co_dn"))
+    assert rows.pop("stored") == "0"
+    assert {w for w, n in told.items() if n == 1} == set(rows)
+    assert set(told.values()) <= {0, 1}
+    with front.connect() as c:
+        # a pipeline: the first of a key wins, the second is told 0
+        cur = c.cursor()
+        cur.executemany("INSERT INTO co_dn VALUES (%s, %s) ON CONFLICT (k) DO NOTHING",
+                        [(100, "a"), (100, "b"), (101, "c"), (0, "d")], returning=False)
+        assert cur.rowcount == 2
+        # one statement, a key twice and a stored one
+        cur.execute("INSERT INTO co_dn VALUES (200, 'x'), (200, 'y'), (201, 'z'), (0, 'w') "
+                    "ON CONFLICT (k) DO NOTHING")
+        assert cur.statusmessage == "INSERT 0 2"
+    assert pg.admin_sql("SELECT k, who FROM co_dn WHERE k >= 100 ORDER BY k") == [
+        ["100", "a"], ["101", "c"], ["200", "x"], ["201", "z"]]
+    assert events(front)["coalesced_rows"] == 12 * 40 + 4 + 4

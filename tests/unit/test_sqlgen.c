@@ -254,6 +254,33 @@ START_TEST(test_upsert_plain)
 }
 END_TEST
 
+/* DO NOTHING (the front door's): the first row of a key, and which staged
+ * rows went in, as positions in the batch. */
+START_TEST(test_upsert_first_wins)
+{
+	struct sql_target t = upsert_target();
+	char *sql;
+
+	t.first_wins = true;
+	sql = sql_upsert_batch(&t, "lbp_stage_1");
+	ck_assert_ptr_nonnull(sql);
+	ck_assert_ptr_nonnull(strstr(
+	    sql, "; BEGIN; COPY \"lbp_stage_1\" (\"id\", \"a\", \"k\", "
+	         "\"v\") FROM STDIN; WITH i AS (INSERT INTO \"public\"."
+	         "\"tgt\" AS t (\"id\", \"a\", \"k\", \"v\") SELECT "
+	         "DISTINCT ON (\"id\") \"id\", \"a\", \"k\", \"v\" FROM "
+	         "\"lbp_stage_1\" ORDER BY \"id\", lbp_seq ON CONFLICT "
+	         "(\"id\") DO NOTHING RETURNING \"id\") SELECT (SELECT "
+	         "min(s.lbp_seq) FROM \"lbp_stage_1\" s WHERE s.\"id\" = "
+	         "i.\"id\") - (SELECT min(lbp_seq) FROM \"lbp_stage_1\") "
+	         "FROM i ORDER BY 1; COMMIT"));
+	free(sql);
+	/* no version or coalesce columns with it */
+	t.version_col = "v";
+	ck_assert_ptr_null(sql_upsert_batch(&t, "lbp_stage_1"));
+}
+END_TEST
+
 /*
  * With a version column: the DO block (sqlgen.c): the stage in one INSERT
  * when no key repeats, else rounds. ROUNDS is the rounds query of
@@ -884,6 +911,7 @@ static Suite *sqlgen_suite(void)
 	tcase_add_test(stmt, test_batch_with_dead_letters);
 	tcase_add_test(stmt, test_catalog_lookup);
 	tcase_add_test(stmt, test_batch_settings);
+	tcase_add_test(stmt, test_upsert_first_wins);
 	tcase_add_test(stmt, test_progress_read);
 	tcase_add_test(stmt, test_batch_statement_progress);
 	tcase_add_test(stmt,
