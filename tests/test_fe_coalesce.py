@@ -737,3 +737,24 @@ def test_on_conflict_do_nothing_tells_each_statement_what_it_inserted(
     assert pg.admin_sql("SELECT k, who FROM co_dn WHERE k >= 100 ORDER BY k") == [
         ["100", "a"], ["101", "c"], ["200", "x"], ["201", "z"]]
     assert events(front)["coalesced_rows"] == 12 * 40 + 4 + 4
+
+
+def test_psycopg_pipeline_mode_mixes_coalesced_and_relayed_statements(
+        front: FrontDoor, pg: PgServer) -> None:
+    """An explicit pipeline: INSERTs (coalesced) and SELECTs (relayed) in one stream, each
+    answered in order, the SELECTs reading the INSERTs before them."""
+    fresh_table(pg, "co_pipe", "id int PRIMARY KEY, v text")
+    with front.connect() as c:
+        with c.pipeline() as p:
+            cur = c.cursor()
+            counts = []
+            for i in range(30):
+                cur.execute("INSERT INTO co_pipe VALUES (%s, %s)", (i, f"p{i}"))
+                if i % 10 == 9:
+                    p.sync()  # ten INSERTs: one implicit transaction, coalesced
+                    counts.append(c.execute("SELECT count(*) FROM co_pipe"))
+                    p.sync()  # the SELECT alone: relayed
+        assert [r.fetchone()[0] for r in counts] == [10, 20, 30]
+    assert pg.admin_sql("SELECT count(*), min(v), max(id) FROM co_pipe") == [["30", "p0", "29"]]
+    ev = events(front)
+    assert ev["coalesced_rows"] == 30 and ev["coalesce_forwarded"] >= 3
