@@ -327,6 +327,19 @@ static bool add_key_match(struct evbuffer *out, const struct sql_target *t)
 	return true;
 }
 
+/* INSERT INTO "s"."t" AS t (cols) <merge select> ON CONFLICT (keys) */
+static bool add_merge_insert(struct evbuffer *out, const struct sql_target *t,
+                             const char *stage)
+{
+	return add_str(out, "INSERT INTO ") &&
+	       sql_append_qualified(out, t->schema, t->table) &&
+	       add_str(out, " AS t (") &&
+	       add_ident_list(out, "", t->cols, t->ncols) &&
+	       add_str(out, ") ") && add_merge_select(out, t, stage) &&
+	       add_str(out, " ON CONFLICT (") &&
+	       add_ident_list(out, "", t->keys, t->nkeys) && add_str(out, ") ");
+}
+
 /*
  * DO NOTHING, saying which staged rows went in:
  *   WITH i AS (INSERT ... ON CONFLICT (keys) DO NOTHING RETURNING keys)
@@ -337,14 +350,8 @@ static bool add_key_match(struct evbuffer *out, const struct sql_target *t)
 static bool add_first_wins(struct evbuffer *out, const struct sql_target *t,
                            const char *stage)
 {
-	return add_str(out, "WITH i AS (INSERT INTO ") &&
-	       sql_append_qualified(out, t->schema, t->table) &&
-	       add_str(out, " AS t (") &&
-	       add_ident_list(out, "", t->cols, t->ncols) &&
-	       add_str(out, ") ") && add_merge_select(out, t, stage) &&
-	       add_str(out, " ON CONFLICT (") &&
-	       add_ident_list(out, "", t->keys, t->nkeys) &&
-	       add_str(out, ") DO NOTHING RETURNING ") &&
+	return add_str(out, "WITH i AS (") && add_merge_insert(out, t, stage) &&
+	       add_str(out, "DO NOTHING RETURNING ") &&
 	       add_ident_list(out, "", t->keys, t->nkeys) &&
 	       add_str(out, ") SELECT (SELECT min(s." SEQ_COL ") FROM ") &&
 	       sql_append_ident(out, stage) && add_str(out, " s WHERE ") &&
@@ -651,14 +658,7 @@ static bool add_upsert(struct evbuffer *out, const struct sql_target *t,
 		return add_rounds_upsert(out, t, stage);
 	if (t->first_wins)
 		return add_first_wins(out, t, stage);
-	return add_str(out, "INSERT INTO ") &&
-	       sql_append_qualified(out, t->schema, t->table) &&
-	       add_str(out, " AS t (") &&
-	       add_ident_list(out, "", t->cols, t->ncols) &&
-	       add_str(out, ") ") && add_merge_select(out, t, stage) &&
-	       add_str(out, " ON CONFLICT (") &&
-	       add_ident_list(out, "", t->keys, t->nkeys) &&
-	       add_str(out, ") ") && add_conflict_action(out, t);
+	return add_merge_insert(out, t, stage) && add_conflict_action(out, t);
 }
 
 static bool upsert_target_valid(const struct sql_target *t, const char *stage)
