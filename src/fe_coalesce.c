@@ -1,7 +1,7 @@
 /* fe_coalesce.c: front-door INSERTs written by the coalescer: which
  * message sequences qualify, the checks against the table, the flush unit
  * they become, and the answers the server would have given. */
-#include "frontend_int.h"
+#include "fe_coalesce_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,13 +12,8 @@
 #include <event2/buffer.h>
 
 #include "bytes.h"
-#include "catalog.h"
-#include "coalesce.h"
-#include "copytext.h"
 #include "pgbinary.h"
-#include "pgwire.h"
 #include "sqlfit.h"
-#include "sqlrec.h"
 #include "timer.h"
 
 /*
@@ -32,82 +27,6 @@
  * messages the server would have sent.
  */
 
-/* The most bytes of messages held to look at; longer ones are relayed. */
-#define FCO_MAX_SEQ (8u * 1024 * 1024)
-/* A statement the sequence uses. */
-struct fco_stmt {
-	char *name; /* the client's ("" unnamed); NULL for a Query */
-	struct sqlr_stmt *st;
-	uint16_t ntypes;
-	uint32_t *types; /* the Parse's parameter types (0: unspecified) */
-	size_t nparams;  /* what a Bind must give: max(ntypes, $n) */
-};
-
-/* What a message of the sequence is, from the first look. */
-struct fco_op {
-	uint8_t type;
-	int stmt;  /* index into stmts, or -1 */
-	char kind; /* Describe and Close: 'S' or 'P' */
-};
-
-/* One Execute (or the Query): its rows, where its CommandComplete is. */
-struct fco_exec {
-	uint64_t rows;
-	size_t answer_at;
-	bool count_later; /* DO NOTHING: its INSERT tag is made at the answer */
-};
-
-struct fco_seq {
-	struct fe_client *cl; /* NULL once the client left */
-	struct frontend *fe;
-	struct fe_db *db;
-	size_t len; /* bytes of the client's messages */
-	struct fco_stmt *stmts;
-	size_t nstmts;
-	struct fco_op *ops;
-	size_t nops;
-	struct cat_lookup *lookup;
-	struct evbuffer *answers;
-	struct fco_exec *execs;
-	size_t nexecs;
-	struct evbuffer *rows;
-	uint64_t nrows;
-	size_t held;      /* counted in fe->stats.co_held_bytes */
-	char status;      /* ReadyForQuery's: 'I', or 'T' in a transaction */
-	bool first_wins;  /* its INSERTs are ON CONFLICT DO NOTHING */
-	bool begin;       /* it starts with BEGIN (coalesce_transactions) */
-	char *begin_name; /* a Parse of BEGIN in it, under this name */
-	char why[200];    /* why a value made it be relayed (debug log) */
-	/* COPY FROM STDIN: its data arrives after CopyInResponse */
-	bool copy_in;
-	struct co_target *target; /* its target (a reference) */
-	size_t checked;           /* bytes of rows checked whole */
-	uint8_t *query;           /* the client's Query, for a handover */
-	size_t query_len;
-	unsigned copy_cols;
-	struct evbuffer *tail; /* data after the last whole line */
-	struct evbuffer *raw;  /* CSV: the data as it came, for a handover */
-};
-
-/* A coalesced explicit transaction: its rows wait for COMMIT. */
-struct fco_txn {
-	struct co_target *target; /* NULL until its first INSERT */
-	struct evbuffer *rows;
-	uint64_t nrows;
-	size_t held; /* counted in fe->stats.co_held_bytes */
-};
-
-/* The table written, from the first statement and the catalog. */
-struct fco_target {
-	const struct cat_table *t;
-	size_t ncols;
-	const char **cols;  /* the catalog's names */
-	const char **types; /* their format_type() */
-	bool upsert;
-	bool first_wins; /* ON CONFLICT DO NOTHING */
-	bool *is_key;    /* per column (upsert) */
-};
-
 /* ---- statements ---- */
 
 static void stmt_clear(struct fco_stmt *s)
@@ -117,7 +36,7 @@ static void stmt_clear(struct fco_stmt *s)
 	free(s->types);
 }
 
-static void seq_free(struct fco_seq *q)
+void fco_seq_free(struct fco_seq *q)
 {
 	for (size_t i = 0; i < q->nstmts; i++)
 		stmt_clear(&q->stmts[i]);
@@ -232,9 +151,6 @@ static bool add_op(struct fco_seq *q, uint8_t type, int stmt, char kind)
 	v[q->nops++] = (struct fco_op){type, stmt, kind};
 	return true;
 }
-
-/* The statement index of a BEGIN that starts a sequence. */
-#define STMT_BEGIN (-2)
 
 /*
  * pgJDBC sends a transaction's BEGIN (Parse, Bind and Execute, later Bind
@@ -580,7 +496,7 @@ static bool put_rows(struct fco_seq *q, const struct fco_target *g,
 
 /* ---- answers ---- */
 
-static bool put_empty(struct evbuffer *out, uint8_t type)
+bool fco_put_empty(struct evbuffer *out, uint8_t type)
 {
 	return pgw_put_pieces(out, type, NULL, 0);
 }
@@ -642,7 +558,7 @@ static bool put_param_types(struct fco_seq *q, const struct fco_target *g,
 	}
 	ok = pgw_put_pieces(q->answers, 't',
 	                    &(struct pgw_piece){buf, 2 + 4 * s->nparams}, 1) &&
-	     put_empty(q->answers, 'n');
+	     fco_put_empty(q->answers, 'n');
 	free(buf);
 	return ok;
 }
@@ -671,7 +587,7 @@ static bool take_bind(struct fco_seq *q, const struct pgw_frame *f,
 	p->params = calloc(n ? n : 1, sizeof(*p->params));
 	return p->params != NULL &&
 	       pgw_parse_bind_values(&bm, p->params, n) == PGW_OK &&
-	       put_empty(q->answers, '2');
+	       fco_put_empty(q->answers, '2');
 }
 
 /* The answer to one message, and its rows for an Execute or a Query. */
@@ -687,18 +603,18 @@ static bool second_look(struct fco_seq *q, const struct fco_target *g,
 		       put_insert_done(q, q->nrows - before) &&
 		       pgw_put_ready(q->answers, q->status);
 	case PGW_FE_PARSE:
-		return put_empty(q->answers, '1');
+		return fco_put_empty(q->answers, '1');
 	case PGW_FE_BIND:
 		if (op->stmt == STMT_BEGIN) {
 			free(p->params);
 			p->params = NULL;
 			p->stmt = STMT_BEGIN;
-			return put_empty(q->answers, '2');
+			return fco_put_empty(q->answers, '2');
 		}
 		return take_bind(q, f, op, p);
 	case PGW_FE_DESCRIBE:
 		return op->kind == 'P'
-		           ? put_empty(q->answers, 'n')
+		           ? fco_put_empty(q->answers, 'n')
 		           : put_param_types(q, g, &q->stmts[op->stmt]);
 	case PGW_FE_EXECUTE:
 		if (p->stmt == STMT_BEGIN)
@@ -713,7 +629,7 @@ static bool second_look(struct fco_seq *q, const struct fco_target *g,
 			free(p->params);
 			p->params = NULL;
 		}
-		return put_empty(q->answers, '3');
+		return fco_put_empty(q->answers, '3');
 	case PGW_FE_FLUSH:
 		return true;
 	case PGW_FE_SYNC:
@@ -723,10 +639,10 @@ static bool second_look(struct fco_seq *q, const struct fco_target *g,
 }
 
 /* Calls fn on each message of the sequence at the front of in. */
-static bool each_message(struct fco_seq *q, struct evbuffer *in,
-                         bool (*fn)(struct fco_seq *q, size_t i,
-                                    const struct pgw_frame *f, void *arg),
-                         void *arg)
+bool fco_each_message(struct fco_seq *q, struct evbuffer *in,
+                      bool (*fn)(struct fco_seq *q, size_t i,
+                                 const struct pgw_frame *f, void *arg),
+                      void *arg)
 {
 	const uint8_t *base = evbuffer_pullup(in, (ev_ssize_t)q->len);
 	size_t off = 0, flen;
@@ -771,8 +687,8 @@ bool fco_keep_unnamed(struct fe_client *cl, const uint8_t *rest, size_t len)
 }
 
 /* The Parses and Closes of statements, once the sequence is taken. */
-static bool keep_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
-                    void *arg)
+bool fco_keep_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
+                 void *arg)
 {
 	struct fe_client *cl = q->cl;
 	struct pgw_parse_msg pm;
@@ -801,7 +717,7 @@ static bool keep_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 
 /* ---- the unit and its outcome ---- */
 
-static void relay_rest(struct fe_client *cl);
+void fco_relay_rest(struct fe_client *cl);
 
 /* Which Execute holds the unit's 1-based row (0: the first one). */
 static size_t exec_of_row(const struct fco_seq *q, uint64_t row)
@@ -817,7 +733,7 @@ static size_t exec_of_row(const struct fco_seq *q, uint64_t row)
 }
 
 /* The server's error without what belonged to the batch's COPY. */
-static void put_failure(struct evbuffer *out, const struct co_outcome *o)
+void fco_put_failure(struct evbuffer *out, const struct co_outcome *o)
 {
 	struct pgw_notice n = {0};
 
@@ -868,11 +784,11 @@ static void answer(struct fe_client *cl, struct fco_seq *q,
 	}
 	evbuffer_remove_buffer(
 	    q->answers, out, (q->nexecs ? q->execs[stop].answer_at : 0) - sent);
-	put_failure(out, o);
+	fco_put_failure(out, o);
 	pgw_put_ready(out, 'I');
 }
 
-static void unit_done(const struct co_outcome *o, void *arg)
+void fco_unit_done(const struct co_outcome *o, void *arg)
 {
 	struct fco_seq *q = arg;
 	struct fe_client *cl = q->cl;
@@ -881,17 +797,17 @@ static void unit_done(const struct co_outcome *o, void *arg)
 	if (o->sqlstate != NULL)
 		q->fe->stats.co_failed++;
 	if (cl == NULL) {
-		seq_free(q);
+		fco_seq_free(q);
 		return;
 	}
 	cl->co_seq = NULL;
 	answer(cl, q, o);
-	seq_free(q);
-	relay_rest(cl);
+	fco_seq_free(q);
+	fco_relay_rest(cl);
 }
 
 /* Back to IDLE; the client's next messages are looked at. */
-static void relay_rest(struct fe_client *cl)
+void fco_relay_rest(struct fe_client *cl)
 {
 	fe_set_state(cl, FE_IDLE);
 	if (cl->fe->draining) {
@@ -914,7 +830,7 @@ static void forward(struct fe_client *cl, struct fco_seq *q, const char *why)
 	cl->co_seq = NULL;
 	cl->co_scan = 0;
 	cl->fe->stats.co_forwarded++;
-	seq_free(q);
+	fco_seq_free(q);
 	fe_set_state(cl, FE_IDLE);
 	fe_relay_to_server(cl);
 }
@@ -953,8 +869,7 @@ static size_t settings_of(const struct fe_client *cl, const char **names,
 }
 
 /* The coalescer's target for the sequence's table (a reference). */
-static struct co_target *target_of(struct fco_seq *q,
-                                   const struct fco_target *g)
+struct co_target *fco_target_of(struct fco_seq *q, const struct fco_target *g)
 {
 	struct sql_target def = {
 	    .schema = g->t->rel_schema,
@@ -984,566 +899,17 @@ static bool submit(struct fco_seq *q, const struct fco_target *g)
 	bool ok;
 
 	if (fe->stats.co_held_bytes + bytes > fe->cfg.coalesce_buffer_bytes ||
-	    (t = target_of(q, g)) == NULL)
+	    (t = fco_target_of(q, g)) == NULL)
 		return false;
 	mt_add(co_target_metrics(t)->rows_received, q->nrows);
 	mt_add(co_target_metrics(t)->bytes_received, bytes);
-	ok = co_submit(t, q->rows, q->nrows, unit_done, q);
+	ok = co_submit(t, q->rows, q->nrows, fco_unit_done, q);
 	co_target_put(t);
 	if (ok) {
 		q->held = bytes;
 		fe->stats.co_held_bytes += bytes;
 		fe->stats.co_rows += q->nrows;
 	}
-	return ok;
-}
-
-/* ---- coalesced explicit transactions ([frontend] coalesce_transactions) ----
- */
-
-static void txn_free(struct fe_client *cl)
-{
-	struct fco_txn *x = cl->co_txn;
-
-	if (x == NULL)
-		return;
-	cl->co_txn = NULL;
-	cl->fe->stats.co_held_bytes -= x->held;
-	co_target_put(x->target);
-	if (x->rows != NULL)
-		evbuffer_free(x->rows);
-	free(x);
-}
-
-static bool txn_new(struct fe_client *cl)
-{
-	struct fco_txn *x = calloc(1, sizeof(*x));
-
-	if (x == NULL || (x->rows = evbuffer_new()) == NULL) {
-		free(x);
-		return false;
-	}
-	cl->co_txn = x;
-	return true;
-}
-
-/* q's rows (for q->target, the transaction's target) join it. */
-static void txn_take(struct fe_client *cl, struct fco_seq *q)
-{
-	struct fco_txn *x = cl->co_txn;
-	size_t bytes = evbuffer_get_length(q->rows);
-
-	if (x->target == NULL) {
-		x->target = q->target;
-		q->target = NULL;
-	}
-	evbuffer_add_buffer(x->rows, q->rows);
-	x->nrows += q->nrows;
-	x->held += bytes;
-	cl->fe->stats.co_held_bytes += bytes;
-	cl->fe->stats.co_rows += q->nrows;
-}
-
-/*
- * The sequence's rows join the client's transaction (answered at once, the
- * commit comes with COMMIT). NULL, or why it must be relayed instead.
- */
-static const char *add_to_txn(struct fco_seq *q, const struct fco_target *g)
-{
-	struct fco_txn *x = q->cl->co_txn;
-	struct frontend *fe = q->fe;
-	size_t bytes = evbuffer_get_length(q->rows);
-	struct co_target *t;
-
-	if (g->upsert)
-		return "an upsert inside a transaction";
-	if (fe->stats.co_held_bytes + bytes > fe->cfg.coalesce_buffer_bytes)
-		return "coalesce_buffer_bytes reached";
-	if (q->nrows == 0)
-		return NULL;
-	if ((t = target_of(q, g)) == NULL)
-		return "out of memory";
-	if (x->target != NULL && x->target != t) {
-		co_target_put(t);
-		return "a second table in the transaction";
-	}
-	q->target = t; /* q's reference, given to the transaction or put */
-	txn_take(q->cl, q);
-	return NULL;
-}
-
-/* The transaction-control statement kept under name, if it is one. */
-static enum sqlf_txc kept_control(const struct fe_client *cl, const char *name)
-{
-	const struct fps_stmt *kept = NULL;
-	const uint8_t *rest = cl->co_unnamed;
-	size_t len = cl->co_unnamed_len;
-	struct pgw_parse_msg m;
-
-	if (name[0] != '\0') {
-		kept = cl->stmts ? fps_client_find(cl->stmts, name) : NULL;
-		rest = kept ? kept->parse_rest : NULL;
-		len = kept ? kept->parse_rest_len : 0;
-	}
-	if (rest == NULL || pgw_parse_parse_rest(rest, len, &m) != PGW_OK ||
-	    m.ntypes != 0)
-		return SQLF_TXC_NONE;
-	return sqlf_txn_control((const uint8_t *)m.query, strlen(m.query));
-}
-
-/* What a control sequence is: one Query, or Parse/Bind/Describe/Execute
- * of the unnamed statement and portal, without parameters, and Sync. */
-struct control_ctx {
-	enum sqlf_txc kind;
-	unsigned parses, executes;
-	bool bad;
-};
-
-static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
-                       void *arg)
-{
-	struct control_ctx *x = arg;
-	struct pgw_parse_msg pm;
-	struct pgw_bind_msg bm;
-	const char *name;
-	uint16_t n;
-	char kind;
-
-	(void)i;
-	switch (f->type) {
-	case PGW_FE_QUERY:
-		x->parses++;
-		x->executes++;
-		x->kind = f->len > 0 && f->body[f->len - 1] == '\0'
-		              ? sqlf_txn_control(f->body, f->len - 1)
-		              : SQLF_TXC_NONE;
-		return true;
-	case PGW_FE_PARSE:
-		x->parses++;
-		x->kind = pgw_parse_parse(f, &pm) == PGW_OK && pm.ntypes == 0
-		              ? sqlf_txn_control((const uint8_t *)pm.query,
-		                                 strlen(pm.query))
-		              : SQLF_TXC_NONE;
-		return true;
-	case PGW_FE_BIND:
-		x->bad |= pgw_parse_bind(f, &bm) != PGW_OK ||
-		          bm.portal[0] != '\0' ||
-		          pgw_bind_count(&bm, &n) != PGW_OK || n != 0;
-		if (!x->bad &&
-		    x->parses == 0) { /* a statement kept from before */
-			x->parses++;
-			x->kind = kept_control(q->cl, bm.statement);
-		}
-		return true;
-	case PGW_FE_DESCRIBE:
-		x->bad |= pgw_parse_target(f, &kind, &name) != PGW_OK ||
-		          kind != 'P' || name[0] != '\0';
-		return true;
-	case PGW_FE_EXECUTE:
-		x->executes++;
-		return true;
-	case PGW_FE_SYNC:
-		return true;
-	}
-	x->bad = true;
-	return true;
-}
-
-static enum sqlf_txc control_of(struct fco_seq *q, struct evbuffer *in)
-{
-	struct control_ctx x = {SQLF_TXC_NONE, 0, 0, false};
-
-	if (!each_message(q, in, control_fn, &x) || x.bad || x.parses != 1 ||
-	    x.executes != 1)
-		return SQLF_TXC_NONE;
-	return x.kind;
-}
-
-/* The answers to a control sequence, its tag at the Execute (or Query). */
-static bool control_answer_fn(struct fco_seq *q, size_t i,
-                              const struct pgw_frame *f, void *arg)
-{
-	const char *tag = arg;
-	struct fco_exec *v;
-
-	(void)i;
-	switch (f->type) {
-	case PGW_FE_PARSE:
-		return put_empty(q->answers, '1');
-	case PGW_FE_BIND:
-		return put_empty(q->answers, '2');
-	case PGW_FE_DESCRIBE:
-		return put_empty(q->answers, 'n');
-	case PGW_FE_SYNC:
-		return pgw_put_ready(q->answers, q->status);
-	}
-	/* Execute or Query */
-	if ((v = calloc(1, sizeof(*v))) == NULL)
-		return false;
-	free(q->execs);
-	q->execs = v;
-	q->nexecs = 1;
-	v->answer_at = evbuffer_get_length(q->answers);
-	v->rows = q->nrows;
-	return pgw_put_pieces(q->answers, PGW_MSG_COMMAND_COMPLETE,
-	                      &(struct pgw_piece){tag, strlen(tag) + 1}, 1) &&
-	       (f->type != PGW_FE_QUERY ||
-	        pgw_put_ready(q->answers, q->status));
-}
-
-/*
- * BEGIN, COMMIT or ROLLBACK of a coalesced transaction: answered here
- * (COMMIT once its rows are committed). FCO_FORWARD for the others.
- */
-static enum fco_verdict control(struct fe_client *cl, struct fco_seq *q)
-{
-	struct evbuffer *in = bufferevent_get_input(cl->bev);
-	enum sqlf_txc kind = control_of(q, in);
-	struct fco_txn *x = cl->co_txn;
-	const char *tag = kind == SQLF_TXC_BEGIN    ? "BEGIN"
-	                  : kind == SQLF_TXC_COMMIT ? "COMMIT"
-	                                            : "ROLLBACK";
-
-	if (kind == SQLF_TXC_NONE || (kind == SQLF_TXC_BEGIN) != (x == NULL) ||
-	    (kind == SQLF_TXC_BEGIN && !cl->fe->cfg.coalesce_transactions))
-		return FCO_FORWARD;
-	if (kind == SQLF_TXC_BEGIN) {
-		if (!txn_new(cl))
-			return FCO_FORWARD;
-		x = cl->co_txn;
-	}
-	q->status = kind == SQLF_TXC_BEGIN ? 'T' : 'I';
-	q->nrows = kind == SQLF_TXC_COMMIT ? x->nrows : 0;
-	if ((q->answers = evbuffer_new()) == NULL ||
-	    !each_message(q, in, control_answer_fn, (void *)tag) ||
-	    !each_message(q, in, keep_fn, NULL)) {
-		if (kind == SQLF_TXC_BEGIN)
-			txn_free(cl);
-		if (q->answers != NULL)
-			evbuffer_free(q->answers);
-		free(q->execs);
-		q->answers = NULL;
-		q->execs = NULL;
-		q->nexecs = 0;
-		q->nrows = 0;
-		return FCO_FORWARD;
-	}
-	evbuffer_drain(in, q->len);
-	cl->co_scan = 0;
-	if (q->nrows > 0 &&
-	    co_submit(x->target, x->rows, x->nrows, unit_done, q)) {
-		q->held = x->held; /* the unit's now */
-		x->held = 0;
-		cl->fe->stats.co_sequences++;
-		txn_free(cl);
-		cl->co_seq = q;
-		fe_set_state(cl, FE_COALESCING);
-		fe_update_reading(cl);
-		return FCO_TAKEN;
-	}
-	if (q->nrows > 0) {
-		seq_free(q);
-		fe_fail(cl, "53200", "out of memory");
-		return FCO_TAKEN;
-	}
-	if (kind != SQLF_TXC_BEGIN)
-		txn_free(cl);
-	evbuffer_add_buffer(fe_out(cl), q->answers);
-	seq_free(q);
-	if (cl->fe->draining && cl->co_txn == NULL)
-		fe_fail(cl, "57P01", "the proxy is shutting down");
-	return FCO_TAKEN;
-}
-
-/* ---- COPY FROM STDIN ---- */
-
-/* CopyInResponse: text format, ncols columns. */
-static bool put_copy_in(struct evbuffer *out, size_t ncols)
-{
-	size_t len = 3 + 2 * ncols;
-	uint8_t *b = calloc(1, len);
-	bool ok;
-
-	if (b == NULL || ncols > UINT16_MAX) {
-		free(b);
-		return false;
-	}
-	put_be16(b + 1, (uint16_t)ncols);
-	ok = pgw_put_pieces(out, 'G', &(struct pgw_piece){b, len}, 1);
-	free(b);
-	return ok;
-}
-
-/*
- * The table is known: the client gets CopyInResponse, and its data is
- * taken as it comes (fco_copy_input). NULL, or why it must be relayed.
- */
-static const char *start_copy_in(struct fco_seq *q, const struct fco_target *g)
-{
-	struct fe_client *cl = q->cl;
-	struct evbuffer *in = bufferevent_get_input(cl->bev);
-	struct fco_txn *x = cl->co_txn;
-	const uint8_t *msg;
-
-	if ((q->target = target_of(q, g)) == NULL ||
-	    (q->tail = evbuffer_new()) == NULL ||
-	    (q->stmts[0].st->copy.format == SQLR_CSV &&
-	     (q->raw = evbuffer_new()) == NULL))
-		return "out of memory";
-	if (x != NULL && x->target != NULL && x->target != q->target)
-		return "a second table in the transaction";
-	msg = evbuffer_pullup(in, (ev_ssize_t)q->len);
-	q->query_len = q->len - PGW_HEADER_LEN;
-	if (msg == NULL || (q->query = malloc(q->query_len)) == NULL ||
-	    !put_copy_in(fe_out(cl), g->ncols))
-		return "out of memory";
-	memcpy(q->query, msg + PGW_HEADER_LEN, q->query_len);
-	q->copy_cols = (unsigned)g->ncols;
-	evbuffer_drain(in, q->len);
-	cl->co_scan = 0;
-	q->copy_in = true;
-	cl->co_reading = true;
-	fe_update_reading(cl);
-	event_active(cl->kick, 0, 0); /* data may have come with the Query */
-	return NULL;
-}
-
-/*
- * The COPY goes to a server as it came: its Query, the data so far and
- * then the rest of the client's stream (fco_relay_started).
- */
-static void handover(struct fco_seq *q, const char *why)
-{
-	struct fe_client *cl = q->cl;
-
-	if (log_get_level() <= LOG_DEBUG)
-		fe_log(LOG_DEBUG, cl, "event=coalesce_handover reason=\"%s\"",
-		       why);
-	cl->co_seq = NULL;
-	cl->co_reading = false;
-	cl->co_handover = q;
-	cl->fe->stats.co_forwarded++;
-	co_target_put(q->target);
-	q->target = NULL;
-	fe_set_state(cl, FE_IDLE);
-	bufferevent_setwatermark(cl->bev, EV_READ, 0, FE_QUEUE_HIGH);
-	fe_relay_to_server(cl);
-}
-
-/* CSV: the whole records of the tail, as text rows, checked. */
-static bool csv_data(struct fco_seq *q)
-{
-	struct evbuffer *text = evbuffer_new();
-	const uint8_t *p = evbuffer_pullup(q->tail, -1);
-	struct ct_error err;
-	uint64_t rows;
-	size_t used;
-	bool ok;
-
-	ok =
-	    text != NULL && p != NULL &&
-	    ct_csv_to_text(p, evbuffer_get_length(q->tail), text, &used) ==
-	        CT_OK &&
-	    (evbuffer_get_length(text) == 0 ||
-	     ct_check_rows(evbuffer_pullup(text, -1), evbuffer_get_length(text),
-	                   q->copy_cols, &rows, &err) == CT_OK);
-	if (ok && evbuffer_get_length(text) > 0) {
-		q->nrows += rows;
-		evbuffer_drain(q->tail, used);
-		ok = evbuffer_add_buffer(q->rows, text) == 0;
-	}
-	if (text != NULL)
-		evbuffer_free(text);
-	return ok;
-}
-
-/* CopyData: whole lines checked and kept; false: hand the COPY over. */
-static bool copy_data(struct fco_seq *q, const struct pgw_frame *f)
-{
-	struct frontend *fe = q->fe;
-	struct evbuffer_ptr nl;
-	const uint8_t *p;
-	struct ct_error err;
-	uint64_t rows;
-	size_t whole;
-
-	if (evbuffer_add(q->tail, f->body, f->len) != 0 ||
-	    (q->raw != NULL && evbuffer_add(q->raw, f->body, f->len) != 0))
-		return false;
-	if (fe->stats.co_held_bytes + evbuffer_get_length(q->rows) +
-	        evbuffer_get_length(q->tail) +
-	        (q->raw ? evbuffer_get_length(q->raw) : 0) >
-	    fe->cfg.coalesce_buffer_bytes)
-		return false;
-	if (q->raw != NULL)
-		return csv_data(q);
-	/* the tail holds at most a partial line and this message */
-	nl = evbuffer_search_eol(q->tail, NULL, NULL, EVBUFFER_EOL_LF);
-	if (nl.pos < 0)
-		return true;
-	p = evbuffer_pullup(q->tail, -1);
-	whole = evbuffer_get_length(q->tail);
-	while (whole > 0 && p[whole - 1] != '\n')
-		whole--;
-	if (p == NULL ||
-	    ct_check_rows(p, whole, q->copy_cols, &rows, &err) != CT_OK)
-		return false; /* the server says what is wrong, as it would */
-	q->nrows += rows;
-	return evbuffer_remove_buffer(q->tail, q->rows, whole) == (int)whole;
-}
-
-/* CopyDone: the rows go to the coalescer or the client's transaction. */
-static void copy_done(struct fco_seq *q)
-{
-	struct fe_client *cl = q->cl;
-	struct fco_txn *x = cl->co_txn;
-	size_t bytes = evbuffer_get_length(q->rows);
-	char tag[40];
-	int n = snprintf(tag, sizeof(tag), "COPY %" PRIu64, q->nrows);
-
-	q->copy_in = false;
-	cl->co_reading = false;
-	q->execs = calloc(1, sizeof(*q->execs));
-	if (q->execs == NULL ||
-	    !pgw_put_pieces(q->answers, PGW_MSG_COMMAND_COMPLETE,
-	                    &(struct pgw_piece){tag, (size_t)n + 1}, 1) ||
-	    !pgw_put_ready(q->answers, q->status)) {
-		fe_fail(cl, "53200", "out of memory");
-		return;
-	}
-	q->nexecs = 1;
-	q->execs[0].rows = q->nrows;
-	cl->fe->stats.co_sequences++;
-	if (x != NULL || q->nrows == 0) {
-		if (x != NULL && q->nrows > 0)
-			txn_take(cl, q);
-		unit_done(&(struct co_outcome){0}, q);
-		return;
-	}
-	mt_add(co_target_metrics(q->target)->rows_received, q->nrows);
-	mt_add(co_target_metrics(q->target)->bytes_received, bytes);
-	if (!co_submit(q->target, q->rows, q->nrows, unit_done, q)) {
-		fe_fail(cl, "53200", "out of memory");
-		return;
-	}
-	q->held = bytes;
-	cl->fe->stats.co_held_bytes += bytes;
-	cl->fe->stats.co_rows += q->nrows;
-	fe_update_reading(cl);
-}
-
-/* CopyFail: PostgreSQL's answer (outside a transaction). */
-static void copy_fail(struct fco_seq *q, const struct pgw_frame *f)
-{
-	struct fe_client *cl = q->cl;
-	char msg[300];
-	struct pgw_notice e = {.severity = "ERROR",
-	                       .severity_nl = "ERROR",
-	                       .sqlstate = "57014",
-	                       .message = msg};
-
-	snprintf(msg, sizeof(msg), "COPY from stdin failed: %.*s",
-	         (int)(f->len > 0 ? f->len - 1 : 0), (const char *)f->body);
-	cl->co_seq = NULL;
-	cl->co_reading = false;
-	pgw_put_notice(fe_out(cl), PGW_MSG_ERROR, &e);
-	pgw_put_ready(fe_out(cl), 'I');
-	seq_free(q);
-	relay_rest(cl);
-}
-
-/* The whole next message of a COPY, or false (wait, or handed over). */
-static bool next_copy_message(struct fco_seq *q, struct evbuffer *in,
-                              struct pgw_frame *f)
-{
-	uint8_t h[PGW_HEADER_LEN];
-	uint32_t len;
-
-	if (evbuffer_copyout(in, h, sizeof(h)) != (ev_ssize_t)sizeof(h))
-		return false;
-	len = get_be32(h + 1);
-	if (len < 4 || len - 4 > FE_MAX_INSPECT) {
-		handover(q, "a message of the COPY is too large");
-		return false;
-	}
-	if (pgw_frame_next(in, FE_MAX_INSPECT, f) == PGW_OK)
-		return true;
-	bufferevent_setwatermark(q->cl->bev, EV_READ, 0,
-	                         PGW_HEADER_LEN + len + FE_QUEUE_HIGH);
-	return false;
-}
-
-void fco_copy_input(struct fe_client *cl)
-{
-	struct fco_seq *q = cl->co_seq;
-	struct evbuffer *in = bufferevent_get_input(cl->bev);
-	struct pgw_frame f;
-
-	while (q != NULL && cl->co_seq == q && q->copy_in &&
-	       next_copy_message(q, in, &f)) {
-		bool keep = f.type == PGW_FE_COPY_DATA;
-
-		if (f.type == PGW_FE_COPY_FAIL && cl->co_txn == NULL) {
-			copy_fail(q, &f);
-			pgw_frame_consume(in, &f);
-			return;
-		}
-		if (f.type == PGW_FE_FLUSH || f.type == PGW_FE_SYNC) {
-			pgw_frame_consume(in, &f); /* ignored during COPY */
-			continue;
-		}
-		if (f.type == PGW_FE_COPY_DONE)
-			keep = evbuffer_get_length(q->tail) == 0;
-		if (!keep ||
-		    (f.type == PGW_FE_COPY_DATA && !copy_data(q, &f))) {
-			if (f.type == PGW_FE_COPY_DATA)
-				pgw_frame_consume(in, &f); /* in q->tail */
-			handover(q, "data the server must judge");
-			return;
-		}
-		pgw_frame_consume(in, &f);
-		if (f.type == PGW_FE_COPY_DONE) {
-			bufferevent_setwatermark(cl->bev, EV_READ, 0,
-			                         FE_QUEUE_HIGH);
-			copy_done(q);
-			return;
-		}
-	}
-}
-
-/* A CopyData message of each chunk of buf (at most 1 MiB each). */
-static bool put_copy_data(struct evbuffer *out, struct evbuffer *buf)
-{
-	while (evbuffer_get_length(buf) > 0) {
-		size_t n = evbuffer_get_length(buf);
-		const uint8_t *p;
-		bool ok;
-
-		n = n < FE_QUEUE_HIGH ? n : FE_QUEUE_HIGH;
-		p = evbuffer_pullup(buf, (ev_ssize_t)n);
-		ok = p != NULL && pgw_put_pieces(out, PGW_FE_COPY_DATA,
-		                                 &(struct pgw_piece){p, n}, 1);
-		evbuffer_drain(buf, n);
-		if (!ok)
-			return false;
-	}
-	return true;
-}
-
-bool fco_relay_started(struct fe_client *cl, struct evbuffer *out)
-{
-	struct fco_seq *q = cl->co_handover;
-	bool ok;
-
-	if (q == NULL)
-		return true;
-	cl->co_handover = NULL;
-	ok = pgw_put_pieces(out, PGW_FE_QUERY,
-	                    &(struct pgw_piece){q->query, q->query_len}, 1) &&
-	     (q->raw != NULL
-	          ? put_copy_data(out, q->raw)
-	          : put_copy_data(out, q->rows) && put_copy_data(out, q->tail));
-	seq_free(q);
 	return ok;
 }
 
@@ -1557,12 +923,12 @@ static const char *take_rows(struct fco_seq *q, const struct fco_target *g)
 	struct fe_client *cl = q->cl;
 	const char *why;
 
-	if (q->begin && !txn_new(cl))
+	if (q->begin && !fco_txn_new(cl))
 		return "out of memory";
 	if (cl->co_txn != NULL) {
-		why = add_to_txn(q, g);
+		why = fco_add_to_txn(q, g);
 		if (why != NULL && q->begin)
-			txn_free(cl); /* its BEGIN goes to the server too */
+			fco_txn_free(cl); /* its BEGIN goes to the server too */
 		return why;
 	}
 	if (q->nrows > 0 && !submit(q, g))
@@ -1592,13 +958,13 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 	x.g = &g;
 	q->first_wins = g.first_wins;
 	if (why == NULL && q->stmts[0].st->kind == SQLR_COPY) {
-		why = start_copy_in(q, &g);
+		why = fco_start_copy_in(q, &g);
 		target_clear(&g);
 		if (why != NULL)
 			forward(cl, q, why);
 		return;
 	}
-	if (why == NULL && !each_message(q, in, second_fn, &x))
+	if (why == NULL && !fco_each_message(q, in, second_fn, &x))
 		why = q->why[0] ? q->why : "a message does not fit";
 	free(x.portal.params);
 	if (why == NULL)
@@ -1608,7 +974,7 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 		forward(cl, q, why);
 		return;
 	}
-	if (!each_message(q, in, keep_fn, NULL)) {
+	if (!fco_each_message(q, in, fco_keep_fn, NULL)) {
 		fe_fail(cl, "53200", "out of memory");
 		return;
 	}
@@ -1618,7 +984,7 @@ static void decide(struct fco_seq *q, const struct cat_table *t)
 	if (q->nrows == 0 || cl->co_txn != NULL) {
 		struct co_outcome done = {0};
 
-		unit_done(&done, q);
+		fco_unit_done(&done, q);
 	}
 }
 
@@ -1733,18 +1099,18 @@ static enum fco_verdict first_look(struct fe_client *cl, size_t len)
 	q->db = cl->db;
 	q->len = len;
 	q->status = cl->co_txn != NULL ? 'T' : 'I';
-	if ((v = control(cl, q)) == FCO_TAKEN)
+	if ((v = fco_control(cl, q)) == FCO_TAKEN)
 		return v;
-	if (!each_message(q, bufferevent_get_input(cl->bev), first_fn,
-	                  &portal) ||
+	if (!fco_each_message(q, bufferevent_get_input(cl->bev), first_fn,
+	                      &portal) ||
 	    q->nstmts == 0 || !one_target(q) || !db_ready(cl->fe, cl->db)) {
-		seq_free(q);
+		fco_seq_free(q);
 		return FCO_FORWARD;
 	}
 	q->lookup = cat_lookup(cl->db->cat, q->stmts[0].st->schema,
 	                       q->stmts[0].st->table, looked_up, q);
 	if (q->lookup == NULL) {
-		seq_free(q);
+		fco_seq_free(q);
 		return FCO_FORWARD;
 	}
 	cl->co_seq = q;
@@ -1824,9 +1190,9 @@ void fco_detach(struct fe_client *cl)
 	cl->co_unnamed = NULL;
 	cl->fe->stats.co_held_bytes -= cl->co_input_held;
 	cl->co_input_held = 0;
-	txn_free(cl); /* never committed: nothing of it is written */
+	fco_txn_free(cl); /* never committed: nothing of it is written */
 	if (cl->co_handover != NULL) {
-		seq_free(cl->co_handover);
+		fco_seq_free(cl->co_handover);
 		cl->co_handover = NULL;
 	}
 	pgw_notice_free(&cl->owed_error);
@@ -1836,7 +1202,7 @@ void fco_detach(struct fe_client *cl)
 	if (q->lookup != NULL || q->copy_in) { /* nothing submitted yet */
 		if (q->lookup != NULL)
 			cat_cancel(q->db->cat, q->lookup);
-		seq_free(q);
+		fco_seq_free(q);
 		return;
 	}
 	q->cl = NULL; /* its unit commits or fails; no one is told */
@@ -1874,78 +1240,5 @@ bool fco_is_idle(const struct frontend *fe)
 		if (db->co != NULL && !co_is_idle(db->co))
 			return false;
 	}
-	return true;
-}
-
-/* ---- a coalesced transaction becomes a server transaction ---- */
-
-static void materialized(struct up_conn *up, const struct up_result *r,
-                         void *arg)
-{
-	struct fe_client *cl = arg;
-
-	cl->exec_running = false;
-	if (cl->gone) {
-		fe_close(cl); /* gives the connection back, frees cl */
-		return;
-	}
-	txn_free(cl);
-	if (cl->state == FE_CLOSING) {
-		fe_relay_detach(cl);
-		return;
-	}
-	if (r->ok) {
-		fe_relay_start(cl);
-		cl->txn = 'T';
-		return;
-	}
-	/* the rows were refused: the statement that needed the server gets
-	 * the server's error, and the transaction is over */
-	if (cl->co_handover != NULL) {
-		/* a COPY the client is still sending: answered now, the rest
-		 * of its data is dropped (idle_step) */
-		seq_free(cl->co_handover);
-		cl->co_handover = NULL;
-		put_failure(fe_out(cl),
-		            &(struct co_outcome){
-		                .sqlstate = r->error.sqlstate
-		                                ? r->error.sqlstate
-		                                : "08006",
-		                .message = r->error.message ? r->error.message
-		                                            : "server error",
-		                .error = r->error.sqlstate ? &r->error : NULL});
-		pgw_put_ready(fe_out(cl), 'I');
-	} else {
-		if (r->error.sqlstate == NULL ||
-		    !pgw_notice_dup(&r->error, &cl->owed_error))
-			memset(&cl->owed_error, 0, sizeof(cl->owed_error));
-		snprintf(cl->owed_sqlstate, sizeof(cl->owed_sqlstate), "%s",
-		         r->error.sqlstate ? r->error.sqlstate : "08006");
-	}
-	up_close(up, UP_CLOSE_BY_OWNER, "coalesced transaction failed");
-	pool_release(cl->db->pool, up);
-	cl->up = NULL;
-	fe_set_state(cl, FE_IDLE);
-	fe_update_reading(cl);
-	event_active(cl->kick, 0, 0);
-}
-
-bool fco_materialize(struct fe_client *cl)
-{
-	struct fco_txn *x = cl->co_txn;
-	char *sql;
-
-	if (x == NULL)
-		return false;
-	sql = x->target ? sql_insert_begin(co_target_def(x->target))
-	                : strdup("BEGIN");
-	if (log_get_level() <= LOG_DEBUG)
-		fe_log(LOG_DEBUG, cl,
-		       "event=coalesce_materialize rows=%" PRIu64, x->nrows);
-	cl->exec_running =
-	    sql != NULL && up_exec(cl->up, sql, x->rows, materialized, cl);
-	free(sql);
-	if (!cl->exec_running)
-		fe_fail(cl, "08006", "server connection not usable");
 	return true;
 }

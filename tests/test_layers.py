@@ -39,7 +39,8 @@ RANKS = {
 # Files that are one module between them (an internal header and its two halves).
 MODULE_OF = {"coalesce_int": "coalesce", "batch": "coalesce", "co_progress": "coalesce",
              "frontend_int": "frontend", "fe_relay": "frontend", "fe_metrics": "frontend",
-             "fe_coalesce": "frontend"}
+             "fe_coalesce": "frontend", "fe_coalesce_int": "frontend", "fe_cotxn": "frontend",
+             "fe_copyin": "frontend"}
 
 
 def module(name: str) -> str:
