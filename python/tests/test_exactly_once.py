@@ -26,7 +26,6 @@ from lakebase_foreachwriter import ingest_protocol
 from proxyproc import ProxyProcess, free_port, proxy_sections, start_proxy, write_ini
 
 ROWS = 1000
-EXACTLY_ONCE = True  # False: the cases below show the duplicates the option removes
 FAIL_AFTER = 250  # rows of partition 0 processed before its first attempt fails
 BATCH = 100  # so that 200 of them are committed when it fails
 MODES = {"insert": {}, "bulk-insert": {}, "upsert": {"primary_keys": ["id"]}}
@@ -276,94 +275,3 @@ def test_progress_table_in_a_schema_is_created(db, conn_args, table_name):
     run_task(writer, 0, rows(0, 5))
     got = db.execute(f'SELECT rows_committed FROM "{schema}"."Progress"').fetchall()
     assert got == [(5,)]
-
-
-# ---- a whole query stopped and restarted from its checkpoint (micro-batch) ---------------------
-
-class HoldOnce:
-    """A writer whose task for partition 0 stops after GATE rows of an epoch while `arm`
-    exists, so that the query is stopped in the middle of that epoch: its first flushes are
-    committed, the epoch is not in the checkpoint, and the restart replays it."""
-
-    GATE = 250
-
-    def __init__(self, writer: LakebaseForeachWriter, arm: str) -> None:
-        self.writer, self.arm = writer, arm
-        self.part, self.seen = -1, 0
-
-    def open(self, partition_id: int, epoch_id: int) -> bool:
-        self.part, self.seen = partition_id, 0
-        return self.writer.open(partition_id, epoch_id)
-
-    def process(self, row: Any) -> None:
-        import os
-        import time
-
-        self.seen += 1
-        if self.seen == 1:  # which Kafka partition this Spark partition reads, per run
-            with open(self.arm + ".map", "a") as f:
-                f.write(f"{os.path.exists(self.arm)} spark={self.part} kafka={row.part}\n")
-        if self.part == 0 and self.seen == self.GATE and os.path.exists(self.arm):
-            time.sleep(600)  # until the query is stopped
-        self.writer.process(row)
-
-    def close(self, error: Optional[BaseException]) -> None:
-        self.writer.close(error)
-
-
-@pytest.mark.parametrize("mode,via", [("insert", "direct"), ("insert", "proxy"),
-                                      ("bulk-insert", "proxy")])
-def test_query_stopped_mid_stream_and_restarted(spark, broker, pg, db, conn_args, table_name,
-                                                tmp_path, mode, via):
-    """The query is stopped while an epoch is being written (its first flushes are in the
-    table, the checkpoint does not have the epoch), restarted from its checkpoint and, through
-    the proxy, the proxy restarted in between: the table holds every source row once."""
-    import time
-
-    ks.create_table(db, table_name)
-    topic = ks.new_topic(broker)
-    ks.produce(broker, topic, 0, ROWS)
-    proc: Optional[ProxyProcess] = None
-    where: Dict[str, Any] = conn_args
-    if via == "proxy":
-        port = free_port()
-        ini = write_ini(tmp_path / "proxy.ini", proxy_sections(pg, port))
-        env = {"LAKEBASE_PROXY_UPSTREAM_PASSWORD": pg.password}
-        proc = ProxyProcess(ini, env)
-        proc.wait_log(r"event=listening")
-        where = {"proxy": f"127.0.0.1:{port}"}
-    arm = tmp_path / "hold"
-    arm.write_text("")
-    writer = HoldOnce(make_writer(where, table_name, mode, EXACTLY_ONCE,
-                                  query_name="stopped-query"), str(arm))
-    ck = str(tmp_path / "ck")
-    query = start(spark, broker, topic, writer, ck, availableNow=True)
-    try:
-        deadline = time.monotonic() + 120
-        # partition 0 (the even ids) has its first flush committed, then holds
-        first_flush = set(range(0, 2 * BATCH, 2))
-        while time.monotonic() < deadline and query.exception() is None and \
-                not first_flush <= ks.id_counts(db, table_name).keys():
-            time.sleep(0.1)
-        assert query.exception() is None, query.exception()
-    finally:
-        query.stop()  # mid-epoch
-    written_before = len(ks.id_counts(db, table_name))
-    assert 0 < written_before < ROWS
-    arm.unlink()
-    if proc is not None:
-        assert proc.stop() == 0, proc.log[-5000:]
-        proc = ProxyProcess(ini, env)
-        proc.wait_log(r"event=listening")
-    try:
-        query = start(spark, broker, topic, writer, ck, availableNow=True)
-        query.awaitTermination(180)
-        assert query.exception() is None, query.exception()
-    finally:
-        if proc is not None:
-            assert proc.stop() == 0, proc.log[-5000:]
-    counts = ks.id_counts(db, table_name)
-    print("partition map (armed, spark, kafka):", (tmp_path / "hold.map").read_text().split("\n"),
-          "progress:", progress_rows(db, table_name))
-    check(counts, EXACTLY_ONCE)
-    assert max(counts) == ROWS - 1
