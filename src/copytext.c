@@ -233,49 +233,75 @@ bool ct_escape(const uint8_t *s, size_t len, struct evbuffer *out)
 	return true;
 }
 
-/* One CSV record from p (quotes handled); *end: past its '\n', or 0 when
- * it is not whole. Fields go to out as text fields. */
+/*
+ * A CSV field p[start..i) ends: one text field to out. Without quotes its
+ * bytes are escaped as they stand (none: NULL); with quotes, what the loop
+ * gathered in field is.
+ */
+static bool put_csv_field(const uint8_t *p, size_t start, size_t i,
+                          bool saw_quote, struct evbuffer *field,
+                          struct evbuffer *out)
+{
+	size_t n = evbuffer_get_length(field);
+	bool ok;
+
+	if (!saw_quote)
+		return i == start ? evbuffer_add(out, "\\N", 2) == 0
+		                  : ct_escape(p + start, i - start, out);
+	ok = ct_escape(evbuffer_pullup(field, -1), n, out);
+	evbuffer_drain(field, n);
+	return ok;
+}
+
+/*
+ * One CSV record from p; *end: past its '\n', or 0 when it is not whole.
+ * Plain bytes are taken in runs; only a field with quotes is gathered in
+ * field (its quotes dropped, "" inside quotes as one ").
+ */
 static enum ct_rc csv_record(const uint8_t *p, size_t len, struct evbuffer *out,
                              struct evbuffer *field, size_t *end)
 {
-	bool quoted = false, saw_quote = false;
-	size_t i;
+	bool quoted = false, saw_quote = false, ok = true;
+	size_t start = 0, run = 0, i;
 
 	*end = 0;
 	if (len >= 3 && p[0] == '\\' && p[1] == '.' && p[2] == '\n')
 		return CT_BAD_ESCAPE;
-	for (i = 0; i < len; i++) {
+	for (i = 0; i < len && ok; i++) {
 		uint8_t c = p[i];
 
-		if (quoted && c == '"' && i + 1 < len && p[i + 1] == '"') {
-			evbuffer_add(field, "\"", 1);
-			i++;
-		} else if (c == '"') {
-			quoted = !quoted;
+		if (c == '"') {
+			if (!saw_quote)
+				run =
+				    start; /* the bytes before it join field */
+			ok = evbuffer_add(field, p + run, i - run) == 0;
+			if (quoted && i + 1 < len && p[i + 1] == '"') {
+				ok = ok && evbuffer_add(field, "\"", 1) == 0;
+				i++;
+			} else {
+				quoted = !quoted;
+			}
 			saw_quote = true;
-		} else if (!quoted && c == '\r') {
+			run = i + 1;
+		} else if (quoted) {
+			continue;
+		} else if (c == '\r') {
 			return CT_CR;
-		} else if (!quoted && (c == ',' || c == '\n')) {
-			size_t n = evbuffer_get_length(field);
-			bool ok =
-			    n == 0 && !saw_quote
-			        ? evbuffer_add(out, "\\N", 2) == 0
-			        : ct_escape(evbuffer_pullup(field, -1), n, out);
-
-			evbuffer_drain(field, n);
+		} else if (c == ',' || c == '\n') {
+			ok =
+			    (!saw_quote ||
+			     evbuffer_add(field, p + run, i - run) == 0) &&
+			    put_csv_field(p, start, i, saw_quote, field, out) &&
+			    evbuffer_add(out, c == ',' ? "\t" : "\n", 1) == 0;
 			saw_quote = false;
-			if (!ok ||
-			    evbuffer_add(out, c == ',' ? "\t" : "\n", 1) != 0)
-				return CT_NUL; /* out of memory: refused */
-			if (c == '\n') {
+			start = run = i + 1;
+			if (ok && c == '\n') {
 				*end = i + 1;
 				return CT_OK;
 			}
-		} else if (evbuffer_add(field, &c, 1) != 0) {
-			return CT_NUL;
 		}
 	}
-	return CT_OK; /* not whole yet */
+	return ok ? CT_OK : CT_NUL; /* not whole yet; CT_NUL: out of memory */
 }
 
 enum ct_rc ct_csv_to_text(const uint8_t *data, size_t len, struct evbuffer *out,
