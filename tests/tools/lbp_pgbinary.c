@@ -16,16 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+#include <openssl/crypto.h>
 
 /* Decodes hex into a heap block of exactly its size (ASan sees overreads). */
 static uint8_t *unhex(const char *hex, size_t *len)
@@ -38,7 +29,8 @@ static uint8_t *unhex(const char *hex, size_t *len)
 		return NULL;
 	}
 	for (size_t i = 0; i < n / 2; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		int hi = OPENSSL_hexchar2int((unsigned char)hex[2 * i]);
+		int lo = OPENSSL_hexchar2int((unsigned char)hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0) {
 			free(v);
