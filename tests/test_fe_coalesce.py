@@ -247,7 +247,9 @@ def test_statements_that_must_be_forwarded_behave_as_direct(front: FrontDoor,
             c.execute("INSERT INTO co_fw (id) VALUES (%s::text)", ("5",))
     assert pg.admin_sql("SELECT id, v FROM co_fw ORDER BY id") == [
         ["1", "r"], ["2", "n"], ["3", ""], ["4", "sel"], ["5", "in txn"]]
-    assert events(front)["coalesced_rows"] == 0
+    ev = events(front)
+    # looked at and relayed (the transaction's BEGIN took its statements along)
+    assert ev["coalesced_rows"] == 0 and ev["coalesce_forwarded"] >= 7
 
 
 def test_named_prepared_inserts_coalesce_and_still_work_in_a_transaction(
@@ -539,6 +541,10 @@ def test_malformed_messages_in_a_coalescible_sequence_get_the_servers_answer(
         r = pgc.exec_prepared(b"s1", [b"3", b"ok"])
         assert r.command_status == b"INSERT 0 1"
     assert pg.admin_sql("SELECT id, v FROM co_bad_msg") == [["3", "ok"]]
+    # the proxy looked at each: the wrong count and the bad UTF-8 went to the server as
+    # they came, 'x' was taken and failed in its batch with the server's error, 3 landed
+    ev = events(front)
+    assert (ev["coalesce_forwarded"], ev["coalesce_failed"], ev["coalesced_rows"]) == (2, 1, 2)
 
 
 def test_copy_from_stdin_is_coalesced_and_what_it_cannot_judge_goes_to_the_server(
@@ -597,6 +603,9 @@ def test_a_client_that_dies_mid_copy_writes_nothing(front: FrontDoor, pg: PgServ
     for i in range(1000):
         cp.write_row((i,))
     cp.write(b"")
+    status, body, _ = front.proxy.admin_get("/metrics")
+    assert promtext.value(promtext.parse(body), "lbp_frontend_clients",
+                          state="coalescing") == 1  # the proxy holds the COPY
     # the connection drops mid-COPY, without a Terminate (a killed client)
     import os
     import socket
