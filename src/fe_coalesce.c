@@ -129,7 +129,7 @@ static int find_stmt(struct fco_seq *q, const char *name)
 			return (int)i;
 	}
 	if (name[0] == '\0')
-		return q->cl->co_unnamed == NULL
+		return q->cl->co_unnamed_len == 0
 		           ? -1
 		           : add_kept_stmt(q, "", q->cl->co_unnamed,
 		                           q->cl->co_unnamed_len);
@@ -183,7 +183,7 @@ static bool binds_begin(struct fco_seq *q, const char *name)
 	if (q->begin_name != NULL)
 		return strcmp(q->begin_name, name) == 0;
 	if (name[0] == '\0')
-		return q->cl->co_unnamed != NULL &&
+		return q->cl->co_unnamed_len > 0 &&
 		       is_begin(q->cl->co_unnamed, q->cl->co_unnamed_len);
 	kept = q->cl->stmts ? fps_client_find(q->cl->stmts, name) : NULL;
 	return kept != NULL && is_begin(kept->parse_rest, kept->parse_rest_len);
@@ -675,13 +675,15 @@ static bool second_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 
 bool fco_keep_unnamed(struct fe_client *cl, const uint8_t *rest, size_t len)
 {
-	uint8_t *copy = malloc(len ? len : 1);
+	if (len > cl->co_unnamed_cap) { /* grows; the next one reuses it */
+		uint8_t *v = realloc(cl->co_unnamed, len);
 
-	if (copy == NULL)
-		return false;
-	memcpy(copy, rest, len);
-	free(cl->co_unnamed);
-	cl->co_unnamed = copy;
+		if (v == NULL)
+			return false;
+		cl->co_unnamed = v;
+		cl->co_unnamed_cap = len;
+	}
+	memcpy(cl->co_unnamed, rest, len);
 	cl->co_unnamed_len = len;
 	return true;
 }
@@ -708,8 +710,7 @@ bool fco_keep_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 		if (name[0] != '\0') {
 			fps_client_close(cl->stmts, name);
 		} else {
-			free(cl->co_unnamed);
-			cl->co_unnamed = NULL;
+			cl->co_unnamed_len = 0; /* closed: there is none */
 		}
 	}
 	return true;
@@ -1005,6 +1006,28 @@ static void looked_up(const struct cat_table *t, const char *sqlstate,
 /* ---- looking at an idle client's messages ---- */
 
 /* The coalescer of db, made on first use. */
+/* The [batch] limits but dead_letter: a statement's row never leaves it. */
+static void co_config_of(const struct frontend *fe, struct co_config *cc)
+{
+	co_config_from(&fe->batch_cfg, cc);
+	cc->dead_letter = false;
+}
+
+void fco_reconfigure(struct frontend *fe)
+{
+	struct fe_db *db;
+	struct co_config cc;
+
+	co_config_of(fe, &cc);
+	TAILQ_FOREACH(db, &fe->dbs, link)
+	{
+		if (db->co != NULL) {
+			co_set_config(db->co, &cc);
+			cat_set_ttl(db->cat, fe->batch_cfg.catalog_ttl_s);
+		}
+	}
+}
+
 static bool db_ready(struct frontend *fe, struct fe_db *db)
 {
 	struct up_params params;
@@ -1018,9 +1041,9 @@ static bool db_ready(struct frontend *fe, struct fe_db *db)
 		    pool_new(fe->base, fe->dns, &params, &fe->pool_cfg);
 	}
 	if (db->co_pool != NULL && db->cat == NULL)
-		db->cat = cat_new(fe->base, db->co_pool, fe->catalog_ttl_s);
-	co_config_from(&fe->batch_cfg, &cc);
-	cc.dead_letter = false; /* a statement's row never leaves it */
+		db->cat =
+		    cat_new(fe->base, db->co_pool, fe->batch_cfg.catalog_ttl_s);
+	co_config_of(fe, &cc);
 	if (db->cat != NULL)
 		db->co = co_new(fe->base, db->co_pool, db->cat, &cc);
 	return db->co != NULL;
@@ -1188,6 +1211,7 @@ void fco_detach(struct fe_client *cl)
 
 	free(cl->co_unnamed);
 	cl->co_unnamed = NULL;
+	cl->co_unnamed_len = cl->co_unnamed_cap = 0;
 	cl->fe->stats.co_held_bytes -= cl->co_input_held;
 	cl->co_input_held = 0;
 	fco_txn_free(cl); /* never committed: nothing of it is written */

@@ -63,7 +63,6 @@ struct fco_seq {
 	/* COPY FROM STDIN: its data arrives after CopyInResponse */
 	bool copy_in;
 	struct co_target *target; /* its target (a reference) */
-	size_t checked;           /* bytes of rows checked whole */
 	uint8_t *query;           /* the client's Query, for a handover */
 	size_t query_len;
 	unsigned copy_cols;

@@ -273,15 +273,9 @@ static bool put_copy_data(struct evbuffer *out, struct evbuffer *buf)
 {
 	while (evbuffer_get_length(buf) > 0) {
 		size_t n = evbuffer_get_length(buf);
-		const uint8_t *p;
-		bool ok;
 
-		n = n < FE_QUEUE_HIGH ? n : FE_QUEUE_HIGH;
-		p = evbuffer_pullup(buf, (ev_ssize_t)n);
-		ok = p != NULL && pgw_put_pieces(out, PGW_FE_COPY_DATA,
-		                                 &(struct pgw_piece){p, n}, 1);
-		evbuffer_drain(buf, n);
-		if (!ok)
+		if (!pgw_put_copy_data_from(
+		        out, buf, n < FE_QUEUE_HIGH ? n : FE_QUEUE_HIGH))
 			return false;
 	}
 	return true;

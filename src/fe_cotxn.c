@@ -87,7 +87,7 @@ const char *fco_add_to_txn(struct fco_seq *q, const struct fco_target *g)
 	return NULL;
 }
 
-/* The transaction-fco_control statement kept under name, if it is one. */
+/* The transaction-control statement kept under name, if it is one. */
 static enum sqlf_txc kept_control(const struct fe_client *cl, const char *name)
 {
 	const struct fps_stmt *kept = NULL;
@@ -100,13 +100,13 @@ static enum sqlf_txc kept_control(const struct fe_client *cl, const char *name)
 		rest = kept ? kept->parse_rest : NULL;
 		len = kept ? kept->parse_rest_len : 0;
 	}
-	if (rest == NULL || pgw_parse_parse_rest(rest, len, &m) != PGW_OK ||
-	    m.ntypes != 0)
+	if (rest == NULL || len == 0 ||
+	    pgw_parse_parse_rest(rest, len, &m) != PGW_OK || m.ntypes != 0)
 		return SQLF_TXC_NONE;
 	return sqlf_txn_control((const uint8_t *)m.query, strlen(m.query));
 }
 
-/* What a fco_control sequence is: one Query, or Parse/Bind/Describe/Execute
+/* What a control sequence is: one Query, or Parse/Bind/Describe/Execute
  * of the unnamed statement and portal, without parameters, and Sync. */
 struct control_ctx {
 	enum sqlf_txc kind;
@@ -114,17 +114,15 @@ struct control_ctx {
 	bool bad;
 };
 
-static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
-                       void *arg)
+static void control_look(struct fco_seq *q, const struct pgw_frame *f,
+                         struct control_ctx *x)
 {
-	struct control_ctx *x = arg;
 	struct pgw_parse_msg pm;
 	struct pgw_bind_msg bm;
 	const char *name;
 	uint16_t n;
 	char kind;
 
-	(void)i;
 	switch (f->type) {
 	case PGW_FE_QUERY:
 		x->parses++;
@@ -132,14 +130,14 @@ static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 		x->kind = f->len > 0 && f->body[f->len - 1] == '\0'
 		              ? sqlf_txn_control(f->body, f->len - 1)
 		              : SQLF_TXC_NONE;
-		return true;
+		return;
 	case PGW_FE_PARSE:
 		x->parses++;
 		x->kind = pgw_parse_parse(f, &pm) == PGW_OK && pm.ntypes == 0
 		              ? sqlf_txn_control((const uint8_t *)pm.query,
 		                                 strlen(pm.query))
 		              : SQLF_TXC_NONE;
-		return true;
+		return;
 	case PGW_FE_BIND:
 		x->bad |= pgw_parse_bind(f, &bm) != PGW_OK ||
 		          bm.portal[0] != '\0' ||
@@ -149,32 +147,44 @@ static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
 			x->parses++;
 			x->kind = kept_control(q->cl, bm.statement);
 		}
-		return true;
+		return;
 	case PGW_FE_DESCRIBE:
 		x->bad |= pgw_parse_target(f, &kind, &name) != PGW_OK ||
 		          kind != 'P' || name[0] != '\0';
-		return true;
+		return;
 	case PGW_FE_EXECUTE:
 		x->executes++;
-		return true;
+		return;
 	case PGW_FE_SYNC:
-		return true;
+		return;
 	}
 	x->bad = true;
-	return true;
+}
+
+/* Stops the walk as soon as the sequence cannot be one control statement
+ * (most are INSERTs: their first Parse says so). */
+static bool control_fn(struct fco_seq *q, size_t i, const struct pgw_frame *f,
+                       void *arg)
+{
+	struct control_ctx *x = arg;
+
+	(void)i;
+	control_look(q, f, x);
+	return !x->bad && x->parses <= 1 && x->executes <= 1 &&
+	       (x->parses == 0 || x->kind != SQLF_TXC_NONE);
 }
 
 static enum sqlf_txc control_of(struct fco_seq *q, struct evbuffer *in)
 {
 	struct control_ctx x = {SQLF_TXC_NONE, 0, 0, false};
 
-	if (!fco_each_message(q, in, control_fn, &x) || x.bad ||
-	    x.parses != 1 || x.executes != 1)
+	if (!fco_each_message(q, in, control_fn, &x) || x.parses != 1 ||
+	    x.executes != 1)
 		return SQLF_TXC_NONE;
 	return x.kind;
 }
 
-/* The answers to a fco_control sequence, its tag at the Execute (or Query). */
+/* The answers to a control sequence, its tag at the Execute (or Query). */
 static bool control_answer_fn(struct fco_seq *q, size_t i,
                               const struct pgw_frame *f, void *arg)
 {

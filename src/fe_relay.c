@@ -606,7 +606,7 @@ static bool unnamed_to_server(struct fe_client *cl)
 {
 	struct pgw_piece p[] = {{"", 1}, {cl->co_unnamed, cl->co_unnamed_len}};
 
-	if (cl->co_unnamed == NULL || cl->unnamed_on_server)
+	if (cl->co_unnamed_len == 0 || cl->unnamed_on_server)
 		return true;
 	cl->unnamed_on_server = true;
 	return pgw_put_pieces(up_relay_output(cl->up), PGW_FE_PARSE, p, 2) &&
@@ -678,8 +678,7 @@ static bool client_target(struct fe_client *cl, const struct pgw_frame *f)
 	    !unnamed_to_server(cl))
 		return false;
 	if (kind == 'S' && name[0] == '\0' && f->type == PGW_FE_CLOSE) {
-		free(cl->co_unnamed);
-		cl->co_unnamed = NULL;
+		cl->co_unnamed_len = 0; /* closed: there is none */
 		cl->unnamed_on_server = false;
 	}
 	if (st == NULL)

@@ -22,9 +22,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
-#include "catalog.h"
 #include "clock.h"
-#include "coalesce.h"
 #include "netaddr.h"
 #include "pgwire.h"
 #include "scram_server.h"
@@ -1152,20 +1150,8 @@ void fe_set_pool_config(struct frontend *fe, const struct cfg_pool *pc)
 
 void fe_set_batch_config(struct frontend *fe, const struct cfg_batch *b)
 {
-	struct fe_db *db;
-	struct co_config cc;
-
 	fe->batch_cfg = *b;
-	fe->catalog_ttl_s = b->catalog_ttl_s;
-	co_config_from(b, &cc);
-	cc.dead_letter = false;
-	TAILQ_FOREACH(db, &fe->dbs, link)
-	{
-		if (db->co != NULL) {
-			co_set_config(db->co, &cc);
-			cat_set_ttl(db->cat, b->catalog_ttl_s);
-		}
-	}
+	fco_reconfigure(fe);
 }
 
 bool fe_set_credential(struct frontend *fe, const char *host,

@@ -128,7 +128,8 @@ struct fe_client {
 	struct fco_seq *co_handover; /* a COPY given to the server */
 	bool sv_swallow_copyin; /* its CopyInResponse is not the client's */
 	uint8_t *co_unnamed;    /* the client's unnamed statement: its last */
-	size_t co_unnamed_len;  /* unnamed Parse's rest (NULL: none) */
+	size_t co_unnamed_len;  /* unnamed Parse's rest (0: none); the */
+	size_t co_unnamed_cap;  /* buffer is reused from Parse to Parse */
 	bool unnamed_on_server; /* the lent connection has it (relaying) */
 };
 TAILQ_HEAD(fe_client_list, fe_client);
@@ -149,7 +150,6 @@ struct frontend {
 	struct cfg_pool pool_cfg;
 	struct cfg_batch batch_cfg; /* the coalescers' limits */
 	unsigned acquire_timeout_ms;
-	unsigned catalog_ttl_s;
 	struct up_params up; /* host and password: ours, current */
 	SSL_CTX *up_ctx;
 	SSL_CTX *tls_ctx; /* for clients; NULL with tls = off */
@@ -218,6 +218,8 @@ void fco_copy_input(struct fe_client *cl);
  * the data so far; sv_swallow_copyin set). false on OOM.
  */
 bool fco_relay_started(struct fe_client *cl, struct evbuffer *out);
+/* New [batch] limits (fe->batch_cfg) for the coalescers already made. */
+void fco_reconfigure(struct frontend *fe);
 void fco_db_free(struct fe_db *db);
 void fco_drain(struct frontend *fe);
 bool fco_is_idle(const struct frontend *fe);
