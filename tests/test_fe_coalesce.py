@@ -363,9 +363,9 @@ def test_coalesce_off_and_coalesce_tables(pg: PgServer, tmp_path: Path) -> None:
     fresh_table(pg, "co_off", "id int")
     for settings, expected in (({"coalesce": "off"}, 0),
                                ({"coalesce_tables": "public.co_on, nosuch"}, 10)):
-        f = FrontDoor(pg, tmp_path / f"{expected}", **settings) if (
-            tmp_path / f"{expected}").mkdir() is None else None
-        assert f is not None
+        run_dir = tmp_path / str(expected)
+        run_dir.mkdir()
+        f = FrontDoor(pg, run_dir, **settings)
         try:
             with f.connect() as c:
                 for i in range(10):
