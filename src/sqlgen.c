@@ -943,8 +943,10 @@ static bool add_progress_prune(struct evbuffer *out,
 }
 
 /*
- * The upserts in key order, then one prune per (table, query) below the
- * smallest epoch of its rows in this batch (sorted: a group is adjacent).
+ * The upserts in key order, then one prune per (table, query) of the epochs
+ * before the one preceding the smallest epoch of its rows in this batch (a
+ * failed real-time task's input is replayed in the next epoch; sorted: a
+ * group is adjacent).
  */
 static bool add_progress_upserts(struct evbuffer *out,
                                  const struct sql_progress *const *p, size_t n)
@@ -961,7 +963,7 @@ static bool add_progress_upserts(struct evbuffer *out,
 		for (size_t j = first + 1; j <= i; j++)
 			if (p[j]->epoch_id < epoch)
 				epoch = p[j]->epoch_id;
-		if (!add_progress_prune(out, p[first], epoch))
+		if (!add_progress_prune(out, p[first], epoch - 1))
 			return false;
 		first = i + 1;
 	}

@@ -11,8 +11,9 @@ rows of this (query, partition, epoch) are now durable:
 
 (partition_id holds the partition's key.) The first process() reads that count; the writer then
 skips exactly that many leading rows of the replayed partition and writes what follows
-(complete, set by close(None), is informational: in real-time mode a replayed "complete" epoch
-can hold more rows, writer.py). This is exact only if the replay yields the same rows in the
+(complete, set by close(None), only says whether the count may be carried into the next
+epoch, progress_key.py: in real-time mode a replayed "complete" epoch can hold more rows,
+writer.py). This is exact only if the replay yields the same rows in the
 same order, and no two partitions of an epoch start with the same row (see python/README.md
 for what happens when they do).
 
@@ -21,7 +22,8 @@ from the value this attempt expects, so it also takes the row lock that serializ
 attempts of one partition (a zombie task, speculative execution): the loser sees another
 count and fails instead of writing twice. A retry of a flush whose commit was lost finds its
 own count already there and skips the rows. The first flush of a task deletes the query's rows
-of older epochs (Spark never replays an epoch once a later one has started).
+of epochs before the previous one (Spark replays no older epoch; the previous one's rows are
+kept for a failed real-time task, progress_key.py).
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ class ProgressTable(ProgressName):
         return sql.SQL("SELECT rows_committed, complete FROM {} WHERE query_id = %s"
                        " AND partition_id = %s AND epoch_id = %s").format(self._name())
 
+    def read_replay(self) -> sql.Composed:
+        """The key's rows of this epoch and the previous one (progress_key.py)."""
+        return sql.SQL("SELECT epoch_id, rows_committed, complete FROM {} WHERE query_id = %s"
+                       " AND partition_id = %s AND epoch_id IN (%s, %s)").format(self._name())
+
     def advance(self) -> sql.Composed:
         """Sets the count to %(new)s if it is %(old)s (or absent and %(old)s is 0)."""
         return sql.SQL(
@@ -71,7 +78,8 @@ class ProgressTable(ProgressName):
             " RETURNING 1").format(t=self._name())
 
     def prune(self) -> sql.Composed:
-        """The query's rows of older epochs, whatever their key (it changes every epoch)."""
+        """The query's rows of epochs before the previous one, whatever their key (it changes
+        every epoch); the previous epoch's stay (progress_key.py)."""
         return sql.SQL("DELETE FROM {} WHERE query_id = %s AND epoch_id < %s").format(
             self._name())
 
@@ -102,9 +110,11 @@ class Progress(ReplayCount):
             conn.commit()
         except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
             conn.rollback()  # another task created it at the same moment
-        row = conn.execute(self.table.read(), self.key).fetchone()
+        q, key, epoch = self.key
+        found = {int(e): (int(n), bool(c)) for e, n, c in
+                 conn.execute(self.table.read_replay(), (q, key, epoch, epoch - 1))}
         conn.commit()
-        self.loaded(*((int(row[0]), bool(row[1])) if row else (0, False)))
+        self.loaded(found.get(epoch, (0, False)), found.get(epoch - 1, (0, False)))
 
     def claim(self, cur: psycopg.Cursor[Any], rows: int, complete: bool = False) -> bool:
         """First statement of a flush's transaction. False: this flush already committed
@@ -115,7 +125,7 @@ class Progress(ReplayCount):
                       complete=complete)
         if cur.execute(self.table.advance(), params).fetchone() is not None:
             if not self._pruned:
-                cur.execute(self.table.prune(), (self.query_id, self.epoch_id))
+                cur.execute(self.table.prune(), (self.query_id, self.epoch_id - 1))
             return True
         found = cur.execute(self.table.read(), self.key).fetchone()
         if found is not None and int(found[0]) == new:
@@ -133,7 +143,8 @@ class Progress(ReplayCount):
         self._pruned = True
 
     def finish(self, conn: psycopg.Connection) -> None:
-        """Marks the epoch complete (close(None) came; informational, see open())."""
+        """Marks the epoch complete (close(None) came): its count is not carried into the next
+        epoch (progress_key.py)."""
         with conn.cursor() as cur:
             done = self.claim(cur, 0, complete=True)
         if done:

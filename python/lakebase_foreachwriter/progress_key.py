@@ -10,6 +10,12 @@ across a query restart (it plans a restored batch's partitions in another order 
 one), while a replay of a source partition starts with the same row. The key is the first 63
 bits of SHA-256 of that row as COPY text, so it fits the table's `partition_id bigint` and the
 ingest protocol's non-negative int64.
+
+A real-time-mode task that fails is not replayed by its retry but by the next epoch, which reads
+the Kafka partition again from the failed epoch's start (measured with PySpark 4.3,
+python/README.md): so a key with no row in this epoch takes the count of its row in the previous
+epoch if that epoch did not complete. Rows of the previous epoch are therefore kept until the
+one after (pruning, progress.py and docs/ingest-protocol.md 6.5).
 """
 
 from __future__ import annotations
@@ -80,15 +86,21 @@ class ReplayCount:
     def identify(self, first_row: EncodedRow) -> None:
         self.key = (self.query_id, partition_key(first_row), self.epoch_id)
 
-    def loaded(self, committed: int, complete: bool) -> None:
-        """What the table said when the first row came."""
+    def loaded(self, this: Tuple[int, bool], previous: Tuple[int, bool] = (0, False)) -> None:
+        """What the table said when the first row came: (rows_committed, complete) of this
+        key in this epoch and in the previous one ((0, False) where there is no row)."""
+        committed, complete = this
+        carried = committed == 0 and not complete and previous[0] > 0 and not previous[1]
+        if carried:  # a failed real-time task's input, replayed in this epoch
+            committed = previous[0]
         self.committed, self.complete = committed, complete
         self.to_skip = committed
         if committed:
             log.info("exactly_once: query %s Spark partition %d epoch %d (key %d) has %d rows "
                      "committed%s", self.query_id, self.spark_partition, self.epoch_id,
                      self.key[1] if self.key else -1, committed,
-                     " (complete)" if complete else "")
+                     " in the previous epoch, which did not complete" if carried
+                     else " (complete)" if complete else "")
 
     def skip(self) -> bool:
         """True for a replayed row that is already in the table (process() drops it)."""

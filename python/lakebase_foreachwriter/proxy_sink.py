@@ -24,7 +24,7 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, List, Optional, Tuple
 
 from .encoding import EncodedRow, copy_line
@@ -136,16 +136,23 @@ class ProxySink:
         return conn
 
     def load_progress(self) -> None:
-        """exactly_once: the committed count of this (query, partition key, epoch), read with
-        a ProgressQuery after progress.identify(); waits for its answer (and every unit's)."""
-        assert self.progress is not None
-        query = Query(self._next_flush_id)
-        self._next_flush_id += 1
-        self._answers.expect(query)
-        self._send(encode_progress_query(query.request_id, self._progress_key(self.progress)))
+        """exactly_once: the committed counts of this (query, partition key) in this epoch and
+        the previous one (progress_key.py), read with two ProgressQuery at once after
+        progress.identify(); waits for their answers (and every unit's)."""
+        progress = self.progress
+        assert progress is not None
+        key = self._progress_key(progress)
+        keys = [key] + ([replace(key, epoch_id=key.epoch_id - 1)] if key.epoch_id > 0 else [])
+        queries = []
+        for k in keys:
+            queries.append(Query(self._next_flush_id))
+            self._next_flush_id += 1
+            self._answers.expect(queries[-1])
+            self._send(encode_progress_query(queries[-1].request_id, k))
         self.flush()
-        assert query.answer is not None
-        self.progress.loaded(query.answer.rows_committed, query.answer.complete)
+        got = [(q.answer.rows_committed, q.answer.complete) for q in queries if q.answer]
+        assert len(got) == len(queries)
+        progress.loaded(*got)
 
     @staticmethod
     def _progress_key(progress: ReplayCount) -> ProgressKey:
@@ -156,7 +163,7 @@ class ProxySink:
 
     def finish_progress(self) -> None:
         """exactly_once: marks the epoch complete (an empty unit with its progress row;
-        informational, see writer.py); waits for its answer."""
+        not carried into the next epoch, progress_key.py); waits for its answer."""
         assert self.progress is not None and self.progress.key is not None
         self._send_unit([], 0, complete=True)
         self.progress.complete = True

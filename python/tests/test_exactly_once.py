@@ -174,9 +174,13 @@ def test_writer_replay_skips_committed_rows_and_complete_epochs(db, conn_args, t
     assert run_task(writer, 7, rows(0, 300))
     assert ks.id_counts(db, table_name) == {i: 1 for i in range(300)}
     assert progress_rows(db, table_name) == [(key_of(0), 7, 300, True)]
-    assert run_task(writer, 8, rows(300, 10))  # a newer epoch prunes the older
-    assert ks.id_counts(db, table_name) == {i: 1 for i in range(310)}
-    assert progress_rows(db, table_name) == [(key_of(300), 8, 10, True)]
+    assert run_task(writer, 8, rows(300, 10))  # the next epoch keeps the previous one's rows
+    assert progress_rows(db, table_name) == sorted([(key_of(0), 7, 300, True),
+                                                    (key_of(300), 8, 10, True)])
+    assert run_task(writer, 9, rows(310, 10))  # and prunes the ones before
+    assert ks.id_counts(db, table_name) == {i: 1 for i in range(320)}
+    assert progress_rows(db, table_name) == sorted([(key_of(300), 8, 10, True),
+                                                    (key_of(310), 9, 10, True)])
 
 
 @pytest.mark.parametrize("via", ["direct", "proxy"])
@@ -200,6 +204,25 @@ def test_replay_under_other_partition_ids_skips_each_partitions_own_rows(
                                             + list(range(1000, 1250))}
     assert progress_rows(db, table_name) == sorted([(key_of(0), 5, 250, True),
                                                     (key_of(1000), 5, 250, True)])
+
+
+@pytest.mark.parametrize("via", ["direct", "proxy"])
+def test_failed_task_replayed_by_the_next_epoch_skips_its_committed_rows(
+        db, conn_args, table_name, via, request):
+    """Real-time mode replays a failed task's input in the next epoch (its retry in the same
+    epoch reads no row): the replay skips what the failed epoch committed. The same first row
+    after a complete epoch is new input and is written."""
+    ks.create_table(db, table_name)
+    where = conn_args if via == "direct" else {"proxy": request.getfixturevalue("proxy")}
+    writer = make_writer(where, table_name, "insert", True, query_name="q6")
+    assert run_task(writer, 3, rows(0, 250), fail_after=230)  # 200 committed, then it fails
+    assert run_task(writer, 3, [])  # the retry: no rows
+    assert run_task(writer, 4, rows(0, 260))  # the next epoch reads the partition again
+    assert ks.id_counts(db, table_name) == {i: 1 for i in range(260)}
+    assert progress_rows(db, table_name) == sorted([(key_of(0), 3, 200, False),
+                                                    (key_of(0), 4, 260, True)])
+    assert run_task(writer, 5, rows(0, 10))  # after a complete epoch: new rows, alike
+    assert ks.id_counts(db, table_name) == {i: 1 if i >= 10 else 2 for i in range(260)}
 
 
 def test_writer_without_exactly_once_writes_the_replay_again(db, conn_args, table_name):

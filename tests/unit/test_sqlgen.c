@@ -790,7 +790,7 @@ START_TEST(test_batch_statement_progress)
 	        "\"pr\"") "; BEGIN; COPY \"t\" "
 	                  "(\"id\", \"v\") FROM STDIN" PROGRESS_UPSERT(
 	                      "\"pr\"", "'p'", "1, 1, 9, false")
-	                      PROGRESS_PRUNE("\"pr\"", "'p'", "1")
+	                      PROGRESS_PRUNE("\"pr\"", "'p'", "0")
 	                          PROGRESS_UPSERT("\"pr\"", "'q'",
 	                                          "1, 1, 7, true")
 	                              PROGRESS_UPSERT("\"pr\"", "'q'",
@@ -798,7 +798,7 @@ START_TEST(test_batch_statement_progress)
 	                                  PROGRESS_UPSERT("\"pr\"", "'q'",
 	                                                  "5, 0, 30, false")
 	                                      PROGRESS_PRUNE("\"pr\"", "'q'",
-	                                                     "0") "; COMMIT");
+	                                                     "-1") "; COMMIT");
 	free(sql);
 	/* an invalid row: no statement */
 	c.rows_committed = -1;
@@ -838,7 +838,7 @@ START_TEST(test_batch_statement_progress_with_letters_and_upsert)
 	          up > dead);
 	ck_assert_ptr_nonnull(
 	    strstr(up, "; DELETE FROM \"s\".\"pr\" WHERE query_id = 'q' AND "
-	               "epoch_id < 5; COMMIT"));
+	               "epoch_id < 4; COMMIT"));
 	free(sql);
 	/* upsert: the staged statements, then the progress row */
 	t.mode = SQL_UPSERT;
