@@ -836,15 +836,15 @@ static bool add_progress_create(struct evbuffer *out,
 	               "epoch_id))");
 }
 
-/* query_id = '<q>' AND partition_id = <p> AND epoch_id <op> <e> */
+/* query_id = '<q>' AND partition_id = <p> AND epoch_id = <e> */
 static bool add_progress_where(struct evbuffer *out,
-                               const struct sql_progress *p, const char *op)
+                               const struct sql_progress *p)
 {
 	char ids[80];
 
 	snprintf(ids, sizeof(ids),
-	         " AND partition_id = %" PRId64 " AND epoch_id %s %" PRId64,
-	         p->partition_id, op, p->epoch_id);
+	         " AND partition_id = %" PRId64 " AND epoch_id = %" PRId64,
+	         p->partition_id, p->epoch_id);
 	return add_str(out, " WHERE query_id = ") &&
 	       sql_append_literal(out, p->query_id) && add_str(out, ids);
 }
@@ -859,7 +859,7 @@ char *sql_progress_read(const struct sql_progress *p)
 	                        add_str(b, "; SELECT rows_committed, complete "
 	                                   "FROM ") &&
 	                        sql_append_qualified(b, p->schema, p->table) &&
-	                        add_progress_where(b, p, "="));
+	                        add_progress_where(b, p));
 }
 
 static bool same_table(const struct sql_progress *a,
@@ -923,17 +923,47 @@ static bool add_progress_upsert(struct evbuffer *out,
 	               "UPDATE SET rows_committed = GREATEST("
 	               "p.rows_committed, EXCLUDED.rows_committed), "
 	               "complete = p.complete OR EXCLUDED.complete, "
-	               "updated_at = now(); DELETE FROM ") &&
-	       sql_append_qualified(out, p->schema, p->table) &&
-	       add_progress_where(out, p, "<");
+	               "updated_at = now()");
 }
 
+/*
+ * The query's rows of epochs before `epoch` (of every partition key: a
+ * partition's key changes from epoch to epoch, docs/ingest-protocol.md 6.5).
+ */
+static bool add_progress_prune(struct evbuffer *out,
+                               const struct sql_progress *p, int64_t epoch)
+{
+	char cond[48];
+
+	snprintf(cond, sizeof(cond), " AND epoch_id < %" PRId64, epoch);
+	return add_str(out, "; DELETE FROM ") &&
+	       sql_append_qualified(out, p->schema, p->table) &&
+	       add_str(out, " WHERE query_id = ") &&
+	       sql_append_literal(out, p->query_id) && add_str(out, cond);
+}
+
+/*
+ * The upserts in key order, then one prune per (table, query) below the
+ * smallest epoch of its rows in this batch (sorted: a group is adjacent).
+ */
 static bool add_progress_upserts(struct evbuffer *out,
                                  const struct sql_progress *const *p, size_t n)
 {
+	size_t first = 0;
+
 	for (size_t i = 0; i < n; i++) {
 		if (!add_progress_upsert(out, p[i]))
 			return false;
+		if (i + 1 < n && same_table(p[i], p[i + 1]) &&
+		    strcmp(p[i]->query_id, p[i + 1]->query_id) == 0)
+			continue;
+		int64_t epoch = p[first]->epoch_id;
+		for (size_t j = first + 1; j <= i; j++)
+			if (p[j]->epoch_id < epoch)
+				epoch = p[j]->epoch_id;
+		if (!add_progress_prune(out, p[first], epoch))
+			return false;
+		first = i + 1;
 	}
 	return true;
 }

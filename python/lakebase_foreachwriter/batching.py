@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .encoding import EncodedRow
 from .sink import Sink
@@ -44,6 +44,12 @@ class Batcher:
             self._pending.append(row)
             if len(self._pending) >= self._batch_size or self._is_due():
                 self._flush_locked()
+
+    def run_locked(self, action: Callable[[], None]) -> None:
+        """Runs action with the lock held: nothing else uses the sink meanwhile."""
+        with self._cond:
+            self._raise_pending_error()
+            action()
 
     def flush(self) -> None:
         with self._cond:

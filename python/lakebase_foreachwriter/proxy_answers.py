@@ -12,10 +12,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, Optional
+from typing import Callable, Deque, Optional, Union
 
 from .errors import ConfigurationError, ConnectionFailedError, LakebaseWriterError, WriteError
-from .ingest_protocol import (NAME_STATES, SESSION_STATE_CLASSES, Ack, FlushError,
+from .ingest_protocol import (NAME_STATES, SESSION_STATE_CLASSES, Ack, FlushError, Progress,
                               ProtocolError, ProxyError)
 
 
@@ -27,6 +27,15 @@ class Unit:
     first_row: int  # 1-based number, within this task, of the unit's first row
     rows: int
     nbytes: int
+
+
+@dataclass
+class Query:
+    """A ProgressQuery on the wire (answered in turn with the units): its Progress, once come."""
+
+    request_id: int
+    answer: Optional[Progress] = None
+    nbytes: int = 0
 
 
 def session_error(address: str, sqlstate: str, message: str) -> LakebaseWriterError:
@@ -56,7 +65,7 @@ class Answers:
     def __init__(self, address: str) -> None:
         self._address = address
         self._cond = threading.Condition()
-        self._waiting: Deque[Unit] = deque()
+        self._waiting: Deque[Union[Unit, Query]] = deque()
         self._error: Optional[BaseException] = None
         self._ended = False  # no more answers will come (CloseOk, Error, or connection lost)
         self._close_ok = False
@@ -66,7 +75,7 @@ class Answers:
     def error(self) -> Optional[BaseException]:
         return self._error  # read without the lock: one reference, set once
 
-    def expect(self, unit: Unit) -> None:
+    def expect(self, unit: Union[Unit, Query]) -> None:
         with self._cond:
             self._waiting.append(unit)
 
@@ -80,7 +89,7 @@ class Answers:
         """Takes one decoded message; returns False when no more answers will follow."""
         with self._cond:
             try:
-                if isinstance(answer, (Ack, FlushError)):
+                if isinstance(answer, (Ack, FlushError, Progress)):
                     self._answer_unit(answer)
                     return True
                 if isinstance(answer, ProxyError):
@@ -108,11 +117,14 @@ class Answers:
                     f"{pending} flushes unacknowledged; their rows may or may not be committed"))
                 self._end()
 
-    def _answer_unit(self, answer: object) -> None:
+    def _answer_unit(self, answer: Union[Ack, FlushError, Progress]) -> None:
         if not self._waiting:
             raise ProtocolError(f"answer {answer!r} to no outstanding flush")
         unit = self._waiting[0]
-        if answer.flush_id != unit.flush_id:  # type: ignore[attr-defined]
+        if isinstance(unit, Query):
+            self._answer_query(unit, answer)
+            return
+        if isinstance(answer, Progress) or answer.flush_id != unit.flush_id:
             raise ProtocolError(f"answer {answer!r} while flush {unit.flush_id} is due")
         if isinstance(answer, Ack):
             if answer.rows != unit.rows:
@@ -121,6 +133,20 @@ class Answers:
             self.acked_rows += unit.rows
         else:
             self._fail(flush_error(answer, unit))  # type: ignore[arg-type]
+        self._waiting.popleft()
+        self._cond.notify_all()
+
+    def _answer_query(self, query: Query, answer: Union[Ack, FlushError, Progress]) -> None:
+        ident = answer.request_id if isinstance(answer, Progress) else answer.flush_id
+        if isinstance(answer, Ack) or ident != query.request_id:
+            raise ProtocolError(f"answer {answer!r} while progress query {query.request_id} "
+                                "is due")
+        if isinstance(answer, FlushError):
+            self._fail(WriteError(answer.message, answer.sqlstate, detail=answer.detail,
+                                  context=f"reading the exactly_once progress through "
+                                          f"lakebase-proxy at {self._address}"))
+        else:
+            query.answer = answer
         self._waiting.popleft()
         self._cond.notify_all()
 

@@ -6,10 +6,11 @@ write() returns once the bytes are sent; the reader thread started by connect() 
 answers (proxy_answers.Answers). The first FlushError or Error is raised from the next check(),
 write(), flush() or close(). flush() and close() wait, bounded, until every unit is answered.
 
-With exactly_once (`progress` set before connect()), connect() reads the progress row through
-the proxy (ProgressQuery), every unit goes out as a FlushProgress carrying the count of rows
-durable once it commits, and each unit's answer is awaited before the next unit is sent: a
-count claims every earlier row, so no unit may commit after an earlier one failed or before it.
+With exactly_once (`progress` set before connect(), which checks that the proxy speaks 1.1),
+load_progress() reads the progress row through the proxy (ProgressQuery) once the task's first
+row named its key, every unit goes out as a FlushProgress carrying the count of rows durable
+once it commits, and each unit's answer is awaited before the next unit is sent: a count claims
+every earlier row, so no unit may commit after an earlier one failed or before it.
 
 Nothing is retried once rows have been sent. A unit in flight when the connection breaks may
 already be committed (always possible in insert mode, 08007 "outcome unknown"), so sending it
@@ -31,10 +32,11 @@ from .errors import ConfigurationError, ConnectionFailedError, EncodingError, Wr
 from .ingest_protocol import (HEADER_BYTES, RETRYABLE_SESSION_STATES, ROWS_MESSAGE_BYTES,
                               FlushError, IngestConnection, Progress, ProgressKey, ProtocolError,
                               ProxyError, decode_answer, encode_close, encode_flush,
-                              encode_flush_progress, encode_rows, take_frame)
+                              encode_flush_progress, encode_progress_query, encode_rows,
+                              take_frame)
 from . import ingest_protocol
 from .progress_key import ReplayCount
-from .proxy_answers import Answers, Unit, session_error
+from .proxy_answers import Answers, Query, Unit, session_error
 from .target import Target
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,8 @@ class ProxySink:
         self._max_message = 0
         self.keepalive_s = KEEPALIVE_S  # read by the Batcher's timer
         self.column_types: Tuple[str, ...] = ()
-        # exactly_once: set before connect(), which loads it; advanced by each acked unit.
+        # exactly_once: set before connect(); loaded by load_progress(); advanced by each
+        # acked unit.
         self.progress: Optional[ReplayCount] = None
 
     # ---- session -------------------------------------------------------------------------
@@ -120,42 +123,41 @@ class ProxySink:
             conn.open(t.table, t.mode, t.columns, schema=t.schema or "", keys=t.primary_keys,
                       version_column=t.version_column or "",
                       coalesce_columns=t.coalesce_columns)
-            if self.progress is not None:
-                self._load_progress(conn, self.progress)
+            if self.progress is not None and not conn.speaks_progress:
+                hello = conn.hello
+                raise ConfigurationError(
+                    f"lakebase-proxy at {s.address} speaks ingest protocol "
+                    f"{hello.major}.{hello.minor}; exactly_once=True through the proxy needs "
+                    f"{hello.major}.{ingest_protocol.PROGRESS_MINOR} "
+                    "(FlushProgress and ProgressQuery): upgrade the proxy or write directly")
         except BaseException:
             conn.abort()
             raise
         return conn
 
-    def _load_progress(self, conn: IngestConnection, progress: ReplayCount) -> None:
-        """exactly_once: the committed count of this (query, partition, epoch) (ProgressQuery)."""
-        hello = conn.hello
-        if not conn.speaks_progress:
-            raise ConfigurationError(
-                f"lakebase-proxy at {self._settings.address} speaks ingest protocol "
-                f"{hello.major}.{hello.minor}; exactly_once=True through the proxy needs "
-                f"{hello.major}.{ingest_protocol.PROGRESS_MINOR} "
-                "(FlushProgress and ProgressQuery): upgrade the proxy or write directly")
-        conn.query_progress(self._progress_key(progress))
-        answer = conn.read_answer()
-        if isinstance(answer, FlushError):
-            raise WriteError(answer.message, answer.sqlstate, detail=answer.detail,
-                             context=f"reading the exactly_once progress through "
-                                     f"lakebase-proxy at {self._settings.address}")
-        if not isinstance(answer, Progress):
-            raise ProtocolError(f"expected Progress, got {answer!r}")
-        progress.loaded(answer.rows_committed, answer.complete)
+    def load_progress(self) -> None:
+        """exactly_once: the committed count of this (query, partition key, epoch), read with
+        a ProgressQuery after progress.identify(); waits for its answer (and every unit's)."""
+        assert self.progress is not None
+        query = Query(self._next_flush_id)
+        self._next_flush_id += 1
+        self._answers.expect(query)
+        self._send(encode_progress_query(query.request_id, self._progress_key(self.progress)))
+        self.flush()
+        assert query.answer is not None
+        self.progress.loaded(query.answer.rows_committed, query.answer.complete)
 
     @staticmethod
     def _progress_key(progress: ReplayCount) -> ProgressKey:
-        query_id, partition_id, epoch_id = progress.key
+        assert progress.key is not None
+        query_id, partition_key, epoch_id = progress.key
         return ProgressKey(progress.name.schema or "", progress.name.table, query_id,
-                           partition_id, epoch_id)
+                           partition_key, epoch_id)
 
     def finish_progress(self) -> None:
-        """exactly_once: marks the epoch complete (an empty unit with its progress row), so
-        that a replay skips the partition at open(); waits for its answer."""
-        assert self.progress is not None
+        """exactly_once: marks the epoch complete (an empty unit with its progress row;
+        informational, see writer.py); waits for its answer."""
+        assert self.progress is not None and self.progress.key is not None
         self._send_unit([], 0, complete=True)
         self.progress.complete = True
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import discovery, validation
 from .batching import Batcher
-from .encoding import RowEncoder, session_time_zone
+from .encoding import EncodedRow, RowEncoder, session_time_zone
 from .errors import ConfigurationError, DiscoveryError
 from .progress_key import ProgressName, ReplayCount, split_progress_table, task_query_id
 from .proxy_sink import ProxySettings, ProxySink
@@ -162,7 +162,7 @@ class LakebaseForeachWriter:
             self._encoder = RowEncoder(cfg.columns, cfg.version_column, sink.column_types or None,
                                        cfg.session_time_zone)
             if cfg.progress_table is not None:
-                self._load_progress(sink, partition_id, epoch_id)
+                self._progress = self._make_progress(sink, partition_id, epoch_id)
         except BaseException:
             sink.close(discard=True)
             self._reset_runtime()
@@ -176,9 +176,17 @@ class LakebaseForeachWriter:
     def process(self, row: Any) -> None:
         if self._batcher is None or self._encoder is None:
             raise RuntimeError("LakebaseForeachWriter.process() called before open()")
-        if self._progress is not None and self._progress.skip():  # exactly_once: a replay
+        progress = self._progress
+        if progress is None:
+            self._batcher.add(self._encoder.encode(row))
             return
-        self._batcher.add(self._encoder.encode(row))
+        if progress.key is None:  # exactly_once: the epoch's first row names the partition
+            encoded = self._encoder.encode(row)
+            self._load_progress(progress, encoded)
+            if not progress.skip():
+                self._batcher.add(encoded)
+        elif not progress.skip():  # a replayed row already in the table is dropped
+            self._batcher.add(self._encoder.encode(row))
 
     def close(self, error: Optional[BaseException]) -> None:
         """Flush and commit (error is None) or discard (error given); always disconnects.
@@ -189,7 +197,7 @@ class LakebaseForeachWriter:
         self._reset_runtime()
         if batcher is None:
             return
-        if error is None and progress is not None:
+        if error is None and progress is not None and progress.key is not None:
             try:  # exactly_once: mark the epoch complete once all its rows are
                 batcher.flush()
                 if isinstance(sink, ProxySink):
@@ -203,28 +211,37 @@ class LakebaseForeachWriter:
 
     # ---- internals ------------------------------------------------------------------------
 
-    def _load_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> None:
-        """exactly_once: what this (query, partition, epoch) has committed (the direct path
-        reads it here, the proxy path's sink in connect(), with ProgressQuery)."""
+    def _make_progress(self, sink: Sink, partition_id: int, epoch_id: int) -> ReplayCount:
+        """exactly_once: this task's count, read at its first row (_load_progress)."""
         cfg = self._config
         assert cfg.progress_table is not None
         if isinstance(sink, ProxySink):
             assert sink.progress is not None
-            progress: Any = sink.progress
-        else:
-            from . import progress as progress_mod  # the direct path: psycopg is there
-            from .direct import DirectSink
+            return sink.progress
+        from . import progress as progress_mod  # the direct path: psycopg is there
+        from .direct import DirectSink
 
-            assert isinstance(sink, DirectSink)
-            progress = progress_mod.Progress(cfg.progress_table, task_query_id(cfg.query_name),
-                                             partition_id, epoch_id)
-            sink.with_connection("reading the exactly_once progress", progress.load)
-            sink.progress = progress
-        # A complete epoch is not skipped with open() -> False: in real-time mode Spark calls
-        # close(None) also for an epoch that query.stop() cut short, and replays it after a
-        # restart reading on past its old end; the replay's leading rows_committed rows are
-        # skipped, and whatever follows them is new.
-        self._progress = progress
+        assert isinstance(sink, DirectSink)
+        sink.progress = progress_mod.Progress(cfg.progress_table, task_query_id(cfg.query_name),
+                                              partition_id, epoch_id)
+        return sink.progress
+
+    def _load_progress(self, progress: ReplayCount, first_row: EncodedRow) -> None:
+        """exactly_once: what this (query, partition, epoch) has committed, the partition known
+        by the epoch's first row (progress_key.py), read under the Batcher's lock (its timer
+        may be using the sink). A complete epoch is not skipped: in real-time mode Spark calls
+        close(None) also for an epoch that query.stop() cut short, and replays it after a
+        restart reading on past its old end; the replay's leading rows_committed rows are
+        skipped, and whatever follows them is new."""
+        assert self._batcher is not None and self._sink is not None
+        progress.identify(first_row)
+        sink = self._sink
+        if isinstance(sink, ProxySink):
+            self._batcher.run_locked(sink.load_progress)
+        else:
+            load = progress.load  # type: ignore[attr-defined]  (progress.Progress)
+            self._batcher.run_locked(
+                lambda: sink.with_connection("reading the exactly_once progress", load))
 
     def _make_sink(self, partition_id: int, epoch_id: int) -> Sink:
         cfg = self._config

@@ -80,3 +80,38 @@ print("ok")
                          env={"PYTHONPATH": str(package), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_answers_match_a_progress_query_in_its_turn():
+    """A ProgressQuery's answer comes in order with the Flushes' (docs/ingest-protocol.md):
+    its Progress is kept; a Progress where a Flush is due, or for another request, breaks the
+    protocol; a FlushError for it is the failure raised."""
+    from lakebase_foreachwriter.errors import ConnectionFailedError, WriteError
+    from lakebase_foreachwriter.ingest_protocol import Ack, FlushError, Progress
+    from lakebase_foreachwriter.proxy_answers import Answers, Query, Unit
+
+    answers = Answers("test")
+    query = Query(2)
+    answers.expect(Unit(1, 1, 5, 50))
+    answers.expect(query)
+    assert answers.handle(Ack(1, 5)) and answers.handle(Progress(2, 7, True))
+    assert query.answer == Progress(2, 7, True) and answers.pending() == 0
+    assert answers.error is None and answers.acked_rows == 5
+
+    early = Answers("test")
+    early.expect(Unit(1, 1, 5, 50))
+    early.expect(Query(2))
+    assert not early.handle(Progress(2, 7, False))
+    assert isinstance(early.error, ConnectionFailedError)
+    assert "while flush 1 is due" in str(early.error)
+
+    other = Answers("test")
+    other.expect(Query(3))
+    assert not other.handle(Progress(4, 0, False))
+    assert "while progress query 3 is due" in str(other.error)
+
+    refused = Answers("test")
+    refused.expect(Query(1))
+    assert refused.handle(FlushError(1, "42602", "invalid progress table name", "", 0))
+    assert isinstance(refused.error, WriteError) and refused.error.sqlstate == "42602"
+    assert refused.pending() == 0

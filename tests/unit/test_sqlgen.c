@@ -744,14 +744,15 @@ START_TEST(test_progress_read)
 }
 END_TEST
 
-#define PROGRESS_UPSERT(table, q, vals, where)                                 \
+#define PROGRESS_UPSERT(table, q, vals)                                        \
 	"; INSERT INTO " table " AS p (query_id, partition_id, epoch_id, "     \
 	"rows_committed, complete) VALUES (" q ", " vals                       \
 	") ON CONFLICT (query_id, partition_id, epoch_id) DO UPDATE SET "      \
 	"rows_committed = GREATEST(p.rows_committed, "                         \
 	"EXCLUDED.rows_committed), complete = p.complete OR "                  \
-	"EXCLUDED.complete, updated_at = now(); DELETE FROM " table            \
-	" WHERE query_id = " q " AND partition_id = " where
+	"EXCLUDED.complete, updated_at = now()"
+#define PROGRESS_PRUNE(table, q, epoch)                                        \
+	"; DELETE FROM " table " WHERE query_id = " q " AND epoch_id < " epoch
 
 START_TEST(test_batch_statement_progress)
 {
@@ -762,8 +763,8 @@ START_TEST(test_batch_statement_progress)
 	                         .partition_id = 2,
 	                         .epoch_id = 1,
 	                         .rows_committed = 30};
-	struct sql_progress b = a, c = a;
-	const struct sql_progress *rows[] = {&a, &b, &c};
+	struct sql_progress b = a, c = a, d = a;
+	const struct sql_progress *rows[] = {&a, &b, &c, &d};
 	char *sql, *plain;
 
 	b.partition_id = 1;
@@ -772,33 +773,39 @@ START_TEST(test_batch_statement_progress)
 	c.query_id = "p";
 	c.partition_id = 1;
 	c.rows_committed = 9;
+	d.partition_id = 5;
+	d.epoch_id = 0;
 	/* nothing extra: the plain batch */
 	sql = sql_batch_statement(&t, NULL, NULL, 0, NULL, 0);
 	plain = sql_insert_batch(&t);
 	ck_assert_str_eq(sql, plain);
 	free(sql);
 	free(plain);
-	/* one CREATE per table; rows in key order */
-	sql = sql_batch_statement(&t, NULL, NULL, 0, rows, 3);
+	/* one CREATE per table; rows in key order; one prune per query, below
+	 * its smallest epoch in the batch, for every partition key */
+	sql = sql_batch_statement(&t, NULL, NULL, 0, rows, 4);
 	ck_assert_str_eq(
 	    sql,
 	    PROGRESS_CREATE(
 	        "\"pr\"") "; BEGIN; COPY \"t\" "
 	                  "(\"id\", \"v\") FROM STDIN" PROGRESS_UPSERT(
-	                      "\"pr\"", "'p'", "1, 1, 9, false",
-	                      "1 AND epoch_id < 1")
-	                      PROGRESS_UPSERT("\"pr\"", "'q'", "1, 1, 7, true",
-	                                      "1 AND epoch_id < 1")
-	                          PROGRESS_UPSERT(
-	                              "\"pr\"", "'q'", "2, 1, 30, false",
-	                              "2 AND epoch_id < 1") "; COMMIT");
+	                      "\"pr\"", "'p'", "1, 1, 9, false")
+	                      PROGRESS_PRUNE("\"pr\"", "'p'", "1")
+	                          PROGRESS_UPSERT("\"pr\"", "'q'",
+	                                          "1, 1, 7, true")
+	                              PROGRESS_UPSERT("\"pr\"", "'q'",
+	                                              "2, 1, 30, false")
+	                                  PROGRESS_UPSERT("\"pr\"", "'q'",
+	                                                  "5, 0, 30, false")
+	                                      PROGRESS_PRUNE("\"pr\"", "'q'",
+	                                                     "0") "; COMMIT");
 	free(sql);
 	/* an invalid row: no statement */
 	c.rows_committed = -1;
-	ck_assert_ptr_null(sql_batch_statement(&t, NULL, NULL, 0, rows, 3));
+	ck_assert_ptr_null(sql_batch_statement(&t, NULL, NULL, 0, rows, 4));
 	c.rows_committed = 9;
 	c.table = "a\x01";
-	ck_assert_ptr_null(sql_batch_statement(&t, NULL, NULL, 0, rows, 3));
+	ck_assert_ptr_null(sql_batch_statement(&t, NULL, NULL, 0, rows, 4));
 }
 END_TEST
 
@@ -830,8 +837,8 @@ START_TEST(test_batch_statement_progress_with_letters_and_upsert)
 	ck_assert(dl == sql && pc > dl && begin > pc && dead > begin &&
 	          up > dead);
 	ck_assert_ptr_nonnull(
-	    strstr(up, "DELETE FROM \"s\".\"pr\" WHERE query_id = 'q' AND "
-	               "partition_id = 0 AND epoch_id < 5; COMMIT"));
+	    strstr(up, "; DELETE FROM \"s\".\"pr\" WHERE query_id = 'q' AND "
+	               "epoch_id < 5; COMMIT"));
 	free(sql);
 	/* upsert: the staged statements, then the progress row */
 	t.mode = SQL_UPSERT;

@@ -388,8 +388,9 @@ END_TEST
 START_TEST(test_truncated_everywhere)
 {
 	static const char *const inputs[] = {
-	    "INSERT INTO \"Ev\" (a) VALUES (E'\\u00e9\\x41', U&'!0061' UESCAPE "
-	    "'!', $q$x$q$, -1.5e3, $1) /* c /* n */ */ -- t\n;",
+	    ("INSERT INTO \"Ev\" (a) VALUES (E'\\u00e9\\x41', U&'!0061' "
+	     "UESCAPE "
+	     "'!', $q$x$q$, -1.5e3, $1) /* c /* n */ */ -- t\n;"),
 	    "'a'\n'b' \"q\"\"x\" 1..2 a::b @- $$ $a$ $$",
 	    "E'\\uD83D\\uDE00' U&\"\\+01F600\" B'01' N'x'",
 	};
