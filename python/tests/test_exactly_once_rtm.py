@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Iterable, Iterator, List, Optional
 
 import pytest
 from pyspark import cloudpickle
@@ -118,9 +119,22 @@ def wait_ids(db: Any, table: str, ids: Iterable[int], query: Any, timeout: float
         time.sleep(0.2)
 
 
-def check_exactly(counts: Dict[int, int], exactly_once: bool, upto: int) -> None:
+@contextmanager
+def trickling(broker: Any, topic: str, arm: Path) -> Iterator[None]:
+    """Keeps rows coming (ids from TRICKLE_FIRST on); at the end prints the tasks' log."""
+    trickle = ks.Trickle(broker, topic, TRICKLE_FIRST, rows_per_s=1000)
+    try:
+        yield
+    finally:
+        trickle.stop()
+        print("tasks:", *task_log(arm), sep="\n  ")
+
+
+def check_table(db: Any, table: str, exactly_once: bool, upto: int) -> None:
     """check() on ids below `upto`, and with exactly_once no row at all twice (the trickle's
     included)."""
+    counts = ks.id_counts(db, table)
+    print("rows twice:", duplicates(counts))
     check(counts, exactly_once, upto)
     if exactly_once:
         assert set(counts.values()) == {1}, {i: n for i, n in counts.items() if n > 1}
@@ -151,21 +165,15 @@ def test_rtm_failed_task(spark, broker, db, conn_args, table_name, tmp_path, mod
     arm.write_text("")
     writer = Injected(make_writer(where, table_name, mode, exactly_once), arm, "fail",
                       FAIL_AFTER)
-    query = start(spark, broker, topic, writer, str(tmp_path / "ck"), realTime=EPOCH)
-    trickle = None
-    try:
-        ks.produce(broker, topic, 0, ROWS, rows_per_s=3000)
-        trickle = ks.Trickle(broker, topic, TRICKLE_FIRST, rows_per_s=1000)
-        wait_ids(db, table_name, range(ROWS), query)
-        assert not arm.exists(), "the task did not fail"
-    finally:
-        query.stop()
-        if trickle is not None:
-            trickle.stop()
-        print("tasks:", *task_log(arm), sep="\n  ")
-    counts = ks.id_counts(db, table_name)
-    print("rows twice:", duplicates(counts))
-    check_exactly(counts, exactly_once, ROWS)
+    with trickling(broker, topic, arm):
+        query = start(spark, broker, topic, writer, str(tmp_path / "ck"), realTime=EPOCH)
+        try:
+            ks.produce(broker, topic, 0, ROWS, rows_per_s=3000)
+            wait_ids(db, table_name, range(ROWS), query)
+            assert not arm.exists(), "the task did not fail"
+        finally:
+            query.stop()
+    check_table(db, table_name, exactly_once, ROWS)
 
 
 # ---- the query stopped mid-epoch and restarted from its checkpoint ----------------------------
@@ -212,45 +220,45 @@ def test_rtm_query_stopped_mid_epoch_and_restarted(spark, broker, pg, db, conn_a
     arm = tmp_path / "hold"
     arm.write_text("")
     ck = str(tmp_path / "ck")
-    trickle = None
     try:
         writer = Injected(make_writer(where, table_name, mode, exactly_once), arm, "hold",
                           ids=HOLD_AT)
-        query = start(spark, broker, topic, writer, ck, realTime=EPOCH)
-        try:
-            ks.produce(broker, topic, 0, ROWS, rows_per_s=3000)
-            trickle = ks.Trickle(broker, topic, TRICKLE_FIRST, rows_per_s=1000)
-            wait_ids(db, table_name, range(ROWS), query)
-            wait_epoch_committed(query)
-            ks.produce(broker, topic, ROWS, ROWS, rows_per_s=3000)
-            held = wait_held(arm, query)
-            other = 1 - held  # its rows of the second burst all committed
-            wait_ids(db, table_name, range(ROWS + other, 2 * ROWS, ks.PARTITIONS), query)
-        finally:
-            query.stop()  # mid-epoch
-        before = ks.id_counts(db, table_name)
-        print("before the restart:", len(before), "rows")
-        assert len([i for i in before if ROWS <= i < 2 * ROWS]) < ROWS
-        arm.unlink()
-        if proxy_proc is not None:
-            proxy_proc.stop()
-            proxy_proc.start()
-        writer = Injected(make_writer(where, table_name, mode, exactly_once), arm, "hold",
-                          ids=HOLD_AT, swap=swap)
-        query = start(spark, broker, topic, writer, ck, realTime=EPOCH)
-        try:
-            wait_ids(db, table_name, range(2 * ROWS), query)
-        finally:
-            query.stop()
+        with trickling(broker, topic, arm):
+            run_until_stopped_mid_epoch(spark, broker, db, table_name, topic, writer, ck, arm)
+            if proxy_proc is not None:
+                proxy_proc.stop()
+                proxy_proc.start()
+            writer.swap = swap
+            query = start(spark, broker, topic, writer, ck, realTime=EPOCH)
+            try:
+                wait_ids(db, table_name, range(2 * ROWS), query)
+            finally:
+                query.stop()
     finally:
-        if trickle is not None:
-            trickle.stop()
         if proxy_proc is not None:
             proxy_proc.stop()
-        print("tasks:", *task_log(arm), sep="\n  ")
-    counts = ks.id_counts(db, table_name)
-    print("rows twice:", duplicates(counts))
-    check_exactly(counts, exactly_once, 2 * ROWS)
+    check_table(db, table_name, exactly_once, 2 * ROWS)
+
+
+def run_until_stopped_mid_epoch(spark: Any, broker: Any, db: Any, table: str, topic: str,
+                                writer: Injected, ck: str, arm: Path) -> None:
+    """The first run of test_rtm_query_stopped_mid_epoch_and_restarted: both bursts produced,
+    the query stopped while Spark partition 0 holds in the middle of the second."""
+    query = start(spark, broker, topic, writer, ck, realTime=EPOCH)
+    try:
+        ks.produce(broker, topic, 0, ROWS, rows_per_s=3000)
+        wait_ids(db, table, range(ROWS), query)
+        wait_epoch_committed(query)
+        ks.produce(broker, topic, ROWS, ROWS, rows_per_s=3000)
+        held = wait_held(arm, query)
+        other = 1 - held  # its rows of the second burst all committed
+        wait_ids(db, table, range(ROWS + other, 2 * ROWS, ks.PARTITIONS), query)
+    finally:
+        query.stop()  # mid-epoch
+    before = ks.id_counts(db, table)
+    print("before the restart:", len(before), "rows")
+    assert len([i for i in before if ROWS <= i < 2 * ROWS]) < ROWS
+    arm.unlink()
 
 
 def wait_epoch_committed(query: Any, timeout: float = 60) -> None:
