@@ -142,16 +142,8 @@ def check_table(db: Any, table: str, exactly_once: bool, upto: int) -> None:
 
 # ---- a task that fails mid-epoch --------------------------------------------------------------
 
-# The progress row is keyed by epoch, and the replay comes in the next epoch: it finds no count
-# and writes the committed rows again (python/README.md "Exactly-once").
-REPLAY_IN_NEXT_EPOCH = pytest.mark.xfail(
-    strict=True, reason="known defect: a failed real-time task's rows are replayed in the next "
-    "epoch, which does not see the failed epoch's count")
-
-
 @pytest.mark.parametrize("mode,via,exactly_once", [
-    pytest.param("insert", "direct", True, marks=REPLAY_IN_NEXT_EPOCH),
-    pytest.param("bulk-insert", "proxy", True, marks=REPLAY_IN_NEXT_EPOCH),
+    ("insert", "direct", True), ("bulk-insert", "proxy", True),
     ("insert", "direct", False)])
 def test_rtm_failed_task(spark, broker, db, conn_args, table_name, tmp_path, mode, via,
                          exactly_once, request):
