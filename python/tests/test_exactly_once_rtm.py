@@ -232,6 +232,47 @@ def test_rtm_query_stopped_mid_epoch_and_restarted(spark, broker, pg, db, conn_a
     check_table(db, table_name, exactly_once, 2 * ROWS)
 
 
+@pytest.mark.parametrize("exactly_once", [True, False], ids=["eo", "no-eo"])
+def test_rtm_proxy_restarted_while_the_query_runs(spark, broker, pg, db, table_name, tmp_path,
+                                                  exactly_once):
+    """The proxy is stopped (SIGTERM: it answers what it holds and exits) and started again on
+    its port while a real-time query writes through it, part of the first burst committed:
+    the tasks whose session it ended fail at the epoch's end, Spark replays their input in the
+    next epoch, and the table holds every source row once with exactly_once (the replayed
+    committed rows twice without)."""
+    ks.create_table(db, table_name)
+    topic = ks.new_topic(broker)
+    proxy_proc = Proxy(pg, tmp_path)
+    arm = tmp_path / "log"  # no fault: the file only names the tasks' log
+    writer = Injected(make_writer({"proxy": f"127.0.0.1:{proxy_proc.port}"}, table_name,
+                                  "bulk-insert", exactly_once), arm, "none", ids=range(0))
+    try:
+        with trickling(broker, topic, arm):
+            query = start(spark, broker, topic, writer, str(tmp_path / "ck"), realTime=EPOCH)
+            try:
+                ks.produce(broker, topic, 0, ROWS, rows_per_s=3000)
+                wait_rows(db, table_name, ROWS // 5, query)
+                proxy_proc.stop()
+                proxy_proc.start()
+                wait_ids(db, table_name, range(ROWS), query)
+            finally:
+                query.stop()
+    finally:
+        proxy_proc.stop()
+    assert any(" error=" in line and "error=None" not in line for line in task_log(arm)), \
+        "no task lost its session"
+    check_table(db, table_name, exactly_once, ROWS)
+
+
+def wait_rows(db: Any, table: str, n: int, query: Any, timeout: float = 120) -> None:
+    """Polls until at least n ids below ROWS are in the table."""
+    deadline = time.monotonic() + timeout
+    while len([i for i in ks.id_counts(db, table) if i < ROWS]) < n:
+        assert query.isActive, query.exception()
+        assert time.monotonic() < deadline, f"fewer than {n} rows after {timeout}s"
+        time.sleep(0.05)
+
+
 def run_until_stopped_mid_epoch(spark: Any, broker: Any, db: Any, table: str, topic: str,
                                 writer: Injected, ck: str, arm: Path) -> None:
     """The first run of test_rtm_query_stopped_mid_epoch_and_restarted: both bursts produced,
