@@ -35,6 +35,7 @@ from test_exactly_once import proxy  # noqa: F401  (fixture)
 
 ROWS = 1000  # each burst: 500 rows per Kafka partition
 EPOCH = "5 seconds"
+LONG_EPOCH = "20 seconds"
 TRICKLE_FIRST = 1_000_000  # ids of the rows that keep the stream going (kafka_support.Trickle)
 FAIL_AFTER = 250  # rows of Spark partition 0 its first attempt takes before it raises
 # Spark partition 0 stops at the 250th row of its second burst (ids ROWS..2*ROWS-1)
@@ -239,7 +240,8 @@ def test_rtm_proxy_restarted_while_the_query_runs(spark, broker, pg, db, table_n
     its port while a real-time query writes through it, part of the first burst committed:
     the tasks whose session it ended fail at the epoch's end, Spark replays their input in the
     next epoch, and the table holds every source row once with exactly_once (the replayed
-    committed rows twice without)."""
+    committed rows twice without). Its epochs are long (LONG_EPOCH), so that the proxy stops
+    while the first epoch's tasks still hold their sessions."""
     ks.create_table(db, table_name)
     topic = ks.new_topic(broker)
     proxy_proc = Proxy(pg, tmp_path)
@@ -248,7 +250,8 @@ def test_rtm_proxy_restarted_while_the_query_runs(spark, broker, pg, db, table_n
                                   "bulk-insert", exactly_once), arm, "none", ids=range(0))
     try:
         with trickling(broker, topic, arm):
-            query = start(spark, broker, topic, writer, str(tmp_path / "ck"), realTime=EPOCH)
+            query = start(spark, broker, topic, writer, str(tmp_path / "ck"),
+                          realTime=LONG_EPOCH)
             try:
                 ks.produce(broker, topic, 0, ROWS, rows_per_s=3000)
                 wait_rows(db, table_name, ROWS // 5, query)
