@@ -63,6 +63,14 @@ def load(paths: Iterable[Path]) -> List[Flush]:
     return [tuple(f) for p in paths for f in json.loads(p.read_text())]  # type: ignore[misc]
 
 
+def committed_rows(db: Any, table: str) -> List[Tuple[int, int, float, float]]:
+    """(id, partition, processed_at, commit time) of every row of a bench table (psycopg)."""
+    rows = db.execute(f'SELECT id, part, extract(epoch FROM processed_at), '
+                      f'extract(epoch FROM pg_xact_commit_timestamp(xmin)) FROM "{table}"'
+                      ).fetchall()
+    return [(i, p, float(a), float(c)) for i, p, a, c in rows]
+
+
 def percentiles(values: Sequence[float]) -> Dict[str, Any]:
     s = sorted(values)
     if not s:
