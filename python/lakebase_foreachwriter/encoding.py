@@ -39,7 +39,18 @@ def copy_escape(text: str) -> str:
 
 
 def copy_line(fields: Sequence[Text]) -> str:
-    """One COPY text line, NULL as \\N, ending in a newline."""
+    """One COPY text line, NULL as \\N, ending in a newline.
+
+    Most fields need no escape: the fields are joined as they are and the line is scanned
+    once for what COPY escapes (each scan runs in C); only a line that has any is built
+    field by field. This is the writer's cost per row at every flush (proxy, bulk-insert)."""
+    nulls = fields.count(None)
+    line = "\t".join(fields if not nulls else ["\\N" if f is None else f for f in fields])
+    # A NULL adds one backslash and each separator one tab: more of either, or any newline
+    # or carriage return, comes from a field.
+    if (line.count("\\") == nulls and line.count("\t") == len(fields) - 1
+            and "\n" not in line and "\r" not in line):
+        return line + "\n"
     return "\t".join("\\N" if f is None else copy_escape(f) for f in fields) + "\n"
 
 

@@ -6,10 +6,12 @@ import time
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyspark.sql import Row
 from pyspark.sql import types as T
 
-from lakebase_foreachwriter.encoding import RowEncoder, copy_line, value_encoder
+from lakebase_foreachwriter.encoding import RowEncoder, copy_escape, copy_line, value_encoder
 from lakebase_foreachwriter.errors import EncodingError
 from lakebase_foreachwriter.schema import column_type
 
@@ -75,6 +77,17 @@ def test_timestamp_aware_values_are_converted_to_utc():
 def test_copy_line_escapes_and_nulls():
     line = copy_line(["a\\b", "tab\there", "nl\nline", "cr\rx", None, "\\x00ff"])
     assert line == "a\\\\b\ttab\\there\tnl\\nline\tcr\\rx\t\\N\t\\\\x00ff\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="ab\\\t\n\rN\u00e9\u20ac", max_size=6)),
+                max_size=6))
+def test_copy_line_equals_escaping_each_field(fields):
+    # copy_line joins first and escapes only lines that need it; the result must equal
+    # escaping field by field, whatever mix of NULLs, backslashes, tabs and newlines.
+    expected = "\t".join("\\N" if f is None else copy_escape(f) for f in fields) + "\n"
+    assert copy_line(fields) == expected
+    assert copy_line(tuple(fields)) == expected
 
 
 def test_nul_in_string_names_the_column():
