@@ -951,21 +951,19 @@ static bool add_progress_prune(struct evbuffer *out,
 static bool add_progress_upserts(struct evbuffer *out,
                                  const struct sql_progress *const *p, size_t n)
 {
-	size_t first = 0;
+	int64_t epoch = INT64_MAX; /* the smallest of the group so far */
 
 	for (size_t i = 0; i < n; i++) {
 		if (!add_progress_upsert(out, p[i]))
 			return false;
+		if (p[i]->epoch_id < epoch)
+			epoch = p[i]->epoch_id;
 		if (i + 1 < n && same_table(p[i], p[i + 1]) &&
 		    strcmp(p[i]->query_id, p[i + 1]->query_id) == 0)
 			continue;
-		int64_t epoch = p[first]->epoch_id;
-		for (size_t j = first + 1; j <= i; j++)
-			if (p[j]->epoch_id < epoch)
-				epoch = p[j]->epoch_id;
-		if (!add_progress_prune(out, p[first], epoch - 1))
+		if (!add_progress_prune(out, p[i], epoch - 1))
 			return false;
-		first = i + 1;
+		epoch = INT64_MAX;
 	}
 	return true;
 }

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, Optional, Union
+from typing import Callable, Deque, Optional, Tuple, Union
 
 from .errors import ConfigurationError, ConnectionFailedError, LakebaseWriterError, WriteError
 from .ingest_protocol import (NAME_STATES, SESSION_STATE_CLASSES, Ack, FlushError, Progress,
@@ -36,6 +36,12 @@ class Query:
     request_id: int
     answer: Optional[Progress] = None
     nbytes: int = 0
+
+    @property
+    def count(self) -> Tuple[int, bool]:
+        """(rows_committed, complete) of the answer; only once it came."""
+        assert self.answer is not None
+        return self.answer.rows_committed, self.answer.complete
 
 
 def session_error(address: str, sqlstate: str, message: str) -> LakebaseWriterError:

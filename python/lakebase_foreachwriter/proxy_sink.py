@@ -143,16 +143,16 @@ class ProxySink:
         assert progress is not None
         key = self._progress_key(progress)
         keys = [key] + ([replace(key, epoch_id=key.epoch_id - 1)] if key.epoch_id > 0 else [])
-        queries = []
-        for k in keys:
-            queries.append(Query(self._next_flush_id))
-            self._next_flush_id += 1
-            self._answers.expect(queries[-1])
-            self._send(encode_progress_query(queries[-1].request_id, k))
-        self.flush()
-        got = [(q.answer.rows_committed, q.answer.complete) for q in queries if q.answer]
-        assert len(got) == len(queries)
-        progress.loaded(*got)
+        queries = [self._send_progress_query(k) for k in keys]
+        self.flush()  # raises unless every query was answered with Progress
+        progress.loaded(*(q.count for q in queries))
+
+    def _send_progress_query(self, key: ProgressKey) -> Query:
+        query = Query(self._next_flush_id)
+        self._next_flush_id += 1
+        self._answers.expect(query)
+        self._send(encode_progress_query(query.request_id, key))
+        return query
 
     @staticmethod
     def _progress_key(progress: ReplayCount) -> ProgressKey:
